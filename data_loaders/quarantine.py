@@ -1,0 +1,53 @@
+"""Bad input is counted by kind and written, with file and line number, next to the output.
+
+Every reader shares this so that nothing is dropped silently: a line that cannot be used is
+either quarantined (and counted in the summary) or the run fails with a clear error.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+
+class Quarantine:
+    """Collects offending lines as JSON Lines: {"kind", "file", "line", "text"}."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.counts: Counter[str] = Counter()
+        self._out: IO[bytes] | None = None
+
+    def add(self, kind: str, file: str, line: int, text: str | bytes) -> None:
+        self.counts[kind] += 1
+        if self.path is None:
+            return
+        if self._out is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = self.path.open("wb")
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        self._out.write(orjson.dumps({"kind": kind, "file": file, "line": line, "text": text}) + b"\n")
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def __enter__(self) -> "Quarantine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def quarantine_path(out: Path) -> Path:
+    """The quarantine file that sits next to an output file: book.parquet -> book.quarantine.jsonl."""
+    return out.with_name(out.stem + ".quarantine.jsonl")

@@ -1,0 +1,1 @@
+"""HFformer, LSTM and naive forecasters: training, evaluation, backtest, export, report."""
