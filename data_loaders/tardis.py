@@ -1,0 +1,206 @@
+"""Tardis.dev CSV datasets (docs.tardis.dev, "Downloadable CSV files"): trades, book_snapshot_N, incremental_book_L2.
+
+Every file has a header naming its data type; times are microseconds since the epoch (UTC):
+  trades               exchange,symbol,timestamp,local_timestamp,id,side,price,amount
+  book_snapshot_25 / 5 exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,bids[0].price,
+                       bids[0].amount,asks[1].price,... (top N per side, best first, empty where the book is thinner)
+  incremental_book_L2  exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount
+`timestamp` is the exchange's time and `local_timestamp` the arrival time; rows come in arrival order, so
+out-of-order checks run on `local_timestamp`, across files given in order. Plain or gzipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from data_loaders.csv_lines import (
+    first_problem,
+    head_lines,
+    parse_float,
+    parse_int,
+    quarantine_rows,
+    read_bytes,
+    read_lines,
+    split_fields,
+    to_ns,
+)
+from data_loaders.quarantine import Quarantine
+from data_loaders.schema import TRADES_SCHEMA, book_schema
+
+COMMON = ["exchange", "symbol", "timestamp", "local_timestamp"]
+TRADES_HEADER = [*COMMON, "id", "side", "price", "amount"]
+INCREMENTAL_HEADER = [*COMMON, "is_snapshot", "side", "price", "amount"]
+SIDES = {"buy": 1, "sell": -1, "unknown": None}  # the aggressor (liquidity taker) side
+
+
+def _snapshot_header(depth: int) -> list[str]:
+    levels = [f"{side}[{i}].{field}" for i in range(depth) for side in ("asks", "bids") for field in ("price", "amount")]
+    return [*COMMON, *levels]
+
+
+def dataset(header: str) -> tuple[str, int] | None:
+    """(data type, book depth) named by a Tardis CSV header line; None if it is not one we read."""
+    names = header.strip().split(",")
+    if names == TRADES_HEADER:
+        return "trades", 0
+    if names == INCREMENTAL_HEADER:
+        return "incremental_book_L2", 0
+    depth = (len(names) - len(COMMON)) // 4
+    if depth > 0 and names == _snapshot_header(depth):
+        return f"book_snapshot_{depth}", depth
+    return None
+
+
+def sniff(path: Path) -> bool:
+    """Is this a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV (plain or gzipped)?"""
+    head = head_lines(path, n=1)
+    return bool(head) and dataset(head[0]) is not None
+
+
+def _columns(kind: str, depth: int) -> list[str]:
+    """A data type's fields, named as in its header."""
+    if kind == "trades":
+        return TRADES_HEADER
+    if kind == "incremental_book_L2":
+        return INCREMENTAL_HEADER
+    return _snapshot_header(depth)
+
+
+def _read_file(path: Path) -> tuple[str, int, pl.DataFrame]:
+    """One file -> (data type, depth, rows with String fields, `file`, `line`, `text`, `n_fields`)."""
+    data = read_bytes(path)
+    header = data[: data.find(b"\n") if b"\n" in data else len(data)].decode("utf-8", errors="replace")
+    found = dataset(header)
+    if found is None:
+        raise ValueError(f"{path}: not a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV")
+    kind, depth = found
+    rows = split_fields(read_lines(data).slice(1), _columns(kind, depth))
+    return kind, depth, rows.with_columns(file=pl.lit(str(path)))
+
+
+def _read_all(files: list[Path], kinds: tuple[str, ...]) -> tuple[str, int, pl.DataFrame]:
+    """All files, checked to be one dataset: one data type and depth, one exchange and symbol."""
+    read = [_read_file(Path(f)) for f in files]
+    types = {(kind, depth) for kind, depth, _ in read}
+    if len(types) > 1:
+        raise ValueError(f"files of different Tardis data types cannot form one dataset: {sorted(types)}")
+    kind, depth = types.pop()
+    if not kind.startswith(kinds):
+        raise ValueError(f"{files[0]}: is a Tardis {kind} file, expected {' or '.join(kinds)}")
+    rows = pl.concat([rows for _, _, rows in read])
+    instruments = rows.filter(pl.col("n_fields") == len(_columns(kind, depth))).select("exchange", "symbol").unique()
+    if instruments.height > 1:
+        raise ValueError(f"files hold several instruments, expected one: {instruments.rows()}")
+    return kind, depth, rows
+
+
+def _times() -> list[pl.Expr]:
+    return [
+        to_ns("timestamp", "us").alias("ts"),
+        to_ns("local_timestamp", "us").alias("local_ts"),
+    ]
+
+
+def _time_checks(parsed: list[str]) -> list[tuple[str, pl.Expr]]:
+    """The checks every row gets: field count, numbers that parse, times inside 2010..2100."""
+    return [
+        ("non_numeric", pl.any_horizontal(pl.col(name).is_null() for name in parsed)),
+        ("bad_timestamp", pl.col("ts").is_null() | pl.col("local_ts").is_null()),
+    ]
+
+
+def _with_order_check(rows: pl.DataFrame) -> pl.DataFrame:
+    """Flag good rows whose arrival time goes back against the good rows before them (across files)."""
+    good = pl.col("problem").is_null()
+    previous = pl.when(good).then(pl.col("local_ts")).cum_max().forward_fill().shift(1)
+    late = first_problem([("out_of_order", (good & (pl.col("local_ts") < previous)).fill_null(False))])
+    return rows.with_columns(pl.coalesce("problem", late).alias("problem"))
+
+
+def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
+    """Tardis trades CSV files -> TRADES_SCHEMA. side: buy +1, sell -1, unknown null; an empty id is null."""
+    if not files:
+        return pl.DataFrame(schema=TRADES_SCHEMA)
+    kind, depth, rows = _read_all(files, ("trades",))
+    rows = rows.with_columns(
+        parse_int("timestamp"),
+        parse_int("local_timestamp"),
+        parse_float("price"),
+        parse_float("amount"),
+        pl.when(pl.col("id") == "").then(None).otherwise(pl.col("id").cast(pl.Int64, strict=False)).alias("trade_id"),
+        pl.col("side").replace_strict(SIDES, default=None, return_dtype=pl.Int8).alias("sign"),
+    ).with_columns(_times())
+    problem = first_problem(
+        [
+            ("malformed", pl.col("n_fields") != len(_columns(kind, depth))),
+            *_time_checks(["timestamp", "local_timestamp", "price", "amount"]),
+            ("non_numeric", ((pl.col("id") != "") & pl.col("trade_id").is_null()) | ~pl.col("side").is_in(list(SIDES))),
+            ("non_positive", (pl.col("price") <= 0) | (pl.col("amount") <= 0)),
+        ]
+    )
+    rows = _with_order_check(rows.with_columns(problem))
+    quarantine_rows(rows, quarantine)
+    return (
+        rows.filter(pl.col("problem").is_null())
+        .select("ts", "local_ts", "trade_id", "price", pl.col("amount").alias("qty"), pl.col("sign").alias("side"))
+        .cast(TRADES_SCHEMA)
+    )
+
+
+def _read_snapshots(rows: pl.DataFrame, depth: int, levels: int, quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
+    """book_snapshot_N rows -> book rows: level i from bids[i-1] / asks[i-1]; a level the file lacks stays null."""
+    px = {s: [f"{s}[{i}].price" for i in range(depth)] for s in ("bids", "asks")}
+    qty = {s: [f"{s}[{i}].amount" for i in range(depth)] for s in ("bids", "asks")}
+    level_fields = _snapshot_header(depth)[len(COMMON) :]
+    present = {name: pl.col(name).fill_null("") != "" for name in level_fields}
+    rows = rows.with_columns(
+        parse_int("timestamp"), parse_int("local_timestamp"), *(parse_float(name) for name in level_fields)
+    ).with_columns(_times())
+    garbled = pl.any_horizontal(present[n] & pl.col(n).is_null() for n in level_fields)
+    half_level = pl.any_horizontal(present[p] != present[q] for s in px for p, q in zip(px[s], qty[s]))
+    unsorted = pl.any_horizontal(
+        [pl.col(a) >= pl.col(b) for a, b in zip(px["asks"], px["asks"][1:])]
+        + [pl.col(a) <= pl.col(b) for a, b in zip(px["bids"], px["bids"][1:])]
+    )
+    problem = first_problem(
+        [
+            ("malformed", pl.col("n_fields") != len(_snapshot_header(depth))),
+            *_time_checks(["timestamp", "local_timestamp"]),
+            ("non_numeric", garbled | half_level),
+            ("non_positive", pl.any_horizontal((pl.col(n) <= 0).fill_null(False) for n in level_fields)),
+            ("crossed", (pl.col(px["bids"][0]) >= pl.col(px["asks"][0])).fill_null(False)),
+            ("unsorted_levels", unsorted.fill_null(False)),
+        ]
+    )
+    rows = _with_order_check(rows.with_columns(problem))
+    quarantine_rows(rows, quarantine)
+
+    def level(columns: list[str], i: int) -> pl.Expr:
+        return pl.col(columns[i - 1]) if i <= depth else pl.lit(None, dtype=pl.Float64)
+
+    sources = {"bid_px": px["bids"], "bid_qty": qty["bids"], "ask_px": px["asks"], "ask_qty": qty["asks"]}
+    book = (
+        rows.filter(pl.col("problem").is_null())
+        .select(
+            "ts",
+            "local_ts",
+            pl.lit(None, dtype=pl.Int64).alias("update_id"),
+            pl.lit(True).alias("in_sync"),
+            *(level(sources[name], i).alias(f"{name}_{i}") for name in sources for i in range(1, levels + 1)),
+        )
+        .cast(book_schema(levels))
+    )
+    crossed = rows.filter(pl.col("problem") == "crossed").height
+    return book, {"rows": book.height, "snapshots": book.height, "crossed": crossed, "quarantined": rows.height - book.height}
+
+
+def read_book(files: list[Path], levels: int, quarantine: Quarantine, on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
+    """Tardis book_snapshot_N or incremental_book_L2 CSV files -> book rows with `levels` levels, and stats."""
+    if on_gap not in ("flag", "drop", "error"):
+        raise ValueError(f"on_gap must be flag, drop or error, not {on_gap!r}")
+    if not files:
+        return pl.DataFrame(schema=book_schema(levels)), {"rows": 0, "snapshots": 0, "crossed": 0, "quarantined": 0}
+    kind, depth, rows = _read_all(files, ("book_snapshot", "incremental_book_L2"))
+    return _read_snapshots(rows, depth, levels, quarantine)
