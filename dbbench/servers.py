@@ -1,0 +1,462 @@
+"""Start and stop native database servers on loopback, with scratch data directories (no Docker needed).
+
+`dbbench servers up|down|status` starts PostgreSQL 15 (`initdb` in a scratch directory), InfluxDB 1.x
+(`influxd` with a generated config) and kdb+ (`q -p PORT`, only when licensed), each on a free
+127.0.0.1 port. A state file in the run directory ($DBBENCH_SERVERS_DIR, default
+~/.cache/dbbench/servers) records pids, ports and DSNs, so that `status` and `down` work from
+another process and `up` reuses servers that are already running.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+import typer
+
+from data_loaders.summary import print_summary
+
+PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SERVER_ENGINES = ("timescaledb", "influxdb", "kdb")
+# What each engine exports for the tests and benchmarks (`up --export`).
+DSN_ENV = {"timescaledb": "DBBENCH_TIMESCALEDB_DSN", "influxdb": "DBBENCH_INFLUXDB_DSN", "kdb": "DBBENCH_KDB_DSN"}
+STOP_SIGNAL = {"timescaledb": signal.SIGINT, "influxdb": signal.SIGTERM, "kdb": signal.SIGTERM}  # SIGINT: postgres fast shutdown
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class ServerError(RuntimeError):
+    """A server that cannot be started, with the reason (missing binary and its Debian package, log tail)."""
+
+
+@dataclass
+class Server:
+    engine: str
+    pid: int
+    port: int
+    dsn: str
+    data_dir: str  # scratch directory, removed by `down`
+    log: str
+    binary: str
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("DBBENCH_SERVERS_DIR", Path.home() / ".cache" / "dbbench" / "servers"))
+
+
+def _state_path(directory: Path) -> Path:
+    return directory / "state.json"
+
+
+def read_state(directory: Path | None = None) -> dict[str, Server]:
+    path = _state_path(directory or run_dir())
+    if not path.exists():
+        return {}
+    return {engine: Server(**fields) for engine, fields in orjson.loads(path.read_bytes()).items()}
+
+
+def _write_state(directory: Path, servers: dict[str, Server]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = _state_path(directory).with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps({e: asdict(s) for e, s in servers.items()}, option=orjson.OPT_INDENT_2))
+    tmp.replace(_state_path(directory))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def alive(server: Server) -> bool:
+    """The recorded pid still runs the recorded binary (not a zombie, not a reused pid)."""
+    proc = Path(f"/proc/{server.pid}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")[0].decode()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X") and Path(cmdline).name == Path(server.binary).name
+
+
+def _log_tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+# --- finding binaries -----------------------------------------------------------------------
+
+
+def postgres_binaries() -> Path:
+    for tool in ("initdb", "postgres"):
+        if not (PG_BIN / tool).exists():
+            raise ServerError(
+                f"timescaledb: {PG_BIN / tool} not found: install the Debian package postgresql-15 "
+                "(apt-get install postgresql), or set DBBENCH_PG_BIN"
+            )
+    return PG_BIN
+
+
+def influxd_binary() -> Path:
+    found = shutil.which("influxd")
+    if not found:
+        raise ServerError("influxdb: influxd not found on PATH: install the Debian package influxdb (apt-get install influxdb)")
+    return Path(found)
+
+
+def q_binary() -> Path:
+    """A q executable with a kdb+ license next to it (QHOME/QLIC); kdb+ is not packaged by Debian."""
+    qhome = Path(os.environ.get("QHOME", Path.home() / "q"))
+    found = shutil.which("q") or next((str(p) for p in (qhome / "l64" / "q", qhome / "l64arm" / "q") if p.exists()), None)
+    if not found:
+        raise ServerError(
+            "kdb: no q executable on PATH or in $QHOME/l64: kdb+ is not a Debian package; install it from KX "
+            "(https://kx.com) with a license, or point KDB_HOST/KDB_PORT at a running q"
+        )
+    lic_dirs = [Path(os.environ["QLIC"])] if "QLIC" in os.environ else []
+    lic_dirs += [qhome, Path(found).resolve().parent.parent]
+    if not any((d / name).exists() for d in lic_dirs for name in ("kc.lic", "k4.lic", "kx.lic")):
+        raise ServerError(f"kdb: {found} found but no license (kc.lic/k4.lic/kx.lic) in QLIC or QHOME ({qhome})")
+    return Path(found)
+
+
+def available() -> dict[str, str | None]:
+    """Engine -> None when it can be started here, else the reason it cannot."""
+    reasons: dict[str, str | None] = {}
+    for engine, find in (("timescaledb", postgres_binaries), ("influxdb", influxd_binary), ("kdb", q_binary)):
+        try:
+            find()
+            reasons[engine] = None
+        except ServerError as exc:
+            reasons[engine] = str(exc)
+    return reasons
+
+
+# --- starting each engine ----------------------------------------------------------------------
+
+
+def _spawn(argv: list[str], log: Path, cwd: Path, user: str | None = None) -> subprocess.Popen:
+    """Detached from our session and our stdout, so it outlives `eval "$(dbbench servers up --export)"`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True, user=user
+        )
+
+
+def _wait_ready(engine: str, proc: subprocess.Popen, log: Path, ready: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"{engine}: server exited with code {proc.returncode} while starting; log {log}:\n{_log_tail(log)}")
+        if ready():
+            return
+        time.sleep(0.1)
+    _stop_pid(proc.pid, STOP_SIGNAL[engine])
+    raise ServerError(f"{engine}: not ready after {START_TIMEOUT_S:.0f} s; log {log}:\n{_log_tail(log)}")
+
+
+def _scratch_dir(directory: Path, engine: str, owner: str | None) -> Path:
+    """Under the run dir, except when a root-run server drops to `owner`, who cannot enter /root."""
+    if owner is None:
+        path = directory / engine
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+    path = Path(tempfile.mkdtemp(prefix=f"dbbench-{engine}-"))
+    entry = pwd.getpwnam(owner)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    return path
+
+
+def start_postgres(directory: Path) -> Server:
+    """PostgreSQL 15: initdb (trust auth, loopback only) in a scratch dir, then database `dbbench`."""
+    bin_dir = postgres_binaries()
+    owner = None
+    if os.geteuid() == 0:  # postgres refuses to run as root: run as the postgres system user
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise ServerError("timescaledb: running as root and no `postgres` user exists (it comes with the Debian package postgresql-common)") from exc
+        owner = "postgres"
+    scratch = _scratch_dir(directory, "timescaledb", owner)
+    data, log, port = scratch / "data", scratch / "postgres.log", _free_port()
+    init = subprocess.run(
+        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        capture_output=True, text=True, user=owner, cwd=scratch,
+    )
+    if init.returncode != 0:
+        raise ServerError(f"timescaledb: initdb failed ({init.returncode}): {init.stderr.strip()[-2000:]}")
+    conf = [
+        "listen_addresses = '127.0.0.1'",
+        f"port = {port}",
+        f"unix_socket_directories = '{scratch}'",
+    ]
+    if (Path("/usr/share/postgresql/15/extension") / "timescaledb.control").exists():
+        conf += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+    with open(data / "postgresql.conf", "a") as f:
+        f.write("\n# dbbench servers up\n" + "\n".join(conf) + "\n")
+    proc = _spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)
+    server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch), str(log), str(bin_dir / "postgres"))
+    _wait_ready("timescaledb", proc, log, lambda: _pg_ready(port))
+    create = subprocess.run(
+        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"], capture_output=True, text=True
+    )
+    if create.returncode != 0:
+        _stop_pid(proc.pid, STOP_SIGNAL["timescaledb"])
+        raise ServerError(f"timescaledb: createdb dbbench failed: {create.stderr.strip()}")
+    return server
+
+
+def _pg_ready(port: int) -> bool:
+    if not _port_open(port):
+        return False
+    probe = subprocess.run(
+        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+    ) if (PG_BIN / "pg_isready").exists() else None
+    return probe is None or probe.returncode == 0
+
+
+INFLUXD_CONFIG = """\
+# Generated by `dbbench servers up`: everything in one scratch directory, HTTP on loopback only.
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{scratch}/meta"
+
+[data]
+  dir = "{scratch}/data"
+  wal-dir = "{scratch}/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = false
+  log-enabled = false
+  max-body-size = 0
+
+[subscriber]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+def start_influxd(directory: Path) -> Server:
+    """InfluxDB 1.x: generated config (meta, data, wal in the scratch dir), wait for /ping."""
+    binary = influxd_binary()
+    scratch = _scratch_dir(directory, "influxdb", None)
+    port, rpc_port = _free_port(), _free_port()
+    config, log = scratch / "influxdb.conf", scratch / "influxd.log"
+    config.write_text(INFLUXD_CONFIG.format(scratch=scratch, port=port, rpc_port=rpc_port))
+    proc = _spawn([str(binary), "-config", str(config)], log, scratch)
+    server = Server("influxdb", proc.pid, port, f"influxdb://127.0.0.1:{port}/dbbench", str(scratch), str(log), str(binary))
+    _wait_ready("influxdb", proc, log, lambda: _http_ok(f"http://127.0.0.1:{port}/ping"))
+    return server
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status < 300
+    except OSError:
+        return False
+
+
+def start_q(directory: Path) -> Server:
+    """kdb+: `q -p PORT` in the scratch dir (where the engine saves its splayed tables)."""
+    binary = q_binary()
+    scratch = _scratch_dir(directory, "kdb", None)
+    port, log = _free_port(), scratch / "q.log"
+    proc = _spawn([str(binary), "-p", f"127.0.0.1:{port}"], log, scratch)
+    server = Server("kdb", proc.pid, port, f"kdb://127.0.0.1:{port}", str(scratch), str(log), str(binary))
+    _wait_ready("kdb", proc, log, lambda: _port_open(port))
+    return server
+
+
+STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, "influxdb": start_influxd, "kdb": start_q}
+
+
+# --- up / down / status ------------------------------------------------------------------------
+
+
+def _check_engines(engines: Sequence[str]) -> None:
+    unknown = [e for e in engines if e not in SERVER_ENGINES]
+    if unknown:
+        hint = " (clickhouse runs embedded through chDB, DSN chdb:///path, and needs no server)" if "clickhouse" in unknown else ""
+        raise ServerError(f"no native server for {', '.join(unknown)}; choose from {', '.join(SERVER_ENGINES)}{hint}")
+
+
+def up(engines: Sequence[str], directory: Path | None = None) -> dict[str, Server]:
+    """Start each engine's server unless the state file shows it already running (then reuse it)."""
+    _check_engines(engines)
+    directory = directory or run_dir()
+    state = read_state(directory)
+    started: dict[str, Server] = {}
+    for engine in engines:
+        current = state.get(engine)
+        if current and alive(current) and _port_open(current.port):
+            started[engine] = current
+            continue
+        if current:  # stale entry: the server died; its scratch dir is garbage
+            _remove_scratch(current)
+        state[engine] = started[engine] = STARTERS[engine](directory)
+        _write_state(directory, state)
+    return started
+
+
+def _stop_pid(pid: int, sig: int) -> bool:
+    """Signal, wait for exit (reaping it if it is our child), SIGKILL after STOP_TIMEOUT_S. True if it was running."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:  # not our child: poll until it is gone
+            if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+                return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _remove_scratch(server: Server) -> None:
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def stop(server: Server) -> bool:
+    """Stop one server cleanly and remove its scratch directory; True if it was running."""
+    was_running = alive(server) and _stop_pid(server.pid, STOP_SIGNAL[server.engine])
+    _remove_scratch(server)
+    return was_running
+
+
+def down(engines: Sequence[str] | None = None, directory: Path | None = None) -> dict[str, bool]:
+    """Stop the recorded servers (all, or those named): engine -> whether it was running."""
+    directory = directory or run_dir()
+    state = read_state(directory)
+    if engines is not None:
+        _check_engines(engines)
+    stopped = {}
+    for engine in [e for e in (engines or list(state)) if e in state]:
+        stopped[engine] = stop(state.pop(engine))
+        _write_state(directory, state)
+    return stopped
+
+
+def status(directory: Path | None = None) -> dict[str, dict]:
+    """Each recorded server with whether it is alive and listening."""
+    return {
+        engine: {**asdict(s), "running": alive(s) and _port_open(s.port)}
+        for engine, s in read_state(directory or run_dir()).items()
+    }
+
+
+def export_lines(servers: dict[str, Server]) -> list[str]:
+    """Shell lines for `eval`: the DSN of each server (plus KDB_HOST/KDB_PORT for kdb)."""
+    lines = [f"export {DSN_ENV[e]}={shlex.quote(s.dsn)}" for e, s in servers.items()]
+    if "kdb" in servers:
+        lines.append(f"export KDB_HOST=127.0.0.1 KDB_PORT={servers['kdb'].port}")
+    return lines
+
+
+# --- CLI (mounted by dbbench.cli as `dbbench servers`) -----------------------------------------
+
+servers_app = typer.Typer(help="Start, stop and list native database servers on loopback (no Docker).", no_args_is_help=True)
+
+
+def _parse_engines(engines: str | None) -> list[str] | None:
+    return [e.strip() for e in engines.split(",") if e.strip()] if engines else None
+
+
+@servers_app.command("up")
+def up_cmd(
+    engines: str = typer.Option(None, help="Comma-separated: timescaledb,influxdb,kdb (default: every one installed here)."),
+    export: bool = typer.Option(False, "--export", help="Print `export DBBENCH_..._DSN=...` lines for eval in a shell."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Start the servers (reusing running ones) and print their DSNs."""
+    chosen = _parse_engines(engines)
+    skipped: dict[str, str] = {}
+    if chosen is None:
+        reasons = available()
+        chosen = [e for e, reason in reasons.items() if reason is None]
+        skipped = {e: reason for e, reason in reasons.items() if reason}
+    try:
+        servers = up(chosen)
+    except ServerError as exc:
+        typer.echo(f"dbbench servers up: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for engine, reason in skipped.items():
+        typer.echo(f"dbbench servers up: skipped {engine}: {reason}", err=True)
+    if export:
+        typer.echo("\n".join(export_lines(servers)))
+        return
+    print_summary(
+        "servers up",
+        {"servers": {e: s.dsn for e, s in servers.items()}, "skipped": {e: r for e, r in skipped.items()}, "run_dir": str(run_dir())},
+        as_json,
+    )
+
+
+@servers_app.command("down")
+def down_cmd(
+    engines: str = typer.Option(None, help="Comma-separated engines to stop (default: all recorded)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Stop the servers cleanly and remove their scratch data directories."""
+    try:
+        stopped = down(_parse_engines(engines))
+    except ServerError as exc:
+        typer.echo(f"dbbench servers down: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    print_summary("servers down", {"stopped": {e: ("stopped" if was else "was-not-running") for e, was in stopped.items()}}, as_json)
+
+
+@servers_app.command("status")
+def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")) -> None:
+    """List the recorded servers, their DSNs and whether they are running."""
+    current = status()
+    if as_json:
+        print_summary("servers status", {"servers": current, "run_dir": str(run_dir())}, True)
+        return
+    print_summary(
+        "servers status",
+        {"servers": {e: f"{s['dsn']} ({'running' if s['running'] else 'stopped'}, pid {s['pid']})" for e, s in current.items()}, "run_dir": str(run_dir())},
+    )
