@@ -1,0 +1,117 @@
+"""Lazy training windows over a feature matrix, and a leak-free time-ordered split.
+
+A window is rows end-window+1 .. end of x, z-scored per feature within the window as the HFformer
+paper does; its label is the target row y[end]. Windows are slices (views) of x: only the batch
+being served is ever copied, so 10 million snapshots cost x itself and nothing per window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+ZSCORE_EPS = 0.01
+
+
+def zscore_windows(w: np.ndarray, eps: float = ZSCORE_EPS) -> np.ndarray:
+    """float32 (..., T, F): (w - mean) / (std + eps) per feature over the T axis.
+
+    Population std (ddof=0); mean and std are computed in float64, so the result does not depend
+    on how the float32 inputs are offset.
+    """
+    w64 = w.astype(np.float64)
+    d = w64 - w64.mean(axis=-2, keepdims=True)
+    std = np.sqrt(np.mean(d * d, axis=-2, keepdims=True))
+    return (d / (std + eps)).astype(np.float32)
+
+
+class WindowDataset(Dataset):
+    """Item i: (z-scored window (T, F) float32 tensor, y[ends[i]] (H,) float32 tensor), T = window.
+
+    x: (N, F) float32 features; y: (N, H) float32 targets; ends: the last row of each window
+    (e.g. from valid_window_ends / time_split). Indexing with a sequence of indices returns a
+    batch ((B, T, F), (B, H)), which is what make_loader's DataLoader relies on.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int = 100):
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ValueError(f"x (N, F) and y (N, H) must share N, got {x.shape} and {y.shape}")
+        ends = np.asarray(ends, dtype=np.int64)
+        if ends.size and (ends.min() < window - 1 or ends.max() >= x.shape[0]):
+            raise ValueError(f"window ends must lie in [{window - 1}, {x.shape[0] - 1}]")
+        for part in np.array_split(ends, max(1, ends.size // 1_000_000)):  # bounded memory
+            if not np.isfinite(y[part]).all():
+                raise ValueError("some window ends have NaN targets; take ends from valid_window_ends")
+        self.x, self.y, self.ends, self.window = x, y, ends, window
+        self._offsets = np.arange(1 - window, 1, dtype=np.int64)  # (T,)
+
+    def __len__(self) -> int:
+        return self.ends.size
+
+    def window_view(self, i: int) -> np.ndarray:
+        """The raw window of item i, (T, F): a view into x, not a copy."""
+        end = int(self.ends[i])
+        return self.x[end - self.window + 1 : end + 1]
+
+    def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if np.ndim(i) != 0:
+            return self.get_batch(i)
+        y = self.y[self.ends[i]].copy()  # (H,); copied, like get_batch's rows, so tensors never alias y
+        return torch.from_numpy(zscore_windows(self.window_view(i))), torch.from_numpy(y)
+
+    def get_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectorised batch: xb (B, T, F) float32 z-scored, yb (B, H) float32."""
+        ends = self.ends[np.asarray(indices, dtype=np.int64)]  # (B,)
+        rows = ends[:, None] + self._offsets  # (B, T)
+        return torch.from_numpy(zscore_windows(self.x[rows])), torch.from_numpy(self.y[ends])
+
+
+def make_loader(ds: WindowDataset, batch_size: int = 256, shuffle: bool = True, seed: int = 0,
+                drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+    """A DataLoader that serves whole batches through ds.get_batch (no per-item collate)."""
+    order = RandomSampler(ds, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(ds)
+    return DataLoader(ds, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last),
+                      num_workers=num_workers)
+
+
+def valid_window_ends(valid: np.ndarray, window: int, max_h: int) -> np.ndarray:
+    """int64 ends t (ascending) whose rows t-window+1 .. t+max_h all exist and are valid:
+    the whole input window and every target row up to the largest horizon."""
+    n = valid.shape[0]
+    bad = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(~valid, out=bad[1:])  # bad[k] = invalid rows among 0..k-1
+    t = np.arange(window - 1, n - max_h, dtype=np.int64)
+    return t[bad[t + max_h + 1] == bad[t - window + 1]]
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def time_split(ends: np.ndarray, n_rows: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+               *, gap: int) -> Split:
+    """Split window ends by time: train rows first, then validation, then test.
+
+    The rows are cut at n_rows*f0 and n_rows*(f0+f1); each part drops its ends within `gap` rows
+    before the next cut. Guarantee: any end of a later part exceeds any end of an earlier part by
+    more than `gap`. With gap >= max_h no target row of an earlier part reaches a later part's
+    window end (so none of a later part's targets is ever seen earlier); with
+    gap >= max_h + window - 1 the parts' rows (inputs and targets) are entirely disjoint.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+    if gap < 0:
+        raise ValueError(f"gap must be >= 0, got {gap}")
+    ends = np.asarray(ends, dtype=np.int64)
+    cut1 = int(n_rows * fractions[0])
+    cut2 = int(n_rows * (fractions[0] + fractions[1]))
+    return Split(train=ends[ends < cut1 - gap],
+                 val=ends[(ends >= cut1) & (ends < cut2 - gap)],
+                 test=ends[ends >= cut2])
