@@ -26,6 +26,7 @@ from data_loaders.csv_lines import (
     split_fields,
     to_ns,
 )
+from data_loaders.order_book import BID, ASK, book_frame, rebuild_book
 from data_loaders.quarantine import Quarantine
 from data_loaders.schema import TRADES_SCHEMA, book_schema
 
@@ -192,8 +193,99 @@ def _read_snapshots(rows: pl.DataFrame, depth: int, levels: int, quarantine: Qua
         )
         .cast(book_schema(levels))
     )
-    crossed = rows.filter(pl.col("problem") == "crossed").height
-    return book, {"rows": book.height, "snapshots": book.height, "crossed": crossed, "quarantined": rows.height - book.height}
+    stats = {
+        "messages": rows.height,
+        "snapshots": book.height,
+        "crossed": rows.filter(pl.col("problem") == "crossed").height,
+        "gaps": 0,  # every row is a whole top-N book: nothing carries over a bad row
+        "out_of_sync_rows": 0,
+        "skipped_before_snapshot": 0,
+        "quarantined": rows.height - book.height,
+        "rows": book.height,
+    }
+    return book, stats
+
+
+def _parse_updates(rows: pl.DataFrame, quarantine: Quarantine) -> pl.DataFrame:
+    """incremental_book_L2 rows -> the good level updates (quarantining the rest), in file order."""
+    rows = rows.with_columns(
+        parse_int("timestamp"),
+        parse_int("local_timestamp"),
+        parse_float("price"),
+        parse_float("amount"),
+        pl.col("is_snapshot").replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean),
+        pl.col("side").replace_strict({"bid": BID, "ask": ASK}, default=None, return_dtype=pl.Int8).alias("side_code"),
+    ).with_columns(_times())
+    problem = first_problem(
+        [
+            ("malformed", pl.col("n_fields") != len(INCREMENTAL_HEADER)),
+            *_time_checks(["timestamp", "local_timestamp", "price", "amount", "is_snapshot", "side_code"]),
+            ("non_positive", (pl.col("price") <= 0) | (pl.col("amount") < 0)),  # amount 0 deletes the level
+        ]
+    )
+    rows = _with_order_check(rows.with_columns(problem))
+    quarantine_rows(rows, quarantine)
+    return rows.filter(pl.col("problem").is_null())
+
+
+def _read_incremental(rows: pl.DataFrame, levels: int, quarantine: Quarantine, on_gap: str) -> tuple[pl.DataFrame, dict]:
+    """incremental_book_L2 -> one book row per message (the rows sharing a local_timestamp), via the shared kernel.
+
+    A run of is_snapshot rows after other rows replaces the book (Tardis: a new day or a reconnect);
+    rows before the first snapshot are skipped and counted, as Tardis documents. A book that comes
+    out crossed has missed updates: its rows are in_sync=false until the next snapshot (a gap).
+    """
+    updates = _parse_updates(rows, quarantine)
+    started = updates.filter(pl.col("is_snapshot").cast(pl.Int8).cum_max() == 1)
+    skipped = updates.height - started.height
+    new_message = (pl.col("local_ts") != pl.col("local_ts").shift(1)) | (pl.col("is_snapshot") != pl.col("is_snapshot").shift(1))
+    started = started.with_columns(message=new_message.fill_null(True).cum_sum() - 1).with_row_index("row")
+    messages = started.group_by("message", maintain_order=True).agg(
+        start=pl.col("row").first(),
+        end=pl.col("row").last() + 1,
+        ts=pl.col("ts").last(),
+        local_ts=pl.col("local_ts").last(),
+        is_snapshot=pl.col("is_snapshot").first(),
+        file=pl.col("file").last(),
+        line=pl.col("line").last(),
+        text=pl.col("text").last(),
+    ).with_columns(
+        reset=pl.col("is_snapshot") & ~pl.col("is_snapshot").shift(1).fill_null(False),
+        # a snapshot spread over several messages is shown only once complete
+        emit=~(pl.col("is_snapshot") & pl.col("is_snapshot").shift(-1).fill_null(False)),
+    ).with_columns(segment=pl.col("reset").cum_sum())
+    arrays = rebuild_book(
+        messages["start"].to_numpy(),
+        messages["end"].to_numpy(),
+        started["side_code"].to_numpy(),
+        started["price"].to_numpy(),
+        started["amount"].to_numpy(),
+        levels,
+        reset=messages["reset"].to_numpy(),
+        emit=messages["emit"].to_numpy(),
+    )
+    emitted = messages[arrays.position].with_columns(crossed=pl.Series(arrays.crossed))
+    emitted = emitted.with_columns(in_sync=~pl.col("crossed").cum_max().over("segment"))
+    crossed = emitted.filter(pl.col("crossed")).with_columns(problem=pl.lit("crossed"))
+    if on_gap == "error" and crossed.height:
+        first = crossed.row(0, named=True)
+        raise ValueError(f"{first['file']}:{first['line']}: book crossed (missed updates) and on_gap=error")
+    quarantine_rows(crossed, quarantine)
+    no_ids = pl.repeat(None, emitted.height, dtype=pl.Int64, eager=True)
+    book = book_frame(arrays, emitted["ts"], emitted["local_ts"], no_ids, emitted["in_sync"])
+    stats = {
+        "messages": messages.height,
+        "snapshots": int(messages["reset"].sum()),
+        "crossed": crossed.height,
+        "gaps": crossed["segment"].n_unique(),
+        "out_of_sync_rows": int((~emitted["in_sync"]).sum()),
+        "skipped_before_snapshot": skipped,
+        "quarantined": rows.height - updates.height,
+    }
+    if on_gap == "drop":
+        book = book.filter(pl.col("in_sync"))
+    stats["rows"] = book.height
+    return book, stats
 
 
 def read_book(files: list[Path], levels: int, quarantine: Quarantine, on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
@@ -203,4 +295,6 @@ def read_book(files: list[Path], levels: int, quarantine: Quarantine, on_gap: st
     if not files:
         return pl.DataFrame(schema=book_schema(levels)), {"rows": 0, "snapshots": 0, "crossed": 0, "quarantined": 0}
     kind, depth, rows = _read_all(files, ("book_snapshot", "incremental_book_L2"))
+    if kind == "incremental_book_L2":
+        return _read_incremental(rows, levels, quarantine, on_gap)
     return _read_snapshots(rows, depth, levels, quarantine)
