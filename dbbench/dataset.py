@@ -1,0 +1,156 @@
+"""The benchmark dataset: a directory of trades.parquet and quotes.parquet, built once, loaded many times.
+
+Generating is a separate step from loading (TSBS style), so load timings never include it.
+Both files follow the engine tables' Arrow schemas (`dbbench.engines.base.TRADES` / `QUOTES`),
+and dataset.json records what was written (rows, time range, symbols, venues, source).
+
+Sources:
+- `binance`: the real recordings, spot and USD-M as two venues of BTCUSDT. `ts` is the local
+  receive time: the one clock both venues were recorded with (spot bookTicker carries no exchange time).
+- `synth`: the synthetic market of `data_loaders.synth`, several symbols x venues (venues of one
+  symbol share its price path), generated chunk by chunk so 100 million rows never sit in memory.
+
+Quotes are unique per (symbol, venue, ts), which makes "the prevailing quote" of the query suite
+one row; a source that breaks this is an error, not silently fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dbbench.engines.base import TABLES
+
+SYNTH_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+SYNTH_VENUES = ("venue_a", "venue_b")
+SYNTH_STEP_NS = 100_000_000  # one quote per market per step
+SYNTH_ROWS_PER_STEP = 3.0  # one quote + about two trades (data_loaders.synth.Params.trades_per_step)
+BINANCE_VENUES = {"spot": "binance_spot", "usdm": "binance_usdm"}
+
+
+class _Writer:
+    """Streams batches into DIR/{trades,quotes}.parquet and keeps the manifest's running totals."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.out = out
+        self.writers = {t: pq.ParquetWriter(out / f"{t}.parquet", s, compression="zstd") for t, s in TABLES.items()}
+        self.rows = dict.fromkeys(TABLES, 0)
+        self.min_ts, self.max_ts = None, None
+        self.symbols: set[str] = set()
+        self.venues: set[str] = set()
+
+    def write(self, table: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        if table == "quotes" and frame.select(pl.struct("symbol", "venue", "ts").is_duplicated().any()).item():
+            raise ValueError("quotes repeat a (symbol, venue, ts): the prevailing quote would be ambiguous")
+        arrow = frame.select(TABLES[table].names).to_arrow().cast(TABLES[table])
+        self.writers[table].write_table(arrow)
+        self.rows[table] += frame.height
+        lo, hi = frame["ts"].dt.epoch("ns").min(), frame["ts"].dt.epoch("ns").max()
+        self.min_ts = lo if self.min_ts is None else min(self.min_ts, lo)
+        self.max_ts = hi if self.max_ts is None else max(self.max_ts, hi)
+        self.symbols.update(frame["symbol"].unique().to_list())
+        self.venues.update(frame["venue"].unique().to_list())
+
+    def close(self, source: dict[str, Any]) -> dict[str, Any]:
+        for writer in self.writers.values():
+            writer.close()
+        manifest = {
+            "source": source,
+            "rows": self.rows,
+            "min_ts": self.min_ts,
+            "max_ts": self.max_ts,
+            "symbols": sorted(self.symbols),
+            "venues": sorted(self.venues),
+            "bytes": {t: (self.out / f"{t}.parquet").stat().st_size for t in TABLES},
+        }
+        (self.out / "dataset.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        return manifest
+
+
+def _bench_frame(columns: dict[str, Any], symbol: str, venue: str, table: str, ts: str = "ts") -> pl.DataFrame:
+    """A ticks-contract frame (Int64 ns times) -> the engine table's columns, symbol and venue added."""
+    frame = pl.DataFrame(columns) if isinstance(columns, dict) else columns
+    return frame.with_columns(
+        pl.col(ts).cast(pl.Datetime("ns", "UTC")).alias("ts"),
+        pl.lit(symbol).alias("symbol"),
+        pl.lit(venue).alias("venue"),
+    ).select(TABLES[table].names)
+
+
+def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...] = SYNTH_SYMBOLS,
+                venues: tuple[str, ...] = SYNTH_VENUES, chunk_steps: int = 100_000,
+                progress: Any = None) -> dict[str, Any]:
+    """About `rows` trades+quotes over len(symbols) x len(venues) markets on one time grid."""
+    from data_loaders.synth import PARAMS, START_NS, Market
+
+    if rows < 1 or not symbols or not venues:
+        raise ValueError("need rows >= 1 and at least one symbol and venue")
+    markets = [(s, v) for s in symbols for v in venues]
+    steps = max(1, round(rows / SYNTH_ROWS_PER_STEP / len(markets)))
+    # Venues of one symbol share its latent price path (same seed); each symbol has its own, a decade lower.
+    gens = [Market(seed + symbols.index(s), s, v, 1, SYNTH_STEP_NS, replace(PARAMS, price0=PARAMS.price0 / 10 ** symbols.index(s)))
+            for s, v in markets]
+    writer = _Writer(Path(out))
+    try:
+        for first in range(0, steps, chunk_steps):
+            ts = START_NS + np.arange(first, min(first + chunk_steps, steps), dtype=np.int64) * SYNTH_STEP_NS
+            for (symbol, venue), market in zip(markets, gens):
+                chunk = market.chunk(ts)
+                for table in TABLES:
+                    writer.write(table, _bench_frame(chunk[table], symbol, venue, table))
+            if progress is not None:
+                progress(ts.shape[0] * len(markets))
+    finally:
+        manifest = writer.close({"kind": "synth", "seed": seed, "steps": steps, "step_ns": SYNTH_STEP_NS,
+                                 "markets": len(markets), "generator": "data_loaders.synth"})
+    return manifest
+
+
+def build_binance(out: Path, recordings: dict[str, list[Path]] | None = None) -> dict[str, Any]:
+    """The real recordings (spot and USD-M BTCUSDT), ts = local receive time, as two venues."""
+    from data_loaders import binance_ws
+    from data_loaders.paths import binance_recordings
+
+    recordings = binance_recordings() if recordings is None else recordings
+    if not recordings:
+        raise FileNotFoundError("no Binance recordings found (see data_loaders.paths.shared_data_dir)")
+    writer = _Writer(Path(out))
+    try:
+        for market, files in recordings.items():
+            venue = BINANCE_VENUES.get(market, f"binance_{market}")
+            trades = binance_ws.read_trades(files)
+            quotes = binance_ws.read_quotes(files)
+            writer.write("trades", _bench_frame(trades, "BTCUSDT", venue, "trades", ts="local_ts"))
+            writer.write("quotes", _bench_frame(quotes, "BTCUSDT", venue, "quotes", ts="local_ts"))
+    finally:
+        manifest = writer.close({"kind": "binance", "files": {m: [f.name for f in fs] for m, fs in recordings.items()},
+                                 "ts": "local receive time"})
+    return manifest
+
+
+def read_manifest(data: Path) -> dict[str, Any]:
+    path = Path(data) / "dataset.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{data} is not a dbbench dataset (no dataset.json); build one with `dbbench dataset`")
+    return orjson.loads(path.read_bytes())
+
+
+def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
+    """Stream one table of a dataset as Arrow batches in the engine table's schema."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    parquet = pq.ParquetFile(Path(data) / f"{table}.parquet")
+    if parquet.schema_arrow.remove_metadata() != TABLES[table]:
+        raise ValueError(f"{data}/{table}.parquet does not have the {table} schema: {parquet.schema_arrow}")
+    yield from parquet.iter_batches(batch_size=batch_rows)

@@ -1,0 +1,248 @@
+"""ClickHouse: embedded chDB (`chdb:///path`, `chdb://memory`) or a server over HTTP (`http(s)://...`).
+
+Tables are MergeTree ordered by (symbol, ts) with DateTime64(9, 'UTC') times, delta-coded times
+and ids, Gorilla-coded prices, ZSTD everywhere and LowCardinality symbol/venue. Batches go in as
+Arrow (chDB reads the Arrow table in place through the `Python()` table function; a server gets
+`insert_arrow`). The query result cache is off so every timed run is computed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, Unsupported, identifier
+from dbbench.queries import check_params
+
+SCHEMA = {
+    "trades": """
+        ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+        symbol LowCardinality(String),
+        venue LowCardinality(String),
+        trade_id Int64 CODEC(Delta, ZSTD(1)),
+        price Float64 CODEC(Gorilla, ZSTD(1)),
+        qty Float64 CODEC(ZSTD(1)),
+        side Int8 CODEC(ZSTD(1))""",
+    "quotes": """
+        ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+        symbol LowCardinality(String),
+        venue LowCardinality(String),
+        bid_px Float64 CODEC(Gorilla, ZSTD(1)),
+        bid_qty Float64 CODEC(ZSTD(1)),
+        ask_px Float64 CODEC(Gorilla, ZSTD(1)),
+        ask_qty Float64 CODEC(ZSTD(1))""",
+}
+LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
+
+_T = "ts >= {start} AND ts < {end}"
+_MINUTE = "toDateTime64(toStartOfMinute(ts), 9, 'UTC')"  # toStartOfMinute alone gives DateTime (seconds)
+_MID_RETURNS = f"""
+SELECT symbol, venue, second, mid, ret FROM (
+    SELECT symbol, venue, second, mid,
+           log(mid / lagInFrame(mid) OVER w) AS ret,
+           row_number() OVER w AS n
+    FROM (
+        SELECT symbol, venue, toStartOfSecond(ts) AS second,
+               argMax((bid_px + ask_px) / 2, ts) AS mid
+        FROM quotes WHERE {_T}
+        GROUP BY symbol, venue, second
+    )
+    WINDOW w AS (PARTITION BY symbol, venue ORDER BY second ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+)
+WHERE n > 1"""
+
+QUERIES: dict[str, str | Unsupported] = {
+    "avg_trade_volume": f"""
+SELECT symbol, venue, {_MINUTE} AS minute, count() AS trades, avg(qty) AS avg_qty
+FROM trades WHERE {_T}
+GROUP BY symbol, venue, minute
+ORDER BY symbol, venue, minute""",
+    "vwap": f"""
+SELECT symbol, venue, minute, volume, pq / volume AS vwap,
+       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
+FROM (
+    SELECT symbol, venue, {_MINUTE} AS minute, sum(qty) AS volume, sum(price * qty) AS pq
+    FROM trades WHERE {_T}
+    GROUP BY symbol, venue, minute
+)
+WINDOW w AS (PARTITION BY symbol, venue)
+ORDER BY symbol, venue, minute""",
+    "ohlcv_1m": f"""
+SELECT symbol, venue, {_MINUTE} AS minute,
+       argMin(price, (ts, trade_id)) AS open, max(price) AS high, min(price) AS low,
+       argMax(price, (ts, trade_id)) AS close, sum(qty) AS volume, count() AS trades
+FROM trades WHERE {_T}
+GROUP BY symbol, venue, minute
+ORDER BY symbol, venue, minute""",
+    "spread": f"""
+SELECT symbol, venue, {_MINUTE} AS minute, count() AS quotes,
+       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
+FROM quotes WHERE {_T}
+GROUP BY symbol, venue, minute
+ORDER BY symbol, venue, minute""",
+    "nbbo": f"""
+WITH q AS (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T})
+SELECT u.symbol AS symbol, u.ts AS ts, u.venue AS venue, max(p.bid_px) AS best_bid, min(p.ask_px) AS best_ask
+FROM (SELECT q.symbol AS symbol, q.ts AS ts, q.venue AS venue, v.venue AS other
+      FROM q CROSS JOIN (SELECT DISTINCT venue FROM q) AS v) AS u
+ASOF JOIN q AS p ON u.symbol = p.symbol AND u.other = p.venue AND u.ts >= p.ts
+GROUP BY u.symbol, u.ts, u.venue
+ORDER BY symbol, ts, venue""",
+    "mid_returns": _MID_RETURNS + "\nORDER BY symbol, venue, second",
+    "exec_volatility": f"""
+SELECT symbol, venue, toDateTime64(toStartOfMinute(second), 9, 'UTC') AS minute,
+       count() AS returns, sqrt(sum(ret * ret)) AS realized_vol
+FROM ({_MID_RETURNS})
+GROUP BY symbol, venue, minute
+ORDER BY symbol, venue, minute""",
+    "asof_trades_quotes": f"""
+SELECT t.symbol AS symbol, t.venue AS venue, t.ts AS ts, t.trade_id AS trade_id, t.price AS price,
+       t.qty AS qty, t.side AS side, q.bid_px AS bid_px, q.ask_px AS ask_px,
+       2e4 * t.side * (t.price - (q.bid_px + q.ask_px) / 2) / ((q.bid_px + q.ask_px) / 2) AS eff_spread_bps
+FROM (SELECT * FROM trades WHERE {_T}) AS t
+ASOF JOIN (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T}) AS q
+    ON t.symbol = q.symbol AND t.venue = q.venue AND t.ts >= q.ts
+ORDER BY symbol, venue, ts, trade_id""",
+    "last_quote": f"""
+SELECT symbol, venue, max(t) AS ts, argMax(bid_px, t) AS bid_px, argMax(bid_qty, t) AS bid_qty,
+       argMax(ask_px, t) AS ask_px, argMax(ask_qty, t) AS ask_qty
+FROM (SELECT ts AS t, * EXCEPT ts FROM quotes WHERE {_T})
+GROUP BY symbol, venue
+ORDER BY symbol, venue""",
+    "range_scan": """
+SELECT ts, symbol, venue, trade_id, price, qty, side
+FROM trades WHERE symbol = {symbol} AND ts >= {scan_start} AND ts < {scan_end}
+ORDER BY venue, ts, trade_id""",
+}
+assert tuple(QUERIES) == QUERY_NAMES
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"fromUnixTimestamp64Nano(toInt64({int(value)}), 'UTC')"
+
+
+def render(name: str, params: dict[str, Any]) -> str:
+    """The query text with its parameters as literals (times as ns integers, the symbol quoted)."""
+    text = QUERIES[name]
+    if isinstance(text, Unsupported):
+        raise NotImplementedError(f"clickhouse: {name} unsupported: {text.reason}")
+    return text.format(**{k: _literal(v) for k, v in check_params(params).items()})
+
+
+class ClickHouse(Engine):
+    name = "clickhouse"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._session: Any = None
+        self._client: Any = None
+        self._ready = False
+        if dsn.startswith("chdb://"):
+            import chdb.session
+
+            path = dsn.removeprefix("chdb://")
+            self._session = chdb.session.Session(":memory:" if path == "memory" else path)
+            self._sql("CREATE DATABASE IF NOT EXISTS dbbench")
+            self._sql("USE dbbench")
+        elif dsn.startswith(("http://", "https://", "clickhouse://")):
+            import clickhouse_connect
+
+            self._client = clickhouse_connect.get_client(dsn=dsn, settings={"use_query_cache": 0})
+        else:
+            raise ValueError("clickhouse DSN must be chdb:///path, chdb://memory or http(s)://host:port/db")
+
+    def _sql(self, sql: str) -> pa.Table | None:
+        """Run one statement; SELECTs come back as an Arrow table."""
+        if self._session is not None:
+            if self._session._conn is None:  # noqa: SLF001 - chDB has no public "is closed"
+                raise ConnectionError("chDB session is closed")
+            result = self._session.query(sql + " SETTINGS use_query_cache = 0" if sql.lstrip().startswith(("SELECT", "WITH")) else sql, "ArrowTable")
+            return result if isinstance(result, pa.Table) else None
+        if sql.lstrip().startswith(("SELECT", "WITH")):
+            return self._client.query_arrow(sql)
+        self._client.command(sql)
+        return None
+
+    def _scalar(self, sql: str) -> Any:
+        table = self._sql(sql)
+        return table.column(0)[0].as_py()
+
+    def version(self) -> str:
+        kind = "chDB (embedded)" if self._session is not None else "server"
+        return f"ClickHouse {self._scalar('SELECT version()')} {kind}"
+
+    def settings(self) -> dict[str, Any]:
+        return {"engine": "MergeTree ORDER BY (symbol, ts)", "ts": "DateTime64(9, 'UTC')", "query_cache": "off"}
+
+    def create_schema(self) -> None:
+        self._sql(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl String, rows UInt64) ENGINE = MergeTree ORDER BY tbl")
+        for table, columns in SCHEMA.items():
+            self._sql(f"DROP TABLE IF EXISTS {table}")
+            self._sql(f"CREATE TABLE {table} ({columns}\n) ENGINE = MergeTree ORDER BY (symbol, ts)")
+            self._sql(f"DELETE FROM {LOADED} WHERE tbl = '{table}'")
+        self._ready = False
+
+    def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
+        """Append batches; the table counts as loaded only once its row count is verified."""
+        schema = TABLES[identifier(table)]
+        columns = ", ".join(schema.names)
+        rows = bytes_in = 0
+        t0 = time.perf_counter()
+        try:
+            self._sql(f"DELETE FROM {LOADED} WHERE tbl = '{table}'")
+            before = self._count(table)
+            for batch in batches:
+                arrow = pa.Table.from_batches([batch]).select(schema.names)
+                if self._session is not None:
+                    self._sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow)")
+                else:
+                    self._client.insert_arrow(table, arrow)
+                rows += batch.num_rows
+                bytes_in += batch.nbytes
+            stored = self._count(table) - before
+        except Exception as exc:
+            raise EngineError(self.name, f"load {table}", f"{rows:,} rows loaded before the error: {exc}") from exc
+        if stored != rows:
+            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,} more")
+        seconds = time.perf_counter() - t0
+        self._sql(f"INSERT INTO {LOADED} VALUES ('{table}', {before + rows})")
+        return LoadResult(table, rows, bytes_in, seconds)
+
+    def _count(self, table: str) -> int:
+        return int(self._scalar(f"SELECT count() FROM {identifier(table)}"))
+
+    def loaded_rows(self) -> dict[str, int]:
+        """Tables whose last load was verified, with their row counts."""
+        table = self._sql(f"SELECT tbl, max(rows) FROM {LOADED} GROUP BY tbl")
+        return {t: int(n) for t, n in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
+
+    def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+        if not self._ready:
+            missing = set(TABLES) - set(self.loaded_rows())
+            if missing:
+                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
+            self._ready = True
+        return pl.from_arrow(self._sql(render(name, params)))
+
+    def bytes_on_disk(self, table: str) -> int:
+        sql = (
+            "SELECT sum(bytes_on_disk) FROM system.parts "
+            f"WHERE database = currentDatabase() AND table = '{identifier(table)}' AND active"
+        )
+        return int(self._scalar(sql) or 0)
+
+    def drop(self) -> None:
+        for table in (*TABLES, LOADED):
+            self._sql(f"DROP TABLE IF EXISTS {table}")
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        if self._client is not None:
+            self._client.close()

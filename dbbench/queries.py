@@ -1,0 +1,266 @@
+"""The query suite: parameters, the Polars reference answer of every query, and the comparison.
+
+The reference is the truth: every engine's answer is compared with it each time it runs, and a
+mismatch is a failure, never a timed success. Definitions are written precisely so that four
+dialects can agree on every row:
+
+- Time is UTC nanoseconds. Every query reads only rows with `start <= ts < end`; nothing before
+  `start` is carried in (a quote from before the range does not prevail inside it).
+- `minute` / `second` columns are the bucket start: `ts` floored to the minute / second.
+- Trades tie-break on `trade_id` (first/last trade of a bar is the one with the smallest/largest
+  (ts, trade_id)). Quotes are unique per (symbol, venue, ts) — the dataset step guarantees it —
+  so "the last quote at or before t" is always one row.
+- Rows are compared after sorting both sides by the query's `SORT_KEYS`; integers, strings and
+  timestamps must be equal, floats within `REL_TOL` relative or `ABS_TOL` absolute (sums taken in
+  a different order differ by a few ulps, nothing more).
+
+Queries (columns in order):
+
+- `avg_trade_volume`: symbol, venue, minute, trades (count), avg_qty (mean traded quantity).
+- `vwap`: symbol, venue, minute, volume (sum qty), vwap (sum(price*qty)/sum(qty) in the minute),
+  vwap_range (the same over the whole range, per symbol and venue, repeated on each row).
+- `ohlcv_1m`: symbol, venue, minute, open, high, low, close, volume, trades.
+- `spread`: symbol, venue, minute, quotes (count), avg_spread, max_spread (ask_px - bid_px, price units).
+- `nbbo`: symbol, ts, venue, best_bid, best_ask — one row per quote update (the quote's ts and
+  venue); best_bid is the highest and best_ask the lowest of each venue's last quote at or before
+  ts (same symbol, every venue that has quoted in the range so far, including quotes at ts itself).
+- `mid_returns`: symbol, venue, second, mid, ret — the 1-second mid is the mid ((bid+ask)/2) of the
+  last quote in that second; seconds without a quote have no row; ret = ln(mid / previous row's
+  mid) of the same symbol and venue; the first sampled second of each symbol and venue has no
+  previous mid and no row.
+- `exec_volatility`: symbol, venue, minute, returns (count of mid_returns rows whose second falls
+  in the minute), realized_vol = sqrt(sum(ret^2)) (not annualised).
+- `asof_trades_quotes`: symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px,
+  eff_spread_bps = 2e4 * side * (price - mid) / mid with mid = (bid_px + ask_px) / 2 of the
+  prevailing quote: the last quote of the same symbol and venue with quote ts <= trade ts.
+  Trades with no prevailing quote in the range are left out (an inner as-of join).
+- `last_quote`: symbol, venue, ts, bid_px, bid_qty, ask_px, ask_qty — the latest quote in the range.
+- `range_scan`: ts, symbol, venue, trade_id, price, qty, side — every trade of `symbol` (all venues)
+  with `scan_start <= ts < scan_end` (a 5-minute window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from dbbench.engines.base import QUERY_NAMES
+
+MINUTE_NS = 60_000_000_000
+SCAN_NS = 5 * MINUTE_NS
+REL_TOL = 1e-9
+ABS_TOL = 1e-12
+
+SORT_KEYS: dict[str, list[str]] = {
+    "avg_trade_volume": ["symbol", "venue", "minute"],
+    "vwap": ["symbol", "venue", "minute"],
+    "ohlcv_1m": ["symbol", "venue", "minute"],
+    "spread": ["symbol", "venue", "minute"],
+    "nbbo": ["symbol", "ts", "venue"],
+    "mid_returns": ["symbol", "venue", "second"],
+    "exec_volatility": ["symbol", "venue", "minute"],
+    "asof_trades_quotes": ["symbol", "venue", "ts", "trade_id"],
+    "last_quote": ["symbol", "venue"],
+    "range_scan": ["venue", "ts", "trade_id"],
+}
+assert tuple(SORT_KEYS) == QUERY_NAMES
+
+PARAM_KEYS = ("start", "end", "symbol", "scan_start", "scan_end")
+
+
+def default_params(data: Path) -> dict[str, Any]:
+    """The whole dataset's range (whole minutes), its first symbol, and the first 5 minutes for range_scan."""
+    manifest = orjson.loads((Path(data) / "dataset.json").read_bytes())
+    start = manifest["min_ts"] // MINUTE_NS * MINUTE_NS
+    end = (manifest["max_ts"] // MINUTE_NS + 1) * MINUTE_NS
+    return {
+        "start": start,
+        "end": end,
+        "symbol": sorted(manifest["symbols"])[0],
+        "scan_start": start,
+        "scan_end": start + SCAN_NS,
+    }
+
+
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Engines interpolate these into query text: times must be ints (ns), the symbol a plain str."""
+    missing = [k for k in PARAM_KEYS if k not in params]
+    if missing:
+        raise ValueError(f"query parameters missing: {missing}")
+    checked: dict[str, Any] = {k: int(params[k]) for k in ("start", "end", "scan_start", "scan_end")}
+    if not isinstance(params["symbol"], str):
+        raise ValueError(f"symbol must be a string, got {params['symbol']!r}")
+    checked["symbol"] = params["symbol"]
+    return checked
+
+
+def _in_range(frame: pl.LazyFrame, p: dict[str, Any]) -> pl.LazyFrame:
+    ts = pl.col("ts").dt.epoch("ns")
+    return frame.filter((ts >= p["start"]) & (ts < p["end"]))
+
+
+def _minute(col: str = "ts") -> pl.Expr:
+    return pl.col(col).dt.truncate("1m").alias("minute")
+
+
+def _mid_returns(quotes: pl.LazyFrame) -> pl.LazyFrame:
+    seconds = (
+        quotes.with_columns(pl.col("ts").dt.truncate("1s").alias("second"))
+        .group_by("symbol", "venue", "second")
+        .agg(((pl.col("bid_px") + pl.col("ask_px")) / 2).sort_by("ts").last().alias("mid"))
+        .sort("symbol", "venue", "second")
+    )
+    ret = (pl.col("mid") / pl.col("mid").shift(1).over("symbol", "venue")).log()
+    return seconds.with_columns(ret.alias("ret")).drop_nulls("ret")
+
+
+def reference(name: str, data: Path, params: dict[str, Any]) -> pl.DataFrame:
+    """The true answer of one query on the dataset directory `data` (Parquet, read lazily)."""
+    p = check_params(params)
+    trades = _in_range(pl.scan_parquet(Path(data) / "trades.parquet"), p)
+    quotes = _in_range(pl.scan_parquet(Path(data) / "quotes.parquet"), p)
+    keys = ["symbol", "venue", "minute"]
+    match name:
+        case "avg_trade_volume":
+            out = trades.group_by("symbol", "venue", _minute()).agg(
+                pl.len().cast(pl.Int64).alias("trades"), pl.col("qty").mean().alias("avg_qty")
+            )
+        case "vwap":
+            per_minute = trades.group_by("symbol", "venue", _minute()).agg(
+                pl.col("qty").sum().alias("volume"), (pl.col("price") * pl.col("qty")).sum().alias("pq")
+            )
+            out = per_minute.select(
+                *keys,
+                "volume",
+                (pl.col("pq") / pl.col("volume")).alias("vwap"),
+                (pl.col("pq").sum() / pl.col("volume").sum()).over("symbol", "venue").alias("vwap_range"),
+            )
+        case "ohlcv_1m":
+            price = pl.col("price").sort_by("ts", "trade_id")
+            out = trades.group_by("symbol", "venue", _minute()).agg(
+                price.first().alias("open"),
+                pl.col("price").max().alias("high"),
+                pl.col("price").min().alias("low"),
+                price.last().alias("close"),
+                pl.col("qty").sum().alias("volume"),
+                pl.len().cast(pl.Int64).alias("trades"),
+            )
+        case "spread":
+            spread = pl.col("ask_px") - pl.col("bid_px")
+            out = quotes.group_by("symbol", "venue", _minute()).agg(
+                pl.len().cast(pl.Int64).alias("quotes"), spread.mean().alias("avg_spread"), spread.max().alias("max_spread")
+            )
+        case "nbbo":
+            out = _nbbo(quotes)
+        case "mid_returns":
+            out = _mid_returns(quotes)
+        case "exec_volatility":
+            out = _mid_returns(quotes).group_by("symbol", "venue", _minute("second")).agg(
+                pl.len().cast(pl.Int64).alias("returns"), (pl.col("ret") ** 2).sum().sqrt().alias("realized_vol")
+            )
+        case "asof_trades_quotes":
+            joined = trades.sort("ts").join_asof(
+                quotes.sort("ts").select("ts", "symbol", "venue", "bid_px", "ask_px"),
+                on="ts",
+                by=["symbol", "venue"],
+                strategy="backward",
+                check_sortedness=False,  # sorted by ts; Polars cannot check it per group
+            )
+            mid = (pl.col("bid_px") + pl.col("ask_px")) / 2
+            out = joined.drop_nulls("bid_px").select(
+                "symbol", "venue", "ts", "trade_id", "price", "qty", "side", "bid_px", "ask_px",
+                (2e4 * pl.col("side") * (pl.col("price") - mid) / mid).alias("eff_spread_bps"),
+            )
+        case "last_quote":
+            out = (
+                quotes.sort("ts")
+                .group_by("symbol", "venue")
+                .agg(pl.all().last())
+                .select("symbol", "venue", "ts", "bid_px", "bid_qty", "ask_px", "ask_qty")
+            )
+        case "range_scan":
+            ts = pl.col("ts").dt.epoch("ns")
+            out = (
+                pl.scan_parquet(Path(data) / "trades.parquet")
+                .filter((pl.col("symbol") == p["symbol"]) & (ts >= p["scan_start"]) & (ts < p["scan_end"]))
+                .select("ts", "symbol", "venue", "trade_id", "price", "qty", "side")
+            )
+        case _:
+            raise ValueError(f"unknown query {name!r}; known: {', '.join(QUERY_NAMES)}")
+    return out.sort(SORT_KEYS[name]).collect()
+
+
+def _nbbo(quotes: pl.LazyFrame) -> pl.LazyFrame:
+    """Carry each venue's last bid/ask forward along each symbol's time line, then take the best."""
+    venues = quotes.select(pl.col("venue").unique().sort()).collect()["venue"].to_list()
+    ordered = quotes.sort("symbol", "ts", "venue")
+    carried = [
+        pl.when(pl.col("venue") == v).then(pl.col(side)).forward_fill().over("symbol").alias(f"{side}_{i}")
+        for i, v in enumerate(venues)
+        for side in ("bid_px", "ask_px")
+    ]
+    state = ordered.with_columns(carried)
+    # Quotes of several venues at the same ts all prevail at ts: use the state after the last of them.
+    best = state.group_by("symbol", "ts").agg(
+        pl.max_horizontal([pl.col(f"bid_px_{i}").last() for i in range(len(venues))]).alias("best_bid"),
+        pl.min_horizontal([pl.col(f"ask_px_{i}").last() for i in range(len(venues))]).alias("best_ask"),
+    )
+    return ordered.select("symbol", "ts", "venue").join(best, on=["symbol", "ts"], how="left")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    rows: int
+    expected_rows: int
+    detail: str  # "" when ok, else the first difference found
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"correct ({self.rows} rows, floats within rel {REL_TOL:g} / abs {ABS_TOL:g})"
+        return f"WRONG: {self.detail}"
+
+
+def _conform(answer: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
+    """Give the answer the reference's dtypes (engines return ns integers, UInt64 counts, categoricals)."""
+    cols = []
+    for name, dtype in reference.schema.items():
+        col = answer[name]
+        if isinstance(dtype, pl.Datetime) and col.dtype.is_integer():
+            col = pl.from_epoch(col, time_unit="ns").dt.replace_time_zone("UTC")
+        elif isinstance(dtype, pl.Datetime) and isinstance(col.dtype, pl.Datetime):
+            tz = col.dtype.time_zone
+            col = col.dt.replace_time_zone("UTC") if tz is None else col.dt.convert_time_zone("UTC")
+        cols.append(col.cast(dtype).alias(name))
+    return pl.DataFrame(cols)
+
+
+def compare(answer: pl.DataFrame, reference: pl.DataFrame, query: str) -> Verdict:
+    """Same columns, same rows (after sorting both by the query's keys), floats within tolerance."""
+    n, expected = answer.height, reference.height
+    if answer.columns != reference.columns:
+        return Verdict(False, n, expected, f"columns {answer.columns} != expected {reference.columns}")
+    if n != expected:
+        return Verdict(False, n, expected, f"{n} rows, expected {expected}")
+    try:
+        got = _conform(answer, reference).sort(SORT_KEYS[query])
+    except (pl.exceptions.PolarsError, OverflowError) as exc:
+        return Verdict(False, n, expected, f"answer cannot take the reference's types: {exc}")
+    want = reference.sort(SORT_KEYS[query])
+    for name, dtype in want.schema.items():
+        a, b = got[name], want[name]
+        if (a.is_null() != b.is_null()).any():
+            return Verdict(False, n, expected, f"column {name}: nulls differ")
+        if dtype.is_float():
+            bad = ~((a - b).abs() <= ABS_TOL + REL_TOL * b.abs()) & b.is_not_null()
+        else:
+            bad = (a != b).fill_null(False)
+        if bad.any():
+            i = bad.arg_true()[0]
+            row = {k: want[k][i] for k in SORT_KEYS[query]}
+            return Verdict(False, n, expected, f"column {name} at {row}: got {a[i]!r}, expected {b[i]!r}")
+    return Verdict(True, n, expected, "")
