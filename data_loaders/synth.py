@@ -168,9 +168,16 @@ class Market:
 
     def chunk(self, ts: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         """Columns of all four files for the book rows at times `ts` (consecutive grid points)."""
+        return self.observe(ts, *self.advance(ts.shape[0]))
+
+    def advance(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next n rows of the latent path: log price x, signal s, volatility sigma."""
+        x, s, sigma, self.state = simulate_latent(self.state, self.latent, n, self.p)
+        return x[:, 0], s[:, 0], sigma[:, 0]
+
+    def observe(self, ts: np.ndarray, x: np.ndarray, s: np.ndarray, sigma: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """What the market shows of the latent rows: book, quotes, trades; and the oracle."""
         p, n, depth = self.p, ts.shape[0], self.levels - 1
-        x, s, sigma, self.state = simulate_latent(self.state, self.latent, n, p)
-        x, s, sigma = x[:, 0], s[:, 0], sigma[:, 0]
         vol = sigma / p.sigma0
         price = np.exp(x)
 
