@@ -159,12 +159,13 @@ def _read(files: list[Path], kind: str) -> pl.DataFrame:
         names = ", ".join(f"{f}: {layout.name}" for f, layout in zip(files, layouts))
         raise ValueError(f"files of different layouts cannot form one dataset ({names})")
     rows = pl.concat(parts)
-    good = pl.col("problem").is_null()
-    order_checks = [("out_of_order", good & (pl.col("ts") < _running_max_before("ts")))]
+    checks = [("out_of_order", pl.col("ts") < _running_max_before("ts"))]
     if kind == "trades":
-        order_checks.append(("duplicate_id", good & (pl.col("id") <= _running_max_before("id"))))
-    order_problem = first_problem([(k, c.fill_null(False)) for k, c in order_checks])
-    return rows.with_columns(pl.coalesce("problem", order_problem).alias("problem"))
+        checks.append(("duplicate_id", pl.col("id") <= _running_max_before("id")))
+    for kind_name, failed in checks:  # in turn, so a row flagged by one check cannot mislead the next
+        flagged = pl.col("problem").is_null() & failed.fill_null(False)
+        rows = rows.with_columns(pl.when(flagged).then(pl.lit(kind_name)).otherwise(pl.col("problem")).alias("problem"))
+    return rows
 
 
 def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:

@@ -1,0 +1,286 @@
+"""Binance public-data CSV reader, on files written in each published layout from the real recordings."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zipfile
+from itertools import groupby
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from data_loaders import binance_csv
+from data_loaders.quarantine import Quarantine
+from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA
+
+SPOT_TRADES_HEADER = "id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch"
+UM_TRADES_HEADER = "id,price,qty,quote_qty,time,is_buyer_maker"
+SPOT_AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match"
+UM_AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
+BOOK_TICKER_HEADER = "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"
+
+
+def stream(path: Path, name: str, max_lines: int) -> list[dict]:
+    """The `data` of one stream's messages among the first lines of a real recording."""
+    out = []
+    with gzip.open(path, "rb") as f:
+        for i, line in enumerate(f):
+            if i == max_lines:
+                break
+            if name.encode() in line[:80]:
+                out.append(orjson.loads(line.split(b" ", 1)[1])["data"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def real(binance) -> dict[str, list[dict]]:
+    return {
+        "spot_trades_1": stream(binance["spot"][0], "@trade", 100_000),  # the whole first file,
+        "spot_trades_2": stream(binance["spot"][1], "@trade", 12_000),
+        "usdm_trades": stream(binance["usdm"][0], "@trade", 24_000),
+        "usdm_quotes": stream(binance["usdm"][0], "@bookTicker", 12_000),
+    }
+
+
+def bool_text(value: bool, spot: bool) -> str:
+    return str(value) if spot else str(value).lower()  # spot files write True/False, futures true/false
+
+
+def trade_lines(trades: list[dict], spot: bool, scale: int) -> list[str]:
+    return [
+        ",".join(
+            [str(t["t"]), t["p"], t["q"], f"{float(t['p']) * float(t['q']):.8f}", str(t["T"] * scale), bool_text(t["m"], spot)]
+            + ([bool_text(t["M"], spot)] if spot else [])
+        )
+        for t in trades
+    ]
+
+
+def aggregate(trades: list[dict]) -> list[dict]:
+    """Aggregate trades as Binance does: consecutive fills at one time and price by one taker."""
+    out = []
+    for (time, price, maker), group in groupby(trades, key=lambda t: (t["T"], t["p"], t["m"])):
+        group = list(group)
+        qty = sum(float(t["q"]) for t in group)
+        out.append({"a": len(out) + 1_000_000, "p": price, "q": f"{qty:.8f}", "f": group[0]["t"], "l": group[-1]["t"], "T": time, "m": maker})
+    return out
+
+
+def agg_lines(aggs: list[dict], spot: bool, scale: int) -> list[str]:
+    return [
+        ",".join(
+            [str(a["a"]), a["p"], a["q"], str(a["f"]), str(a["l"]), str(a["T"] * scale), bool_text(a["m"], spot)]
+            + (["True"] if spot else [])
+        )
+        for a in aggs
+    ]
+
+
+def quote_lines(quotes: list[dict], scale: int) -> list[str]:
+    return [",".join([str(q["u"]), q["b"], q["B"], q["a"], q["A"], str(q["T"] * scale), str(q["E"] * scale)]) for q in quotes]
+
+
+def expected_trades(rows: list[dict], id_key: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ts": [r["T"] * 1_000_000 for r in rows],
+            "local_ts": [None] * len(rows),
+            "trade_id": [r[id_key] for r in rows],
+            "price": [float(r["p"]) for r in rows],
+            "qty": [float(r["q"]) for r in rows],
+            "side": [-1 if r["m"] else 1 for r in rows],
+        },
+        schema=TRADES_SCHEMA,
+    )
+
+
+def expected_quotes(quotes: list[dict]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "ts": [q["T"] * 1_000_000 for q in quotes],
+            "local_ts": [None] * len(quotes),
+            "update_id": [q["u"] for q in quotes],
+            "bid_px": [float(q["b"]) for q in quotes],
+            "bid_qty": [float(q["B"]) for q in quotes],
+            "ask_px": [float(q["a"]) for q in quotes],
+            "ask_qty": [float(q["A"]) for q in quotes],
+        },
+        schema=QUOTES_SCHEMA,
+    )
+
+
+def write(path: Path, lines: list[str], header: str | None = None) -> Path:
+    """A CSV as Binance publishes it: `.zip` holding one `.csv`, else plain text."""
+    text = "\n".join(([header] if header else []) + lines) + "\n"
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr(path.with_suffix(".csv").name, text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "layout, header, scale, name",
+    [
+        ("spot trades", None, 1, "BTCUSDT-trades-2024-08-08.zip"),
+        ("spot trades", None, 1000, "BTCUSDT-trades-2025-01-01.csv"),
+        ("spot trades", SPOT_TRADES_HEADER, 1000, "BTCUSDT-trades-2025-01-02.zip"),
+        ("usdm trades", UM_TRADES_HEADER, 1, "BTCUSDT-trades-2024-08-08.zip"),
+        ("usdm trades", None, 1, "BTCUSDT-trades-2024-08-08.csv"),
+        ("spot aggTrades", None, 1000, "BTCUSDT-aggTrades-2025-01-01.zip"),
+        ("spot aggTrades", SPOT_AGG_HEADER, 1, "BTCUSDT-aggTrades-2024-08-08.csv"),
+        ("usdm aggTrades", UM_AGG_HEADER, 1, "BTCUSDT-aggTrades-2024-08-08.zip"),
+        ("usdm aggTrades", None, 1, "BTCUSDT-aggTrades-2024-08-08.csv"),
+    ],
+)
+def test_trades_layouts_round_trip(real, tmp_path, layout, header, scale, name):
+    spot = layout.startswith("spot")
+    trades = real["spot_trades_1"] if spot else real["usdm_trades"]
+    if "aggTrades" in layout:
+        rows, id_key = aggregate(trades), "a"
+        lines = agg_lines(rows, spot, scale)
+        assert len(rows) < len(trades)  # real fills do aggregate
+    else:
+        rows, id_key = trades, "t"
+        lines = trade_lines(rows, spot, scale)
+    path = write(tmp_path / name, lines, header)
+    assert binance_csv.sniff(path)
+    quarantine = Quarantine(None)
+    got = binance_csv.read_trades([path], quarantine)
+    assert quarantine.total == 0
+    assert len(rows) > 1_000
+    assert got.equals(expected_trades(rows, id_key))
+
+
+@pytest.mark.parametrize("header, scale, name", [(BOOK_TICKER_HEADER, 1, "q.zip"), (None, 1, "q.csv"), (None, 1000, "q.zip")])
+def test_book_ticker_round_trip(real, tmp_path, header, scale, name):
+    quotes = real["usdm_quotes"]
+    path = write(tmp_path / name, quote_lines(quotes, scale), header)
+    assert binance_csv.sniff(path)
+    quarantine = Quarantine(None)
+    got = binance_csv.read_quotes([path], quarantine)
+    assert quarantine.total == 0 and len(quotes) > 2_000
+    assert got.equals(expected_quotes(quotes))
+
+
+def test_files_in_order_are_one_dataset_across_the_us_switch(real, tmp_path):
+    """Day 1 in ms (zipped), day 2 in us (plain): one continuous trade stream, ids without a gap."""
+    day1 = write(tmp_path / "d1.zip", trade_lines(real["spot_trades_1"], True, 1))
+    day2 = write(tmp_path / "d2.csv", trade_lines(real["spot_trades_2"], True, 1000))
+    quarantine = Quarantine(None)
+    got = binance_csv.read_trades([day1, day2], quarantine)
+    assert quarantine.total == 0
+    assert got.equals(expected_trades(real["spot_trades_1"] + real["spot_trades_2"], "t"))
+    # the real recording continues at 00:00: check the two files really are consecutive
+    assert got["trade_id"][len(real["spot_trades_1"])] == got["trade_id"][len(real["spot_trades_1"]) - 1] + 1
+
+
+def test_files_out_of_order_are_quarantined_across_files(real, tmp_path):
+    day1 = write(tmp_path / "d1.csv", trade_lines(real["spot_trades_1"], True, 1))
+    day2 = write(tmp_path / "d2.csv", trade_lines(real["spot_trades_2"], True, 1))
+    quarantine = Quarantine(tmp_path / "q.jsonl")
+    got = binance_csv.read_trades([day2, day1], quarantine)
+    quarantine.close()
+    assert got.equals(expected_trades(real["spot_trades_2"], "t"))
+    assert dict(quarantine.counts) == {"out_of_order": len(real["spot_trades_1"])}
+    first = orjson.loads((tmp_path / "q.jsonl").read_bytes().splitlines()[0])
+    assert (first["file"], first["line"]) == (str(day1), 1)
+
+
+def test_bad_rows_are_counted_quarantined_and_good_rows_untouched(real, tmp_path):
+    trades = real["spot_trades_1"][:3000]
+    lines = trade_lines(trades, True, 1000)
+    good = lines[100].split(",")
+    injected = {  # line number (1-based, in the final file) -> (kind, text)
+        11: ("malformed", ",".join(good[:5])),
+        22: ("non_numeric", ",".join([good[0], "abc", *good[2:]])),
+        33: ("non_positive", ",".join([*good[:2], "-0.5", *good[3:]])),
+        44: ("bad_timestamp", ",".join([*good[:4], str(trades[100]["T"]), *good[5:]])),  # ms in a us file
+        55: ("non_numeric", ",".join([*good[:5], "maybe", good[6]])),
+        66: ("malformed", ""),
+        77: ("out_of_order", ",".join([str(trades[-1]["t"] + 10), *good[1:4], str(trades[0]["T"] * 1000 - 1), *good[5:]])),
+        88: ("duplicate_id", lines[79]),  # line 87 again (7 rows were inserted above it): same id and time
+    }
+    for line_no in sorted(injected):
+        lines.insert(line_no - 1, injected[line_no][1])
+    path = write(tmp_path / "bad.zip", lines)
+    assert binance_csv.sniff(path)  # a few bad rows do not hide the format
+    quarantine = Quarantine(tmp_path / "bad.quarantine.jsonl")
+    got = binance_csv.read_trades([path], quarantine)
+    quarantine.close()
+    assert got.equals(expected_trades(trades, "t"))
+    kinds = [kind for kind, _ in injected.values()]
+    assert dict(quarantine.counts) == {k: kinds.count(k) for k in set(kinds)}
+    written = [orjson.loads(x) for x in (tmp_path / "bad.quarantine.jsonl").read_bytes().splitlines()]
+    assert [(w["line"], w["kind"], w["text"]) for w in written] == [(n, k, t) for n, (k, t) in sorted(injected.items())]
+    assert {w["file"] for w in written} == {str(path)}
+
+
+def test_bad_quotes_crossed_and_negative(real, tmp_path):
+    quotes = real["usdm_quotes"][:2000]
+    lines = quote_lines(quotes, 1)
+    q = quotes[50]
+    crossed = ",".join([str(q["u"]), q["a"], q["B"], q["b"], q["A"], str(q["T"]), str(q["E"])])  # bid and ask swapped
+    negative = ",".join([str(q["u"]), q["b"], "-" + q["B"], q["a"], q["A"], str(q["T"]), str(q["E"])])
+    lines[60:60] = [crossed, negative]
+    path = write(tmp_path / "bt.csv", lines, BOOK_TICKER_HEADER)
+    quarantine = Quarantine(tmp_path / "bt.jsonl")
+    got = binance_csv.read_quotes([path], quarantine)
+    quarantine.close()
+    assert got.equals(expected_quotes(quotes))
+    written = [orjson.loads(x) for x in (tmp_path / "bt.jsonl").read_bytes().splitlines()]
+    assert [(w["kind"], w["line"]) for w in written] == [("crossed", 62), ("non_positive", 63)]  # header is line 1
+
+
+def test_header_detection_never_swallows_a_data_row(real, tmp_path):
+    lines = trade_lines(real["usdm_trades"][:500], False, 1)
+    broken_first = ",".join(["x", *lines[0].split(",")[1:]])  # a garbled first data row is not a header
+    path = write(tmp_path / "t.csv", [broken_first, *lines[1:]])
+    quarantine = Quarantine(None)
+    got = binance_csv.read_trades([path], quarantine)
+    assert dict(quarantine.counts) == {"non_numeric": 1}
+    assert got.equals(expected_trades(real["usdm_trades"][1:500], "t"))
+    plain = write(tmp_path / "p.csv", lines)  # no header: the first row is data
+    assert binance_csv.read_trades([plain], Quarantine(None))["trade_id"][0] == real["usdm_trades"][0]["t"]
+
+
+def test_wrong_kind_and_mixed_layouts_are_clear_errors(real, tmp_path):
+    quotes = write(tmp_path / "q.csv", quote_lines(real["usdm_quotes"][:100], 1), BOOK_TICKER_HEADER)
+    spot = write(tmp_path / "s.csv", trade_lines(real["spot_trades_1"][:100], True, 1))
+    usdm = write(tmp_path / "u.csv", trade_lines(real["usdm_trades"][:100], False, 1), UM_TRADES_HEADER)
+    with pytest.raises(ValueError, match="bookTicker"):
+        binance_csv.read_trades([quotes], Quarantine(None))
+    with pytest.raises(ValueError, match="different layouts"):
+        binance_csv.read_trades([spot, usdm], Quarantine(None))
+
+
+def test_sniff_rejects_other_files(binance, tmp_path):
+    assert not binance_csv.sniff(binance["spot"][0])  # the websocket recording itself
+    tardis = tmp_path / "tardis.csv"
+    tardis.write_text("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,3,buy,4,5\n")
+    assert not binance_csv.sniff(tardis)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert not binance_csv.sniff(empty)
+    assert not binance_csv.sniff(write(tmp_path / "junk.zip", ["hello world"]))
+
+
+def test_gzip_member_is_read_too(real, tmp_path):
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress("\n".join(trade_lines(real["usdm_trades"][:300], False, 1)).encode()))
+    assert binance_csv.read_trades([path], Quarantine(None)).equals(expected_trades(real["usdm_trades"][:300], "t"))
+
+
+def test_zip_with_several_members_is_an_error(tmp_path):
+    path = tmp_path / "two.zip"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("a.csv", "1,1,1,1,1723161255342,true\n")
+        z.writestr("b.csv", "2,1,1,1,1723161255342,true\n")
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(ValueError, match="one CSV"):
+        binance_csv.read_trades([path], Quarantine(None))
