@@ -1,4 +1,4 @@
-"""`hfformer backtest` and `hfformer report`: typer command functions registered by hfformer/cli.py."""
+"""`hfformer backtest` and `hfformer report`: typer commands, registered by hfformer/cli.py."""
 
 from __future__ import annotations
 
@@ -11,19 +11,27 @@ from data_loaders.summary import print_summary
 from hfformer.backtest import backtest_models, config_from_overrides, load_forecasts, write_backtest
 from hfformer.report import build_report
 
-SET_HELP = ("Rule parameter as key=value (TOML value), repeatable: every, delay_ticks, latency_ms, "
-            "exit_at=decision|fill, horizons=[22,28], signal_quantile, require_agreement, require_interval, "
-            "interval=[10,90], min_signal, size_thresholds, sizes, base_size, fill=mid|touch, maker_fee_bps, "
-            "taker_fee_bps, entry_liquidity=maker|taker, exit_liquidity")
+SET_HELP = (
+    "Rule parameter as key=value (TOML value), repeatable: every, delay_ticks, latency_ms, "
+    "exit_at=decision|fill, horizons=[22,28], signal_quantile, require_agreement, "
+    "require_interval, interval=[10,90], min_signal, size_thresholds, sizes, base_size, "
+    "fill=mid|touch, maker_fee_bps, "
+    "taker_fee_bps, entry_liquidity=maker|taker, exit_liquidity"
+)
 
 
 def backtest(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`/`evaluate`.")],
-    data: Annotated[Path | None, typer.Option("--data", help="Book Parquet; needed only for models without RUN/forecasts.")] = None,
+    run: Annotated[
+        Path, typer.Argument(help="Run directory written by `hfformer train`/`evaluate`.")
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Book Parquet; needed only for models without RUN/forecasts."),
+    ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Backtest every model's test forecasts with the published rule; write RUN/backtest.{json,parquet}."""
+    """Backtest every model's test forecasts; write RUN/backtest.{json,parquet}."""
     try:
         config = config_from_overrides(overrides or [])
         result = backtest_models(load_forecasts(run, data), config)
@@ -31,18 +39,33 @@ def backtest(
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"hfformer backtest: {error}", err=True)
         raise typer.Exit(1) from error
-    per_model = {key: {m: s[key] for m, s in result.summary.items()}
-                 for key in ("pnl", "trades", "hit_rate", "sharpe", "max_drawdown", "fees", "turnover")}
+    per_model = {
+        key: {m: s[key] for m, s in result.summary.items()}
+        for key in ("pnl", "trades", "hit_rate", "sharpe", "max_drawdown", "fees", "turnover")
+    }
     bars = next(iter(result.summary.values()))
-    print_summary("backtest", {
-        "run": str(run), "models": len(result.summary), "bars": bars["bars"], "no_forecast": bars["no_forecast"],
-        **per_model, "skipped": result.skipped, "wrote": [str(p) for p in written],
-    }, as_json)
+    print_summary(
+        "backtest",
+        {
+            "run": str(run),
+            "models": len(result.summary),
+            "bars": bars["bars"],
+            "no_forecast": bars["no_forecast"],
+            **per_model,
+            "skipped": result.skipped,
+            "wrote": [str(p) for p in written],
+        },
+        as_json,
+    )
 
 
 def report(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`/`evaluate`.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default RUN/report).")] = None,
+    run: Annotated[
+        Path, typer.Argument(help="Run directory written by `hfformer train`/`evaluate`.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default RUN/report).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Turn a run directory into an offline HTML page, PNG figures and Markdown tables."""
@@ -51,6 +74,15 @@ def report(
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"hfformer report: {error}", err=True)
         raise typer.Exit(1) from error
-    print_summary("report", {"run": str(run), "html": str(written.html), "markdown": str(written.markdown),
-                             "figures": len(written.figures), "models": written.models,
-                             "missing": written.missing}, as_json)
+    print_summary(
+        "report",
+        {
+            "run": str(run),
+            "html": str(written.html),
+            "markdown": str(written.markdown),
+            "figures": len(written.figures),
+            "models": written.models,
+            "missing": written.missing,
+        },
+        as_json,
+    )

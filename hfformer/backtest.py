@@ -37,11 +37,14 @@ class BacktestConfig:
     every: int = 25  # ticks (rows) between decisions
     delay_ticks: int = 2  # an order fills this many rows after it is sent ...
     latency_ms: float = 0.0  # ... and at least this long after it is sent (by `ts`)
-    exit_at: str = "decision"  # "decision": close at the next decision's row (published); "fill": close with the same delay as entries
+    # "decision": close at the next decision's row (published); "fill": with the entries' delay
+    exit_at: str = "decision"
     horizons: tuple[int, ...] = tuple(range(22, 29))
     signal_quantile: int = 50  # which forecast quantile is the signal (50 = median)
     require_agreement: bool = True  # trade only if every horizon's signal has the same sign
-    require_interval: bool = False  # trade only if every horizon's [q_lo, q_hi] interval excludes zero
+    require_interval: bool = (
+        False  # trade only if every horizon's [q_lo, q_hi] interval excludes zero
+    )
     interval: tuple[int, int] = (10, 90)
     min_signal: float = 0.1  # skip if |sum of signals| < min_signal * n
     size_thresholds: tuple[float, ...] = (0.15, 0.125, 0.1, 0.075, 0.05)  # times n, descending
@@ -80,8 +83,10 @@ class BacktestConfig:
 
     def interval_columns(self) -> tuple[list[str], list[str]]:
         lo, hi = self.interval
-        return ([forecast_column(h, lo) for h in self.horizons],
-                [forecast_column(h, hi) for h in self.horizons])
+        return (
+            [forecast_column(h, lo) for h in self.horizons],
+            [forecast_column(h, hi) for h in self.horizons],
+        )
 
     def forecast_columns(self) -> list[str]:
         lo, hi = self.interval_columns()
@@ -93,15 +98,19 @@ class BacktestConfig:
         return bps[self.entry_liquidity] / 1e4, bps[self.exit_liquidity] / 1e4
 
 
-def config_from_overrides(overrides: list[str], base: BacktestConfig = BacktestConfig()) -> BacktestConfig:
-    """`key=value` strings (TOML values; bare words are strings) -> a config, e.g. fill=touch horizons=[20,25]."""
+def config_from_overrides(
+    overrides: list[str], base: BacktestConfig = BacktestConfig()
+) -> BacktestConfig:
+    """`key=value` strings (TOML values, bare words are strings) -> config: fill=touch horizons=[20,25]."""
     fields = {f.name: f for f in dataclasses.fields(BacktestConfig)}
     changes = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or key not in fields:
-            raise ValueError(f"bad override {item!r}: expected key=value with key in {sorted(fields)}")
+            raise ValueError(
+                f"bad override {item!r}: expected key=value with key in {sorted(fields)}"
+            )
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
@@ -125,8 +134,10 @@ def epoch_ns(ts: pl.Series) -> np.ndarray:
     return values
 
 
-def fill_rows(ts_ns: np.ndarray, sent: np.ndarray, delay_ticks: int, latency_ms: float) -> np.ndarray:
-    """Row where an order sent at row `sent` fills: `delay_ticks` rows and `latency_ms` later (whichever is later)."""
+def fill_rows(
+    ts_ns: np.ndarray, sent: np.ndarray, delay_ticks: int, latency_ms: float
+) -> np.ndarray:
+    """Row where an order sent at row `sent` fills: `delay_ticks` rows and `latency_ms` later."""
     rows = sent + delay_ticks
     if latency_ms > 0:
         after = np.searchsorted(ts_ns, ts_ns[sent] + round(latency_ms * 1e6), side="left")
@@ -134,8 +145,9 @@ def fill_rows(ts_ns: np.ndarray, sent: np.ndarray, delay_ticks: int, latency_ms:
     return rows
 
 
-def positions(signals: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None,
-              config: BacktestConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def positions(
+    signals: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None, config: BacktestConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(D, n) horizon signals -> side (+1/-1/0), size in BTC and signal sum per decision.
 
     `lo`/`hi` are the interval quantiles, needed only when `config.require_interval`."""
@@ -154,8 +166,11 @@ def positions(signals: np.ndarray, lo: np.ndarray | None, hi: np.ndarray | None,
     return side.astype(np.int8), size, total
 
 
-def backtest_frame(frame: pl.DataFrame, config: BacktestConfig = BacktestConfig(),
-                   tradable: np.ndarray | None = None) -> pl.DataFrame:
+def backtest_frame(
+    frame: pl.DataFrame,
+    config: BacktestConfig = BacktestConfig(),
+    tradable: np.ndarray | None = None,
+) -> pl.DataFrame:
     """One forecast frame -> one row per bar (decision with a known exit): side, size, fills, PnL.
 
     `tradable` (bool per row) restricts decisions to rows where every compared model has a forecast;
@@ -194,7 +209,9 @@ def backtest_frame(frame: pl.DataFrame, config: BacktestConfig = BacktestConfig(
         entry_px = np.where(side > 0, ask[entry_at], bid[entry_at])
         exit_px = np.where(side > 0, bid[exit_at], ask[exit_at])
     filled = (entry_row < exit_row) & ~np.isnan(entry_px) & ~np.isnan(exit_px)
-    status = np.select([~has_forecast, side == 0, ~filled], ["no_forecast", "flat", "unfilled"], "trade")
+    status = np.select(
+        [~has_forecast, side == 0, ~filled], ["no_forecast", "flat", "unfilled"], "trade"
+    )
     side = np.where(status == "trade", side, 0).astype(np.int8)
     size = np.where(side != 0, size, 0.0)
     entry_px, exit_px = np.where(side != 0, entry_px, np.nan), np.where(side != 0, exit_px, np.nan)
@@ -203,20 +220,23 @@ def backtest_frame(frame: pl.DataFrame, config: BacktestConfig = BacktestConfig(
     gross = np.nan_to_num(side * size * (exit_px - entry_px))
     fee = np.nan_to_num(size * (entry_px * entry_fee + exit_px * exit_fee))
     pnl = gross - fee
-    return pl.DataFrame({
-        "ts": frame["ts"].gather(decided),
-        "exit_ts": frame["ts"].gather(exit_row),
-        "status": pl.Series(status, dtype=BAR_STATUS),
-        "signal": total,
-        "side": side,
-        "size": size,
-        "entry_px": entry_px,
-        "exit_px": exit_px,
-        "gross_pnl": gross,
-        "fee": fee,
-        "pnl": pnl,
-        "cum_pnl": np.cumsum(pnl),
-    }, nan_to_null=True)
+    return pl.DataFrame(
+        {
+            "ts": frame["ts"].gather(decided),
+            "exit_ts": frame["ts"].gather(exit_row),
+            "status": pl.Series(status, dtype=BAR_STATUS),
+            "signal": total,
+            "side": side,
+            "size": size,
+            "entry_px": entry_px,
+            "exit_px": exit_px,
+            "gross_pnl": gross,
+            "fee": fee,
+            "pnl": pnl,
+            "cum_pnl": np.cumsum(pnl),
+        },
+        nan_to_null=True,
+    )
 
 
 def summarize(bars: pl.DataFrame) -> dict[str, float | int]:
@@ -227,7 +247,11 @@ def summarize(bars: pl.DataFrame) -> dict[str, float | int]:
     seconds = np.diff(epoch_ns(bars["ts"])) / 1e9
     bar_seconds = float(np.median(seconds)) if seconds.size else float("nan")
     std = pnl.std(ddof=1) if pnl.size > 1 else 0.0
-    sharpe = pnl.mean() / std * np.sqrt(SECONDS_PER_YEAR / bar_seconds) if std > 0 and bar_seconds > 0 else float("nan")
+    sharpe = (
+        pnl.mean() / std * np.sqrt(SECONDS_PER_YEAR / bar_seconds)
+        if std > 0 and bar_seconds > 0
+        else float("nan")
+    )
     counts = bars["status"].value_counts()
     count = dict(zip(counts["status"].to_list(), counts["count"].to_list()))
     return {
@@ -258,22 +282,31 @@ class BacktestResult:
     skipped: dict[str, str] = field(default_factory=dict)  # model -> why it was not backtested
 
 
-def backtest_models(frames: dict[str, pl.DataFrame], config: BacktestConfig = BacktestConfig()) -> BacktestResult:
+def backtest_models(
+    frames: dict[str, pl.DataFrame], config: BacktestConfig = BacktestConfig()
+) -> BacktestResult:
     """Backtest every model on the same prices and the same decisions.
 
     All frames must hold the same rows (ts and prices); a decision trades only where every
     backtested model has a forecast. A model lacking the needed forecast columns is skipped
     with the reason (e.g. a point model when the rule needs quantiles)."""
-    skipped = {m: f"no columns {[c for c in config.forecast_columns() if c not in f.columns]}"
-               for m, f in frames.items() if not set(config.forecast_columns()) <= set(f.columns)}
+    skipped = {
+        m: f"no columns {[c for c in config.forecast_columns() if c not in f.columns]}"
+        for m, f in frames.items()
+        if not set(config.forecast_columns()) <= set(f.columns)
+    }
     usable = {m: f for m, f in frames.items() if m not in skipped}
     if not usable:
         raise ValueError(f"no model has the forecasts this rule needs: {skipped}")
     reference_model, reference = next(iter(usable.items()))
     for model, frame in usable.items():
-        if frame.height != reference.height or not frame.select(PRICE_COLUMNS).equals(reference.select(PRICE_COLUMNS)):
-            raise ValueError(f"forecasts of {model!r} and {reference_model!r} cover different rows or prices; "
-                             "every model must be backtested on the same test split")
+        if frame.height != reference.height or not frame.select(PRICE_COLUMNS).equals(
+            reference.select(PRICE_COLUMNS)
+        ):
+            raise ValueError(
+                f"forecasts of {model!r} and {reference_model!r} cover different rows or prices; "
+                "every model must be backtested on the same test split"
+            )
     tradable = np.ones(reference.height, dtype=bool)
     for frame in usable.values():
         tradable &= ~np.isnan(frame.select(config.forecast_columns()).to_numpy()).any(axis=1)
@@ -288,16 +321,22 @@ def load_forecasts(run_dir: Path, data: Path | None = None) -> dict[str, pl.Data
     `hfformer.predict.forecast_frame` on `data`, written to RUN/forecasts/<model>.parquet."""
     run_dir = Path(run_dir)
     forecast_dir = run_dir / "forecasts"
-    trained = sorted(p.parent.name for p in run_dir.glob("*/metrics.csv") if p.parent.name != "forecasts")
+    trained = sorted(
+        p.parent.name for p in run_dir.glob("*/metrics.csv") if p.parent.name != "forecasts"
+    )
     lacking = [m for m in trained if not (forecast_dir / f"{m}.parquet").exists()]
     if lacking:
         if data is None:
-            raise ValueError(f"{run_dir} has no forecasts for {lacking}; pass --data to compute them")
+            raise ValueError(
+                f"{run_dir} has no forecasts for {lacking}; pass --data to compute them"
+            )
         from hfformer.predict import forecast_frame
 
         forecast_dir.mkdir(exist_ok=True)
         for model in lacking:
-            forecast_frame(run_dir, model, data, split="test").write_parquet(forecast_dir / f"{model}.parquet")
+            forecast_frame(run_dir, model, data, split="test").write_parquet(
+                forecast_dir / f"{model}.parquet"
+            )
     frames = {p.stem: pl.read_parquet(p) for p in sorted(forecast_dir.glob("*.parquet"))}
     if not frames:
         raise ValueError(f"{run_dir} has no trained models and no forecasts/*.parquet")
@@ -305,17 +344,29 @@ def load_forecasts(run_dir: Path, data: Path | None = None) -> dict[str, pl.Data
 
 
 def write_backtest(run_dir: Path, result: BacktestResult) -> list[Path]:
-    """RUN/backtest.json (config, per-model summary, skipped) and RUN/backtest.parquet (all bars, with `model`)."""
+    """RUN/backtest.json (config, summaries, skipped) and RUN/backtest.parquet (bars + `model`)."""
     run_dir = Path(run_dir)
     summary_path, bars_path = run_dir / "backtest.json", run_dir / "backtest.parquet"
-    payload = {"config": dataclasses.asdict(result.config), "models": result.summary, "skipped": result.skipped}
-    summary_path.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    pl.concat([b.with_columns(model=pl.lit(m)).select("model", *b.columns) for m, b in result.bars.items()]
-              ).write_parquet(bars_path)
+    payload = {
+        "config": dataclasses.asdict(result.config),
+        "models": result.summary,
+        "skipped": result.skipped,
+    }
+    summary_path.write_bytes(
+        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    )
+    pl.concat(
+        [
+            b.with_columns(model=pl.lit(m)).select("model", *b.columns)
+            for m, b in result.bars.items()
+        ]
+    ).write_parquet(bars_path)
     return [summary_path, bars_path]
 
 
 def read_backtest(run_dir: Path) -> tuple[dict, pl.DataFrame]:
     """What `write_backtest` wrote: the JSON payload and the bars of every model."""
     run_dir = Path(run_dir)
-    return orjson.loads((run_dir / "backtest.json").read_bytes()), pl.read_parquet(run_dir / "backtest.parquet")
+    return orjson.loads((run_dir / "backtest.json").read_bytes()), pl.read_parquet(
+        run_dir / "backtest.parquet"
+    )

@@ -11,23 +11,37 @@ import base64
 import html
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
 
-from data_loaders.features import target_scale  # noqa: E402
-from hfformer.backtest import backtest_models, load_forecasts, read_backtest, write_backtest  # noqa: E402
+from data_loaders.features import target_scale
+from hfformer.backtest import backtest_models, load_forecasts, read_backtest, write_backtest
 
 # Published test results (sign accuracy, R2) of the HFformer paper, drawn as reference marks.
 PUBLISHED = {
-    "hfformer": {1: (.565, .100), 3: (.664, .114), 5: (.687, .105), 10: (.678, .079), 20: (.636, .050), 30: (.601, .028)},
-    "lstm": {1: (.561, .094), 3: (.661, .089), 5: (.690, .096), 10: (.679, .074), 20: (.619, .040), 30: (.583, .030)},
+    "hfformer": {
+        1: (0.565, 0.100),
+        3: (0.664, 0.114),
+        5: (0.687, 0.105),
+        10: (0.678, 0.079),
+        20: (0.636, 0.050),
+        30: (0.601, 0.028),
+    },
+    "lstm": {
+        1: (0.561, 0.094),
+        3: (0.661, 0.089),
+        5: (0.690, 0.096),
+        10: (0.679, 0.074),
+        20: (0.619, 0.040),
+        30: (0.583, 0.030),
+    },
 }
 PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)
 FAN_ORIGINS = 8  # forecast fans drawn per model in the fan chart
@@ -48,11 +62,13 @@ class ReportFiles:
     markdown: Path
     figures: list[Path] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # inputs that were absent, with what was skipped
+    missing: list[str] = field(
+        default_factory=list
+    )  # inputs that were absent, with what was skipped
 
 
 def read_metrics(path: Path) -> pl.DataFrame:
-    """RUN/<model>/metrics.csv with numeric columns (an empty val_loss column would read as text)."""
+    """RUN/<model>/metrics.csv, numeric (an empty val_loss column would read as text)."""
     numeric = ["epoch", "step", "train_loss", "val_loss", "lr", "windows_per_s"]
     return pl.read_csv(path).with_columns(pl.col(numeric).cast(pl.Float64))
 
@@ -68,7 +84,9 @@ def fmt(value: object) -> str:
 def model_colors(models: list[str]) -> dict[str, str]:
     """One colour per model in every figure; the oracle is grey (the realised price is black)."""
     grey = "#7f7f7f"
-    palette = iter(c for c in map(matplotlib.colors.to_hex, plt.get_cmap("tab10").colors) if c != grey)
+    palette = iter(
+        c for c in map(matplotlib.colors.to_hex, plt.get_cmap("tab10").colors) if c != grey
+    )
     return {m: grey if m == "oracle" else next(palette) for m in models}
 
 
@@ -82,10 +100,19 @@ def save(fig: plt.Figure, out_dir: Path, name: str) -> Path:
 def pnl_figure(bars: pl.DataFrame, colors: dict[str, str], out_dir: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.2))
     for model, part in bars.partition_by("model", as_dict=True, maintain_order=True).items():
-        ax.plot(part["exit_ts"].to_numpy(), part["cum_pnl"].to_numpy(), color=colors[model[0]],
-                label=f"{model[0]} ({part['cum_pnl'][-1]:+.2f})", lw=1.4)
+        ax.plot(
+            part["exit_ts"].to_numpy(),
+            part["cum_pnl"].to_numpy(),
+            color=colors[model[0]],
+            label=f"{model[0]} ({part['cum_pnl'][-1]:+.2f})",
+            lw=1.4,
+        )
     ax.axhline(0, color="grey", lw=0.7)
-    ax.set(title="Cumulative PnL after fees (test split)", ylabel="PnL (quote currency)", xlabel="time (UTC)")
+    ax.set(
+        title="Cumulative PnL after fees (test split)",
+        ylabel="PnL (quote currency)",
+        xlabel="time (UTC)",
+    )
     ax.legend(loc="upper left", frameon=False)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
@@ -95,16 +122,32 @@ def pnl_figure(bars: pl.DataFrame, colors: dict[str, str], out_dir: Path) -> Pat
 def accuracy_figure(evaluation: pl.DataFrame, colors: dict[str, str], out_dir: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, metric, title in ((axes[0], "sign_acc", "Sign accuracy"), (axes[1], "r2", "R²")):
-        for (model,), part in evaluation.sort("horizon").partition_by("model", as_dict=True, maintain_order=True).items():
+        for (model,), part in (
+            evaluation.sort("horizon")
+            .partition_by("model", as_dict=True, maintain_order=True)
+            .items()
+        ):
             h = part["horizon"].to_numpy()
             ax.plot(h, part[metric].to_numpy(), color=colors[model], label=model, lw=1.4)
             if f"{metric}_lo" in part.columns:
-                ax.fill_between(h, part[f"{metric}_lo"].to_numpy(), part[f"{metric}_hi"].to_numpy(),
-                                color=colors[model], alpha=0.18, lw=0)
+                ax.fill_between(
+                    h,
+                    part[f"{metric}_lo"].to_numpy(),
+                    part[f"{metric}_hi"].to_numpy(),
+                    color=colors[model],
+                    alpha=0.18,
+                    lw=0,
+                )
         for (name, points), marker in zip(PUBLISHED.items(), ("x", "+")):
             hs = sorted(points)
-            ax.scatter(hs, [points[h][metric == "r2"] for h in hs], marker=marker, color="dimgrey", zorder=3,
-                       label=f"published {name}")
+            ax.scatter(
+                hs,
+                [points[h][metric == "r2"] for h in hs],
+                marker=marker,
+                color="dimgrey",
+                zorder=3,
+                label=f"published {name}",
+            )
         ax.set(title=f"{title} per horizon (bands: bootstrap CI)", xlabel="horizon h (ticks)")
         ax.grid(alpha=0.3)
     axes[0].axhline(0.5, color="grey", lw=0.7)
@@ -114,7 +157,7 @@ def accuracy_figure(evaluation: pl.DataFrame, colors: dict[str, str], out_dir: P
 
 
 def fan_stretch(price: np.ndarray, has_forecast: np.ndarray, length: int) -> int | None:
-    """Start of the `length`-row block with the widest price range whose origins all have forecasts."""
+    """Start of the `length`-row block with the widest price range and forecasts at every row."""
     blocks = (price.size - 1) // length
     if blocks < 1:
         return None
@@ -125,10 +168,14 @@ def fan_stretch(price: np.ndarray, has_forecast: np.ndarray, length: int) -> int
     return int(np.argmax(np.where(complete, ranges, -1.0))) * length
 
 
-def fan_figure(frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir: Path) -> Path | None:
-    """Forecast fans (q10..q90 band, median line) in price units from several origins against the realised price."""
+def fan_figure(
+    frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir: Path
+) -> Path | None:
+    """Forecast fans (q10..q90 band, median) in price units from several origins vs the realised price."""
     first = next(iter(frames.values()))
-    horizons = sorted(int(c[3:-4]) for c in first.columns if c.startswith("f_h") and c.endswith("_q50"))
+    horizons = sorted(
+        int(c[3:-4]) for c in first.columns if c.startswith("f_h") and c.endswith("_q50")
+    )
     if not horizons:
         return None
     step = max(horizons)
@@ -142,7 +189,9 @@ def fan_figure(frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir:
         return None
     scale_bp = np.array([1e-4 / target_scale(h) for h in horizons])  # scaled target -> log return
     realised = np.arange(start, min(start + step * (FAN_ORIGINS + 1), price.size))
-    fig, axes = plt.subplots(len(frames), 1, figsize=(10, 2.6 * len(frames)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(frames), 1, figsize=(10, 2.6 * len(frames)), sharex=True, squeeze=False
+    )
     for ax, (model, frame) in zip(axes[:, 0], frames.items()):
         ax.plot(realised - start, price[realised], color="black", lw=1.3, label="realised price")
         origins = np.arange(start, start + step * FAN_ORIGINS, step)
@@ -154,9 +203,13 @@ def fan_figure(frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir:
                 cols = [f"f_h{h}_q{q}" for h in horizons]
                 if set(cols) <= set(frame.columns):
                     f = frame.select(cols).row(origin)
-                    quantile[q] = price[origin] * np.exp(np.concatenate([[0.0], np.array(f, float) * scale_bp]))
+                    quantile[q] = price[origin] * np.exp(
+                        np.concatenate([[0.0], np.array(f, float) * scale_bp])
+                    )
             if 10 in quantile and 90 in quantile:
-                ax.fill_between(x, quantile[10], quantile[90], color=colors[model], alpha=0.25, lw=0)
+                ax.fill_between(
+                    x, quantile[10], quantile[90], color=colors[model], alpha=0.25, lw=0
+                )
             ax.plot(x, quantile[50], color=colors[model], lw=1.2)
         ax.set_title(f"{model}: median and 10%–90% forecast fans every {step} ticks", fontsize=10)
         ax.set_ylabel("price")
@@ -169,9 +222,18 @@ def fan_figure(frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir:
 def training_figure(curves: dict[str, pl.DataFrame], colors: dict[str, str], out_dir: Path) -> Path:
     fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves) + 1, 3.4), squeeze=False)
     for ax, (model, metrics) in zip(axes[0], curves.items()):
-        ax.plot(metrics["step"], metrics["train_loss"], color=colors[model], lw=1, alpha=0.8, label="train")
+        ax.plot(
+            metrics["step"],
+            metrics["train_loss"],
+            color=colors[model],
+            lw=1,
+            alpha=0.8,
+            label="train",
+        )
         val = metrics.filter(pl.col("val_loss").is_not_null() & pl.col("val_loss").is_not_nan())
-        ax.plot(val["step"], val["val_loss"], color="black", marker="o", ms=3, lw=1, label="validation")
+        ax.plot(
+            val["step"], val["val_loss"], color="black", marker="o", ms=3, lw=1, label="validation"
+        )
         ax.set(title=model, xlabel="step", ylabel="loss")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8)
@@ -180,16 +242,29 @@ def training_figure(curves: dict[str, pl.DataFrame], colors: dict[str, str], out
 
 
 def backtest_table(summary: dict[str, dict]) -> pl.DataFrame:
-    keys = ("pnl", "fees", "trades", "hit_rate", "sharpe", "max_drawdown", "turnover", "no_forecast")
+    keys = (
+        "pnl",
+        "fees",
+        "trades",
+        "hit_rate",
+        "sharpe",
+        "max_drawdown",
+        "turnover",
+        "no_forecast",
+    )
     return pl.DataFrame([{"model": m, **{k: fmt(s[k]) for k in keys}} for m, s in summary.items()])
 
 
 def evaluation_table(evaluation: pl.DataFrame) -> pl.DataFrame:
-    """Paper horizons only (the full table is RUN/evaluation.csv); metric [lo, hi] where CIs exist."""
+    """Paper horizons only (all are in RUN/evaluation.csv); metric [lo, hi] where CIs exist."""
     shown = evaluation.filter(pl.col("horizon").is_in(PAPER_HORIZONS))
     if shown.is_empty():
         shown = evaluation
-    metrics = [m for m in ("sign_acc", "r2", "mse", "pinball", "coverage80", "r2_oracle_frac") if m in evaluation.columns]
+    metrics = [
+        m
+        for m in ("sign_acc", "r2", "mse", "pinball", "coverage80", "r2_oracle_frac")
+        if m in evaluation.columns
+    ]
     rows = []
     for row in shown.sort("model", "horizon").iter_rows(named=True):
         cells = {"model": row["model"], "h": str(row["horizon"])}
@@ -201,11 +276,19 @@ def evaluation_table(evaluation: pl.DataFrame) -> pl.DataFrame:
 
 
 def training_table(curves: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    return pl.DataFrame([{
-        "model": m, "epochs": fmt(c["epoch"].max()), "steps": fmt(c["step"].max()),
-        "last train loss": fmt(c["train_loss"][-1]), "best val loss": fmt(c["val_loss"].fill_nan(None).min()),
-        "windows/s (median)": fmt(c["windows_per_s"].fill_nan(None).median()),
-    } for m, c in curves.items()])
+    return pl.DataFrame(
+        [
+            {
+                "model": m,
+                "epochs": fmt(c["epoch"].max()),
+                "steps": fmt(c["step"].max()),
+                "last train loss": fmt(c["train_loss"][-1]),
+                "best val loss": fmt(c["val_loss"].fill_nan(None).min()),
+                "windows/s (median)": fmt(c["windows_per_s"].fill_nan(None).median()),
+            }
+            for m, c in curves.items()
+        ]
+    )
 
 
 def markdown_table(table: pl.DataFrame) -> str:
@@ -216,12 +299,16 @@ def markdown_table(table: pl.DataFrame) -> str:
 
 def html_table(table: pl.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in table.iter_rows())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row in table.iter_rows()
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1150px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1150px;
        color: #1d1d1f; padding: 0 1rem; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem;
      border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
@@ -229,7 +316,8 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.8rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f6; } td:first-child, th:first-child { text-align: left; }
-tbody tr:nth-child(even) { background: #fafafa; } pre { background: #f6f6f8; padding: 0.8rem; overflow-x: auto; }
+tbody tr:nth-child(even) { background: #fafafa; }
+pre { background: #f6f6f8; padding: 0.8rem; overflow-x: auto; }
 """
 
 
@@ -246,8 +334,11 @@ def render_html(title: str, meta: str, sections: list[Section], out_dir: Path) -
             parts.append(html_table(s.table))
         if s.code:
             parts.append(f"<pre>{html.escape(s.code)}</pre>")
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
 
 
 def render_markdown(title: str, meta: str, sections: list[Section]) -> str:
@@ -267,16 +358,19 @@ def render_markdown(title: str, meta: str, sections: list[Section]) -> str:
 
 def rule_text(config: dict) -> str:
     c = config
-    return (f"Decide every {c['every']} ticks from horizons {c['horizons'][0]}..{c['horizons'][-1]} "
-            f"(q{c['signal_quantile']} signal); enter {c['delay_ticks']} ticks"
-            + (f" and {c['latency_ms']} ms" if c["latency_ms"] else "")
-            + f" later at the {'weighted mid' if c['fill'] == 'mid' else 'touch'}; exit at the next "
-            f"{'decision' if c['exit_at'] == 'decision' else 'decision plus the same delay'}; "
-            f"{'all horizons must agree; ' if c['require_agreement'] else ''}"
-            f"{'the 10%-90% interval must exclude zero; ' if c['require_interval'] else ''}"
-            f"skip if |sum| < {c['min_signal']}·n; sizes {list(c['sizes'])} BTC at |sum| ≥ "
-            f"{list(c['size_thresholds'])}·n, else {c['base_size']}; fees {c['maker_fee_bps']}/{c['taker_fee_bps']} "
-            f"bps maker/taker per side. Sharpe annualised from the median bar length; PnL in quote currency.")
+    return (
+        f"Decide every {c['every']} ticks from horizons {c['horizons'][0]}..{c['horizons'][-1]} "
+        f"(q{c['signal_quantile']} signal); enter {c['delay_ticks']} ticks"
+        + (f" and {c['latency_ms']} ms" if c["latency_ms"] else "")
+        + f" later at the {'weighted mid' if c['fill'] == 'mid' else 'touch'}; exit at the next "
+        f"{'decision' if c['exit_at'] == 'decision' else 'decision plus the same delay'}; "
+        f"{'all horizons must agree; ' if c['require_agreement'] else ''}"
+        f"{'the 10%-90% interval must exclude zero; ' if c['require_interval'] else ''}"
+        f"skip if |sum| < {c['min_signal']}·n; sizes {list(c['sizes'])} BTC at |sum| ≥ "
+        f"{list(c['size_thresholds'])}·n, else {c['base_size']}; "
+        f"fees {c['maker_fee_bps']}/{c['taker_fee_bps']} bps maker/taker per side. "
+        "Sharpe annualised from the median bar length; PnL in quote currency."
+    )
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
@@ -289,10 +383,18 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
     missing: list[str] = []
     frames: dict[str, pl.DataFrame] = {}
     if (run_dir / "forecasts").is_dir():
-        frames = {p.stem: pl.read_parquet(p) for p in sorted((run_dir / "forecasts").glob("*.parquet"))}
-    curves = {p.parent.name: read_metrics(p) for p in sorted(run_dir.glob("*/metrics.csv")) if p.parent.name != "forecasts"}
+        frames = {
+            p.stem: pl.read_parquet(p) for p in sorted((run_dir / "forecasts").glob("*.parquet"))
+        }
+    curves = {
+        p.parent.name: read_metrics(p)
+        for p in sorted(run_dir.glob("*/metrics.csv"))
+        if p.parent.name != "forecasts"
+    }
     curves = {m: c for m, c in curves.items() if c.height}
-    evaluation = pl.read_csv(run_dir / "evaluation.csv") if (run_dir / "evaluation.csv").exists() else None
+    evaluation = (
+        pl.read_csv(run_dir / "evaluation.csv") if (run_dir / "evaluation.csv").exists() else None
+    )
     backtest = None
     if (run_dir / "backtest.parquet").exists():
         backtest = read_backtest(run_dir)
@@ -302,7 +404,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
             backtest = read_backtest(run_dir)
         except ValueError as error:
             missing.append(f"backtest: {error}")
-    models = sorted({*frames, *curves, *(evaluation["model"].unique() if evaluation is not None else [])})
+    models = sorted(
+        {*frames, *curves, *(evaluation["model"].unique() if evaluation is not None else [])}
+    )
     if not models:
         raise ValueError(f"{run_dir} holds no forecasts, metrics or evaluation to report on")
     colors = model_colors(models)
@@ -312,23 +416,41 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
         payload, bars = backtest
         figures.append(pnl_figure(bars, colors, out_dir))
         skipped = "".join(f" Not backtested: {m} ({why})." for m, why in payload["skipped"].items())
-        sections.append(Section("Backtest", rule_text(payload["config"]) + skipped, "pnl.png",
-                                backtest_table(payload["models"])))
+        sections.append(
+            Section(
+                "Backtest",
+                rule_text(payload["config"]) + skipped,
+                "pnl.png",
+                backtest_table(payload["models"]),
+            )
+        )
     else:
         missing.append("backtest: no RUN/backtest.parquet and no forecasts")
     if evaluation is not None:
         figures.append(accuracy_figure(evaluation, colors, out_dir))
-        sections.append(Section("Forecast accuracy on the test split",
-                                "Marks: the paper's published HFformer and LSTM results. Table: the paper's horizons; "
-                                "all horizons are in evaluation.csv.", "accuracy.png", evaluation_table(evaluation)))
+        sections.append(
+            Section(
+                "Forecast accuracy on the test split",
+                "Marks: the paper's published HFformer and LSTM results. "
+                "Table: the paper's horizons; "
+                "all horizons are in evaluation.csv.",
+                "accuracy.png",
+                evaluation_table(evaluation),
+            )
+        )
     else:
         missing.append("evaluation: no RUN/evaluation.csv")
     fan = fan_figure(frames, colors, out_dir) if frames else None
     if fan is not None:
         figures.append(fan)
-        sections.append(Section("Forecast fans against the realised price",
-                                "Forecasts of the scaled target turned back into prices, p_t·exp(f/scale(h)/1e4), "
-                                "from several origins over the test stretch with the widest price range.", "fan.png"))
+        sections.append(
+            Section(
+                "Forecast fans against the realised price",
+                "Forecasts of the scaled target turned back into prices, p_t·exp(f/scale(h)/1e4), "
+                "from several origins over the test stretch with the widest price range.",
+                "fan.png",
+            )
+        )
     else:
         missing.append("fan chart: no forecasts with median columns and enough complete rows")
     if curves:
@@ -340,8 +462,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
         sections.append(Section("Run configuration", code=(run_dir / "config.toml").read_text()))
 
     title = f"HFformer run report: {run_dir.name}"
-    meta = (f"Run {run_dir.resolve()} · models: {', '.join(models)} · generated "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
+    meta = (
+        f"Run {run_dir.resolve()} · models: {', '.join(models)} · generated "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}"
+    )
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
     html_path.write_text(render_html(title, meta, sections, out_dir))
     md_path.write_text(render_markdown(title, meta, sections))

@@ -25,7 +25,7 @@ HORIZONS = range(22, 29)
 
 
 def make_frame(n=110, signals=None, spread=2.0, quantiles=(50,), step_ms=100):
-    """price = 100 + row; bid/ask = price -/+ spread/2; signals {decision row: [7 values] or scalar}."""
+    """price = 100 + row; bid/ask = price -/+ spread/2; signals {row: [7 values] or a scalar}."""
     rows = np.arange(n)
     price = 100.0 + rows
     columns = {
@@ -56,22 +56,35 @@ def test_published_rule_mid_fills():
     # decisions 0, 25, 50, 75 have an exit (next decision); 100 has none inside 110 rows
     assert bars["status"].to_list() == ["trade", "trade", "flat", "flat"]
     assert bars["side"].to_list() == [1, -1, 0, 0]
-    assert bars["size"].to_list() == [0.15, 0.1, 0.0, 0.0]  # sum 1.4 >= 0.15*7; |sum| 0.77 in [0.1, 0.125)*7
+    assert bars["size"].to_list() == [
+        0.15,
+        0.1,
+        0.0,
+        0.0,
+    ]  # sum 1.4 >= 0.15*7; |sum| 0.77 in [0.1, 0.125)*7
     assert bars["entry_px"].to_list()[:2] == [102.0, 127.0]  # 2 ticks after the decision
     assert bars["exit_px"].to_list()[:2] == [125.0, 150.0]  # at the next decision
     long = 0.15 * (125 - 102) - 0.15 * (102 + 125) * FEE
     short = -0.1 * (150 - 127) - 0.1 * (127 + 150) * FEE
     assert bars["pnl"].to_list() == pytest.approx([long, short, 0, 0], abs=1e-12)
-    assert bars["fee"].to_list() == pytest.approx([0.15 * 227 * FEE, 0.1 * 277 * FEE, 0, 0], abs=1e-15)
+    assert bars["fee"].to_list() == pytest.approx(
+        [0.15 * 227 * FEE, 0.1 * 277 * FEE, 0, 0], abs=1e-15
+    )
     assert bars["cum_pnl"][-1] == pytest.approx(long + short, abs=1e-12)
     assert bars["ts"].dt.epoch("ns").to_list() == [r * 100_000_000 for r in (0, 25, 50, 75)]
 
 
 def test_touch_fills_buy_at_ask_sell_at_bid():
     bars = backtest_frame(make_frame(signals=SIGNALS), BacktestConfig(fill="touch"))
-    assert bars["entry_px"].to_list()[:2] == [103.0, 126.0]  # long buys the ask, short sells the bid
+    assert bars["entry_px"].to_list()[:2] == [
+        103.0,
+        126.0,
+    ]  # long buys the ask, short sells the bid
     assert bars["exit_px"].to_list()[:2] == [124.0, 151.0]  # long sells the bid, short buys the ask
-    expected = [0.15 * (124 - 103) - 0.15 * (103 + 124) * FEE, -0.1 * (151 - 126) - 0.1 * (126 + 151) * FEE]
+    expected = [
+        0.15 * (124 - 103) - 0.15 * (103 + 124) * FEE,
+        -0.1 * (151 - 126) - 0.1 * (126 + 151) * FEE,
+    ]
     assert bars["pnl"].to_list()[:2] == pytest.approx(expected, abs=1e-12)
 
 
@@ -88,7 +101,9 @@ def test_latency_in_ms_uses_timestamps():
     ts = np.array([0, 10, 20, 30, 400, 500, 600, 700]) * 1_000_000
     rows = fill_rows(ts, np.array([0, 3]), delay_ticks=1, latency_ms=25)
     assert rows.tolist() == [3, 4]  # 25 ms after row 0 is row 3; row 3 + 1 tick is row 4
-    bars = backtest_frame(make_frame(signals=SIGNALS), BacktestConfig(latency_ms=450, delay_ticks=0))
+    bars = backtest_frame(
+        make_frame(signals=SIGNALS), BacktestConfig(latency_ms=450, delay_ticks=0)
+    )
     assert bars["entry_px"].to_list()[:2] == [105.0, 130.0]  # 100 ms per row -> 5 rows later
 
 
@@ -99,7 +114,9 @@ def test_size_ladder_and_threshold():
     assert size.tolist() == [0.15, 0.125, 0.1, 0.075, 0.05, 0.025]
     assert side.tolist() == [1] * 6
     assert total == pytest.approx(values * 7)
-    side, size, _ = positions(-signals, None, None, BacktestConfig())  # published: skip |sum| < 0.1*n
+    side, size, _ = positions(
+        -signals, None, None, BacktestConfig()
+    )  # published: skip |sum| < 0.1*n
     assert side.tolist() == [-1, -1, -1, 0, 0, 0]
     assert size.tolist() == [0.15, 0.125, 0.1, 0, 0, 0]
 
@@ -133,18 +150,29 @@ def test_maker_and_taker_fees_in_bps():
 
 def test_missing_forecasts_and_prices_are_counted_not_traded():
     frame = make_frame(signals={0: 0.2, 25: 0.2, 50: 0.2})
-    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 27).then(None).otherwise(pl.col("ask_px_1"))
-                               .alias("ask_px_1"))
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 27)
+        .then(None)
+        .otherwise(pl.col("ask_px_1"))
+        .alias("ask_px_1")
+    )
     bars = backtest_frame(frame, BacktestConfig(fill="touch"))
     assert bars["status"].to_list() == ["trade", "unfilled", "trade", "no_forecast"]
     assert bars["pnl"][1] == 0 and bars["signal"][3] is None
     summary = summarize(bars)
-    assert (summary["trades"], summary["unfilled"], summary["no_forecast"], summary["flat"]) == (2, 1, 1, 0)
+    assert (summary["trades"], summary["unfilled"], summary["no_forecast"], summary["flat"]) == (
+        2,
+        1,
+        1,
+        0,
+    )
 
 
 def test_summary_numbers():
     signals = {0: 0.2, 25: -0.2, 50: 0.2, 75: -0.2}  # long wins, short loses 0.15*23 each, no fees
-    bars = backtest_frame(make_frame(signals=signals), BacktestConfig(maker_fee_bps=0, taker_fee_bps=0))
+    bars = backtest_frame(
+        make_frame(signals=signals), BacktestConfig(maker_fee_bps=0, taker_fee_bps=0)
+    )
     s = summarize(bars)
     win = 0.15 * 23
     assert s["pnl"] == pytest.approx(0)
@@ -154,15 +182,21 @@ def test_summary_numbers():
     assert s["volume_btc"] == pytest.approx(8 * 0.15)
     assert s["bar_seconds"] == 2.5
     pnl = np.array([win, -win, win, -win])
-    assert s["sharpe"] == pytest.approx(pnl.mean() / pnl.std(ddof=1) * math.sqrt(365.25 * 86400 / 2.5), abs=1e-9)
+    assert s["sharpe"] == pytest.approx(
+        pnl.mean() / pnl.std(ddof=1) * math.sqrt(365.25 * 86400 / 2.5), abs=1e-9
+    )
 
 
 def test_models_share_decisions_and_prices():
     a = make_frame(signals={0: 0.2, 25: 0.2, 50: 0.2})
-    b = make_frame(signals={0: -0.2, 50: -0.2}, quantiles=(10, 50, 90))  # no forecast at decision 25
+    b = make_frame(
+        signals={0: -0.2, 50: -0.2}, quantiles=(10, 50, 90)
+    )  # no forecast at decision 25
     result = backtest_models({"a": a, "b": b})
     assert result.bars["a"]["status"].to_list() == ["trade", "no_forecast", "trade", "no_forecast"]
-    assert result.summary["a"]["pnl"] == pytest.approx(-result.summary["b"]["pnl"] - 2 * result.summary["a"]["fees"])
+    assert result.summary["a"]["pnl"] == pytest.approx(
+        -result.summary["b"]["pnl"] - 2 * result.summary["a"]["fees"]
+    )
     interval = backtest_models({"a": a, "b": b}, BacktestConfig(require_interval=True))
     assert list(interval.bars) == ["b"] and "f_h22_q10" in interval.skipped["a"]
     with pytest.raises(ValueError, match="different rows or prices"):
@@ -170,8 +204,15 @@ def test_models_share_decisions_and_prices():
 
 
 def test_overrides_parse_like_toml():
-    config = config_from_overrides(["fill=touch", "latency_ms=5", "horizons=[20, 21]", "require_interval=true"])
-    assert (config.fill, config.latency_ms, config.horizons, config.require_interval) == ("touch", 5.0, (20, 21), True)
+    config = config_from_overrides(
+        ["fill=touch", "latency_ms=5", "horizons=[20, 21]", "require_interval=true"]
+    )
+    assert (config.fill, config.latency_ms, config.horizons, config.require_interval) == (
+        "touch",
+        5.0,
+        (20, 21),
+        True,
+    )
     assert dataclasses.replace(config, fill="mid") != config
     with pytest.raises(ValueError, match="takes a int"):
         config_from_overrides(["every=fast"])
@@ -185,7 +226,9 @@ def test_run_dir_round_trip(tmp_path):
     (tmp_path / "forecasts").mkdir()
     make_frame(signals=SIGNALS).write_parquet(tmp_path / "forecasts" / "hfformer.parquet")
     (tmp_path / "lstm").mkdir()
-    (tmp_path / "lstm" / "metrics.csv").write_text("epoch,step,train_loss,val_loss,lr,windows_per_s\n")
+    (tmp_path / "lstm" / "metrics.csv").write_text(
+        "epoch,step,train_loss,val_loss,lr,windows_per_s\n"
+    )
     with pytest.raises(ValueError, match=r"no forecasts for \['lstm'\]"):
         load_forecasts(tmp_path)
     (tmp_path / "lstm" / "metrics.csv").unlink()
@@ -194,4 +237,7 @@ def test_run_dir_round_trip(tmp_path):
     payload, bars = read_backtest(tmp_path)
     assert payload["models"]["hfformer"]["trades"] == 2
     assert payload["config"]["horizons"] == list(HORIZONS)
-    assert bars.filter(pl.col("model") == "hfformer")["pnl"].to_list() == result.bars["hfformer"]["pnl"].to_list()
+    assert (
+        bars.filter(pl.col("model") == "hfformer")["pnl"].to_list()
+        == result.bars["hfformer"]["pnl"].to_list()
+    )

@@ -1,4 +1,4 @@
-"""Report on a small hand-built run directory: files, offline HTML, every model, headless Chromium."""
+"""Report on a small hand-built run directory: files, offline HTML, models, headless Chromium."""
 
 import re
 import shutil
@@ -19,14 +19,21 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FETCHES = re.compile(r"""(?:src|href|url)\s*[=(]\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
-def forecast_frame(price: np.ndarray, skill: float, quantiles: bool, rng: np.random.Generator) -> pl.DataFrame:
-    """Test-split forecast frame: the realised scaled target plus noise; NaN for the first 99 rows (no window)."""
+def forecast_frame(
+    price: np.ndarray, skill: float, quantiles: bool, rng: np.random.Generator
+) -> pl.DataFrame:
+    """Test-split forecasts: realised scaled target plus noise; none for the first 99 rows."""
     n = price.size
     y = make_targets(price, HORIZONS).astype(np.float64)
     columns = {
-        "ts": pl.Series(1_723_075_200_000_000_000 + np.arange(n) * 100_000_000).cast(pl.Datetime("ns", "UTC")),
-        "price": price, "bid_px_1": price - 0.05, "ask_px_1": price + 0.05,
-        "bid_qty_1": np.ones(n), "ask_qty_1": np.ones(n),
+        "ts": pl.Series(1_723_075_200_000_000_000 + np.arange(n) * 100_000_000).cast(
+            pl.Datetime("ns", "UTC")
+        ),
+        "price": price,
+        "bid_px_1": price - 0.05,
+        "ask_px_1": price + 0.05,
+        "bid_qty_1": np.ones(n),
+        "ask_qty_1": np.ones(n),
     }
     noise = rng.normal(0, 0.4, n)  # shared across horizons, as a model's errors are
     for j, h in enumerate(HORIZONS):
@@ -45,23 +52,49 @@ def run_dir(tmp_path_factory):
     rng = np.random.default_rng(7)
     price = 60_000 * np.exp(np.cumsum(rng.normal(0, 2e-5, 3_000)))
     (run / "forecasts").mkdir()
-    for model, skill, quantiles in (("hfformer", 0.6, True), ("lstm", 0.5, False), ("oracle", 1.0, True)):
-        forecast_frame(price, skill, quantiles, rng).write_parquet(run / "forecasts" / f"{model}.parquet")
+    for model, skill, quantiles in (
+        ("hfformer", 0.6, True),
+        ("lstm", 0.5, False),
+        ("oracle", 1.0, True),
+    ):
+        forecast_frame(price, skill, quantiles, rng).write_parquet(
+            run / "forecasts" / f"{model}.parquet"
+        )
     rows = []
     for model, base in (("hfformer", 0.66), ("lstm", 0.64), ("oracle", 0.75)):
         for h in HORIZONS:
             acc, r2 = base - 0.002 * h, (base - 0.5) * (0.6 - 0.01 * h)
-            rows.append({"model": model, "horizon": h, "sign_acc": acc, "sign_acc_lo": acc - 0.01,
-                         "sign_acc_hi": acc + 0.01, "r2": r2, "r2_lo": r2 - 0.02, "r2_hi": r2 + 0.02,
-                         "mse": 1 - r2, "pinball": 0.3, "coverage80": 0.8, "r2_oracle_frac": r2 / (0.25 * (0.6 - 0.01 * h))})
+            rows.append(
+                {
+                    "model": model,
+                    "horizon": h,
+                    "sign_acc": acc,
+                    "sign_acc_lo": acc - 0.01,
+                    "sign_acc_hi": acc + 0.01,
+                    "r2": r2,
+                    "r2_lo": r2 - 0.02,
+                    "r2_hi": r2 + 0.02,
+                    "mse": 1 - r2,
+                    "pinball": 0.3,
+                    "coverage80": 0.8,
+                    "r2_oracle_frac": r2 / (0.25 * (0.6 - 0.01 * h)),
+                }
+            )
     pl.DataFrame(rows).write_csv(run / "evaluation.csv")
     for model in ("hfformer", "lstm"):
         (run / model).mkdir()
         steps = np.arange(1, 61) * 50
-        pl.DataFrame({"epoch": steps // 1000, "step": steps, "train_loss": 1 / np.sqrt(steps),
-                      "val_loss": np.where(steps % 1000 == 0, 1.1 / np.sqrt(steps), np.nan),
-                      "lr": np.full(60, 1e-3), "windows_per_s": np.full(60, 1500.0)},
-                     nan_to_null=True).write_csv(run / model / "metrics.csv")
+        pl.DataFrame(
+            {
+                "epoch": steps // 1000,
+                "step": steps,
+                "train_loss": 1 / np.sqrt(steps),
+                "val_loss": np.where(steps % 1000 == 0, 1.1 / np.sqrt(steps), np.nan),
+                "lr": np.full(60, 1e-3),
+                "windows_per_s": np.full(60, 1500.0),
+            },
+            nan_to_null=True,
+        ).write_csv(run / model / "metrics.csv")
     (run / "config.toml").write_text('[model]\nd_model = 36\n[data]\npath = "synthetic"\n')
     return run
 
@@ -70,7 +103,12 @@ def test_report_files_offline_and_every_model(run_dir):
     out = run_dir / "report"
     files = build_report(run_dir, out)
     assert files.models == ["hfformer", "lstm", "oracle"] and files.missing == []
-    assert sorted(p.name for p in files.figures) == ["accuracy.png", "fan.png", "pnl.png", "training.png"]
+    assert sorted(p.name for p in files.figures) == [
+        "accuracy.png",
+        "fan.png",
+        "pnl.png",
+        "training.png",
+    ]
     for path in files.figures:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     page = files.html.read_text()
@@ -122,10 +160,23 @@ def test_cli_backtest_and_report(run_dir, tmp_path):
 def test_html_renders_in_headless_chromium(run_dir, tmp_path):
     files = build_report(run_dir, tmp_path / "out")
     dom = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--dump-dom", files.html.as_uri()],
-        capture_output=True, text=True, timeout=60,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            files.html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     ).stdout
     assert "HFformer run report" in dom and dom.count("<img") == 4
     for model in files.models:
