@@ -15,7 +15,7 @@ from hfformer.backtest import BacktestConfig, backtest_frame, backtest_models
 
 
 def forecast_frame(rows: int, horizons: int, seed: int = 0) -> pl.DataFrame:
-    """Random-walk prices and noisy quantile forecasts for horizons 1..H (forecast-frame contract)."""
+    """Random-walk prices and noisy quantile forecasts for horizons 1..H (the forecast contract)."""
     rng = np.random.default_rng(seed)
     price = 60_000 * np.exp(np.cumsum(rng.normal(0, 1e-5, rows)))
     columns = {

@@ -101,7 +101,7 @@ class BacktestConfig:
 def config_from_overrides(
     overrides: list[str], base: BacktestConfig = BacktestConfig()
 ) -> BacktestConfig:
-    """`key=value` strings (TOML values, bare words are strings) -> config: fill=touch horizons=[20,25]."""
+    """`key=value` strings (TOML values, bare words are strings) -> config, e.g. fill=touch."""
     fields = {f.name: f for f in dataclasses.fields(BacktestConfig)}
     changes = {}
     for item in overrides:

@@ -171,7 +171,7 @@ def fan_stretch(price: np.ndarray, has_forecast: np.ndarray, length: int) -> int
 def fan_figure(
     frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir: Path
 ) -> Path | None:
-    """Forecast fans (q10..q90 band, median) in price units from several origins vs the realised price."""
+    """Median and q10..q90 forecast fans in price units from several origins vs the realised price."""
     first = next(iter(frames.values()))
     horizons = sorted(
         int(c[3:-4]) for c in first.columns if c.startswith("f_h") and c.endswith("_q50")
@@ -373,100 +373,102 @@ def rule_text(config: dict) -> str:
     )
 
 
+@dataclass
+class RunData:
+    """Everything the report reads from RUN; None/empty where absent."""
+
+    frames: dict[str, pl.DataFrame]  # model -> test forecasts
+    curves: dict[str, pl.DataFrame]  # model -> training metrics
+    evaluation: pl.DataFrame | None
+    backtest: tuple[dict, pl.DataFrame] | None  # backtest.json payload, bars of every model
+    config_text: str | None
+    missing: list[str]
+
+    @property
+    def models(self) -> list[str]:
+        evaluated = self.evaluation["model"].unique() if self.evaluation is not None else []
+        return sorted({*self.frames, *self.curves, *evaluated})
+
+
+def read_run(run_dir: Path) -> RunData:
+    """Read RUN's outputs; run and write the default backtest when forecasts exist without one."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    forecasts = sorted((run_dir / "forecasts").glob("*.parquet"))
+    frames = {p.stem: pl.read_parquet(p) for p in forecasts}
+    metrics = (p for p in sorted(run_dir.glob("*/metrics.csv")) if p.parent.name != "forecasts")
+    curves = {p.parent.name: c for p in metrics if (c := read_metrics(p)).height}
+    evaluation_csv, config_toml = run_dir / "evaluation.csv", run_dir / "config.toml"
+    evaluation = pl.read_csv(evaluation_csv) if evaluation_csv.exists() else None
+    missing, backtest = [], None
+    if not (run_dir / "backtest.parquet").exists() and frames:
+        try:
+            write_backtest(run_dir, backtest_models(load_forecasts(run_dir)))
+        except ValueError as error:
+            missing.append(f"backtest: {error}")
+    if (run_dir / "backtest.parquet").exists():
+        backtest = read_backtest(run_dir)
+    elif not frames:
+        missing.append("backtest: no RUN/backtest.parquet and no forecasts")
+    config_text = config_toml.read_text() if config_toml.exists() else None
+    return RunData(frames, curves, evaluation, backtest, config_text, missing)
+
+
+def report_sections(run: RunData, out_dir: Path) -> list[Section]:
+    """Draw every figure whose inputs exist into out_dir; note in run.missing what could not be."""
+    colors = model_colors(run.models)
+    sections = []
+    if run.backtest is not None:
+        payload, bars = run.backtest
+        pnl_figure(bars, colors, out_dir)
+        skipped = "".join(f" Not backtested: {m} ({why})." for m, why in payload["skipped"].items())
+        text = rule_text(payload["config"]) + skipped
+        sections.append(Section("Backtest", text, "pnl.png", backtest_table(payload["models"])))
+    if run.evaluation is not None:
+        accuracy_figure(run.evaluation, colors, out_dir)
+        text = (
+            "Marks: the paper's published HFformer and LSTM results. Table: the paper's "
+            "horizons; all horizons are in evaluation.csv."
+        )
+        table = evaluation_table(run.evaluation)
+        sections.append(Section("Forecast accuracy on the test split", text, "accuracy.png", table))
+    else:
+        run.missing.append("evaluation: no RUN/evaluation.csv")
+    if run.frames and fan_figure(run.frames, colors, out_dir) is not None:
+        text = (
+            "Forecasts of the scaled target turned back into prices, p_t·exp(f/scale(h)/1e4), "
+            "from several origins over the test stretch with the widest price range."
+        )
+        sections.append(Section("Forecast fans against the realised price", text, "fan.png"))
+    else:
+        run.missing.append("fan chart: no forecasts with median columns and complete rows")
+    if run.curves:
+        training_figure(run.curves, colors, out_dir)
+        table = training_table(run.curves)
+        sections.append(Section("Training", figure="training.png", table=table))
+    else:
+        run.missing.append("training curves: no RUN/<model>/metrics.csv")
+    if run.config_text is not None:
+        sections.append(Section("Run configuration", code=run.config_text))
+    return sections
+
+
 def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
     """Write RUN/report (or out_dir)/{report.html, report.md, *.png}; see the module docstring."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    run = read_run(run_dir)
+    if not run.models:
+        raise ValueError(f"{run_dir} holds no forecasts, metrics or evaluation to report on")
     out_dir = Path(out_dir) if out_dir else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    missing: list[str] = []
-    frames: dict[str, pl.DataFrame] = {}
-    if (run_dir / "forecasts").is_dir():
-        frames = {
-            p.stem: pl.read_parquet(p) for p in sorted((run_dir / "forecasts").glob("*.parquet"))
-        }
-    curves = {
-        p.parent.name: read_metrics(p)
-        for p in sorted(run_dir.glob("*/metrics.csv"))
-        if p.parent.name != "forecasts"
-    }
-    curves = {m: c for m, c in curves.items() if c.height}
-    evaluation = (
-        pl.read_csv(run_dir / "evaluation.csv") if (run_dir / "evaluation.csv").exists() else None
-    )
-    backtest = None
-    if (run_dir / "backtest.parquet").exists():
-        backtest = read_backtest(run_dir)
-    elif frames:
-        try:
-            write_backtest(run_dir, backtest_models(load_forecasts(run_dir)))
-            backtest = read_backtest(run_dir)
-        except ValueError as error:
-            missing.append(f"backtest: {error}")
-    models = sorted(
-        {*frames, *curves, *(evaluation["model"].unique() if evaluation is not None else [])}
-    )
-    if not models:
-        raise ValueError(f"{run_dir} holds no forecasts, metrics or evaluation to report on")
-    colors = model_colors(models)
-
-    sections, figures = [], []
-    if backtest is not None:
-        payload, bars = backtest
-        figures.append(pnl_figure(bars, colors, out_dir))
-        skipped = "".join(f" Not backtested: {m} ({why})." for m, why in payload["skipped"].items())
-        sections.append(
-            Section(
-                "Backtest",
-                rule_text(payload["config"]) + skipped,
-                "pnl.png",
-                backtest_table(payload["models"]),
-            )
-        )
-    else:
-        missing.append("backtest: no RUN/backtest.parquet and no forecasts")
-    if evaluation is not None:
-        figures.append(accuracy_figure(evaluation, colors, out_dir))
-        sections.append(
-            Section(
-                "Forecast accuracy on the test split",
-                "Marks: the paper's published HFformer and LSTM results. "
-                "Table: the paper's horizons; "
-                "all horizons are in evaluation.csv.",
-                "accuracy.png",
-                evaluation_table(evaluation),
-            )
-        )
-    else:
-        missing.append("evaluation: no RUN/evaluation.csv")
-    fan = fan_figure(frames, colors, out_dir) if frames else None
-    if fan is not None:
-        figures.append(fan)
-        sections.append(
-            Section(
-                "Forecast fans against the realised price",
-                "Forecasts of the scaled target turned back into prices, p_t·exp(f/scale(h)/1e4), "
-                "from several origins over the test stretch with the widest price range.",
-                "fan.png",
-            )
-        )
-    else:
-        missing.append("fan chart: no forecasts with median columns and enough complete rows")
-    if curves:
-        figures.append(training_figure(curves, colors, out_dir))
-        sections.append(Section("Training", figure="training.png", table=training_table(curves)))
-    else:
-        missing.append("training curves: no RUN/<model>/metrics.csv")
-    if (run_dir / "config.toml").exists():
-        sections.append(Section("Run configuration", code=(run_dir / "config.toml").read_text()))
-
+    sections = report_sections(run, out_dir)
     title = f"HFformer run report: {run_dir.name}"
     meta = (
-        f"Run {run_dir.resolve()} · models: {', '.join(models)} · generated "
+        f"Run {run_dir.resolve()} · models: {', '.join(run.models)} · generated "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}"
     )
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
     html_path.write_text(render_html(title, meta, sections, out_dir))
     md_path.write_text(render_markdown(title, meta, sections))
-    return ReportFiles(html_path, md_path, figures, models, missing)
+    figures = [out_dir / s.figure for s in sections if s.figure]
+    return ReportFiles(html_path, md_path, figures, run.models, run.missing)
