@@ -171,7 +171,7 @@ def fan_stretch(price: np.ndarray, has_forecast: np.ndarray, length: int) -> int
 def fan_figure(
     frames: dict[str, pl.DataFrame], colors: dict[str, str], out_dir: Path
 ) -> Path | None:
-    """Median and q10..q90 forecast fans in price units from several origins vs the realised price."""
+    """Median and q10..q90 forecast fans in price units from several origins, and the price."""
     first = next(iter(frames.values()))
     horizons = sorted(
         int(c[3:-4]) for c in first.columns if c.startswith("f_h") and c.endswith("_q50")
