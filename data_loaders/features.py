@@ -169,15 +169,20 @@ def target_scale(h: int) -> float:
     return 1.0 / (1.1 * np.sqrt(h) + 0.01 * h)
 
 
-def make_targets(price: np.ndarray, horizons: tuple[int, ...] = tuple(range(1, 31))) -> np.ndarray:
+def make_targets(price: np.ndarray, horizons: tuple[int, ...] = tuple(range(1, 31)),
+                 block_rows: int = 262_144) -> np.ndarray:
     """y float32 (N, H): y[t, j] = log(p[t+h] / p[t]) * 1e4 * target_scale(h), h = horizons[j];
-    NaN where t + h >= N. Computed in float64 one horizon at a time."""
-    price = np.asarray(price, dtype=np.float64)
-    n = price.shape[0]
-    y = np.full((n, len(horizons)), np.nan, dtype=np.float32)
-    for j, h in enumerate(horizons):
-        if h < 1:
-            raise ValueError(f"horizons must be >= 1, got {h}")
-        if h < n:
-            y[: n - h, j] = np.log(price[h:] / price[:-h]) * (1e4 * target_scale(h))
+    NaN where t + h >= N. Computed in float64 (as log p[t+h] - log p[t]) a block of rows at a time,
+    so the only full-size allocation is y itself."""
+    h = np.asarray(horizons, dtype=np.int64)
+    if h.ndim != 1 or h.size == 0 or h.min() < 1:
+        raise ValueError(f"horizons must be integers >= 1, got {horizons}")
+    n = len(price)
+    logp = np.log(np.asarray(price, dtype=np.float64))
+    logp = np.concatenate([logp, np.full(int(h.max()), np.nan)])  # NaN past the data
+    scale = np.array([1e4 * target_scale(int(k)) for k in h])  # (H,)
+    y = np.empty((n, h.size), dtype=np.float32)
+    for start in range(0, n, block_rows):
+        t = np.arange(start, min(start + block_rows, n))
+        y[t] = (logp[t[:, None] + h] - logp[t, None]) * scale  # (B, H)
     return y

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 ZSCORE_EPS = 0.01
 
@@ -70,11 +70,31 @@ class WindowDataset(Dataset):
         return torch.from_numpy(zscore_windows(self.x[rows])), torch.from_numpy(self.y[ends])
 
 
+class BatchIndices(Sampler):
+    """Batches of dataset indices as int64 arrays, reshuffled each epoch (seed, epoch) when shuffle.
+
+    Numpy index arrays instead of torch's RandomSampler, which lists every index as a Python int
+    (hundreds of MB for millions of windows).
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        self.epoch += 1
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield order[start : start + self.batch_size]
+
+
 def make_loader(ds: WindowDataset, batch_size: int = 256, shuffle: bool = True, seed: int = 0,
                 drop_last: bool = False, num_workers: int = 0) -> DataLoader:
     """A DataLoader that serves whole batches through ds.get_batch (no per-item collate)."""
-    order = RandomSampler(ds, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(ds)
-    return DataLoader(ds, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last),
+    return DataLoader(ds, batch_size=None, sampler=BatchIndices(len(ds), batch_size, shuffle, seed, drop_last),
                       num_workers=num_workers)
 
 
@@ -82,10 +102,13 @@ def valid_window_ends(valid: np.ndarray, window: int, max_h: int) -> np.ndarray:
     """int64 ends t (ascending) whose rows t-window+1 .. t+max_h all exist and are valid:
     the whole input window and every target row up to the largest horizon."""
     n = valid.shape[0]
+    if n < window + max_h:
+        return np.empty(0, dtype=np.int64)
     bad = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(~valid, out=bad[1:])  # bad[k] = invalid rows among 0..k-1
-    t = np.arange(window - 1, n - max_h, dtype=np.int64)
-    return t[bad[t + max_h + 1] == bad[t - window + 1]]
+    # For t = window-1 .. n-max_h-1: bad[t + max_h + 1] == bad[t - window + 1] (both slices are views).
+    ok = bad[window + max_h :] == bad[: n - max_h - window + 1]
+    return np.flatnonzero(ok) + (window - 1)
 
 
 @dataclass

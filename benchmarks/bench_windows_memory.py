@@ -1,0 +1,121 @@
+"""Peak memory and batch throughput of features + windows over a 10-million-snapshot book.
+
+    python benchmarks/bench_windows_memory.py [--rows 10000000] [--book PATH] [--batches 200]
+
+A child process writes a synthetic 10-level book (BTC-like prices on a 0.01 tick) to Parquet in
+row groups, so its memory is not this process's. This process then runs the real pipeline on a
+lazy scan: build_features -> make_targets -> valid_window_ends -> time_split -> WindowDataset ->
+DataLoader batches, printing peak resident memory (getrusage ru_maxrss) after each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from data_loaders.features import FeatureConfig, build_features, make_targets
+from data_loaders.schema import book_schema
+from data_loaders.windows import WindowDataset, make_loader, time_split, valid_window_ends
+
+LEVELS = 10
+GROUP = 262_144
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def write_book(path: Path, rows: int, seed: int = 0) -> None:
+    """Synthetic book in the contract, one row group at a time (never the whole book in memory)."""
+    rng = np.random.default_rng(seed)
+    schema = pl.DataFrame(schema=book_schema(LEVELS)).to_arrow().schema
+    tick, last = 0.01, 6_000_000  # price in ticks
+    with pq.ParquetWriter(path, schema, compression="lz4") as w:
+        for start in range(0, rows, GROUP):
+            n = min(GROUP, rows - start)
+            bid = last + np.cumsum(rng.integers(-1, 2, n))
+            last = int(bid[-1])
+            cols: dict[str, np.ndarray] = {
+                "ts": (start + np.arange(n, dtype=np.int64)) * 100_000_000,
+                "local_ts": (start + np.arange(n, dtype=np.int64)) * 100_000_000 + 5_000_000,
+                "update_id": start + np.arange(n, dtype=np.int64),
+                "in_sync": rng.random(n) > 1e-4,
+            }
+            bid_gap = np.cumsum(rng.integers(1, 4, (n, LEVELS)), axis=1) - 1
+            ask_gap = np.cumsum(rng.integers(1, 4, (n, LEVELS)), axis=1)
+            for side, px in (("bid", bid[:, None] - bid_gap), ("ask", bid[:, None] + ask_gap)):
+                for i in range(LEVELS):
+                    cols[f"{side}_px_{i + 1}"] = px[:, i] * tick
+                for i in range(LEVELS):
+                    cols[f"{side}_qty_{i + 1}"] = np.round(rng.lognormal(-1, 1.2, n), 5)
+            w.write_table(pa.table({c: cols[c] for c in schema.names}, schema=schema))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--book", type=Path, help="existing book Parquet to reuse (written if absent)")
+    ap.add_argument("--batches", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--window", type=int, default=100)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.book or Path(tmp) / "book.parquet"
+        if not path.exists():
+            t = time.perf_counter()
+            child = multiprocessing.get_context("spawn").Process(target=write_book, args=(path, args.rows))
+            child.start()
+            child.join()
+            if child.exitcode:
+                raise SystemExit(f"writing the synthetic book failed (exit {child.exitcode})")
+            print(f"wrote {args.rows:,} rows to {path} ({path.stat().st_size / 2**30:.2f} GiB) "
+                  f"in {time.perf_counter() - t:.1f} s")
+        print(f"start: peak RSS {peak_gib():.2f} GiB")
+
+        cfg = FeatureConfig(levels=LEVELS)
+        t = time.perf_counter()
+        feats = build_features(pl.scan_parquet(path), cfg)
+        n, f = feats.x.shape
+        print(f"build_features: x {feats.x.shape} float32 {feats.x.nbytes / 2**30:.2f} GiB, "
+              f"{n / (time.perf_counter() - t):,.0f} rows/s, report {feats.report}; peak RSS {peak_gib():.2f} GiB")
+
+        t = time.perf_counter()
+        y = make_targets(feats.price, cfg.horizons)
+        print(f"make_targets: y {y.shape} {y.nbytes / 2**30:.2f} GiB in {time.perf_counter() - t:.1f} s; "
+              f"peak RSS {peak_gib():.2f} GiB")
+
+        max_h = max(cfg.horizons)
+        ends = valid_window_ends(feats.valid, args.window, max_h)
+        split = time_split(ends, n, gap=max_h + args.window - 1)
+        ds = WindowDataset(feats.x, y, split.train, window=args.window)
+        print(f"ends {len(ends):,}; train/val/test {len(split.train):,}/{len(split.val):,}/{len(split.test):,}; "
+              f"peak RSS {peak_gib():.2f} GiB")
+
+        loader = make_loader(ds, batch_size=args.batch_size, shuffle=True, seed=0)
+        t = time.perf_counter()
+        windows = 0
+        for b, (xb, yb) in enumerate(loader):
+            assert xb.shape == (len(yb), args.window, f) and torch.isfinite(xb).all()
+            windows += len(yb)
+            if b + 1 == args.batches:
+                break
+        dt = time.perf_counter() - t
+        print(f"batches: {args.batches} x {args.batch_size} shuffled windows in {dt:.2f} s = "
+              f"{windows / dt:,.0f} windows/s; peak RSS {peak_gib():.2f} GiB")
+    print(f"PEAK RSS {peak_gib():.2f} GiB ({n:,} snapshots x {f} features, target < 4 GiB)")
+
+
+if __name__ == "__main__":
+    main()
