@@ -128,42 +128,11 @@ NULL = np.frombuffer(b"null", np.uint8)
 
 
 @njit(cache=True)
-def _skip_value(buf, p, end, depth):
-    """Validate one JSON value at p -> index after it, or -1 (invalid or nested too deep)."""
-    p = _ws(buf, p, end)
-    if p >= end or depth > 64:
-        return -1
+def _scalar_end(buf, p, end):
+    """Validate a JSON string, number or literal at p -> index after it, or -1."""
     c = buf[p]
     if c == 34:
         return _string_end(buf, p, end)
-    if c == 123 or c == 91:
-        close = 125 if c == 123 else 93
-        p = _ws(buf, p + 1, end)
-        if p < end and buf[p] == close:
-            return p + 1
-        while True:
-            if c == 123:
-                if p >= end or buf[p] != 34:
-                    return -1
-                p = _string_end(buf, p, end)
-                if p < 0:
-                    return -1
-                p = _ws(buf, p, end)
-                if p >= end or buf[p] != 58:
-                    return -1
-                p += 1
-            p = _skip_value(buf, p, end, depth + 1)
-            if p < 0:
-                return -1
-            p = _ws(buf, p, end)
-            if p >= end:
-                return -1
-            if buf[p] == 44:
-                p = _ws(buf, p + 1, end)
-                continue
-            if buf[p] == close:
-                return p + 1
-            return -1
     if c == 45 or 48 <= c <= 57:
         return _number_end(buf, p, end)
     if c == 116:
@@ -173,6 +142,74 @@ def _skip_value(buf, p, end, depth):
     if c == 110:
         return _literal_end(buf, p, end, NULL)
     return -1
+
+
+@njit(cache=True)
+def _key_colon(buf, p, end):
+    """A member name and its colon at p -> index of the value, or -1."""
+    if p >= end or buf[p] != 34:
+        return -1
+    p = _string_end(buf, p, end)
+    if p < 0:
+        return -1
+    p = _ws(buf, p, end)
+    if p >= end or buf[p] != 58:
+        return -1
+    return _ws(buf, p + 1, end)
+
+
+@njit(cache=True)
+def _skip_value(buf, p, end):
+    """Validate one JSON value at p -> index after it, or -1 (iterative: at most 64 deep)."""
+    p = _ws(buf, p, end)
+    if p >= end:
+        return -1
+    if buf[p] != 123 and buf[p] != 91:
+        return _scalar_end(buf, p, end)
+    stack = np.empty(64, np.uint8)  # the closing bracket of each open container
+    depth = 0
+    need_value = True
+    while True:
+        if need_value:
+            if p >= end:
+                return -1
+            c = buf[p]
+            if c == 123 or c == 91:
+                if depth == 64:
+                    return -1
+                stack[depth] = 125 if c == 123 else 93
+                depth += 1
+                p = _ws(buf, p + 1, end)
+                if p < end and buf[p] == stack[depth - 1]:
+                    depth -= 1
+                    p += 1
+                    need_value = False
+                elif c == 123:
+                    p = _key_colon(buf, p, end)
+                    if p < 0:
+                        return -1
+                continue
+            p = _scalar_end(buf, p, end)
+            if p < 0:
+                return -1
+            need_value = False
+        if depth == 0:
+            return p
+        p = _ws(buf, p, end)
+        if p >= end:
+            return -1
+        if buf[p] == 44:
+            p = _ws(buf, p + 1, end)
+            if stack[depth - 1] == 125:
+                p = _key_colon(buf, p, end)
+                if p < 0:
+                    return -1
+            need_value = True
+        elif buf[p] == stack[depth - 1]:
+            depth -= 1
+            p += 1
+        else:
+            return -1
 
 
 @njit(cache=True)
@@ -237,7 +274,7 @@ def _int(buf, p, end):
     """JSON integer at p -> (status, value, end). status OK, NON_NUMERIC or BAD_JSON."""
     q = _number_end(buf, p, end)
     if q < 0:
-        q = _skip_value(buf, p, end, 0)
+        q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0, q
     neg = buf[p] == 45
     s = p + 1 if neg else p
@@ -256,7 +293,7 @@ def _int(buf, p, end):
 def _quoted_decimal(buf, p, end):
     """A JSON string holding a decimal -> (status, value, end)."""
     if buf[p] != 34:
-        q = _skip_value(buf, p, end, 0)
+        q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0.0, q
     q = _string_end(buf, p, end)
     if q < 0:
@@ -273,7 +310,7 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         return OK, p + 1, n
     while True:
         if p >= end or buf[p] != 91:
-            q = _skip_value(buf, p, end, 0)
+            q = _skip_value(buf, p, end)
             return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
         p = _ws(buf, p + 1, end)
         if p >= end:
@@ -354,7 +391,7 @@ def _member(buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px
             else:
                 q = _literal_end(buf, p, end, FALSE)
                 if q < 0:
-                    q = _skip_value(buf, p, end, 0)
+                    q = _skip_value(buf, p, end)
                     return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
                 maker[i] = 0
             present[i] |= P_M
@@ -385,14 +422,14 @@ def _member(buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px
         return st, q, n
     elif _key_is(buf, ks, ke, BIDS) or _key_is(buf, ks, ke, ASKS):
         if buf[p] != 91:
-            q = _skip_value(buf, p, end, 0)
+            q = _skip_value(buf, p, end)
             return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
         bid = buf[ks] == 98
         st, q, n = _levels(buf, p, end, 0 if bid else 1, lv_side, lv_px, lv_qty, n)
         if st == OK:
             present[i] |= P_BL if bid else P_AL
         return st, q, n
-    q = _skip_value(buf, p, end, 0)
+    q = _skip_value(buf, p, end)
     return (OK if q >= 0 else BAD_JSON), q, n
 
 
@@ -424,8 +461,9 @@ def _stream_kind(buf, s, e, sym):
 
 
 @njit(cache=True)
-def _object(buf, p, end, i, top, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n):
-    """Parse an object at p (the line's top level when `top`) -> (status, end, new n)."""
+def _object(buf, p, end, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n):
+    """Parse the line's top-level object at p, descending once into "data" -> (status, end, new n)."""
+    inner = False  # inside the "data" object
     p = _ws(buf, p + 1, end)
     if p < end and buf[p] == 125:
         return OK, p + 1, n
@@ -442,9 +480,9 @@ def _object(buf, p, end, i, top, sym, ints, floats, present, maker, kind, stream
         p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
-        if top and _key_is(buf, ks, ke, STREAM):
+        if not inner and _key_is(buf, ks, ke, STREAM):
             if buf[p] != 34:
-                q = _skip_value(buf, p, end, 0)
+                q = _skip_value(buf, p, end)
                 st = MISSING if q >= 0 else BAD_JSON
             else:
                 q = _string_end(buf, p, end)
@@ -453,22 +491,30 @@ def _object(buf, p, end, i, top, sym, ints, floats, present, maker, kind, stream
                     kind[i] = _stream_kind(buf, p + 1, q - 1, sym)
                     stream_span[i, 0] = p + 1
                     stream_span[i, 1] = q - 1
-        elif top and _key_is(buf, ks, ke, DATA):
-            if kind[i] == K_OTHER or buf[p] != 123:
-                q = _skip_value(buf, p, end, 0)
-                st = OK if q >= 0 else BAD_JSON
-                if buf[p] != 123 and kind[i] != K_OTHER:
-                    st = MISSING if q >= 0 else BAD_JSON
-            else:
-                st, q, n = _object(
-                    buf, p, end, i, False, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n
-                )
+        elif not inner and _key_is(buf, ks, ke, DATA):
             present[i] |= P_DATA
+            if buf[p] == 123 and kind[i] != K_OTHER:
+                inner = True
+                p = _ws(buf, p + 1, end)
+                if p < end and buf[p] == 125:
+                    inner = False
+                    q = p + 1
+                    st = OK
+                else:
+                    continue
+            else:
+                q = _skip_value(buf, p, end)
+                st = OK if q >= 0 else BAD_JSON
+                if q >= 0 and buf[p] != 123 and kind[i] != K_OTHER:
+                    st = MISSING
         else:
             st, q, n = _member(buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px, lv_qty, n)
         if st != OK:
             return st, q, n
         p = _ws(buf, q, end)
+        while inner and p < end and buf[p] == 125:  # the "data" object ends
+            inner = False
+            p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
         if buf[p] == 44:
@@ -528,10 +574,10 @@ def _parse(buf, starts, ends, sym):
         local_ts[i] = ts
         p = _ws(buf, p + 1, e)
         if p >= e or buf[p] != 123:
-            q = _skip_value(buf, p, e, 0)
+            q = _skip_value(buf, p, e)
             status[i] = UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON
             continue
-        st, q, n2 = _object(buf, p, e, i, True, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n)
+        st, q, n2 = _object(buf, p, e, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n)
         if st == OK and _ws(buf, q, e) != e:
             st = BAD_JSON
         if st == OK and kind[i] == K_NONE:

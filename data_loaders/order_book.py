@@ -6,8 +6,9 @@ level. `rebuild_book` applies the events in a given order (optionally clearing t
 a snapshot) and returns the top N levels after every emitted event. The per-venue sequencing
 rules (update ids, gaps, buffering) stay in the reader; this module only keeps the book.
 
-Each side is kept as a sorted array with the best level at the end (bids by price, asks by
-negated price), so the frequent changes near the top move few elements.
+Each side is kept as a sorted array (bids by price, asks by negated price, best level last)
+with free room at both ends, so an insert or delete moves the shorter part: changes near the top
+of the book and to far-away levels are both cheap.
 """
 
 from __future__ import annotations
@@ -36,34 +37,60 @@ class BookArrays:
 
 
 @njit(cache=True)
-def _grow(keys: np.ndarray, qtys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    new_keys = np.empty(keys.size * 2, np.float64)
-    new_qtys = np.empty(keys.size * 2, np.float64)
-    new_keys[: keys.size] = keys
-    new_qtys[: keys.size] = qtys
-    return new_keys, new_qtys
+def _recentre(keys, qtys, lo, hi):
+    """Move the live range [lo, hi) to the middle of a buffer with room on both sides."""
+    n = hi - lo
+    cap = max(4 * n, 1024)
+    new_keys = np.empty(cap, np.float64)
+    new_qtys = np.empty(cap, np.float64)
+    new_lo = (cap - n) // 2
+    new_keys[new_lo : new_lo + n] = keys[lo:hi]
+    new_qtys[new_lo : new_lo + n] = qtys[lo:hi]
+    return new_keys, new_qtys, new_lo, new_lo + n
 
 
 @njit(cache=True)
-def _set_level(keys: np.ndarray, qtys: np.ndarray, n: int, key: float, qty: float) -> int:
-    """Set (or delete when qty == 0) one level of a side with n levels; returns the new n.
+def _set_level(keys, qtys, lo, hi, key, qty):
+    """Set (qty > 0) or delete (qty == 0) one level of a side held sorted in keys[lo:hi].
 
-    The caller guarantees capacity for one more level."""
-    i = np.searchsorted(keys[:n], key)
-    if i < n and keys[i] == key:
-        if qty == 0.0:
-            keys[i : n - 1] = keys[i + 1 : n]
-            qtys[i : n - 1] = qtys[i + 1 : n]
-            return n - 1
-        qtys[i] = qty
-        return n
+    Inserts and deletes move whichever part of the range is shorter, so changes near either
+    end (the top of the book, or far-away levels) are cheap. Returns (keys, qtys, lo, hi)."""
+    a = lo + np.searchsorted(keys[lo:hi], key)
+    if a < hi and keys[a] == key:
+        if qty != 0.0:
+            qtys[a] = qty
+        elif a - lo < hi - a:
+            for j in range(a, lo, -1):
+                keys[j] = keys[j - 1]
+                qtys[j] = qtys[j - 1]
+            lo += 1
+        else:
+            for j in range(a, hi - 1):
+                keys[j] = keys[j + 1]
+                qtys[j] = qtys[j + 1]
+            hi -= 1
+        return keys, qtys, lo, hi
     if qty == 0.0:
-        return n  # deleting a level we do not hold is normal (it was outside our book)
-    keys[i + 1 : n + 1] = keys[i:n].copy()
-    qtys[i + 1 : n + 1] = qtys[i:n].copy()
-    keys[i] = key
-    qtys[i] = qty
-    return n + 1
+        return keys, qtys, lo, hi  # deleting a level we do not hold is normal (it was outside our book)
+    if (a - lo < hi - a and lo > 0) or hi == keys.size:
+        if lo == 0:
+            keys, qtys, new_lo, hi = _recentre(keys, qtys, lo, hi)
+            a += new_lo - lo
+            lo = new_lo
+        for j in range(lo - 1, a - 1):
+            keys[j] = keys[j + 1]
+            qtys[j] = qtys[j + 1]
+        lo -= 1
+        keys[a - 1] = key
+        qtys[a - 1] = qty
+    else:
+        for j in range(hi, a, -1):
+            keys[j] = keys[j - 1]
+            qtys[j] = qtys[j - 1]
+        hi += 1
+        keys[a] = key
+        qtys[a] = qty
+    return keys, qtys, lo, hi
 
 
 @njit(cache=True)
@@ -78,35 +105,28 @@ def _rebuild(ev_start, ev_end, side, price, qty, order, reset, emit, levels):
     ask_qty = np.full((rows, levels), np.nan)
     crossed = np.zeros(rows, np.bool_)
     position = np.empty(rows, np.int64)
-    bk = np.empty(1024, np.float64)
-    bq = np.empty(1024, np.float64)
-    ak = np.empty(1024, np.float64)
-    aq = np.empty(1024, np.float64)
-    nb = 0
-    na = 0
+    # each side sorted ascending with the best level last: bids by price, asks by -price
+    bk, bq, blo, bhi = _recentre(np.empty(0), np.empty(0), 0, 0)
+    ak, aq, alo, ahi = _recentre(np.empty(0), np.empty(0), 0, 0)
     r = 0
     for k in range(order.size):
         e = order[k]
         if reset[k]:
-            nb = 0
-            na = 0
+            blo = bhi = bk.size // 2
+            alo = ahi = ak.size // 2
         for j in range(ev_start[e], ev_end[e]):
             if side[j] == 0:
-                if nb + 1 >= bk.size:
-                    bk, bq = _grow(bk, bq)
-                nb = _set_level(bk, bq, nb, price[j], qty[j])
+                bk, bq, blo, bhi = _set_level(bk, bq, blo, bhi, price[j], qty[j])
             else:
-                if na + 1 >= ak.size:
-                    ak, aq = _grow(ak, aq)
-                na = _set_level(ak, aq, na, -price[j], qty[j])
+                ak, aq, alo, ahi = _set_level(ak, aq, alo, ahi, -price[j], qty[j])
         if emit[k]:
-            for i in range(min(levels, nb)):
-                bid_px[r, i] = bk[nb - 1 - i]
-                bid_qty[r, i] = bq[nb - 1 - i]
-            for i in range(min(levels, na)):
-                ask_px[r, i] = -ak[na - 1 - i]
-                ask_qty[r, i] = aq[na - 1 - i]
-            crossed[r] = nb > 0 and na > 0 and bk[nb - 1] >= -ak[na - 1]
+            for i in range(min(levels, bhi - blo)):
+                bid_px[r, i] = bk[bhi - 1 - i]
+                bid_qty[r, i] = bq[bhi - 1 - i]
+            for i in range(min(levels, ahi - alo)):
+                ask_px[r, i] = -ak[ahi - 1 - i]
+                ask_qty[r, i] = aq[ahi - 1 - i]
+            crossed[r] = bhi > blo and ahi > alo and bk[bhi - 1] >= -ak[ahi - 1]
             position[r] = k
             r += 1
     return bid_px, bid_qty, ask_px, ask_qty, crossed, position
