@@ -47,16 +47,36 @@ class Layout:
 
 
 LAYOUTS = (
-    Layout("spot trades", "trades", ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"), "ifffibb"),
-    Layout("usdm trades", "trades", ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"), "ifffib"),
+    Layout(
+        "spot trades",
+        "trades",
+        ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"),
+        "ifffibb",
+    ),
+    Layout(
+        "usdm trades",
+        "trades",
+        ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
+        "ifffib",
+    ),
     Layout(
         "spot aggTrades",
         "trades",
         ("id", "price", "qty", "first_id", "last_id", "time", "is_buyer_maker", "is_best_match"),
         "iffiiibb",
     ),
-    Layout("usdm aggTrades", "trades", ("id", "price", "qty", "first_id", "last_id", "time", "is_buyer_maker"), "iffiiib"),
-    Layout("bookTicker", "quotes", ("update_id", "bid_px", "bid_qty", "ask_px", "ask_qty", "time", "event_time"), "iffffii"),
+    Layout(
+        "usdm aggTrades",
+        "trades",
+        ("id", "price", "qty", "first_id", "last_id", "time", "is_buyer_maker"),
+        "iffiiib",
+    ),
+    Layout(
+        "bookTicker",
+        "quotes",
+        ("update_id", "bid_px", "bid_qty", "ask_px", "ask_qty", "time", "event_time"),
+        "iffffii",
+    ),
 )
 
 INT = re.compile(r"-?\d+")
@@ -107,7 +127,9 @@ def sniff(path: Path) -> bool:
         return False
     layout, has_header = found
     data = [line for line in (head[1:] if has_header else head) if line]
-    return 2 * sum(_fits(layout, line) for line in data) > len(data)  # most sample lines, so one bad row is fine
+    return 2 * sum(_fits(layout, line) for line in data) > len(
+        data
+    )  # most sample lines, so one bad row is fine
 
 
 def _parse_file(path: Path, kind: str) -> tuple[Layout, pl.DataFrame]:
@@ -119,7 +141,9 @@ def _parse_file(path: Path, kind: str) -> tuple[Layout, pl.DataFrame]:
         raise ValueError(f"{path}: not a Binance public-data trades, aggTrades or bookTicker CSV")
     layout, has_header = found
     if layout.kind != kind:
-        raise ValueError(f"{path}: is a Binance {layout.name} file, which holds {layout.kind}, not {kind}")
+        raise ValueError(
+            f"{path}: is a Binance {layout.name} file, which holds {layout.kind}, not {kind}"
+        )
     lines = read_lines(data)
     if has_header:
         lines = lines.slice(1)
@@ -162,9 +186,14 @@ def _read(files: list[Path], kind: str) -> pl.DataFrame:
     checks = [("out_of_order", pl.col("ts") < _running_max_before("ts"))]
     if kind == "trades":
         checks.append(("duplicate_id", pl.col("id") <= _running_max_before("id")))
-    for kind_name, failed in checks:  # in turn, so a row flagged by one check cannot mislead the next
+    for (
+        kind_name,
+        failed,
+    ) in checks:  # in turn, so a row flagged by one check cannot mislead the next
         flagged = pl.col("problem").is_null() & failed.fill_null(False)
-        rows = rows.with_columns(pl.when(flagged).then(pl.lit(kind_name)).otherwise(pl.col("problem")).alias("problem"))
+        rows = rows.with_columns(
+            pl.when(flagged).then(pl.lit(kind_name)).otherwise(pl.col("problem")).alias("problem")
+        )
     return rows
 
 
@@ -177,14 +206,18 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
         return pl.DataFrame(schema=TRADES_SCHEMA)
     rows = _read(files, "trades")
     quarantine_rows(rows, quarantine)
-    return rows.filter(pl.col("problem").is_null()).select(
-        pl.col("ts"),
-        pl.lit(None, dtype=pl.Int64).alias("local_ts"),
-        pl.col("id").alias("trade_id"),
-        pl.col("price"),
-        pl.col("qty"),
-        pl.when(pl.col("is_buyer_maker")).then(-1).otherwise(1).cast(pl.Int8).alias("side"),
-    ).cast(TRADES_SCHEMA)
+    return (
+        rows.filter(pl.col("problem").is_null())
+        .select(
+            pl.col("ts"),
+            pl.lit(None, dtype=pl.Int64).alias("local_ts"),
+            pl.col("id").alias("trade_id"),
+            pl.col("price"),
+            pl.col("qty"),
+            pl.when(pl.col("is_buyer_maker")).then(-1).otherwise(1).cast(pl.Int8).alias("side"),
+        )
+        .cast(TRADES_SCHEMA)
+    )
 
 
 def read_quotes(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
@@ -193,12 +226,16 @@ def read_quotes(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
         return pl.DataFrame(schema=QUOTES_SCHEMA)
     rows = _read(files, "quotes")
     quarantine_rows(rows, quarantine)
-    return rows.filter(pl.col("problem").is_null()).select(
-        pl.col("ts"),
-        pl.lit(None, dtype=pl.Int64).alias("local_ts"),
-        "update_id",
-        "bid_px",
-        "bid_qty",
-        "ask_px",
-        "ask_qty",
-    ).cast(QUOTES_SCHEMA)
+    return (
+        rows.filter(pl.col("problem").is_null())
+        .select(
+            pl.col("ts"),
+            pl.lit(None, dtype=pl.Int64).alias("local_ts"),
+            "update_id",
+            "bid_px",
+            "bid_qty",
+            "ask_px",
+            "ask_qty",
+        )
+        .cast(QUOTES_SCHEMA)
+    )

@@ -76,7 +76,9 @@ def split_fields(lines: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     n = len(names)
     fields = pl.col("text").str.split_exact(",", n - 1).struct.rename_fields(names)
     return lines.with_columns(
-        n_fields=(pl.col("text").str.count_matches(",", literal=True) + 1).fill_null(0).cast(pl.Int64),
+        n_fields=(pl.col("text").str.count_matches(",", literal=True) + 1)
+        .fill_null(0)
+        .cast(pl.Int64),
         fields=fields,
     ).unnest("fields")
 
@@ -84,7 +86,14 @@ def split_fields(lines: pl.DataFrame, names: list[str]) -> pl.DataFrame:
 def parse_bool(name: str) -> pl.Expr:
     """'true'/'false' in any case -> Boolean; anything else -> null."""
     text = pl.col(name).str.to_lowercase()
-    return pl.when(text == "true").then(True).when(text == "false").then(False).otherwise(None).alias(name)
+    return (
+        pl.when(text == "true")
+        .then(True)
+        .when(text == "false")
+        .then(False)
+        .otherwise(None)
+        .alias(name)
+    )
 
 
 def parse_float(name: str) -> pl.Expr:

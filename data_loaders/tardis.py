@@ -26,7 +26,7 @@ from data_loaders.csv_lines import (
     split_fields,
     to_ns,
 )
-from data_loaders.order_book import BID, ASK, book_frame, rebuild_book
+from data_loaders.order_book import ASK, BID, book_frame, rebuild_book
 from data_loaders.quarantine import Quarantine
 from data_loaders.schema import TRADES_SCHEMA, book_schema
 
@@ -37,7 +37,12 @@ SIDES = {"buy": 1, "sell": -1, "unknown": None}  # the aggressor (liquidity take
 
 
 def _snapshot_header(depth: int) -> list[str]:
-    levels = [f"{side}[{i}].{field}" for i in range(depth) for side in ("asks", "bids") for field in ("price", "amount")]
+    levels = [
+        f"{side}[{i}].{field}"
+        for i in range(depth)
+        for side in ("asks", "bids")
+        for field in ("price", "amount")
+    ]
     return [*COMMON, *levels]
 
 
@@ -72,10 +77,14 @@ def _columns(kind: str, depth: int) -> list[str]:
 def _read_file(path: Path) -> tuple[str, int, pl.DataFrame]:
     """One file -> (data type, depth, rows with String fields, `file`, `line`, `text`, `n_fields`)."""
     data = read_bytes(path)
-    header = data[: data.find(b"\n") if b"\n" in data else len(data)].decode("utf-8", errors="replace")
+    header = data[: data.find(b"\n") if b"\n" in data else len(data)].decode(
+        "utf-8", errors="replace"
+    )
     found = dataset(header)
     if found is None:
-        raise ValueError(f"{path}: not a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV")
+        raise ValueError(
+            f"{path}: not a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV"
+        )
     kind, depth = found
     rows = split_fields(read_lines(data).slice(1), _columns(kind, depth))
     return kind, depth, rows.with_columns(file=pl.lit(str(path)))
@@ -86,12 +95,18 @@ def _read_all(files: list[Path], kinds: tuple[str, ...]) -> tuple[str, int, pl.D
     read = [_read_file(Path(f)) for f in files]
     types = {(kind, depth) for kind, depth, _ in read}
     if len(types) > 1:
-        raise ValueError(f"files of different Tardis data types cannot form one dataset: {sorted(types)}")
+        raise ValueError(
+            f"files of different Tardis data types cannot form one dataset: {sorted(types)}"
+        )
     kind, depth = types.pop()
     if not kind.startswith(kinds):
         raise ValueError(f"{files[0]}: is a Tardis {kind} file, expected {' or '.join(kinds)}")
     rows = pl.concat([rows for _, _, rows in read])
-    instruments = rows.filter(pl.col("n_fields") == len(_columns(kind, depth))).select("exchange", "symbol").unique()
+    instruments = (
+        rows.filter(pl.col("n_fields") == len(_columns(kind, depth)))
+        .select("exchange", "symbol")
+        .unique()
+    )
     if instruments.height > 1:
         raise ValueError(f"files hold several instruments, expected one: {instruments.rows()}")
     return kind, depth, rows
@@ -116,7 +131,9 @@ def _with_order_check(rows: pl.DataFrame) -> pl.DataFrame:
     """Flag good rows whose arrival time goes back against the good rows before them (across files)."""
     good = pl.col("problem").is_null()
     previous = pl.when(good).then(pl.col("local_ts")).cum_max().forward_fill().shift(1)
-    late = first_problem([("out_of_order", (good & (pl.col("local_ts") < previous)).fill_null(False))])
+    late = first_problem(
+        [("out_of_order", (good & (pl.col("local_ts") < previous)).fill_null(False))]
+    )
     return rows.with_columns(pl.coalesce("problem", late).alias("problem"))
 
 
@@ -130,14 +147,21 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
         parse_int("local_timestamp"),
         parse_float("price"),
         parse_float("amount"),
-        pl.when(pl.col("id") == "").then(None).otherwise(pl.col("id").cast(pl.Int64, strict=False)).alias("trade_id"),
+        pl.when(pl.col("id") == "")
+        .then(None)
+        .otherwise(pl.col("id").cast(pl.Int64, strict=False))
+        .alias("trade_id"),
         pl.col("side").replace_strict(SIDES, default=None, return_dtype=pl.Int8).alias("sign"),
     ).with_columns(_times())
     problem = first_problem(
         [
             ("malformed", pl.col("n_fields") != len(_columns(kind, depth))),
             *_time_checks(["timestamp", "local_timestamp", "price", "amount"]),
-            ("non_numeric", ((pl.col("id") != "") & pl.col("trade_id").is_null()) | ~pl.col("side").is_in(list(SIDES))),
+            (
+                "non_numeric",
+                ((pl.col("id") != "") & pl.col("trade_id").is_null())
+                | ~pl.col("side").is_in(list(SIDES)),
+            ),
             ("non_positive", (pl.col("price") <= 0) | (pl.col("amount") <= 0)),
         ]
     )
@@ -145,22 +169,35 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
     quarantine_rows(rows, quarantine)
     return (
         rows.filter(pl.col("problem").is_null())
-        .select("ts", "local_ts", "trade_id", "price", pl.col("amount").alias("qty"), pl.col("sign").alias("side"))
+        .select(
+            "ts",
+            "local_ts",
+            "trade_id",
+            "price",
+            pl.col("amount").alias("qty"),
+            pl.col("sign").alias("side"),
+        )
         .cast(TRADES_SCHEMA)
     )
 
 
-def _read_snapshots(rows: pl.DataFrame, depth: int, levels: int, quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
+def _read_snapshots(
+    rows: pl.DataFrame, depth: int, levels: int, quarantine: Quarantine
+) -> tuple[pl.DataFrame, dict]:
     """book_snapshot_N rows -> book rows: level i from bids[i-1] / asks[i-1]; a level the file lacks stays null."""
     px = {s: [f"{s}[{i}].price" for i in range(depth)] for s in ("bids", "asks")}
     qty = {s: [f"{s}[{i}].amount" for i in range(depth)] for s in ("bids", "asks")}
     level_fields = _snapshot_header(depth)[len(COMMON) :]
     present = {name: pl.col(name).fill_null("") != "" for name in level_fields}
     rows = rows.with_columns(
-        parse_int("timestamp"), parse_int("local_timestamp"), *(parse_float(name) for name in level_fields)
+        parse_int("timestamp"),
+        parse_int("local_timestamp"),
+        *(parse_float(name) for name in level_fields),
     ).with_columns(_times())
     garbled = pl.any_horizontal(present[n] & pl.col(n).is_null() for n in level_fields)
-    half_level = pl.any_horizontal(present[p] != present[q] for s in px for p, q in zip(px[s], qty[s]))
+    half_level = pl.any_horizontal(
+        present[p] != present[q] for s in px for p, q in zip(px[s], qty[s])
+    )
     unsorted = pl.any_horizontal(
         [pl.col(a) >= pl.col(b) for a, b in zip(px["asks"], px["asks"][1:])]
         + [pl.col(a) <= pl.col(b) for a, b in zip(px["bids"], px["bids"][1:])]
@@ -170,7 +207,10 @@ def _read_snapshots(rows: pl.DataFrame, depth: int, levels: int, quarantine: Qua
             ("malformed", pl.col("n_fields") != len(_snapshot_header(depth))),
             *_time_checks(["timestamp", "local_timestamp"]),
             ("non_numeric", garbled | half_level),
-            ("non_positive", pl.any_horizontal((pl.col(n) <= 0).fill_null(False) for n in level_fields)),
+            (
+                "non_positive",
+                pl.any_horizontal((pl.col(n) <= 0).fill_null(False) for n in level_fields),
+            ),
             ("crossed", (pl.col(px["bids"][0]) >= pl.col(px["asks"][0])).fill_null(False)),
             ("unsorted_levels", unsorted.fill_null(False)),
         ]
@@ -181,7 +221,12 @@ def _read_snapshots(rows: pl.DataFrame, depth: int, levels: int, quarantine: Qua
     def level(columns: list[str], i: int) -> pl.Expr:
         return pl.col(columns[i - 1]) if i <= depth else pl.lit(None, dtype=pl.Float64)
 
-    sources = {"bid_px": px["bids"], "bid_qty": qty["bids"], "ask_px": px["asks"], "ask_qty": qty["asks"]}
+    sources = {
+        "bid_px": px["bids"],
+        "bid_qty": qty["bids"],
+        "ask_px": px["asks"],
+        "ask_qty": qty["asks"],
+    }
     book = (
         rows.filter(pl.col("problem").is_null())
         .select(
@@ -189,7 +234,11 @@ def _read_snapshots(rows: pl.DataFrame, depth: int, levels: int, quarantine: Qua
             "local_ts",
             pl.lit(None, dtype=pl.Int64).alias("update_id"),
             pl.lit(True).alias("in_sync"),
-            *(level(sources[name], i).alias(f"{name}_{i}") for name in sources for i in range(1, levels + 1)),
+            *(
+                level(sources[name], i).alias(f"{name}_{i}")
+                for name in sources
+                for i in range(1, levels + 1)
+            ),
         )
         .cast(book_schema(levels))
     )
@@ -213,14 +262,23 @@ def _parse_updates(rows: pl.DataFrame, quarantine: Quarantine) -> pl.DataFrame:
         parse_int("local_timestamp"),
         parse_float("price"),
         parse_float("amount"),
-        pl.col("is_snapshot").replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean),
-        pl.col("side").replace_strict({"bid": BID, "ask": ASK}, default=None, return_dtype=pl.Int8).alias("side_code"),
+        pl.col("is_snapshot").replace_strict(
+            {"true": True, "false": False}, default=None, return_dtype=pl.Boolean
+        ),
+        pl.col("side")
+        .replace_strict({"bid": BID, "ask": ASK}, default=None, return_dtype=pl.Int8)
+        .alias("side_code"),
     ).with_columns(_times())
     problem = first_problem(
         [
             ("malformed", pl.col("n_fields") != len(INCREMENTAL_HEADER)),
-            *_time_checks(["timestamp", "local_timestamp", "price", "amount", "is_snapshot", "side_code"]),
-            ("non_positive", (pl.col("price") <= 0) | (pl.col("amount") < 0)),  # amount 0 deletes the level
+            *_time_checks(
+                ["timestamp", "local_timestamp", "price", "amount", "is_snapshot", "side_code"]
+            ),
+            (
+                "non_positive",
+                (pl.col("price") <= 0) | (pl.col("amount") < 0),
+            ),  # amount 0 deletes the level
         ]
     )
     rows = _with_order_check(rows.with_columns(problem))
@@ -228,7 +286,9 @@ def _parse_updates(rows: pl.DataFrame, quarantine: Quarantine) -> pl.DataFrame:
     return rows.filter(pl.col("problem").is_null())
 
 
-def _read_incremental(rows: pl.DataFrame, levels: int, quarantine: Quarantine, on_gap: str) -> tuple[pl.DataFrame, dict]:
+def _read_incremental(
+    rows: pl.DataFrame, levels: int, quarantine: Quarantine, on_gap: str
+) -> tuple[pl.DataFrame, dict]:
     """incremental_book_L2 -> one book row per message (the rows sharing a local_timestamp), via the shared kernel.
 
     A run of is_snapshot rows after other rows replaces the book (Tardis: a new day or a reconnect);
@@ -238,22 +298,31 @@ def _read_incremental(rows: pl.DataFrame, levels: int, quarantine: Quarantine, o
     updates = _parse_updates(rows, quarantine)
     started = updates.filter(pl.col("is_snapshot").cast(pl.Int8).cum_max() == 1)
     skipped = updates.height - started.height
-    new_message = (pl.col("local_ts") != pl.col("local_ts").shift(1)) | (pl.col("is_snapshot") != pl.col("is_snapshot").shift(1))
-    started = started.with_columns(message=new_message.fill_null(True).cum_sum() - 1).with_row_index("row")
-    messages = started.group_by("message", maintain_order=True).agg(
-        start=pl.col("row").first(),
-        end=pl.col("row").last() + 1,
-        ts=pl.col("ts").last(),
-        local_ts=pl.col("local_ts").last(),
-        is_snapshot=pl.col("is_snapshot").first(),
-        file=pl.col("file").last(),
-        line=pl.col("line").last(),
-        text=pl.col("text").last(),
-    ).with_columns(
-        reset=pl.col("is_snapshot") & ~pl.col("is_snapshot").shift(1).fill_null(False),
-        # a snapshot spread over several messages is shown only once complete
-        emit=~(pl.col("is_snapshot") & pl.col("is_snapshot").shift(-1).fill_null(False)),
-    ).with_columns(segment=pl.col("reset").cum_sum())
+    new_message = (pl.col("local_ts") != pl.col("local_ts").shift(1)) | (
+        pl.col("is_snapshot") != pl.col("is_snapshot").shift(1)
+    )
+    started = started.with_columns(
+        message=new_message.fill_null(True).cum_sum() - 1
+    ).with_row_index("row")
+    messages = (
+        started.group_by("message", maintain_order=True)
+        .agg(
+            start=pl.col("row").first(),
+            end=pl.col("row").last() + 1,
+            ts=pl.col("ts").last(),
+            local_ts=pl.col("local_ts").last(),
+            is_snapshot=pl.col("is_snapshot").first(),
+            file=pl.col("file").last(),
+            line=pl.col("line").last(),
+            text=pl.col("text").last(),
+        )
+        .with_columns(
+            reset=pl.col("is_snapshot") & ~pl.col("is_snapshot").shift(1).fill_null(False),
+            # a snapshot spread over several messages is shown only once complete
+            emit=~(pl.col("is_snapshot") & pl.col("is_snapshot").shift(-1).fill_null(False)),
+        )
+        .with_columns(segment=pl.col("reset").cum_sum())
+    )
     arrays = rebuild_book(
         messages["start"].to_numpy(),
         messages["end"].to_numpy(),
@@ -269,7 +338,9 @@ def _read_incremental(rows: pl.DataFrame, levels: int, quarantine: Quarantine, o
     crossed = emitted.filter(pl.col("crossed")).with_columns(problem=pl.lit("crossed"))
     if on_gap == "error" and crossed.height:
         first = crossed.row(0, named=True)
-        raise ValueError(f"{first['file']}:{first['line']}: book crossed (missed updates) and on_gap=error")
+        raise ValueError(
+            f"{first['file']}:{first['line']}: book crossed (missed updates) and on_gap=error"
+        )
     quarantine_rows(crossed, quarantine)
     no_ids = pl.repeat(None, emitted.height, dtype=pl.Int64, eager=True)
     book = book_frame(arrays, emitted["ts"], emitted["local_ts"], no_ids, emitted["in_sync"])
@@ -288,12 +359,19 @@ def _read_incremental(rows: pl.DataFrame, levels: int, quarantine: Quarantine, o
     return book, stats
 
 
-def read_book(files: list[Path], levels: int, quarantine: Quarantine, on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
+def read_book(
+    files: list[Path], levels: int, quarantine: Quarantine, on_gap: str = "flag"
+) -> tuple[pl.DataFrame, dict]:
     """Tardis book_snapshot_N or incremental_book_L2 CSV files -> book rows with `levels` levels, and stats."""
     if on_gap not in ("flag", "drop", "error"):
         raise ValueError(f"on_gap must be flag, drop or error, not {on_gap!r}")
     if not files:
-        return pl.DataFrame(schema=book_schema(levels)), {"rows": 0, "snapshots": 0, "crossed": 0, "quarantined": 0}
+        return pl.DataFrame(schema=book_schema(levels)), {
+            "rows": 0,
+            "snapshots": 0,
+            "crossed": 0,
+            "quarantined": 0,
+        }
     kind, depth, rows = _read_all(files, ("book_snapshot", "incremental_book_L2"))
     if kind == "incremental_book_L2":
         return _read_incremental(rows, levels, quarantine, on_gap)

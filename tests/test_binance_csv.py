@@ -19,8 +19,12 @@ from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA
 SPOT_TRADES_HEADER = "id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch"
 UM_TRADES_HEADER = "id,price,qty,quote_qty,time,is_buyer_maker"
 SPOT_AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker,is_best_match"
-UM_AGG_HEADER = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
-BOOK_TICKER_HEADER = "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"
+UM_AGG_HEADER = (
+    "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
+)
+BOOK_TICKER_HEADER = (
+    "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"
+)
 
 
 def stream(path: Path, name: str, max_lines: int) -> list[dict]:
@@ -46,13 +50,22 @@ def real(binance) -> dict[str, list[dict]]:
 
 
 def bool_text(value: bool, spot: bool) -> str:
-    return str(value) if spot else str(value).lower()  # spot files write True/False, futures true/false
+    return (
+        str(value) if spot else str(value).lower()
+    )  # spot files write True/False, futures true/false
 
 
 def trade_lines(trades: list[dict], spot: bool, scale: int) -> list[str]:
     return [
         ",".join(
-            [str(t["t"]), t["p"], t["q"], f"{float(t['p']) * float(t['q']):.8f}", str(t["T"] * scale), bool_text(t["m"], spot)]
+            [
+                str(t["t"]),
+                t["p"],
+                t["q"],
+                f"{float(t['p']) * float(t['q']):.8f}",
+                str(t["T"] * scale),
+                bool_text(t["m"], spot),
+            ]
             + ([bool_text(t["M"], spot)] if spot else [])
         )
         for t in trades
@@ -65,14 +78,32 @@ def aggregate(trades: list[dict]) -> list[dict]:
     for (time, price, maker), group in groupby(trades, key=lambda t: (t["T"], t["p"], t["m"])):
         group = list(group)
         qty = sum(float(t["q"]) for t in group)
-        out.append({"a": len(out) + 1_000_000, "p": price, "q": f"{qty:.8f}", "f": group[0]["t"], "l": group[-1]["t"], "T": time, "m": maker})
+        out.append(
+            {
+                "a": len(out) + 1_000_000,
+                "p": price,
+                "q": f"{qty:.8f}",
+                "f": group[0]["t"],
+                "l": group[-1]["t"],
+                "T": time,
+                "m": maker,
+            }
+        )
     return out
 
 
 def agg_lines(aggs: list[dict], spot: bool, scale: int) -> list[str]:
     return [
         ",".join(
-            [str(a["a"]), a["p"], a["q"], str(a["f"]), str(a["l"]), str(a["T"] * scale), bool_text(a["m"], spot)]
+            [
+                str(a["a"]),
+                a["p"],
+                a["q"],
+                str(a["f"]),
+                str(a["l"]),
+                str(a["T"] * scale),
+                bool_text(a["m"], spot),
+            ]
             + (["True"] if spot else [])
         )
         for a in aggs
@@ -80,7 +111,12 @@ def agg_lines(aggs: list[dict], spot: bool, scale: int) -> list[str]:
 
 
 def quote_lines(quotes: list[dict], scale: int) -> list[str]:
-    return [",".join([str(q["u"]), q["b"], q["B"], q["a"], q["A"], str(q["T"] * scale), str(q["E"] * scale)]) for q in quotes]
+    return [
+        ",".join(
+            [str(q["u"]), q["b"], q["B"], q["a"], q["A"], str(q["T"] * scale), str(q["E"] * scale)]
+        )
+        for q in quotes
+    ]
 
 
 def expected_trades(rows: list[dict], id_key: str) -> pl.DataFrame:
@@ -156,7 +192,10 @@ def test_trades_layouts_round_trip(real, tmp_path, layout, header, scale, name):
     assert got.equals(expected_trades(rows, id_key))
 
 
-@pytest.mark.parametrize("header, scale, name", [(BOOK_TICKER_HEADER, 1, "q.zip"), (None, 1, "q.csv"), (None, 1000, "q.zip")])
+@pytest.mark.parametrize(
+    "header, scale, name",
+    [(BOOK_TICKER_HEADER, 1, "q.zip"), (None, 1, "q.csv"), (None, 1000, "q.zip")],
+)
 def test_book_ticker_round_trip(real, tmp_path, header, scale, name):
     quotes = real["usdm_quotes"]
     path = write(tmp_path / name, quote_lines(quotes, scale), header)
@@ -176,7 +215,10 @@ def test_files_in_order_are_one_dataset_across_the_us_switch(real, tmp_path):
     assert quarantine.total == 0
     assert got.equals(expected_trades(real["spot_trades_1"] + real["spot_trades_2"], "t"))
     # the real recording continues at 00:00: check the two files really are consecutive
-    assert got["trade_id"][len(real["spot_trades_1"])] == got["trade_id"][len(real["spot_trades_1"]) - 1] + 1
+    assert (
+        got["trade_id"][len(real["spot_trades_1"])]
+        == got["trade_id"][len(real["spot_trades_1"]) - 1] + 1
+    )
 
 
 def test_files_out_of_order_are_quarantined_across_files(real, tmp_path):
@@ -199,11 +241,22 @@ def test_bad_rows_are_counted_quarantined_and_good_rows_untouched(real, tmp_path
         11: ("malformed", ",".join(good[:5])),
         22: ("non_numeric", ",".join([good[0], "abc", *good[2:]])),
         33: ("non_positive", ",".join([*good[:2], "-0.5", *good[3:]])),
-        44: ("bad_timestamp", ",".join([*good[:4], str(trades[100]["T"]), *good[5:]])),  # ms in a us file
+        44: (
+            "bad_timestamp",
+            ",".join([*good[:4], str(trades[100]["T"]), *good[5:]]),
+        ),  # ms in a us file
         55: ("non_numeric", ",".join([*good[:5], "maybe", good[6]])),
         66: ("malformed", ""),
-        77: ("out_of_order", ",".join([str(trades[-1]["t"] + 10), *good[1:4], str(trades[0]["T"] * 1000 - 1), *good[5:]])),
-        88: ("duplicate_id", lines[79]),  # line 87 again (7 rows were inserted above it): same id and time
+        77: (
+            "out_of_order",
+            ",".join(
+                [str(trades[-1]["t"] + 10), *good[1:4], str(trades[0]["T"] * 1000 - 1), *good[5:]]
+            ),
+        ),
+        88: (
+            "duplicate_id",
+            lines[79],
+        ),  # line 87 again (7 rows were inserted above it): same id and time
     }
     for line_no in sorted(injected):
         lines.insert(line_no - 1, injected[line_no][1])
@@ -215,8 +268,12 @@ def test_bad_rows_are_counted_quarantined_and_good_rows_untouched(real, tmp_path
     assert got.equals(expected_trades(trades, "t"))
     kinds = [kind for kind, _ in injected.values()]
     assert dict(quarantine.counts) == {k: kinds.count(k) for k in set(kinds)}
-    written = [orjson.loads(x) for x in (tmp_path / "bad.quarantine.jsonl").read_bytes().splitlines()]
-    assert [(w["line"], w["kind"], w["text"]) for w in written] == [(n, k, t) for n, (k, t) in sorted(injected.items())]
+    written = [
+        orjson.loads(x) for x in (tmp_path / "bad.quarantine.jsonl").read_bytes().splitlines()
+    ]
+    assert [(w["line"], w["kind"], w["text"]) for w in written] == [
+        (n, k, t) for n, (k, t) in sorted(injected.items())
+    ]
     assert {w["file"] for w in written} == {str(path)}
 
 
@@ -224,8 +281,12 @@ def test_bad_quotes_crossed_and_negative(real, tmp_path):
     quotes = real["usdm_quotes"][:2000]
     lines = quote_lines(quotes, 1)
     q = quotes[50]
-    crossed = ",".join([str(q["u"]), q["a"], q["B"], q["b"], q["A"], str(q["T"]), str(q["E"])])  # bid and ask swapped
-    negative = ",".join([str(q["u"]), q["b"], "-" + q["B"], q["a"], q["A"], str(q["T"]), str(q["E"])])
+    crossed = ",".join(
+        [str(q["u"]), q["a"], q["B"], q["b"], q["A"], str(q["T"]), str(q["E"])]
+    )  # bid and ask swapped
+    negative = ",".join(
+        [str(q["u"]), q["b"], "-" + q["B"], q["a"], q["A"], str(q["T"]), str(q["E"])]
+    )
     lines[60:60] = [crossed, negative]
     path = write(tmp_path / "bt.csv", lines, BOOK_TICKER_HEADER)
     quarantine = Quarantine(tmp_path / "bt.jsonl")
@@ -233,25 +294,37 @@ def test_bad_quotes_crossed_and_negative(real, tmp_path):
     quarantine.close()
     assert got.equals(expected_quotes(quotes))
     written = [orjson.loads(x) for x in (tmp_path / "bt.jsonl").read_bytes().splitlines()]
-    assert [(w["kind"], w["line"]) for w in written] == [("crossed", 62), ("non_positive", 63)]  # header is line 1
+    assert [(w["kind"], w["line"]) for w in written] == [
+        ("crossed", 62),
+        ("non_positive", 63),
+    ]  # header is line 1
 
 
 def test_header_detection_never_swallows_a_data_row(real, tmp_path):
     lines = trade_lines(real["usdm_trades"][:500], False, 1)
-    broken_first = ",".join(["x", *lines[0].split(",")[1:]])  # a garbled first data row is not a header
+    broken_first = ",".join(
+        ["x", *lines[0].split(",")[1:]]
+    )  # a garbled first data row is not a header
     path = write(tmp_path / "t.csv", [broken_first, *lines[1:]])
     quarantine = Quarantine(None)
     got = binance_csv.read_trades([path], quarantine)
     assert dict(quarantine.counts) == {"non_numeric": 1}
     assert got.equals(expected_trades(real["usdm_trades"][1:500], "t"))
     plain = write(tmp_path / "p.csv", lines)  # no header: the first row is data
-    assert binance_csv.read_trades([plain], Quarantine(None))["trade_id"][0] == real["usdm_trades"][0]["t"]
+    assert (
+        binance_csv.read_trades([plain], Quarantine(None))["trade_id"][0]
+        == real["usdm_trades"][0]["t"]
+    )
 
 
 def test_wrong_kind_and_mixed_layouts_are_clear_errors(real, tmp_path):
-    quotes = write(tmp_path / "q.csv", quote_lines(real["usdm_quotes"][:100], 1), BOOK_TICKER_HEADER)
+    quotes = write(
+        tmp_path / "q.csv", quote_lines(real["usdm_quotes"][:100], 1), BOOK_TICKER_HEADER
+    )
     spot = write(tmp_path / "s.csv", trade_lines(real["spot_trades_1"][:100], True, 1))
-    usdm = write(tmp_path / "u.csv", trade_lines(real["usdm_trades"][:100], False, 1), UM_TRADES_HEADER)
+    usdm = write(
+        tmp_path / "u.csv", trade_lines(real["usdm_trades"][:100], False, 1), UM_TRADES_HEADER
+    )
     with pytest.raises(ValueError, match="bookTicker"):
         binance_csv.read_trades([quotes], Quarantine(None))
     with pytest.raises(ValueError, match="different layouts"):
@@ -261,7 +334,9 @@ def test_wrong_kind_and_mixed_layouts_are_clear_errors(real, tmp_path):
 def test_sniff_rejects_other_files(binance, tmp_path):
     assert not binance_csv.sniff(binance["spot"][0])  # the websocket recording itself
     tardis = tmp_path / "tardis.csv"
-    tardis.write_text("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,3,buy,4,5\n")
+    tardis.write_text(
+        "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\nbinance,BTCUSDT,1,2,3,buy,4,5\n"
+    )
     assert not binance_csv.sniff(tardis)
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
@@ -271,8 +346,12 @@ def test_sniff_rejects_other_files(binance, tmp_path):
 
 def test_gzip_member_is_read_too(real, tmp_path):
     path = tmp_path / "t.csv.gz"
-    path.write_bytes(gzip.compress("\n".join(trade_lines(real["usdm_trades"][:300], False, 1)).encode()))
-    assert binance_csv.read_trades([path], Quarantine(None)).equals(expected_trades(real["usdm_trades"][:300], "t"))
+    path.write_bytes(
+        gzip.compress("\n".join(trade_lines(real["usdm_trades"][:300], False, 1)).encode())
+    )
+    assert binance_csv.read_trades([path], Quarantine(None)).equals(
+        expected_trades(real["usdm_trades"][:300], "t")
+    )
 
 
 def test_zip_with_several_members_is_an_error(tmp_path):

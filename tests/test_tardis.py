@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
-from itertools import groupby
+from itertools import groupby, pairwise
 from pathlib import Path
 
 import orjson
@@ -44,7 +44,9 @@ def spot(binance) -> dict:
     snapshot_ns, last_id = snapshot[0], snapshot[1]["lastUpdateId"]
     diffs = [(max(local_ns, snapshot_ns), d) for local_ns, d in diffs if d["u"] > last_id][:N_DIFFS]
     assert diffs[0][1]["U"] <= last_id + 1 <= diffs[0][1]["u"]
-    assert all(b["U"] == a["u"] + 1 for (_, a), (_, b) in zip(diffs, diffs[1:]))  # no update missing
+    assert all(
+        b["U"] == a["u"] + 1 for (_, a), (_, b) in pairwise(diffs)
+    )  # no update missing
     return {"trades": trades, "snapshot": snapshot, "diffs": diffs}
 
 
@@ -72,9 +74,17 @@ def expected_trades(trades: list) -> pl.DataFrame:
 def incremental_rows(spot: dict) -> list[tuple]:
     """(timestamp_us, local_us, is_snapshot, side, price, amount) as Tardis writes them, in arrival order."""
     local_ns, snap = spot["snapshot"]
-    rows = [(local_ns // 1000, local_ns // 1000, True, side, p, q) for side, key in (("bid", "bids"), ("ask", "asks")) for p, q in snap[key]]
+    rows = [
+        (local_ns // 1000, local_ns // 1000, True, side, p, q)
+        for side, key in (("bid", "bids"), ("ask", "asks"))
+        for p, q in snap[key]
+    ]
     for local_ns, d in spot["diffs"]:
-        rows += [(d["E"] * 1000, local_ns // 1000, False, side, p, q) for side, key in (("bid", "b"), ("ask", "a")) for p, q in d[key]]
+        rows += [
+            (d["E"] * 1000, local_ns // 1000, False, side, p, q)
+            for side, key in (("bid", "b"), ("ask", "a"))
+            for p, q in d[key]
+        ]
     return rows
 
 
@@ -110,8 +120,18 @@ def book_frame(books: list[tuple], levels: int) -> pl.DataFrame:
     def column(side: int, field: int, i: int) -> list[float | None]:
         return [b[2 + side][i][field] if i < len(b[2 + side]) else None for b in books]
 
-    data = {"ts": [b[0] for b in books], "local_ts": [b[1] for b in books], "update_id": [None] * len(books), "in_sync": [True] * len(books)}
-    for name, side, field in (("bid_px", 0, 0), ("bid_qty", 0, 1), ("ask_px", 1, 0), ("ask_qty", 1, 1)):
+    data = {
+        "ts": [b[0] for b in books],
+        "local_ts": [b[1] for b in books],
+        "update_id": [None] * len(books),
+        "in_sync": [True] * len(books),
+    }
+    for name, side, field in (
+        ("bid_px", 0, 0),
+        ("bid_qty", 0, 1),
+        ("ask_px", 1, 0),
+        ("ask_qty", 1, 1),
+    ):
         data.update({f"{name}_{i + 1}": column(side, field, i) for i in range(levels)})
     return pl.DataFrame(data, schema=book_schema(levels))
 
@@ -158,10 +178,14 @@ def test_trades_in_several_files_are_one_dataset(spot, tmp_path):
     half = len(spot["trades"]) // 2
     first = write(tmp_path / "a.csv.gz", TRADES_HEADER, trade_lines(spot["trades"][:half]))
     second = write(tmp_path / "b.csv", TRADES_HEADER, trade_lines(spot["trades"][half:]))
-    assert tardis.read_trades([first, second], Quarantine(None)).equals(expected_trades(spot["trades"]))
+    assert tardis.read_trades([first, second], Quarantine(None)).equals(
+        expected_trades(spot["trades"])
+    )
     quarantine = Quarantine(None)
     reversed_order = tardis.read_trades([second, first], quarantine)
-    assert dict(quarantine.counts) == {"out_of_order": half}  # arrival times go back across the files
+    assert dict(quarantine.counts) == {
+        "out_of_order": half
+    }  # arrival times go back across the files
     assert reversed_order.equals(expected_trades(spot["trades"][half:]))
 
 
@@ -186,19 +210,27 @@ def test_bad_trade_rows_are_quarantined_and_good_rows_untouched(spot, tmp_path):
     quarantine.close()
     assert got.equals(expected_trades(trades))
     written = read_quarantine(tmp_path / "bad.jsonl")
-    assert [(w["line"], w["kind"], w["text"]) for w in written] == [(n, k, t) for n, (k, t) in sorted(injected.items())]
+    assert [(w["line"], w["kind"], w["text"]) for w in written] == [
+        (n, k, t) for n, (k, t) in sorted(injected.items())
+    ]
     assert {w["file"] for w in written} == {str(path)}
 
 
 def test_empty_id_and_unknown_side_are_null_not_invented(tmp_path):
-    path = write(tmp_path / "t.csv", TRADES_HEADER, ["deribit,BTC-PERPETUAL,1723161255342000,1723161255350000,,unknown,61000.5,10"])
+    path = write(
+        tmp_path / "t.csv",
+        TRADES_HEADER,
+        ["deribit,BTC-PERPETUAL,1723161255342000,1723161255350000,,unknown,61000.5,10"],
+    )
     got = tardis.read_trades([path], Quarantine(None))
     assert got.select("trade_id", "side").row(0) == (None, None)
 
 
 def test_incremental_book_rebuild_matches_an_independent_book(spot, tmp_path):
     rows = incremental_rows(spot)
-    path = write(tmp_path / "incremental_book_L2.csv.gz", INCREMENTAL_HEADER, [row_line(r) for r in rows])
+    path = write(
+        tmp_path / "incremental_book_L2.csv.gz", INCREMENTAL_HEADER, [row_line(r) for r in rows]
+    )
     assert tardis.sniff(path)
     quarantine = Quarantine(None)
     got, stats = tardis.read_book([path], 10, quarantine, "flag")
@@ -206,26 +238,38 @@ def test_incremental_book_rebuild_matches_an_independent_book(spot, tmp_path):
     expected = book_frame(reference_books(rows, 10), 10)
     assert expected.height > 1_000
     assert got.equals(expected)
-    assert stats["snapshots"] == 1 and stats["crossed"] == 0 and stats["gaps"] == 0 and stats["rows"] == expected.height
+    assert (
+        stats["snapshots"] == 1
+        and stats["crossed"] == 0
+        and stats["gaps"] == 0
+        and stats["rows"] == expected.height
+    )
 
 
 def test_book_snapshot_25_round_trip_and_agrees_with_incremental(spot, tmp_path):
     rows = incremental_rows(spot)
     books = reference_books(rows, 25)
     snapshot = write(tmp_path / "book_snapshot_25.csv", SNAPSHOT_HEADER, snapshot_lines(books))
-    incremental = write(tmp_path / "incremental_book_L2.csv", INCREMENTAL_HEADER, [row_line(r) for r in rows])
+    incremental = write(
+        tmp_path / "incremental_book_L2.csv", INCREMENTAL_HEADER, [row_line(r) for r in rows]
+    )
     assert tardis.sniff(snapshot)
     quarantine = Quarantine(None)
     got10, stats = tardis.read_book([snapshot], 10, quarantine, "flag")
     assert quarantine.total == 0 and stats["rows"] == len(snapshot_lines(books)) > 500
     from_incremental = tardis.read_book([incremental], 25, Quarantine(None), "flag")[0]
     level_cols = [c for c in from_incremental.columns if c[-1].isdigit()]
-    changed = from_incremental.filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in level_cols))
+    changed = from_incremental.filter(
+        pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in level_cols)
+    )
     got25 = tardis.read_book([snapshot], 25, Quarantine(None), "flag")[0]
     assert got25.equals(changed)
     assert got10.equals(changed.select(got10.columns))
     got30 = tardis.read_book([snapshot], 30, Quarantine(None), "flag")[0]
-    assert got30.select("bid_px_26", "ask_qty_30").null_count().row(0) == (got30.height, got30.height)  # never invented
+    assert got30.select("bid_px_26", "ask_qty_30").null_count().row(0) == (
+        got30.height,
+        got30.height,
+    )  # never invented
 
 
 def test_bad_snapshot_rows(spot, tmp_path):
@@ -243,7 +287,12 @@ def test_bad_snapshot_rows(spot, tmp_path):
     garbled[bid0 + 1] = "x"
     thin = lines[200].split(",")
     thin[-4:-2] = ["", ""]  # asks[24] missing: the book is thinner, not broken
-    injected = {5: ("crossed", crossed), 6: ("unsorted_levels", unsorted), 7: ("non_numeric", half), 8: ("non_numeric", garbled)}
+    injected = {
+        5: ("crossed", crossed),
+        6: ("unsorted_levels", unsorted),
+        7: ("non_numeric", half),
+        8: ("non_numeric", garbled),
+    }
     for line_no in sorted(injected):
         lines.insert(line_no - 2, ",".join(injected[line_no][1]))
     lines[200 + len(injected)] = ",".join(thin)
@@ -251,9 +300,14 @@ def test_bad_snapshot_rows(spot, tmp_path):
     quarantine = Quarantine(tmp_path / "q.jsonl")
     got, stats = tardis.read_book([path], 25, quarantine, "flag")
     quarantine.close()
-    assert [(w["line"], w["kind"]) for w in read_quarantine(tmp_path / "q.jsonl")] == [(n, k) for n, (k, _) in sorted(injected.items())]
+    assert [(w["line"], w["kind"]) for w in read_quarantine(tmp_path / "q.jsonl")] == [
+        (n, k) for n, (k, _) in sorted(injected.items())
+    ]
     assert stats["crossed"] == 1 and stats["rows"] == len(snapshot_lines(books))
-    assert got.row(200, named=True)["ask_px_25"] is None and got.row(200, named=True)["bid_px_25"] is not None
+    assert (
+        got.row(200, named=True)["ask_px_25"] is None
+        and got.row(200, named=True)["bid_px_25"] is not None
+    )
 
 
 def test_incremental_gap_flag_drop_error_and_bad_rows(spot, tmp_path):
@@ -264,17 +318,27 @@ def test_incremental_gap_flag_drop_error_and_bad_rows(spot, tmp_path):
     at = next(i for i in range(n_snapshot + 2000, len(rows)) if rows[i][1] != rows[i - 1][1])
     local = rows[at][1] - 1
     state = reference_books(rows[:at], 5000)[-1]
-    resnap = [(local, local, True, "bid", str(p), str(q)) for p, q in state[2]] + [(local, local, True, "ask", str(p), str(q)) for p, q in state[3]]
+    resnap = [(local, local, True, "bid", str(p), str(q)) for p, q in state[2]] + [
+        (local, local, True, "ask", str(p), str(q)) for p, q in state[3]
+    ]
     cross_at = n_snapshot + 500  # a bid above the best ask: updates were missed
     best_ask = reference_books(rows[:cross_at], 1)[-1][3][0][0]
     crossing = (rows[cross_at][0], rows[cross_at][1], False, "bid", str(best_ask + 5), "0.5")
-    before = [(rows[0][0] - 5, rows[0][1] - 5, False, "bid", "1000.0", "1.0")] * 3  # buffered before the first snapshot
+    before = [
+        (rows[0][0] - 5, rows[0][1] - 5, False, "bid", "1000.0", "1.0")
+    ] * 3  # buffered before the first snapshot
     bad = [
         ("malformed", "binance,BTCUSDT,1,2,false"),
-        ("non_numeric", row_line(rows[n_snapshot + 10]).replace(",bid,", ",buy,").replace(",ask,", ",buy,")),
+        (
+            "non_numeric",
+            row_line(rows[n_snapshot + 10]).replace(",bid,", ",buy,").replace(",ask,", ",buy,"),
+        ),
         ("non_positive", row_line(rows[n_snapshot + 10])[: -len(rows[n_snapshot + 10][5])] + "-1"),
     ]
-    lines = [row_line(r) for r in before + rows[:cross_at] + [crossing] + rows[cross_at:at] + resnap + rows[at:]]
+    lines = [
+        row_line(r)
+        for r in before + rows[:cross_at] + [crossing] + rows[cross_at:at] + resnap + rows[at:]
+    ]
     bad_at = len(before) + n_snapshot + 100
     lines[bad_at:bad_at] = [text for _, text in bad]
     path = write(tmp_path / "inc.csv", INCREMENTAL_HEADER, lines)
@@ -283,35 +347,53 @@ def test_incremental_gap_flag_drop_error_and_bad_rows(spot, tmp_path):
     flagged, stats = tardis.read_book([path], 10, quarantine, "flag")
     quarantine.close()
     written = read_quarantine(tmp_path / "q.jsonl")
-    assert [(w["line"], w["kind"]) for w in written[:3]] == [(bad_at + 2 + i, kind) for i, (kind, _) in enumerate(bad)]
+    assert [(w["line"], w["kind"]) for w in written[:3]] == [
+        (bad_at + 2 + i, kind) for i, (kind, _) in enumerate(bad)
+    ]
     assert {w["kind"] for w in written[3:]} == {"crossed"}
-    assert lines[written[3]["line"] - 2].split(",")[3] == str(crossing[1])  # the last line of the crossing message
+    assert lines[written[3]["line"] - 2].split(",")[3] == str(
+        crossing[1]
+    )  # the last line of the crossing message
     assert stats["skipped_before_snapshot"] == 3 and stats["snapshots"] == 2 and stats["gaps"] == 1
     assert stats["crossed"] == len(written) - 3 > 0
     out = flagged.filter(~pl.col("in_sync"))
     assert out["local_ts"].min() == crossing[1] * 1000 and out["local_ts"].max() < local * 1000
     # before the gap and after the new snapshot the book is exactly the clean one
     expected = book_frame(clean, 10)
-    assert flagged.filter(pl.col("local_ts") < crossing[1] * 1000).equals(expected.filter(pl.col("local_ts") < crossing[1] * 1000))
-    assert flagged.filter(pl.col("local_ts") > local * 1000).equals(expected.filter(pl.col("local_ts") > local * 1000))
+    assert flagged.filter(pl.col("local_ts") < crossing[1] * 1000).equals(
+        expected.filter(pl.col("local_ts") < crossing[1] * 1000)
+    )
+    assert flagged.filter(pl.col("local_ts") > local * 1000).equals(
+        expected.filter(pl.col("local_ts") > local * 1000)
+    )
     resent = flagged.filter(pl.col("local_ts") == local * 1000)
     assert resent["in_sync"].to_list() == [True] and resent["bid_px_1"][0] == state[2][0][0]
 
     dropped, drop_stats = tardis.read_book([path], 10, Quarantine(None), "drop")
-    assert dropped.equals(flagged.filter(pl.col("in_sync"))) and drop_stats["rows"] == dropped.height
+    assert (
+        dropped.equals(flagged.filter(pl.col("in_sync"))) and drop_stats["rows"] == dropped.height
+    )
     with pytest.raises(ValueError, match=rf"{path}:{written[3]['line']}: book crossed"):
         tardis.read_book([path], 10, Quarantine(None), "error")
 
 
 def test_sniff_and_clear_errors(binance, spot, tmp_path):
     trades = write(tmp_path / "t.csv", TRADES_HEADER, trade_lines(spot["trades"][:10]))
-    incremental = write(tmp_path / "i.csv", INCREMENTAL_HEADER, [row_line(r) for r in incremental_rows(spot)[:10]])
-    other = write(tmp_path / "o.csv", "exchange,symbol,timestamp,local_timestamp,funding_rate", ["deribit,X,1,2,0.1"])
+    incremental = write(
+        tmp_path / "i.csv", INCREMENTAL_HEADER, [row_line(r) for r in incremental_rows(spot)[:10]]
+    )
+    other = write(
+        tmp_path / "o.csv",
+        "exchange,symbol,timestamp,local_timestamp,funding_rate",
+        ["deribit,X,1,2,0.1"],
+    )
     assert tardis.sniff(trades) and tardis.sniff(incremental)
     assert not tardis.sniff(other) and not tardis.sniff(binance["spot"][0])
     with pytest.raises(ValueError, match="incremental_book_L2"):
         tardis.read_trades([incremental], Quarantine(None))
     with pytest.raises(ValueError, match="different Tardis data types"):
-        tardis.read_book([incremental, write(tmp_path / "s.csv", SNAPSHOT_HEADER, [])], 5, Quarantine(None))
+        tardis.read_book(
+            [incremental, write(tmp_path / "s.csv", SNAPSHOT_HEADER, [])], 5, Quarantine(None)
+        )
     with pytest.raises(ValueError, match="on_gap"):
         tardis.read_book([incremental], 5, Quarantine(None), "ignore")
