@@ -3,10 +3,10 @@
 Why: forecasters need a market where the best possible forecast is known, so they can be scored
 as a fraction of it. The latent model lives on the 100 ms grid (row t = one book snapshot):
 
-    s[t+1] = phi * s[t] + sqrt(1 - phi^2) * u[t]                 hidden order-flow signal, Var s = 1
-    v[t+1] = rho * v[t] + vol_of_vol * sqrt(1 - rho^2) * w[t]    log-volatility: clustering
-    sigma[t] = sigma0 * exp(v[t] - vol_of_vol^2)                  so E[sigma^2] = sigma0^2
-    x[t+1] = x[t] + beta * s[t] + sigma[t] * eps[t]              eps: Student-t(nu) scaled to unit variance
+    s[t+1] = phi * s[t] + sqrt(1 - phi^2) * u[t]               hidden order-flow signal, Var s = 1
+    v[t+1] = rho * v[t] + vol_of_vol * sqrt(1 - rho^2) * w[t]  log-volatility: clustering
+    sigma[t] = sigma0 * exp(v[t] - vol_of_vol^2)                so E[sigma^2] = sigma0^2
+    x[t+1] = x[t] + beta * s[t] + sigma[t] * eps[t]            eps: unit-variance Student-t(nu)
 
 u, w, eps are independent of each other and of the past, so exactly
 
@@ -15,9 +15,9 @@ u, w, eps are independent of each other and of the past, so exactly
 The observed book puts the paper's weighted mid (ask1*askqty1 + bid1*bidqty1) / (askqty1 + bidqty1)
 exactly on exp(x[t]) (up to float rounding): with bid1 < exp(x) < ask1 on the 0.01 grid, the
 level-1 total size is split so that askqty1 / (askqty1 + bidqty1) = (exp(x) - bid1) / (ask1 - bid1).
-The latent is never nudged: when exp(x) sits within `edge_fraction` of a tick, the spread is widened to
-2 ticks and centred instead, so both level-1 sizes stay > 0. Hence the oracle is exact for the target
-log(wmid[t+h] / wmid[t]).
+The latent is never nudged: when exp(x) sits within `edge_fraction` of a tick, the spread is
+widened to 2 ticks and centred instead, so both level-1 sizes stay > 0. Hence the oracle is exact
+for the target log(wmid[t+h] / wmid[t]). Prices are ticks / 100 (the correctly rounded double).
 
 What reveals s (partly): the sizes of levels 2..N lean to the bid when s > 0 and to the ask when
 s < 0, under persistent per-level noise; trade signs are buyer-initiated with probability
@@ -96,7 +96,7 @@ def oracle_multipliers(params: Params = PARAMS) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _ar1(start: np.ndarray, innov: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray]:
-    """out[0] = start, out[i] = rho * out[i-1] + innov[i-1] along axis 0; also returns the next value."""
+    """out[0] = start, out[i] = rho * out[i-1] + innov[i-1] along axis 0; also the next value."""
     n, k = innov.shape
     out = np.empty((n, k))
     cur = start.copy()
@@ -150,7 +150,9 @@ def _stable_hash(text: str) -> int:
 class Market:
     """The generator's state across chunks: latent path, book noise, ids, clocks, random streams."""
 
-    def __init__(self, seed: int, symbol: str, venue: str, levels: int, step_ns: int, params: Params = PARAMS):
+    def __init__(
+        self, seed: int, symbol: str, venue: str, levels: int, step_ns: int, params: Params = PARAMS
+    ):
         self.p, self.levels, self.step_ns = params, levels, step_ns
         latent_seq = np.random.SeedSequence(seed)
         micro_seq = np.random.SeedSequence([seed, _stable_hash(symbol), _stable_hash(venue)])
@@ -160,7 +162,18 @@ class Market:
         self.state = LatentState(
             np.array([np.log(params.price0)]), np.array([s0]), np.array([v0 * params.vol_of_vol])
         )
-        names = ("init", "spread", "touch", "gaps", "noise", "book_lat", "updates", "counts", "trade_u", "trade_n")
+        names = (
+            "init",
+            "spread",
+            "touch",
+            "gaps",
+            "noise",
+            "book_lat",
+            "updates",
+            "counts",
+            "trade_u",
+            "trade_n",
+        )
         self.rng = dict(zip(names, (np.random.default_rng(c) for c in micro_seq.spawn(len(names)))))
         self.noise = self.rng["init"].standard_normal(2 * (levels - 1))  # stationary start
         self.update_id, self.trade_id = 1, 1
@@ -175,7 +188,9 @@ class Market:
         x, s, sigma, self.state = simulate_latent(self.state, self.latent, n, self.p)
         return x[:, 0], s[:, 0], sigma[:, 0]
 
-    def observe(self, ts: np.ndarray, x: np.ndarray, s: np.ndarray, sigma: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    def observe(
+        self, ts: np.ndarray, x: np.ndarray, s: np.ndarray, sigma: np.ndarray
+    ) -> dict[str, dict[str, np.ndarray]]:
         """What the market shows of the latent rows: book, quotes, trades; and the oracle."""
         p, n, depth = self.p, ts.shape[0], self.levels - 1
         vol = sigma / p.sigma0
@@ -183,7 +198,11 @@ class Market:
 
         # Level 1: spread in ticks, bid on the grid below exp(x), split of the total size.
         r = self.rng["spread"].random((n, 2))
-        spread = np.where(r[:, 0] < p.wide_prob * vol, 2.0 + np.floor(-np.log1p(-r[:, 1]) * p.wide_mean_extra), 1.0)
+        spread = np.where(
+            r[:, 0] < p.wide_prob * vol,
+            2.0 + np.floor(-np.log1p(-r[:, 1]) * p.wide_mean_extra),
+            1.0,
+        )
         ticks = price * TICKS_PER_USDT
         frac = ticks - np.floor(ticks)
         spread[(spread == 1.0) & ((frac < p.edge_fraction) | (frac > 1.0 - p.edge_fraction))] = 2.0
@@ -194,17 +213,22 @@ class Market:
         touch = p.touch_median * np.exp(p.touch_sigma * self.rng["touch"].standard_normal(n))
 
         # Levels 2..N: gaps of 1+ ticks; sizes lean to the side s points to, under persistent noise.
-        gaps = 1.0 + np.floor(-np.log1p(-self.rng["gaps"].random((n, 2 * depth))) * p.gap_mean_extra)
+        gaps = 1.0 + np.floor(
+            -np.log1p(-self.rng["gaps"].random((n, 2 * depth))) * p.gap_mean_extra
+        )
         innov = self.rng["noise"].standard_normal((n, 2 * depth)) * np.sqrt(1.0 - p.size_rho**2)
         noise, self.noise = _ar1(self.noise, innov, p.size_rho)
-        base = p.depth_median * np.sqrt(np.arange(2, self.levels + 1) / 2.0) / np.sqrt(vol)[:, None]
-        lean = (p.flow_kappa * s)[:, None]
-        bid_px = np.column_stack([bid_ticks, bid_ticks[:, None] - np.cumsum(gaps[:, :depth], axis=1)])
-        ask_px = np.column_stack([ask_ticks, ask_ticks[:, None] + np.cumsum(gaps[:, depth:], axis=1)])
-        bid_qty = np.column_stack([(1.0 - ask_share) * touch, base * np.exp(lean + p.size_noise * noise[:, :depth])])
-        ask_qty = np.column_stack([ask_share * touch, base * np.exp(-lean + p.size_noise * noise[:, depth:])])
-        bid_px /= TICKS_PER_USDT
-        ask_px /= TICKS_PER_USDT
+        scale, lean = p.depth_median / np.sqrt(vol), p.flow_kappa * s
+        bid_ticks_at, ask_ticks_at = [bid_ticks], [ask_ticks]
+        bid_qty, ask_qty = [(1.0 - ask_share) * touch], [ask_share * touch]
+        for i in range(depth):  # level i + 2, one contiguous column at a time
+            size = scale * np.sqrt((i + 2) / 2.0)
+            bid_ticks_at.append(bid_ticks_at[-1] - gaps[:, i])
+            ask_ticks_at.append(ask_ticks_at[-1] + gaps[:, depth + i])
+            bid_qty.append(size * np.exp(lean + p.size_noise * noise[:, i]))
+            ask_qty.append(size * np.exp(-lean + p.size_noise * noise[:, depth + i]))
+        bid_px = [level / TICKS_PER_USDT for level in bid_ticks_at]
+        ask_px = [level / TICKS_PER_USDT for level in ask_ticks_at]
 
         # Trades: Poisson count per step, more when volatile; sign led by s; at the touch of row t.
         counts = self.rng["counts"].poisson(p.trades_per_step * vol)
@@ -222,21 +246,44 @@ class Market:
         extra = self.rng["updates"].poisson(p.updates_per_step, n)
         update_id = self.update_id + np.cumsum(1 + counts + extra) - 1
         self.update_id = int(update_id[-1]) + 1
-        book_local, self.book_clock = _receive_times(ts, self.rng["book_lat"].standard_normal(n), self.book_clock, p)
+        book_local, self.book_clock = _receive_times(
+            ts, self.rng["book_lat"].standard_normal(n), self.book_clock, p
+        )
 
-        book = {"ts": ts, "local_ts": book_local, "update_id": update_id, "in_sync": np.ones(n, dtype=bool)}
-        for name, block in (("bid_px", bid_px), ("bid_qty", bid_qty), ("ask_px", ask_px), ("ask_qty", ask_qty)):
-            book.update({f"{name}_{i + 1}": col for i, col in enumerate(np.ascontiguousarray(block.T))})
+        book = {
+            "ts": ts,
+            "local_ts": book_local,
+            "update_id": update_id,
+            "in_sync": np.ones(n, dtype=bool),
+        }
+        for name, columns in (
+            ("bid_px", bid_px),
+            ("bid_qty", bid_qty),
+            ("ask_px", ask_px),
+            ("ask_qty", ask_qty),
+        ):
+            book.update({f"{name}_{i + 1}": col for i, col in enumerate(columns)})
         quotes = {
-            "ts": ts, "local_ts": book_local, "update_id": update_id,
-            "bid_px": book["bid_px_1"], "bid_qty": book["bid_qty_1"], "ask_px": book["ask_px_1"], "ask_qty": book["ask_qty_1"],
+            "ts": ts,
+            "local_ts": book_local,
+            "update_id": update_id,
+            "bid_px": book["bid_px_1"],
+            "bid_qty": book["bid_qty_1"],
+            "ask_px": book["ask_px_1"],
+            "ask_qty": book["ask_qty_1"],
         }
         trades = {
-            "ts": trade_ts, "local_ts": trade_local, "trade_id": trade_ids,
-            "price": np.where(buy, ask1[row], bid1[row]), "qty": qty, "side": np.where(buy, 1, -1).astype(np.int8),
+            "ts": trade_ts,
+            "local_ts": trade_local,
+            "trade_id": trade_ids,
+            "price": np.where(buy, ask1[row], bid1[row]),
+            "qty": qty,
+            "side": np.where(buy, 1, -1).astype(np.int8),
         }
         oracle = {"ts": ts}
-        oracle.update(zip((f"oracle_h{h}" for h in HORIZONS), np.outer(p.beta * oracle_multipliers(p), s)))
+        oracle.update(
+            zip((f"oracle_h{h}" for h in HORIZONS), np.outer(p.beta * oracle_multipliers(p), s))
+        )
         return {"trades": trades, "quotes": quotes, "book": book, "oracle": oracle}
 
 
@@ -249,8 +296,16 @@ def _receive_times(ts: np.ndarray, z: np.ndarray, clock: int, p: Params) -> tupl
 
 def _arrow_schemas(levels: int, metadata: dict[str, str]) -> dict[str, pa.Schema]:
     oracle = {"ts": pl.Int64, **{f"oracle_h{h}": pl.Float64 for h in HORIZONS}}
-    contracts = {"trades": TRADES_SCHEMA, "quotes": QUOTES_SCHEMA, "book": book_schema(levels), "oracle": oracle}
-    return {name: pl.DataFrame(schema=c).to_arrow().schema.with_metadata(metadata) for name, c in contracts.items()}
+    contracts = {
+        "trades": TRADES_SCHEMA,
+        "quotes": QUOTES_SCHEMA,
+        "book": book_schema(levels),
+        "oracle": oracle,
+    }
+    return {
+        name: pl.DataFrame(schema=c).to_arrow().schema.with_metadata(metadata)
+        for name, c in contracts.items()
+    }
 
 
 def generate(
@@ -266,36 +321,70 @@ def generate(
     chunk_rows: int = 1_000_000,
     progress: bool = False,
 ) -> dict:
-    """Write out_dir/{trades,quotes,book,oracle}.parquet: `minutes` of market, one book row per step.
+    """Write out_dir/{trades,quotes,book,oracle}.parquet: `minutes` of market, a book row per step.
 
     Streamed: at most `chunk_rows` book rows (and their trades) are in memory at once; each chunk
     is one Parquet row group. Returns the summary fields (rows per file, seconds, rates).
     """
     rows = round(minutes * 60_000 / step_ms)
     if rows < 1 or levels < 1 or step_ms < 1 or chunk_rows < 1:
-        raise ValueError(f"need minutes*60000/step_ms >= 1, levels >= 1, step_ms >= 1, chunk_rows >= 1; got "
-                         f"minutes={minutes} step_ms={step_ms} levels={levels} chunk_rows={chunk_rows}")
+        raise ValueError(
+            f"need minutes*60000/step_ms >= 1, levels >= 1, step_ms >= 1, chunk_rows >= 1; got "
+            f"minutes={minutes} step_ms={step_ms} levels={levels} chunk_rows={chunk_rows}"
+        )
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     step_ns = step_ms * 1_000_000
     p = PARAMS
-    info = {"seed": seed, "start_ns": start_ns, "step_ms": step_ms, "levels": levels, "params": asdict(p)}
-    metadata = {"symbol": symbol, "venue": venue, "generator": "data_loaders.synth", "synth": json.dumps(info)}
+    info = {
+        "seed": seed,
+        "start_ns": start_ns,
+        "step_ms": step_ms,
+        "levels": levels,
+        "params": asdict(p),
+    }
+    metadata = {
+        "symbol": symbol,
+        "venue": venue,
+        "generator": "data_loaders.synth",
+        "synth": json.dumps(info),
+    }
     schemas = _arrow_schemas(levels, metadata)
-    schemas["oracle"] = schemas["oracle"].with_metadata({**metadata, "oracle": json.dumps({
-        "price": "wmid_paper", "target": "log(wmid[t+h] / wmid[t])", "units": "log return",
-        "formula": "beta * s[t] * (1 - phi^h) / (1 - phi)", "horizons": list(HORIZONS),
-        "beta": p.beta, "phi": p.phi, "sigma0": p.sigma0, "vol_rho": p.vol_rho,
-        "vol_of_vol": p.vol_of_vol, "t_dof": p.t_dof,
-    })})
+    schemas["oracle"] = schemas["oracle"].with_metadata(
+        {
+            **metadata,
+            "oracle": json.dumps(
+                {
+                    "price": "wmid_paper",
+                    "target": "log(wmid[t+h] / wmid[t])",
+                    "units": "log return",
+                    "formula": "beta * s[t] * (1 - phi^h) / (1 - phi)",
+                    "horizons": list(HORIZONS),
+                    "beta": p.beta,
+                    "phi": p.phi,
+                    "sigma0": p.sigma0,
+                    "vol_rho": p.vol_rho,
+                    "vol_of_vol": p.vol_of_vol,
+                    "t_dof": p.t_dof,
+                }
+            ),
+        }
+    )
     market = Market(seed, symbol, venue, levels, step_ns, p)
     counts = dict.fromkeys(FILES, 0)
-    writers = {name: pq.ParquetWriter(out_dir / f"{name}.parquet", schemas[name]) for name in FILES}
+    # No dictionary encoding: prices and sizes are nearly all distinct; trying costs 4x the time.
+    writers = {
+        name: pq.ParquetWriter(out_dir / f"{name}.parquet", schemas[name], use_dictionary=False)
+        for name in FILES
+    }
     try:
         with tqdm(total=rows, unit="row", disable=not progress, desc="synth") as bar:
             for first in range(0, rows, chunk_rows):
-                ts = start_ns + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
+                ts = (
+                    start_ns
+                    + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
+                )
                 for name, columns in market.chunk(ts).items():
                     table = pa.Table.from_pydict(columns, schema=schemas[name])
                     writers[name].write_table(table)
@@ -306,7 +395,14 @@ def generate(
             writer.close()
     seconds = time.perf_counter() - started
     return {
-        "out": str(out_dir), "symbol": symbol, "venue": venue, "seed": seed, "minutes": minutes,
-        "rows": counts, "bytes": sum((out_dir / f"{name}.parquet").stat().st_size for name in FILES),
-        "seconds": seconds, "book_rows_per_s": rows / seconds, "rows_per_s": sum(counts.values()) / seconds,
+        "out": str(out_dir),
+        "symbol": symbol,
+        "venue": venue,
+        "seed": seed,
+        "minutes": minutes,
+        "rows": counts,
+        "bytes": sum((out_dir / f"{name}.parquet").stat().st_size for name in FILES),
+        "seconds": seconds,
+        "book_rows_per_s": rows / seconds,
+        "rows_per_s": sum(counts.values()) / seconds,
     }

@@ -65,7 +65,9 @@ def test_contracts_and_metadata(hour, tmp_path):
         meta = pq.read_schema(Path(summary["out"]) / f"{name}.parquet").metadata
         assert meta[b"symbol"] == b"BTCUSDT" and meta[b"venue"] == b"synthetic"
         assert json.loads(meta[b"synth"])["seed"] == 11
-    oracle_meta = json.loads(pq.read_schema(Path(summary["out"]) / "oracle.parquet").metadata[b"oracle"])
+    oracle_meta = json.loads(
+        pq.read_schema(Path(summary["out"]) / "oracle.parquet").metadata[b"oracle"]
+    )
     assert oracle_meta["price"] == "wmid_paper" and oracle_meta["horizons"] == list(HORIZONS)
     assert oracle_meta["beta"] == PARAMS.beta and oracle_meta["phi"] == PARAMS.phi
 
@@ -78,7 +80,9 @@ def test_book_is_sane(hour):
     book = hour[1]["book"]
     ts = book["ts"].to_numpy()
     assert ts[0] == START_NS and np.all(np.diff(ts) == STEP_NS)
-    assert np.all(book["local_ts"].to_numpy() > ts) and np.all(np.diff(book["local_ts"].to_numpy()) >= 0)
+    assert np.all(book["local_ts"].to_numpy() > ts) and np.all(
+        np.diff(book["local_ts"].to_numpy()) >= 0
+    )
     assert np.all(np.diff(book["update_id"].to_numpy()) > 0)
     assert book["in_sync"].all() and book.null_count().sum_horizontal().item() == 0
     bid = book.select(f"bid_px_{i}" for i in range(1, 11)).to_numpy()
@@ -103,15 +107,24 @@ def test_book_is_sane(hour):
 def test_quotes_and_trades_match_the_book(hour):
     _, data = hour
     book, quotes, trades = data["book"], data["quotes"], data["trades"]
-    top = book.select("ts", "local_ts", "update_id", bid_px="bid_px_1", bid_qty="bid_qty_1",
-                      ask_px="ask_px_1", ask_qty="ask_qty_1")
+    top = book.select(
+        "ts",
+        "local_ts",
+        "update_id",
+        bid_px="bid_px_1",
+        bid_qty="bid_qty_1",
+        ask_px="ask_px_1",
+        ask_qty="ask_qty_1",
+    )
     assert quotes.equals(top)
 
     ts = trades["ts"].to_numpy()
     row = (ts - START_NS) // STEP_NS
     assert np.all(np.diff(ts) >= 0) and np.all(ts % STEP_NS > 0)
     assert np.all(np.diff(trades["trade_id"].to_numpy()) == 1)
-    assert np.all(trades["local_ts"].to_numpy() > ts) and np.all(np.diff(trades["local_ts"].to_numpy()) >= 0)
+    assert np.all(trades["local_ts"].to_numpy() > ts) and np.all(
+        np.diff(trades["local_ts"].to_numpy()) >= 0
+    )
     side = trades["side"].to_numpy()
     assert set(np.unique(side)) == {-1, 1} and np.all(trades["qty"].to_numpy() > 0)
     touch = np.where(side > 0, book["ask_px_1"].to_numpy()[row], book["bid_px_1"].to_numpy()[row])
@@ -129,8 +142,13 @@ def test_weighted_mid_is_the_latent_price_and_oracle_is_closed_form():
     expected = PARAMS.beta * s[:, None] * oracle_multipliers()[None, :]
     got = pl.DataFrame(files["oracle"]).drop("ts").to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
-    depth_lean = np.mean([np.log(files["book"][f"bid_qty_{i}"] / files["book"][f"ask_qty_{i}"])
-                          for i in range(2, 11)], axis=0)
+    depth_lean = np.mean(
+        [
+            np.log(files["book"][f"bid_qty_{i}"] / files["book"][f"ask_qty_{i}"])
+            for i in range(2, 11)
+        ],
+        axis=0,
+    )
     assert np.corrcoef(depth_lean, s)[0, 1] > 0.8  # levels 2..10 reveal s, with noise
 
 
@@ -138,12 +156,16 @@ def test_weighted_mid_is_the_latent_price_and_oracle_is_closed_form():
 def test_oracle_agrees_with_monte_carlo(s0, v0):
     paths = 100_000
     state = LatentState(np.full(paths, np.log(60_000.0)), np.full(paths, s0), np.full(paths, v0))
-    x, _, _, _ = simulate_latent(state, latent_streams(np.random.SeedSequence(123)), max(HORIZONS) + 1)
+    x, _, _, _ = simulate_latent(
+        state, latent_streams(np.random.SeedSequence(123)), max(HORIZONS) + 1
+    )
     moves = x[1:] - x[0]  # (h, paths)
     mean, stderr = moves.mean(axis=1), moves.std(axis=1) / np.sqrt(paths)
     oracle = PARAMS.beta * s0 * oracle_multipliers()
     assert np.all(np.abs(mean - oracle) < 4 * stderr), (mean - oracle) / stderr
-    assert np.all(np.abs(oracle) > 8 * stderr)  # the test can tell a wrong oracle from the right one
+    assert np.all(
+        np.abs(oracle) > 8 * stderr
+    )  # the test can tell a wrong oracle from the right one
 
 
 def test_oracle_explains_part_of_realised_returns(hour):
@@ -176,7 +198,9 @@ def test_chunking_does_not_change_data(tmp_path, chunk_rows):
     generate(tmp_path / "many", 0.5, seed=9, chunk_rows=chunk_rows)
     one, many = read(tmp_path / "one"), read(tmp_path / "many")
     assert all(one[name].equals(many[name]) for name in FILES)
-    assert pq.ParquetFile(tmp_path / "many" / "book.parquet").metadata.num_row_groups == -(-300 // chunk_rows)
+    assert pq.ParquetFile(tmp_path / "many" / "book.parquet").metadata.num_row_groups == -(
+        -300 // chunk_rows
+    )
 
 
 def test_memory_is_bounded_per_chunk(tmp_path):
