@@ -119,8 +119,8 @@ def _times() -> list[pl.Expr]:
     ]
 
 
-def _time_checks(parsed: list[str]) -> list[tuple[str, pl.Expr]]:
-    """The checks every row gets: field count, numbers that parse, times inside 2010..2100."""
+def _field_checks(parsed: list[str]) -> list[tuple[str, pl.Expr]]:
+    """Checks every data type makes after the field count: fields that parse, times in 2010..2100."""
     return [
         ("non_numeric", pl.any_horizontal(pl.col(name).is_null() for name in parsed)),
         ("bad_timestamp", pl.col("ts").is_null() | pl.col("local_ts").is_null()),
@@ -156,7 +156,7 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
     problem = first_problem(
         [
             ("malformed", pl.col("n_fields") != len(_columns(kind, depth))),
-            *_time_checks(["timestamp", "local_timestamp", "price", "amount"]),
+            *_field_checks(["timestamp", "local_timestamp", "price", "amount"]),
             (
                 "non_numeric",
                 ((pl.col("id") != "") & pl.col("trade_id").is_null())
@@ -205,7 +205,7 @@ def _read_snapshots(
     problem = first_problem(
         [
             ("malformed", pl.col("n_fields") != len(_snapshot_header(depth))),
-            *_time_checks(["timestamp", "local_timestamp"]),
+            *_field_checks(["timestamp", "local_timestamp"]),
             ("non_numeric", garbled | half_level),
             (
                 "non_positive",
@@ -272,7 +272,7 @@ def _parse_updates(rows: pl.DataFrame, quarantine: Quarantine) -> pl.DataFrame:
     problem = first_problem(
         [
             ("malformed", pl.col("n_fields") != len(INCREMENTAL_HEADER)),
-            *_time_checks(
+            *_field_checks(
                 ["timestamp", "local_timestamp", "price", "amount", "is_snapshot", "side_code"]
             ),
             (
