@@ -324,7 +324,9 @@ def generate(
     """Write out_dir/{trades,quotes,book,oracle}.parquet: `minutes` of market, a book row per step.
 
     Streamed: at most `chunk_rows` book rows (and their trades) are in memory at once; each chunk
-    is one Parquet row group. Returns the summary fields (rows per file, seconds, rates).
+    is one Parquet row group. The model's constants are per step, so another step_ms keeps the
+    dynamics per row and the oracle per row-horizon. Returns the summary fields (rows per file,
+    seconds, rates).
     """
     rows = round(minutes * 60_000 / step_ms)
     if rows < 1 or levels < 1 or step_ms < 1 or chunk_rows < 1:
