@@ -984,7 +984,12 @@ def bookticker_agreement(book: pl.DataFrame, quotes: pl.DataFrame) -> tuple[int,
 
 def sniff(path: Path) -> bool:
     """True when the file looks like a Binance websocket recording (`<integer ts> {json}` lines)."""
-    with (gzip.open(path, "rb") if Path(path).read_bytes()[:2] == b"\x1f\x8b" else open(path, "rb")) as fh:
-        head = fh.readline(1 << 20)
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rb") if gzipped else open(path, "rb") as fh:
+        try:
+            head = fh.readline(1 << 20)
+        except OSError:  # a corrupt gzip stream
+            return False
     ts, _, body = head.partition(b" ")
     return ts.isdigit() and body.lstrip().startswith(b"{")

@@ -1,0 +1,189 @@
+"""`ticks`: exchange feeds and files -> validated Parquet (trades, quotes, book), synthetic markets.
+
+Every command prints a one-line summary (or JSON with --json) and exits non-zero with a clear
+message on failure. Files given together are one continuous recording.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from data_loaders import formats
+from data_loaders.quarantine import Quarantine, quarantine_path
+from data_loaders.summary import print_summary
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+err = Console(stderr=True)
+
+FILES = typer.Argument(..., exists=True, dir_okay=False, help="input files, in order (one recording)")
+FORMAT = typer.Option("auto", "--format", help="auto|binance|binance-csv|tardis")
+JSON = typer.Option(False, "--json", help="print the summary as JSON")
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[None]:
+    """A spinner with elapsed time on stderr while long work runs (hidden when not a terminal)."""
+    with Progress(SpinnerColumn(), TextColumn(what), TimeElapsedColumn(), console=err, transient=True) as bar:
+        bar.add_task(what, total=None)
+        yield
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _write(frame: pl.DataFrame, out: Path, kind: str, fmt: str, stats: dict) -> None:
+    metadata = {"kind": kind, "format": fmt}
+    for key in ("symbol", "market"):
+        if key in stats:
+            metadata[key] = str(stats[key])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(out, metadata=metadata)
+
+
+def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, read) -> None:
+    """Shared body of trades/quotes/book: read with quarantine next to `out`, write, summarise."""
+    started = time.perf_counter()
+    try:
+        fmt = formats.resolve(files, fmt)
+        with Quarantine(quarantine_path(out)) as quarantine, _progress(f"{command}: reading {len(files)} file(s)"):
+            frame, stats = read(files, quarantine, fmt)
+            _write(frame, out, command, fmt, stats)
+    except (OSError, ValueError, RuntimeError) as exc:  # includes FormatError and GapError
+        _fail(str(exc))
+        return
+    seconds = time.perf_counter() - started
+    fields = {"format": fmt, **stats, "out": str(out), "seconds": round(seconds, 3)}
+    if "messages" in stats:
+        fields["msgs_per_s"] = round(stats["messages"] / seconds) if seconds > 0 else 0
+    if quarantine.total:
+        fields["quarantine"] = str(quarantine.path)
+    print_summary(command, fields, as_json)
+
+
+@app.command()
+def book(
+    files: list[Path] = FILES,
+    out: Path = typer.Option(..., "--out", help="output Parquet file"),
+    levels: int = typer.Option(10, "--levels", min=1, help="book levels per side"),
+    every: str | None = typer.Option(None, "--every", help="resample on a fixed grid, e.g. 100ms"),
+    on_gap: str = typer.Option("flag", "--on-gap", help="flag|drop|error: what an update-id gap does"),
+    fmt: str = FORMAT,
+    as_json: bool = JSON,
+) -> None:
+    """Rebuild the order book: one row per applied diff, or the last state on a fixed grid."""
+    if on_gap not in ("flag", "drop", "error"):
+        _fail(f"--on-gap must be flag, drop or error, not {on_gap!r}")
+
+    def read(files: list[Path], quarantine: Quarantine, fmt: str):
+        return formats.read_book(files, quarantine, fmt, levels, every, on_gap)
+
+    _run("book", files, out, fmt, as_json, read)
+
+
+@app.command()
+def trades(files: list[Path] = FILES, out: Path = typer.Option(..., "--out"), fmt: str = FORMAT, as_json: bool = JSON) -> None:
+    """Trades to Parquet (ts, local_ts, trade_id, price, qty, side)."""
+    _run("trades", files, out, fmt, as_json, lambda f, q, fmt: formats.read_trades(f, q, fmt))
+
+
+@app.command()
+def quotes(files: list[Path] = FILES, out: Path = typer.Option(..., "--out"), fmt: str = FORMAT, as_json: bool = JSON) -> None:
+    """Best bid/offer quotes (bookTicker) to Parquet."""
+    _run("quotes", files, out, fmt, as_json, lambda f, q, fmt: formats.read_quotes(f, q, fmt))
+
+
+@app.command()
+def synth(
+    minutes: float = typer.Option(..., "--minutes", min=0.0, help="length of the market to generate"),
+    seed: int = typer.Option(0, "--seed"),
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    as_json: bool = JSON,
+) -> None:
+    """Generate a seeded synthetic BTC-USDT market: DIR/{trades,quotes,book}.parquet and the oracle."""
+    from data_loaders.synth import generate
+
+    try:
+        with _progress(f"synth: {minutes} minutes"):
+            stats = generate(out, minutes, seed)
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+        return
+    print_summary("synth", {"out": str(out), **stats}, as_json)
+
+
+def _parquet_info(path: Path) -> dict:
+    meta = pq.read_metadata(path)
+    columns = meta.schema.names
+    kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items() if not k.startswith(b"ARROW")}
+    if "kind" in kv:
+        kind = kv["kind"]
+    elif "bid_px_1" in columns:
+        kind = "book"
+    elif "trade_id" in columns:
+        kind = "trades"
+    elif "bid_px" in columns:
+        kind = "quotes"
+    else:
+        kind = "parquet"
+    info: dict = {"kind": kind, "rows": meta.num_rows, "columns": len(columns)}
+    time_col = "ts" if "ts" in columns else ("local_ts" if "local_ts" in columns else None)
+    if time_col:
+        span = pl.scan_parquet(path).select(pl.col(time_col).min().alias("a"), pl.col(time_col).max().alias("b")).collect()
+        first, last = span.row(0)
+        if first is not None:
+            info["from"] = str(pl.Series([first, last]).cast(pl.Datetime("ns", "UTC"))[0])
+            info["to"] = str(pl.Series([first, last]).cast(pl.Datetime("ns", "UTC"))[1])
+    info.update({k: v for k, v in kv.items() if k in ("symbol", "market", "venue", "format")})
+    info["column_names"] = ",".join(columns)
+    return info
+
+
+def _recording_info(path: Path) -> dict:
+    from data_loaders import binance_ws
+
+    parsed = binance_ws.parse_recording([path], Quarantine(None))
+    good = parsed.status == binance_ws.OK
+    names = {binance_ws.K_DEPTH: "depth_diffs", binance_ws.K_TRADE: "trades", binance_ws.K_TICKER: "book_tickers",
+             binance_ws.K_SNAPSHOT: "snapshots", binance_ws.K_OTHER: "skipped"}  # fmt: skip
+    info: dict = {"kind": "binance-recording", "symbol": parsed.symbol, "market": "usdm" if parsed.futures else "spot"}
+    info["messages"] = parsed.messages
+    info.update({name: int(((parsed.kind == k) & good).sum()) for k, name in names.items()})
+    info["bad_lines"] = {binance_ws.STATUS_NAMES[c]: int((parsed.status == c).sum()) for c in binance_ws.STATUS_NAMES if (parsed.status == c).any()}
+    info["ts_unit"] = ",".join(parsed.ts_units.values())
+    stamps = parsed.local_ts[parsed.status != binance_ws.MALFORMED]
+    if stamps.size:
+        span = pl.Series([stamps.min(), stamps.max()]).cast(pl.Datetime("ns", "UTC"))
+        info["from"], info["to"] = str(span[0]), str(span[1])
+    return info
+
+
+@app.command()
+def info(file: Path = typer.Argument(..., exists=True, dir_okay=False), as_json: bool = JSON) -> None:
+    """What a file holds: kind, rows, time range, columns (Parquet) or message counts (recording)."""
+    try:
+        with open(file, "rb") as fh:
+            is_parquet = fh.read(4) == b"PAR1"
+        if is_parquet:
+            fields = _parquet_info(file)
+        else:
+            fmt = formats.detect(file)
+            fields = _recording_info(file) if fmt == "binance" else {"kind": fmt, "bytes": file.stat().st_size}
+    except (OSError, ValueError, RuntimeError) as exc:
+        _fail(f"{file}: {exc}")
+        return
+    print_summary("info", {"file": str(file), **fields}, as_json)
+
+
+if __name__ == "__main__":
+    app()
