@@ -1,6 +1,6 @@
 """Peak memory and batch throughput of features + windows over a 10-million-snapshot book.
 
-    python benchmarks/bench_windows_memory.py [--rows 10000000] [--book PATH] [--batches 200]
+    PYTHONPATH=. python benchmarks/bench_windows_memory.py [--rows 10000000] [--book PATH] [--batches 200]
 
 A child process writes a synthetic 10-level book (BTC-like prices on a 0.01 tick) to Parquet in
 row groups, so its memory is not this process's. This process then runs the real pipeline on a
@@ -75,33 +75,46 @@ def main() -> None:
         path = args.book or Path(tmp) / "book.parquet"
         if not path.exists():
             t = time.perf_counter()
-            child = multiprocessing.get_context("spawn").Process(target=write_book, args=(path, args.rows))
+            child = multiprocessing.get_context("spawn").Process(
+                target=write_book, args=(path, args.rows)
+            )
             child.start()
             child.join()
             if child.exitcode:
                 raise SystemExit(f"writing the synthetic book failed (exit {child.exitcode})")
-            print(f"wrote {args.rows:,} rows to {path} ({path.stat().st_size / 2**30:.2f} GiB) "
-                  f"in {time.perf_counter() - t:.1f} s")
+            print(
+                f"wrote {args.rows:,} rows to {path} ({path.stat().st_size / 2**30:.2f} GiB) "
+                f"in {time.perf_counter() - t:.1f} s"
+            )
         print(f"start: peak RSS {peak_gib():.2f} GiB")
 
         cfg = FeatureConfig(levels=LEVELS)
         t = time.perf_counter()
         feats = build_features(pl.scan_parquet(path), cfg)
         n, f = feats.x.shape
-        print(f"build_features: x {feats.x.shape} float32 {feats.x.nbytes / 2**30:.2f} GiB, "
-              f"{n / (time.perf_counter() - t):,.0f} rows/s, report {feats.report}; peak RSS {peak_gib():.2f} GiB")
+        print(
+            f"build_features: x {feats.x.shape} float32 {feats.x.nbytes / 2**30:.2f} GiB, "
+            f"{n / (time.perf_counter() - t):,.0f} rows/s; peak RSS {peak_gib():.2f} GiB\n"
+            f"  report {feats.report}"
+        )
 
         t = time.perf_counter()
         y = make_targets(feats.price, cfg.horizons)
-        print(f"make_targets: y {y.shape} {y.nbytes / 2**30:.2f} GiB in {time.perf_counter() - t:.1f} s; "
-              f"peak RSS {peak_gib():.2f} GiB")
+        print(
+            f"make_targets: y {y.shape} {y.nbytes / 2**30:.2f} GiB "
+            f"in {time.perf_counter() - t:.1f} s; "
+            f"peak RSS {peak_gib():.2f} GiB"
+        )
 
         max_h = max(cfg.horizons)
         ends = valid_window_ends(feats.valid, args.window, max_h)
         split = time_split(ends, n, gap=max_h + args.window - 1)
         ds = WindowDataset(feats.x, y, split.train, window=args.window)
-        print(f"ends {len(ends):,}; train/val/test {len(split.train):,}/{len(split.val):,}/{len(split.test):,}; "
-              f"peak RSS {peak_gib():.2f} GiB")
+        print(
+            f"ends {len(ends):,}; train/val/test "
+            f"{len(split.train):,}/{len(split.val):,}/{len(split.test):,}; "
+            f"peak RSS {peak_gib():.2f} GiB"
+        )
 
         loader = make_loader(ds, batch_size=args.batch_size, shuffle=True, seed=0)
         t = time.perf_counter()
@@ -112,8 +125,10 @@ def main() -> None:
             if b + 1 == args.batches:
                 break
         dt = time.perf_counter() - t
-        print(f"batches: {args.batches} x {args.batch_size} shuffled windows in {dt:.2f} s = "
-              f"{windows / dt:,.0f} windows/s; peak RSS {peak_gib():.2f} GiB")
+        print(
+            f"batches: {args.batches} x {args.batch_size} shuffled windows in {dt:.2f} s = "
+            f"{windows / dt:,.0f} windows/s; peak RSS {peak_gib():.2f} GiB"
+        )
     print(f"PEAK RSS {peak_gib():.2f} GiB ({n:,} snapshots x {f} features, target < 4 GiB)")
 
 

@@ -25,7 +25,9 @@ class FeatureConfig:
     levels: int = 10
     price: str = "wmid"  # "wmid" (paper), "microprice" (standard) or "mid"
     include_microprice: bool = False  # extra feature column "microprice"
-    include_ofi: bool = False  # extra feature column "ofi": Cont-Kukanov-Stoikov level-1 order-flow imbalance
+    include_ofi: bool = (
+        False  # extra feature column "ofi": Cont-Kukanov-Stoikov level-1 order-flow imbalance
+    )
     horizons: tuple[int, ...] = tuple(range(1, 31))
 
 
@@ -40,7 +42,9 @@ class Features:
        and far better near zero; the per-window z-score is unchanged by this constant shift.
        Rows that are not valid may hold NaN.
     price: float64 (N,) the absolute target price p (cfg.price) of every row.
-    ts: int64 (N,) UTC ns.  valid: bool (N,) row usable.  report: row counts, invalid by reason.
+    ts: int64 (N,) UTC ns.  valid: bool (N,) row usable (see build_features).
+    price_ref: float64 constant subtracted from the price-valued columns of x.
+    report: row counts: rows, valid, invalid and invalid by reason (INVALID_REASONS).
     """
 
     x: np.ndarray
@@ -61,13 +65,19 @@ def _is_price_column(name: str) -> bool:
     return name in ("price", "microprice") or "_px_" in name
 
 
-def build_features(book: pl.DataFrame | pl.LazyFrame, cfg: FeatureConfig = FeatureConfig(),
-                   chunk_rows: int = 262_144) -> Features:
+def build_features(
+    book: pl.DataFrame | pl.LazyFrame,
+    cfg: FeatureConfig = FeatureConfig(),
+    chunk_rows: int = 262_144,
+) -> Features:
     """Features of every book row, in time order; invalid rows are kept, flagged and counted.
 
-    A row is valid when in_sync is true, no used column is null/NaN, level-1 prices and all used
-    prices and sizes are > 0, level 1 is not crossed or locked (bid_px_1 < ask_px_1), and the
-    previous row is valid too (the lagged return and OFI need it; the first row never is).
+    A row is valid when in_sync is true (null counts as false), no used column is null/NaN, every
+    used price and size is > 0, level 1 is neither crossed nor locked (bid_px_1 < ask_px_1), and
+    the previous row passes these checks too (the lagged return and OFI need it; the first row
+    never does). report: rows, valid, invalid, and per INVALID_REASONS the rows whose first
+    failing check it is (they sum to invalid). book: a DataFrame or a LazyFrame (e.g.
+    pl.scan_parquet), read chunk_rows at a time.
     """
     if cfg.price not in PRICES:
         raise ValueError(f"price must be one of {PRICES}, got {cfg.price!r}")
@@ -78,10 +88,19 @@ def build_features(book: pl.DataFrame | pl.LazyFrame, cfg: FeatureConfig = Featu
     schema = book.collect_schema()
     missing = [c for c in needed if c not in schema]
     if missing:
-        raise ValueError(f"book lacks columns {missing} (book contract: schema.book_schema({cfg.levels}))")
-    ts_expr = pl.col("ts").dt.epoch("ns") if isinstance(schema["ts"], pl.Datetime) else pl.col("ts").cast(pl.Int64)
-    book = book.select(ts_expr.alias("ts"), pl.col("in_sync").fill_null(False),
-                       *[pl.col(c).cast(pl.Float64) for c in levels])
+        raise ValueError(
+            f"book lacks columns {missing} (book contract: schema.book_schema({cfg.levels}))"
+        )
+    ts_expr = (
+        pl.col("ts").dt.epoch("ns")
+        if isinstance(schema["ts"], pl.Datetime)
+        else pl.col("ts").cast(pl.Int64)
+    )
+    book = book.select(
+        ts_expr.alias("ts"),
+        pl.col("in_sync").fill_null(False),
+        *[pl.col(c).cast(pl.Float64) for c in levels],
+    )
     n = book.select(pl.len()).collect().item() if isinstance(book, pl.LazyFrame) else book.height
 
     names = feature_names(cfg)
@@ -102,9 +121,11 @@ def build_features(book: pl.DataFrame | pl.LazyFrame, cfg: FeatureConfig = Featu
             raise ValueError(f"book has null ts in rows {start}..{stop - 1}")
         f, p, code = _chunk_features(chunk, cfg)
         k = start - lo  # 1 when the chunk carries the previous row
-        if price_ref is None:
+        if price_ref is None:  # any constant keeps z-scores; a typical price keeps precision
             finite = p[np.isfinite(p)]
-            price_ref = float(np.round(finite[0])) if finite.size else 0.0
+            price_ref = (
+                float(np.round(np.median(finite))) if finite.size else 0.0
+            )  # fixed from here on
         f[:, shift] -= price_ref
         x[start:stop] = f[k:]
         price[start:stop] = p[k:]
@@ -117,7 +138,9 @@ def build_features(book: pl.DataFrame | pl.LazyFrame, cfg: FeatureConfig = Featu
     return Features(x, names, price, ts, valid, price_ref or 0.0, report)
 
 
-def _chunk_features(chunk: pl.DataFrame, cfg: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _chunk_features(
+    chunk: pl.DataFrame, cfg: FeatureConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features float64 (n, F), price float64 (n,), reason code int (n,)) for consecutive rows.
 
     Row 0 has no previous row here: its return/OFI are NaN and its code is at best "no_previous".
@@ -148,8 +171,12 @@ def _chunk_features(chunk: pl.DataFrame, cfg: FeatureConfig) -> tuple[np.ndarray
     base = ok_sync & ok_present & ok_positive & ok_uncrossed
     ok_previous = np.zeros_like(base)
     ok_previous[1:] = base[:-1]
-    fails = np.stack([~ok_sync, ~ok_present, ~ok_positive, ~ok_uncrossed, ~ok_previous, np.ones_like(base)])
-    code = np.argmax(fails, axis=0).astype(np.int64)  # first failing check; the last row means valid
+    fails = np.stack(
+        [~ok_sync, ~ok_present, ~ok_positive, ~ok_uncrossed, ~ok_previous, np.ones_like(base)]
+    )
+    code = np.argmax(fails, axis=0).astype(
+        np.int64
+    )  # first failing check; the last row means valid
     return np.hstack(cols), p, code
 
 
@@ -159,18 +186,18 @@ def _ofi(bid: np.ndarray, bq: np.ndarray, ask: np.ndarray, aq: np.ndarray) -> np
     """
     e = np.full_like(bid, np.nan)
     b0, b1, a0, a1 = bid[:-1], bid[1:], ask[:-1], ask[1:]
-    e[1:] = (bq[1:] * (b1 >= b0) - bq[:-1] * (b1 <= b0)
-             - aq[1:] * (a1 <= a0) + aq[:-1] * (a1 >= a0))
+    e[1:] = bq[1:] * (b1 >= b0) - bq[:-1] * (b1 <= b0) - aq[1:] * (a1 <= a0) + aq[:-1] * (a1 >= a0)
     return e
 
 
 def target_scale(h: int) -> float:
-    """The paper's per-horizon scale, roughly one over the h-step return's standard deviation in bp."""
+    """The paper's per-horizon scale: about one over the h-step return's std in bp."""
     return 1.0 / (1.1 * np.sqrt(h) + 0.01 * h)
 
 
-def make_targets(price: np.ndarray, horizons: tuple[int, ...] = tuple(range(1, 31)),
-                 block_rows: int = 262_144) -> np.ndarray:
+def make_targets(
+    price: np.ndarray, horizons: tuple[int, ...] = tuple(range(1, 31)), block_rows: int = 262_144
+) -> np.ndarray:
     """y float32 (N, H): y[t, j] = log(p[t+h] / p[t]) * 1e4 * target_scale(h), h = horizons[j];
     NaN where t + h >= N. Computed in float64 (as log p[t+h] - log p[t]) a block of rows at a time,
     so the only full-size allocation is y itself."""

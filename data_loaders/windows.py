@@ -45,7 +45,9 @@ class WindowDataset(Dataset):
             raise ValueError(f"window ends must lie in [{window - 1}, {x.shape[0] - 1}]")
         for part in np.array_split(ends, max(1, ends.size // 1_000_000)):  # bounded memory
             if not np.isfinite(y[part]).all():
-                raise ValueError("some window ends have NaN targets; take ends from valid_window_ends")
+                raise ValueError(
+                    "some window ends have NaN targets; take ends from valid_window_ends"
+                )
         self.x, self.y, self.ends, self.window = x, y, ends, window
         self._offsets = np.arange(1 - window, 1, dtype=np.int64)  # (T,)
 
@@ -60,7 +62,7 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if np.ndim(i) != 0:
             return self.get_batch(i)
-        y = self.y[self.ends[i]].copy()  # (H,); copied, like get_batch's rows, so tensors never alias y
+        y = self.y[self.ends[i]].copy()  # (H,), copied like get_batch's rows: never aliases y
         return torch.from_numpy(zscore_windows(self.window_view(i))), torch.from_numpy(y)
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,25 +79,47 @@ class BatchIndices(Sampler):
     (hundreds of MB for millions of windows).
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False):
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+    def __init__(
+        self, n: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    ):
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            n,
+            batch_size,
+            shuffle,
+            seed,
+            drop_last,
+        )
         self.epoch = 0
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     def __iter__(self):
-        order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        order = (
+            np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+            if self.shuffle
+            else np.arange(self.n)
+        )
         self.epoch += 1
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield order[start : start + self.batch_size]
 
 
-def make_loader(ds: WindowDataset, batch_size: int = 256, shuffle: bool = True, seed: int = 0,
-                drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+def make_loader(
+    ds: WindowDataset,
+    batch_size: int = 256,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> DataLoader:
     """A DataLoader that serves whole batches through ds.get_batch (no per-item collate)."""
-    return DataLoader(ds, batch_size=None, sampler=BatchIndices(len(ds), batch_size, shuffle, seed, drop_last),
-                      num_workers=num_workers)
+    return DataLoader(
+        ds,
+        batch_size=None,
+        sampler=BatchIndices(len(ds), batch_size, shuffle, seed, drop_last),
+        num_workers=num_workers,
+    )
 
 
 def valid_window_ends(valid: np.ndarray, window: int, max_h: int) -> np.ndarray:
@@ -106,7 +130,7 @@ def valid_window_ends(valid: np.ndarray, window: int, max_h: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     bad = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(~valid, out=bad[1:])  # bad[k] = invalid rows among 0..k-1
-    # For t = window-1 .. n-max_h-1: bad[t + max_h + 1] == bad[t - window + 1] (both slices are views).
+    # For t = window-1 .. n-max_h-1: bad[t + max_h + 1] == bad[t - window + 1] (slices: views).
     ok = bad[window + max_h :] == bad[: n - max_h - window + 1]
     return np.flatnonzero(ok) + (window - 1)
 
@@ -118,8 +142,13 @@ class Split:
     test: np.ndarray
 
 
-def time_split(ends: np.ndarray, n_rows: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-               *, gap: int) -> Split:
+def time_split(
+    ends: np.ndarray,
+    n_rows: int,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    *,
+    gap: int,
+) -> Split:
     """Split window ends by time: train rows first, then validation, then test.
 
     The rows are cut at n_rows*f0 and n_rows*(f0+f1); each part drops its ends within `gap` rows
@@ -129,12 +158,16 @@ def time_split(ends: np.ndarray, n_rows: int, fractions: tuple[float, float, flo
     gap >= max_h + window - 1 the parts' rows (inputs and targets) are entirely disjoint.
     """
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers summing to 1, got {fractions}"
+        )
     if gap < 0:
         raise ValueError(f"gap must be >= 0, got {gap}")
     ends = np.asarray(ends, dtype=np.int64)
     cut1 = int(n_rows * fractions[0])
     cut2 = int(n_rows * (fractions[0] + fractions[1]))
-    return Split(train=ends[ends < cut1 - gap],
-                 val=ends[(ends >= cut1) & (ends < cut2 - gap)],
-                 test=ends[ends >= cut2])
+    return Split(
+        train=ends[ends < cut1 - gap],
+        val=ends[(ends >= cut1) & (ends < cut2 - gap)],
+        test=ends[ends >= cut2],
+    )

@@ -3,7 +3,14 @@ import polars as pl
 import pytest
 import torch
 
-from data_loaders.features import INVALID_REASONS, FeatureConfig, build_features, feature_names, make_targets, target_scale
+from data_loaders.features import (
+    INVALID_REASONS,
+    FeatureConfig,
+    build_features,
+    feature_names,
+    make_targets,
+    target_scale,
+)
 from data_loaders.quarantine import Quarantine
 from data_loaders.schema import book_schema, level_columns
 from data_loaders.windows import WindowDataset, time_split, valid_window_ends, zscore_windows
@@ -11,11 +18,16 @@ from data_loaders.windows import WindowDataset, time_split, valid_window_ends, z
 
 def make_book(bid, bid_qty, ask, ask_qty, levels=2, tick=0.01, in_sync=None) -> pl.DataFrame:
     """A book frame in the contract: level 1 as given, deeper levels one tick apart with size 1."""
-    bid, bid_qty, ask, ask_qty = (np.asarray(v, dtype=np.float64) for v in (bid, bid_qty, ask, ask_qty))
+    bid, bid_qty, ask, ask_qty = (
+        np.asarray(v, dtype=np.float64) for v in (bid, bid_qty, ask, ask_qty)
+    )
     n = bid.size
-    cols = {"ts": np.arange(n, dtype=np.int64) * 100_000_000, "local_ts": np.arange(n, dtype=np.int64),
-            "update_id": np.arange(n, dtype=np.int64),
-            "in_sync": np.ones(n, dtype=bool) if in_sync is None else np.asarray(in_sync)}
+    cols = {
+        "ts": np.arange(n, dtype=np.int64) * 100_000_000,
+        "local_ts": np.arange(n, dtype=np.int64),
+        "update_id": np.arange(n, dtype=np.int64),
+        "in_sync": np.ones(n, dtype=bool) if in_sync is None else np.asarray(in_sync),
+    }
     for i in range(1, levels + 1):
         cols[f"bid_px_{i}"] = bid - (i - 1) * tick
         cols[f"bid_qty_{i}"] = bid_qty if i == 1 else np.ones(n)
@@ -24,8 +36,12 @@ def make_book(bid, bid_qty, ask, ask_qty, levels=2, tick=0.01, in_sync=None) -> 
     return pl.DataFrame(cols, schema=book_schema(levels))
 
 
-HAND = dict(bid=[100, 100, 100.5, 100.5, 100.2], bid_qty=[1, 2, 1, 1, 5],
-            ask=[101, 101, 101, 100.8, 100.8], ask_qty=[3, 2, 1, 4, 4])
+HAND = {
+    "bid": [100, 100, 100.5, 100.5, 100.2],
+    "bid_qty": [1, 2, 1, 1, 5],
+    "ask": [101, 101, 101, 100.8, 100.8],
+    "ask_qty": [3, 2, 1, 4, 4],
+}
 
 
 def column(f, name):
@@ -43,15 +59,21 @@ def test_default_names_are_the_papers_42_features():
 
 def test_weighted_mid_microprice_mid_and_lagged_return_exact():
     book = make_book(**HAND)
-    wmid = np.array([403 / 4, 100.5, (101 + 100.5) / 2, (100.8 * 4 + 100.5) / 5, (100.8 * 4 + 100.2 * 5) / 9])
-    micro = np.array([401 / 4, 100.5, (100.5 + 101) / 2, (100.5 * 4 + 100.8) / 5, (100.2 * 4 + 100.8 * 5) / 9])
+    wmid = np.array(
+        [403 / 4, 100.5, (101 + 100.5) / 2, (100.8 * 4 + 100.5) / 5, (100.8 * 4 + 100.2 * 5) / 9]
+    )
+    micro = np.array(
+        [401 / 4, 100.5, (100.5 + 101) / 2, (100.5 * 4 + 100.8) / 5, (100.2 * 4 + 100.8 * 5) / 9]
+    )
     f = build_features(book, FeatureConfig(levels=2, include_microprice=True))
     np.testing.assert_allclose(f.price, wmid, rtol=1e-15)
     assert f.price.dtype == np.float64
     # Price-valued columns are stored relative to price_ref; adding it back gives the prices.
     np.testing.assert_allclose(column(f, "price") + f.price_ref, wmid, atol=1e-5)
     np.testing.assert_allclose(column(f, "microprice") + f.price_ref, micro, atol=1e-5)
-    np.testing.assert_allclose(column(f, "bid_px_2") + f.price_ref, book["bid_px_2"].to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        column(f, "bid_px_2") + f.price_ref, book["bid_px_2"].to_numpy(), atol=1e-5
+    )
     np.testing.assert_array_equal(column(f, "ask_qty_1"), HAND["ask_qty"])
     ret = column(f, "log_return")
     assert np.isnan(ret[0])
@@ -74,8 +96,13 @@ def test_order_flow_imbalance_cont_kukanov_stoikov():
 
 def test_invalid_rows_flagged_and_counted_by_reason_never_dropped():
     n = 10
-    book = make_book(bid=np.full(n, 100.0), bid_qty=np.ones(n), ask=np.full(n, 100.1), ask_qty=np.ones(n),
-                     in_sync=[True, True, True, False, True, True, True, True, True, True])
+    book = make_book(
+        bid=np.full(n, 100.0),
+        bid_qty=np.ones(n),
+        ask=np.full(n, 100.1),
+        ask_qty=np.ones(n),
+        in_sync=[True, True, True, False, True, True, True, True, True, True],
+    )
     book = book.with_columns(
         bid_qty_2=pl.when(pl.int_range(n) == 5).then(None).otherwise(pl.col("bid_qty_2")),
         ask_px_1=pl.when(pl.int_range(n) == 7).then(99.0).otherwise(pl.col("ask_px_1")),
@@ -83,20 +110,39 @@ def test_invalid_rows_flagged_and_counted_by_reason_never_dropped():
     )
     f = build_features(book, FeatureConfig(levels=2))
     assert f.x.shape[0] == n and f.valid.shape == (n,)
-    np.testing.assert_array_equal(f.valid, [False, True, True, False, False, False, False, False, False, False])
-    assert f.report == {"rows": 10, "valid": 2, "invalid": 8, "not_in_sync": 1, "missing_value": 1,
-                        "nonpositive": 1, "crossed": 1, "no_previous": 4}
+    np.testing.assert_array_equal(
+        f.valid, [False, True, True, False, False, False, False, False, False, False]
+    )
+    assert f.report == {
+        "rows": 10,
+        "valid": 2,
+        "invalid": 8,
+        "not_in_sync": 1,
+        "missing_value": 1,
+        "nonpositive": 1,
+        "crossed": 1,
+        "no_previous": 4,
+    }
 
 
 def test_chunked_and_lazy_builds_equal_the_whole_build():
     rng = np.random.default_rng(0)
     n = 1000
     bid = 60_000 + np.cumsum(rng.integers(-1, 2, n)) * 0.01
-    book = make_book(bid, rng.uniform(0.1, 3, n), bid + 0.01 * rng.integers(1, 3, n), rng.uniform(0.1, 3, n),
-                     levels=3, in_sync=rng.random(n) > 0.01)
+    book = make_book(
+        bid,
+        rng.uniform(0.1, 3, n),
+        bid + 0.01 * rng.integers(1, 3, n),
+        rng.uniform(0.1, 3, n),
+        levels=3,
+        in_sync=rng.random(n) > 0.01,
+    )
     cfg = FeatureConfig(levels=3, include_ofi=True, include_microprice=True)
     whole = build_features(book, cfg)
-    for other in (build_features(book, cfg, chunk_rows=7), build_features(book.lazy(), cfg, chunk_rows=64)):
+    for other in (
+        build_features(book, cfg, chunk_rows=7),
+        build_features(book.lazy(), cfg, chunk_rows=64),
+    ):
         np.testing.assert_array_equal(other.x, whole.x)
         np.testing.assert_array_equal(other.price, whole.price)
         np.testing.assert_array_equal(other.valid, whole.valid)
@@ -131,7 +177,9 @@ def test_targets_exact_with_scale():
     y = make_targets(p, (1, 2, 4))
     assert y.shape == (5, 3) and y.dtype == np.float32
     np.testing.assert_allclose(y[:4, 0], np.log(p[1:] / p[:-1]) * 1e4 / 1.11, rtol=1e-6)
-    np.testing.assert_allclose(y[:3, 1], np.log(p[2:] / p[:-2]) * 1e4 / (1.1 * np.sqrt(2) + 0.02), rtol=1e-6)
+    np.testing.assert_allclose(
+        y[:3, 1], np.log(p[2:] / p[:-2]) * 1e4 / (1.1 * np.sqrt(2) + 0.02), rtol=1e-6
+    )
     assert y[0, 2] == np.float32(np.log(102 / 100) * 1e4 / 2.24)
     assert np.isnan(y[4, 0]) and np.isnan(y[3:, 1]).all() and np.isnan(y[1:, 2]).all()
     assert np.isfinite(y[:4, 0]).all() and np.isfinite(y[:3, 1]).all()

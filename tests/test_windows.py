@@ -2,24 +2,36 @@ import numpy as np
 import pytest
 import torch
 
-from data_loaders.windows import WindowDataset, make_loader, time_split, valid_window_ends, zscore_windows
+from data_loaders.windows import (
+    WindowDataset,
+    make_loader,
+    time_split,
+    valid_window_ends,
+    zscore_windows,
+)
 
 torch.set_num_threads(1)
 
 
 def random_set(n=2000, f=6, h=5, seed=0):
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((n, f)) * rng.uniform(0.001, 50, f) + rng.uniform(-100, 100, f)).astype(np.float32)
+    x = (
+        rng.standard_normal((n, f)) * rng.uniform(0.001, 50, f) + rng.uniform(-100, 100, f)
+    ).astype(np.float32)
     y = rng.standard_normal((n, h)).astype(np.float32)
     y[n - h :] = np.nan  # like make_targets: no target past the data
     return x, y
 
 
 def test_zscore_is_the_papers_formula_with_population_std():
-    w = np.array([[1.0, 10.0], [2.0, 10.0], [4.0, 10.0], [5.0, 10.0]], dtype=np.float32)  # (T=4, F=2)
+    w = np.array(
+        [[1.0, 10.0], [2.0, 10.0], [4.0, 10.0], [5.0, 10.0]], dtype=np.float32
+    )  # (T=4, F=2)
     z = zscore_windows(w)
     # Column 0: mean 3, population std sqrt(2.5); column 1 is constant -> zeros (std 0 + 0.01).
-    np.testing.assert_allclose(z[:, 0], (np.array([1, 2, 4, 5]) - 3) / (np.sqrt(2.5) + 0.01), rtol=1e-6)
+    np.testing.assert_allclose(
+        z[:, 0], (np.array([1, 2, 4, 5]) - 3) / (np.sqrt(2.5) + 0.01), rtol=1e-6
+    )
     np.testing.assert_array_equal(z[:, 1], 0)
     assert z.dtype == np.float32 and z.shape == (4, 2)
 
@@ -36,7 +48,9 @@ def test_item_is_the_zscored_view_of_its_window_and_its_target_row():
         raw = x[e - 49 : e + 1].astype(np.float64)
         xi, yi = ds[i]
         assert xi.shape == (50, 6) and xi.dtype == torch.float32 and yi.shape == (5,)
-        np.testing.assert_allclose(xi.numpy(), (raw - raw.mean(0)) / (raw.std(0) + 0.01), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            xi.numpy(), (raw - raw.mean(0)) / (raw.std(0) + 0.01), rtol=1e-5, atol=1e-6
+        )
         np.testing.assert_array_equal(yi.numpy(), y[e])
     assert ds.x is x and ds.y is y  # the dataset holds the arrays, no copies
 
@@ -72,8 +86,13 @@ def test_valid_window_ends_match_brute_force():
     valid = rng.random(3000) > 0.02
     window, max_h = 30, 7
     ends = valid_window_ends(valid, window, max_h)
-    brute = [t for t in range(len(valid))
-             if t - window + 1 >= 0 and t + max_h < len(valid) and valid[t - window + 1 : t + max_h + 1].all()]
+    brute = [
+        t
+        for t in range(len(valid))
+        if t - window + 1 >= 0
+        and t + max_h < len(valid)
+        and valid[t - window + 1 : t + max_h + 1].all()
+    ]
     np.testing.assert_array_equal(ends, brute)
     assert len(ends) > 0 and ends.dtype == np.int64
 
@@ -93,7 +112,9 @@ def test_time_split_has_no_leakage(window, max_h):
     valid = rng.random(n) > 0.005
     ends = valid_window_ends(valid, window, max_h)
 
-    def rows(part, lo, hi):  # all rows a part's samples read: inputs (lo=1-window) or targets (1..max_h)
+    def rows(
+        part, lo, hi
+    ):  # all rows a part's samples read: inputs (lo=1-window) or targets (1..max_h)
         return set((part[:, None] + np.arange(lo, hi + 1)).ravel().tolist())
 
     s = time_split(ends, n, gap=max_h)
