@@ -1,0 +1,195 @@
+"""Run configuration: defaults (default.toml) < a user TOML file < `--set section.key=value`.
+
+The resolved config is written to RUN/config.toml so every later command (evaluate, predict,
+export, backtest) rebuilds exactly the same features, windows and split.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TOML = Path(__file__).with_name("default.toml")
+
+
+@dataclass
+class DataConfig:
+    levels: int = 10
+    price: str = "wmid"
+    include_ofi: bool = False
+    include_microprice: bool = False
+    horizons: list[int] = field(default_factory=lambda: list(range(1, 31)))
+    window: int = 100
+    fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    gap: int = 130  # rows dropped before each split cut: window + max horizon keeps parts disjoint
+
+
+@dataclass
+class ModelConfig:
+    """HFformer hyper-parameters (see model.HFformerConfig); quantiles are shared by all models."""
+
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    d_model: int = 36
+    n_heads: int = 6
+    n_layers: int = 2
+    d_ff: int = 64
+    dropout: float = 0.3
+    attn_dropout: float = 0.0
+    d_dec: int = 1
+    spiking: bool = True
+    beta: float = 0.9
+    threshold: float = 1.0
+    pos_encoding: bool = False
+
+
+@dataclass
+class LSTMConfig:
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.2
+
+
+@dataclass
+class RidgeConfig:
+    lags: int = 10
+    alpha: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "pinball"  # "pinball" (quantiles) or "mse" (median only, as the reference code)
+    per_horizon: bool = False  # one model per horizon, as the paper did
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    lr_decay: float = 0.9995  # per optimiser step after warm-up
+    grad_clip: float = 1.0
+    max_epochs: int = 20
+    max_steps: int = 0  # 0: no limit
+    max_train_windows: int = 0  # 0: all; else an evenly spaced subset per epoch (quick runs)
+    max_val_windows: int = 20_000  # evenly spaced subset of the validation windows; 0: all
+    patience: int = 3  # epochs without validation improvement before stopping
+    seed: int = 0
+    deterministic: bool = False
+    threads: int = 0  # torch intra-op threads; 0: torch default
+    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    progress: bool = True
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "lstm": LSTMConfig, "ridge": RidgeConfig,
+            "train": TrainConfig}
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lstm: LSTMConfig = field(default_factory=LSTMConfig)
+    ridge: RidgeConfig = field(default_factory=RidgeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return asdict(self)
+
+
+def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
+    annotation = {f.name: f.type for f in fields(kind)}[key]
+    if annotation == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation == "list[float]" and isinstance(value, list):
+        return [float(v) for v in value]
+    expected = {"int": int, "float": float, "bool": bool, "str": str, "list[int]": list, "list[float]": list}
+    if not isinstance(value, expected[annotation]) or (annotation == "int" and isinstance(value, bool)):
+        raise ValueError(f"{section}.{key} must be {annotation}, got {value!r}")
+    return value
+
+
+def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
+    """Apply a TOML-like {section: {key: value}} table; unknown sections or keys are errors."""
+    for section, values in table.items():
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise ValueError(f"{origin}: unknown config section {section!r}; expected {sorted(SECTIONS)}")
+        target = getattr(cfg, section)
+        known = {f.name for f in fields(SECTIONS[section])}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"{origin}: unknown key {section}.{key}; known: {sorted(known)}")
+            setattr(target, key, _coerce(section, key, value, SECTIONS[section]))
+    return cfg
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'train.lr=3e-4' or 'lr=3e-4' (when the key is unique) -> {"train": {"lr": 0.0003}}."""
+    if "=" not in text:
+        raise ValueError(f"--set expects key=value, got {text!r}")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    if "." in key:
+        section, key = key.split(".", 1)
+    else:
+        owners = [s for s, kind in SECTIONS.items() if key in {f.name for f in fields(kind)}]
+        if len(owners) != 1:
+            raise ValueError(f"--set {key}: give section.key (matches sections {owners or 'none'})")
+        section = owners[0]
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string such as device=cpu
+    return {section: {key: value}}
+
+
+def load_config(path: Path | None = None, overrides: list[str] = ()) -> Config:
+    cfg = merge(Config(), tomllib.loads(DEFAULT_TOML.read_text()), str(DEFAULT_TOML))
+    if path is not None:
+        cfg = merge(cfg, tomllib.loads(Path(path).read_text()), str(path))
+    for text in overrides:
+        cfg = merge(cfg, parse_override(text), f"--set {text}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    if cfg.train.loss not in ("pinball", "mse"):
+        raise ValueError(f"train.loss must be 'pinball' or 'mse', got {cfg.train.loss!r}")
+    if cfg.train.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"train.device must be auto, cpu or cuda, got {cfg.train.device!r}")
+    if not cfg.data.horizons or min(cfg.data.horizons) < 1:
+        raise ValueError(f"data.horizons must be positive, got {cfg.data.horizons}")
+
+
+def quantiles(cfg: Config) -> list[float]:
+    """The quantiles the models output: the median only when trained with MSE."""
+    return [0.5] if cfg.train.loss == "mse" else list(cfg.model.quantiles)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def dumps(table: dict[str, dict[str, Any]]) -> str:
+    return "\n".join(
+        f"[{section}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items())
+        for section, values in table.items()
+    )
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(dumps(cfg.to_dict()))
+
+
+def read_run_config(run_dir: Path) -> Config:
+    """The resolved config a run was trained with (RUN/config.toml)."""
+    path = Path(run_dir) / "config.toml"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a directory written by `hfformer train`?")
+    cfg = merge(Config(), tomllib.loads(path.read_text()), str(path))
+    validate(cfg)
+    return cfg
