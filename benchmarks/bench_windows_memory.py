@@ -1,6 +1,6 @@
 """Peak memory and batch throughput of features + windows over a 10-million-snapshot book.
 
-    PYTHONPATH=. python benchmarks/bench_windows_memory.py [--rows 10000000] [--book PATH] [--batches 200]
+    PYTHONPATH=. python benchmarks/bench_windows_memory.py [--rows N] [--book PATH] [--batches B]
 
 A child process writes a synthetic 10-level book (BTC-like prices on a 0.01 tick) to Parquet in
 row groups, so its memory is not this process's. This process then runs the real pipeline on a
