@@ -903,8 +903,8 @@ def book_frame_from(
     """The rebuilt book (BOOK contract, `levels` levels): one row per applied diff, or on a grid.
 
     on_gap: "flag" keeps out-of-sync rows with in_sync=false, "drop" removes them, "error" raises
-    GapError at the first gap. Crossed books (best bid >= best ask) are counted, their first
-    offending diff quarantined, and their rows marked in_sync=false."""
+    GapError at the first gap. Crossed books (best bid >= best ask) are counted and their rows
+    marked in_sync=false; the diff that crossed an in-sync book is quarantined."""
     if on_gap not in ("flag", "drop", "error"):
         raise ValueError(f"on_gap must be flag, drop or error, not {on_gap!r}")
     events = np.flatnonzero(((parsed.kind == K_DEPTH) | (parsed.kind == K_SNAPSHOT)) & (parsed.status == OK))
@@ -929,7 +929,8 @@ def book_frame_from(
     )
     rows = arrays.position
     crossed = arrays.crossed
-    entering = crossed & ~np.concatenate(([False], crossed[:-1]))
+    # a diff that crosses an in-sync book is bad input; a book that drifted after a gap may cross too
+    entering = crossed & ~np.concatenate(([False], crossed[:-1])) & in_sync[rows]
     parsed.quarantine_lines(quarantine, "crossed_book", lines[rows[entering]])
     sync = in_sync[rows] & ~crossed
     book = book_frame(

@@ -1,0 +1,205 @@
+"""Binance recordings: parsing, book sync against bookTicker, and every kind of bad input.
+
+Bad input is injected into copies of the real spot recording (written to tmp_path)."""
+
+import gzip
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+
+from data_loaders import binance_ws as bw
+from data_loaders.quarantine import Quarantine
+from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA, book_schema
+
+
+@pytest.fixture(scope="module")
+def spot_lines(binance) -> list[bytes]:
+    """Lines of the first spot file (line 8 is its REST snapshot)."""
+    return gzip.decompress(binance["spot"][0].read_bytes()).split(b"\n")[:-1]
+
+
+@pytest.fixture(scope="module")
+def clean(spot_lines, tmp_path_factory):
+    """Trades, quotes, book and stats of an unmodified copy."""
+    return _read(tmp_path_factory.mktemp("clean"), spot_lines)
+
+
+def _read(tmp_path, lines, on_gap="flag"):
+    path = tmp_path / "rec.txt"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    quarantine = Quarantine(tmp_path / "q.jsonl")
+    parsed = bw.parse_recording([path], quarantine)
+    trades, _ = bw.trades_frame(parsed, quarantine)
+    quotes, _ = bw.quotes_frame(parsed, quarantine)
+    book, stats = bw.book_frame_from(parsed, quarantine, on_gap=on_gap)
+    quarantine.close()
+    records = [orjson.loads(x) for x in quarantine.path.read_bytes().splitlines()] if quarantine.total else []
+    return {"trades": trades, "quotes": quotes, "book": book, "stats": stats, "records": records, "path": path}
+
+
+def _line_of(lines, needle: bytes, after: int = 10) -> int:
+    """0-based index of the first line after `after` containing needle."""
+    return next(i for i in range(after, len(lines)) if needle in lines[i])
+
+
+def test_parsed_values_equal_orjson_on_real_files(binance):
+    for files in (binance["spot"][1:], binance["usdm"]):
+        parsed = bw.parse_recording(files, Quarantine(None))
+        trades, _ = bw.trades_frame(parsed, Quarantine(None))
+        quotes, _ = bw.quotes_frame(parsed, Quarantine(None))
+        ref_t, ref_q = [], []
+        for line in gzip.decompress(files[0].read_bytes()).splitlines():
+            local, _, body = line.partition(b" ")
+            msg = orjson.loads(body)
+            d = msg.get("data", {})
+            if msg.get("stream", "").endswith("@trade"):
+                ref_t.append((d["T"] * 1_000_000, int(local), d["t"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1))
+            elif msg.get("stream", "").endswith("@bookTicker"):
+                ts = d["T"] * 1_000_000 if "T" in d else None
+                ref_q.append((ts, int(local), d["u"], float(d["b"]), float(d["B"]), float(d["a"]), float(d["A"])))
+        assert trades.rows() == ref_t
+        assert quotes.rows() == ref_q
+        assert trades.schema == pl.Schema(TRADES_SCHEMA) and quotes.schema == pl.Schema(QUOTES_SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["spot", "usdm"])
+def test_rebuilt_book_agrees_with_bookticker(binance, name):
+    quarantine = Quarantine(None)
+    parsed = bw.parse_recording(binance[name], quarantine)
+    book, stats = bw.book_frame_from(parsed, quarantine, levels=10)
+    quotes, _ = bw.quotes_frame(parsed, quarantine)
+    agree, compared = bw.bookticker_agreement(book, quotes)
+    assert compared >= 0.99 * book.height > 6000
+    assert agree / compared >= 0.999, (agree, compared)
+    assert stats["market"] == name and stats["gaps"] == 0 and stats["crossed_rows"] == 0
+    assert stats["snapshots"] == 1 and stats["never_synced"] == 0 and stats["stale_dropped"] > 0
+    assert quarantine.total == 0 and book["in_sync"].all()
+    assert book.schema == pl.Schema(book_schema(10))
+    assert book["local_ts"].is_sorted() and book["update_id"].is_sorted()
+    assert (book["bid_px_1"] < book["ask_px_1"]).all()
+    assert book.select(pl.all().null_count()).row(0) == (0,) * book.width  # deep books: all 10 levels
+
+
+def test_spot_files_are_one_recording(binance):
+    whole, stats = bw.read_book(binance["spot"], Quarantine(None))
+    second, stats2 = bw.read_book(binance["spot"][1:], Quarantine(None))
+    assert second.height == 0 and stats2["never_synced"] == stats2["diffs"] > 3000  # no snapshot of its own
+    start = int(bw.parse_recording(binance["spot"][1:], Quarantine(None)).local_ts.min())
+    later = whole.filter(pl.col("local_ts") >= start)
+    assert later.height == stats2["diffs"] and later["in_sync"].all()
+
+
+def test_microsecond_timestamps_are_detected(tmp_path, spot_lines, clean):
+    lines = [(b"%d" % (int(ts) // 1000)) + b" " + body for ts, _, body in (x.partition(b" ") for x in spot_lines)]
+    got = _read(tmp_path, lines)
+    assert got["stats"]["ts_unit"] == "us" and clean["stats"]["ts_unit"] == "ns"
+    assert got["quotes"]["local_ts"].to_list() == [t // 1000 * 1000 for t in clean["quotes"]["local_ts"]]
+
+
+def _assert_quarantined(got, kind, path, line_no, text):
+    assert got["stats"]["bad_lines"] == {kind: 1}
+    (record,) = got["records"]
+    assert record == {"kind": kind, "file": str(path), "line": line_no, "text": text.decode()}
+
+
+@pytest.mark.parametrize(
+    "kind,make",
+    [
+        ("malformed_line", lambda line: b"not a timestamp " + line),
+        ("invalid_json", lambda line: line[: len(line) // 2]),  # truncated
+        ("invalid_json", lambda line: line.replace(b'"data":', b'"data"')),
+        ("non_numeric_field", lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"61837.6x"')),
+        ("non_numeric_field", lambda line: line.replace(b'"u":', b'"u":"x",  "v":')),
+        ("negative_size", lambda line: line.replace(b'"B":"', b'"B":"-')),
+        ("missing_field", lambda line: line.replace(b'"A":', b'"Z":')),
+        ("crossed_book", lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"71837.63000000"')),
+    ],
+)
+def test_bad_quote_line_is_quarantined_and_nothing_else_changes(tmp_path, spot_lines, clean, kind, make):
+    lines = list(spot_lines)
+    i = _line_of(lines, b'"b":"61837.63000000"', after=20)
+    assert b"@bookTicker" in lines[i]
+    lines[i] = make(lines[i])
+    got = _read(tmp_path, lines)
+    _assert_quarantined(got, kind, got["path"], i + 1, lines[i])
+    u = orjson.loads(spot_lines[i].partition(b" ")[2])["data"]["u"]
+    assert got["quotes"].equals(clean["quotes"].filter(pl.col("update_id") != u))
+    assert got["trades"].equals(clean["trades"]) and got["book"].equals(clean["book"])
+
+
+def test_bad_trade_and_unknown_stream(tmp_path, spot_lines, clean):
+    lines = list(spot_lines)
+    i = _line_of(lines, b"@trade")
+    bad = lines[i].replace(b'"m":true', b'"m":"yes"').replace(b'"m":false', b'"m":"yes"')
+    lines[i] = bad
+    kline = lines[i + 1].partition(b" ")[0] + b' {"stream":"btcusdt@kline_1m","data":{"k":{"o":"1"}}}'
+    lines.insert(i + 1, kline)
+    got = _read(tmp_path, lines)
+    _assert_quarantined(got, "non_numeric_field", got["path"], i + 1, bad)
+    assert got["stats"]["skipped_streams"] == {"btcusdt@kline_1m": 1}
+    tid = orjson.loads(spot_lines[i].partition(b" ")[2])["data"]["t"]
+    assert got["trades"].equals(clean["trades"].filter(pl.col("trade_id") != tid))
+    assert got["book"].equals(clean["book"])
+
+
+def test_duplicate_diff_is_quarantined_not_applied(tmp_path, spot_lines, clean):
+    lines = list(spot_lines)
+    i = _line_of(lines, b"@depth")
+    lines.insert(i + 1, lines[i])
+    got = _read(tmp_path, lines)
+    _assert_quarantined(got, "duplicate_or_out_of_order_id", got["path"], i + 2, lines[i])
+    assert got["book"].equals(clean["book"]) and got["stats"]["gaps"] == 0
+
+
+def test_swapped_diffs_make_a_gap_and_a_stale_diff(tmp_path, spot_lines, clean):
+    lines = list(spot_lines)
+    i = _line_of(lines, b"@depth")
+    j = _line_of(lines, b"@depth", after=i + 1)
+    lines[i], lines[j] = lines[j], lines[i]
+    got = _read(tmp_path, lines)
+    assert got["stats"]["gaps"] == 1 and got["stats"]["bad_lines"] == {"duplicate_or_out_of_order_id": 1}
+    assert got["records"][0]["line"] == j + 1  # the earlier diff, received late
+    in_sync = got["book"]["in_sync"]
+    assert 0 < in_sync.sum() == in_sync.arg_min() < 5  # no later snapshot: out of sync to the end
+
+
+def test_gap_flags_drops_or_fails(tmp_path, spot_lines, clean):
+    lines = list(spot_lines)
+    i = _line_of(lines, b"@depth", after=5000)
+    del lines[i]
+    got = _read(tmp_path, lines)
+    book = got["book"]
+    assert got["stats"]["gaps"] == 1 and got["stats"]["bad_lines"] == {}
+    in_sync = book["in_sync"].to_numpy()
+    first_bad = int(np.argmin(in_sync))
+    assert in_sync[:first_bad].all() and not in_sync[first_bad:].any()
+    assert book.head(first_bad).equals(clean["book"].head(first_bad))
+    assert got["stats"]["out_of_sync_rows"] == book.height - first_bad
+    dropped = _read(tmp_path, lines, on_gap="drop")["book"]
+    assert dropped.equals(book.head(first_bad))
+    at = _line_of(lines, b"@depth", after=i)  # the gap shows at the next diff
+    with pytest.raises(bw.GapError, match=f"rec.txt:{at + 1} "):
+        _read(tmp_path, lines, on_gap="error")
+
+
+def test_crossed_book_is_counted_and_flagged(tmp_path, spot_lines, clean):
+    lines = list(spot_lines)
+    i = _line_of(lines, b"@depth")
+    lines[i] = lines[i].replace(b'"b":[', b'"b":[["99999.00000000","1.00000000"],', 1)
+    got = _read(tmp_path, lines)
+    _assert_quarantined(got, "crossed_book", got["path"], i + 1, lines[i])
+    book = got["book"]
+    crossed = book["bid_px_1"] >= book["ask_px_1"]
+    assert got["stats"]["crossed_rows"] == crossed.sum() > 0
+    assert not book.filter(crossed)["in_sync"].any()
+    assert book.height == clean["book"].height
+
+
+def test_futures_gap_uses_pu(tmp_path, binance):
+    lines = gzip.decompress(binance["usdm"][0].read_bytes()).split(b"\n")[:-1][:20000]
+    i = _line_of(lines, b"@depth", after=3000)
+    del lines[i]
+    got = _read(tmp_path, lines)
+    assert got["stats"]["market"] == "usdm" and got["stats"]["gaps"] == 1
