@@ -1,0 +1,98 @@
+"""The `ticks` command line on the real recordings: outputs, summaries, failures."""
+
+import gzip
+
+import orjson
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from data_loaders.cli import app
+from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA, book_schema
+
+runner = CliRunner()
+
+
+def _json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_book_trades_quotes_info(tmp_path, binance):
+    spot = [str(f) for f in binance["spot"]]
+    out = tmp_path / "book.parquet"
+    summary = _json(runner.invoke(app, ["book", *spot, "--levels", "5", "--out", str(out), "--json"]))
+    assert summary["command"] == "book" and summary["format"] == "binance" and summary["gaps"] == 0
+    assert summary["messages"] == 41_249 + 58_325 and summary["bad_lines"] == {}
+    book = pl.read_parquet(out)
+    assert book.schema == pl.Schema(book_schema(5)) and book.height == summary["rows"] > 6000
+    assert not (tmp_path / "book.quarantine.jsonl").exists()
+
+    grid = tmp_path / "grid.parquet"
+    _json(runner.invoke(app, ["book", *spot, "--every", "100ms", "--out", str(grid), "--json"]))
+    resampled = pl.read_parquet(grid)
+    assert (resampled["local_ts"].diff().drop_nulls() == 100_000_000).all()
+    assert resampled.height == pytest.approx((book["local_ts"].max() - book["local_ts"].min()) / 1e8, abs=2)
+
+    usdm = str(binance["usdm"][0])
+    for command, schema in (("trades", TRADES_SCHEMA), ("quotes", QUOTES_SCHEMA)):
+        path = tmp_path / f"{command}.parquet"
+        result = runner.invoke(app, [command, usdm, "--out", str(path)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"{command}: ") and "bad_lines=0" in result.stdout
+        frame = pl.read_parquet(path)
+        assert frame.schema == pl.Schema(schema) and frame.height > 20_000
+
+    info = _json(runner.invoke(app, ["info", str(out), "--json"]))
+    assert info["kind"] == "book" and info["rows"] == book.height and info["symbol"] == "btcusdt"
+    assert info["column_names"].split(",") == book.columns
+    info = _json(runner.invoke(app, ["info", usdm, "--json"]))
+    assert info["kind"] == "binance-recording" and info["market"] == "usdm" and info["snapshots"] == 1
+    assert info["messages"] == 93_954 and info["ts_unit"] == "ns"
+
+
+def test_bad_lines_are_reported_and_quarantined(tmp_path, binance):
+    lines = gzip.decompress(binance["spot"][0].read_bytes()).split(b"\n")
+    lines[2] = lines[2][:40]
+    lines[3] = b"garbage"
+    src = tmp_path / "rec.gz"
+    src.write_bytes(gzip.compress(b"\n".join(lines)))
+    out = tmp_path / "q.parquet"
+    result = runner.invoke(app, ["quotes", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    bad = next(part for part in result.stdout.split() if part.startswith("bad_lines="))
+    assert sorted(bad.removeprefix("bad_lines=").split(",")) == ["invalid_json=1", "malformed_line=1"]
+    records = [orjson.loads(x) for x in (tmp_path / "q.quarantine.jsonl").read_bytes().splitlines()]
+    assert sorted((r["kind"], r["line"]) for r in records) == [("invalid_json", 3), ("malformed_line", 4)]
+
+
+def test_failures_exit_nonzero_with_a_message(tmp_path, binance):
+    out = str(tmp_path / "x.parquet")
+    not_data = tmp_path / "notes.txt"
+    not_data.write_text("hello\n")
+    result = runner.invoke(app, ["book", str(not_data), "--out", out])
+    assert result.exit_code == 1 and "not a Binance recording" in result.output
+    result = runner.invoke(app, ["book", str(tmp_path / "missing.gz"), "--out", out])
+    assert result.exit_code != 0
+    result = runner.invoke(app, ["book", str(binance["usdm"][0]), "--on-gap", "maybe", "--out", out])
+    assert result.exit_code == 1 and "--on-gap" in result.output
+    result = runner.invoke(app, ["book", str(binance["usdm"][0]), "--format", "binance-csv", "--out", out])
+    assert result.exit_code == 1 and "not a book" in result.output
+
+    lines = gzip.decompress(binance["usdm"][0].read_bytes()).split(b"\n")
+    gap_at = next(i for i in range(3000, len(lines)) if b"@depth" in lines[i])
+    del lines[gap_at]
+    gapped = tmp_path / "gapped.gz"
+    gapped.write_bytes(gzip.compress(b"\n".join(lines), compresslevel=1))
+    result = runner.invoke(app, ["book", str(gapped), "--on-gap", "error", "--out", out])
+    assert result.exit_code == 1 and "gap in the update ids" in result.output
+    flagged = _json(runner.invoke(app, ["book", str(gapped), "--out", out, "--json"]))
+    assert flagged["gaps"] == 1 and flagged["out_of_sync_rows"] > 0
+
+
+def test_synth_is_wired(tmp_path):
+    result = runner.invoke(app, ["synth", "--minutes", "0.2", "--seed", "3", "--out", str(tmp_path / "m"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout.strip().splitlines()[-1])["command"] == "synth"
+    book = pl.read_parquet(tmp_path / "m" / "book.parquet")
+    assert book.height == 120
