@@ -140,8 +140,12 @@ def parse_override(text: str) -> dict[str, Any]:
     return {section: {key: value}}
 
 
-def load_config(path: Path | None = None, overrides: list[str] = ()) -> Config:
+def load_config(path: Path | None = None, overrides: list[str] = (),
+                base: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Defaults < `base` (e.g. a checkpoint's config, to resume) < the TOML file < overrides."""
     cfg = merge(Config(), tomllib.loads(DEFAULT_TOML.read_text()), str(DEFAULT_TOML))
+    if base is not None:
+        cfg = merge(cfg, base, "checkpoint config")
     if path is not None:
         cfg = merge(cfg, tomllib.loads(Path(path).read_text()), str(path))
     for text in overrides:

@@ -1,0 +1,104 @@
+"""The `hfformer` command: train, evaluate, predict, export (backtest and report register below)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from data_loaders.summary import print_summary
+
+app = typer.Typer(help="HFformer, LSTM and naive forecasters of order-book returns.",
+                  no_args_is_help=True, add_completion=False)
+
+JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+
+
+def fail(command: str, error: Exception) -> None:
+    typer.echo(f"hfformer {command}: {error}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle).")],
+    out: Annotated[Path, typer.Option(help="Run directory (RUN).")],
+    model: Annotated[str, typer.Option(help="hfformer, lstm or naive (ridge).")] = "hfformer",
+    name: Annotated[str | None, typer.Option(help="Directory name under RUN (default: the model).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config (see hfformer/default.toml).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="section.key=value (TOML value), repeatable.")] = None,
+    per_horizon: Annotated[bool, typer.Option("--per-horizon", help="One model per horizon.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from RUN/<name>/checkpoint.pt.")] = False,
+    as_json: JSON = False,
+) -> None:
+    """Train one model into RUN/<name>/ (checkpoint.pt, metrics.csv); RUN/config.toml is the resolved config."""
+    from hfformer.config import load_config
+    from hfformer.train import load_checkpoint, train as run_train
+
+    try:
+        sets = list(overrides or []) + (["train.per_horizon=true"] if per_horizon else [])
+        base = load_checkpoint(out / (name or model) / "checkpoint.pt")["config"] if resume else None
+        cfg = load_config(config, sets, base=base)
+        fields = run_train(data, out, model, cfg, name=name, resume=resume)
+    except ERRORS as error:
+        fail("train", error)
+    print_summary("hfformer train", fields, as_json)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`.")],
+    data: Annotated[Path, typer.Option(help="The same book Parquet or directory the run was trained on.")],
+    bootstrap: Annotated[int, typer.Option(help="Block-bootstrap resamples for the 95% intervals.")] = 200,
+    as_json: JSON = False,
+) -> None:
+    """Every model of RUN (+ zero, + oracle on synthetic data) on the same test windows."""
+    from hfformer.evaluate import evaluate as run_evaluate, print_table
+
+    try:
+        result = run_evaluate(run, data, n_boot=bootstrap)
+    except ERRORS as error:
+        fail("evaluate", error)
+    table = result.pop("table")
+    if not as_json:
+        print_table(table)
+    print_summary("hfformer evaluate", {**result, "wrote": f"{run}/evaluation.csv,json forecasts/"}, as_json)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`.")],
+    data: Annotated[Path, typer.Option(help="Book Parquet or directory to forecast over.")],
+    out: Annotated[Path, typer.Option(help="Forecasts Parquet to write.")],
+    model: Annotated[str, typer.Option(help="Model name under RUN.")] = "hfformer",
+    as_json: JSON = False,
+) -> None:
+    """Forecast every window with valid inputs; write ts, prices and f_h{h}_q{q} columns."""
+    from hfformer.predict import predict as run_predict
+
+    try:
+        fields = run_predict(run, data, out, model=model)
+    except ERRORS as error:
+        fail("predict", error)
+    print_summary("hfformer predict", fields, as_json)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`.")],
+    out: Annotated[Path, typer.Option(help="Model file to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="Only onnx.")] = "onnx",
+    model: Annotated[str, typer.Option(help="Model name under RUN (hfformer or lstm).")] = "hfformer",
+    tolerance: Annotated[float, typer.Option(help="Max |ONNX Runtime - PyTorch| allowed.")] = 1e-4,
+    as_json: JSON = False,
+) -> None:
+    """Export a torch model to ONNX and check ONNX Runtime agrees with PyTorch."""
+    from hfformer.export import export as run_export
+
+    try:
+        fields = run_export(run, out, model=model, fmt=fmt, tolerance=tolerance)
+    except (*ERRORS, ImportError) as error:
+        fail("export", error)
+    print_summary("hfformer export", fields, as_json)

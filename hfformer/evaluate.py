@@ -1,0 +1,146 @@
+"""`hfformer evaluate RUN --data PATH`: every model of a run on exactly the same test windows.
+
+Per model and horizon: sign accuracy, R2, MSE, pinball loss, 80% interval coverage, and on
+synthetic data R2 as a fraction of the oracle's, each with a block-bootstrap 95% interval
+(blocks of window + max horizon rows, since neighbouring windows overlap).
+
+Definitions (f = median forecast, y = realised scaled target):
+- sign_acc: over windows with y != 0, the share with sign(f) == sign(y); f == 0 counts one half;
+- r2: 1 - sum (y - f)^2 / sum (y - mean y)^2;  mse: mean (y - f)^2;
+- pinball: mean over the model's quantiles (q50 only for point models: not comparable with
+  quantile models);  coverage80: share of y in [q10, q90] (quantile models only).
+Writes RUN/evaluation.{csv,json} and RUN/forecasts/<model>.parquet (read by the backtest).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from hfformer.config import read_run_config
+from hfformer.data import prepare
+from hfformer.predict import Forecaster, frame
+
+METRICS = ("sign_acc", "r2", "mse", "pinball", "coverage80")
+PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)
+STATS = ("n", "sign_n", "sign_hits", "sse", "sum_y", "sum_y2", "pinball", "covered")
+
+
+def run_models(run_dir: Path) -> list[str]:
+    """Trained models of a run (directories holding checkpoint.pt), in name order."""
+    return sorted(p.parent.name for p in Path(run_dir).glob("*/checkpoint.pt"))
+
+
+def sample_stats(y: np.ndarray, fc: np.ndarray, qs: list[float]) -> np.ndarray:
+    """(n, S, H) per-window additive statistics (STATS order) of forecasts fc (n, H, Q)."""
+    mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
+    f = fc[:, :, mid].astype(np.float64)
+    y = y.astype(np.float64)
+    hit = np.where(f == 0, 0.5, np.sign(f) == np.sign(y)) * (y != 0)
+    q = np.asarray(qs)
+    err = y[:, :, None] - fc
+    pin = np.maximum(q * err, (q - 1) * err).mean(axis=2)
+    if 0.1 in qs and 0.9 in qs:
+        covered = (y >= fc[:, :, qs.index(0.1)]) & (y <= fc[:, :, qs.index(0.9)])
+    else:
+        covered = np.full(y.shape, np.nan)
+    return np.stack([np.ones_like(y), y != 0, hit, (y - f) ** 2, y, y * y, pin, covered], axis=1)
+
+
+def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics from summed statistics s (..., S, H)."""
+    n, sign_n, hits, sse, sy, sy2, pin, cov = (s[..., i, :] for i in range(len(STATS)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"sign_acc": hits / sign_n, "r2": 1 - sse / (sy2 - sy * sy / n), "mse": sse / n,
+                "pinball": pin / n, "coverage80": cov / n}
+
+
+def block_sums(stats: np.ndarray, block: int) -> np.ndarray:
+    """(n_blocks, S, H) sums over consecutive blocks of `block` windows (the last may be shorter)."""
+    return np.add.reduceat(stats, np.arange(0, stats.shape[0], block), axis=0)
+
+
+def bootstrap_counts(n_blocks: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_blocks): how often each block is drawn in each resample (with replacement)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_blocks, size=(n_boot, n_blocks))
+    counts = np.zeros((n_boot, n_blocks))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1)
+    return counts
+
+
+def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
+             write_forecasts: bool = True) -> dict[str, Any]:
+    """Evaluate every model of RUN (plus zero, and the oracle on synthetic data) on the test split."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    prep = prepare(data, cfg.data)
+    ends = prep.ends["test"]
+    if ends.size == 0:
+        raise ValueError(f"{data}: the test split has no windows")
+    models = run_models(run_dir) + ["zero"] + (["oracle"] if prep.oracle is not None else [])
+    horizons = cfg.data.horizons
+    y = prep.y[ends]
+    block = cfg.data.window + max(horizons)
+    counts = bootstrap_counts(-(-ends.size // block), n_boot, seed)
+    point: dict[str, dict[str, np.ndarray]] = {}
+    boot: dict[str, dict[str, np.ndarray]] = {}
+    if write_forecasts:
+        (run_dir / "forecasts").mkdir(exist_ok=True)
+    for name in models:
+        f = Forecaster(run_dir, name)
+        fc = f.forecast(prep, ends)
+        if write_forecasts:
+            frame(prep, ends, fc, f.quantiles).write_parquet(run_dir / "forecasts" / f"{name}.parquet")
+        sums = block_sums(sample_stats(y, fc, f.quantiles), block)  # (nb, S, H)
+        point[name] = metrics_from_sums(sums.sum(axis=0))
+        boot[name] = metrics_from_sums(np.einsum("bk,ksh->bsh", counts, sums))
+    records = []
+    for name in models:
+        for j, h in enumerate(horizons):
+            rec: dict[str, Any] = {"model": name, "horizon": h, "windows": int(ends.size)}
+            for m in METRICS:
+                lo, hi = np.nanpercentile(boot[name][m][:, j], [2.5, 97.5]) if np.isfinite(
+                    boot[name][m][:, j]).any() else (np.nan, np.nan)
+                rec.update({m: float(point[name][m][j]), f"{m}_lo": float(lo), f"{m}_hi": float(hi)})
+            if "oracle" in point:
+                frac = boot[name]["r2"][:, j] / boot["oracle"]["r2"][:, j]
+                lo, hi = np.nanpercentile(frac, [2.5, 97.5])
+                rec.update({"r2_oracle_frac": float(point[name]["r2"][j] / point["oracle"]["r2"][j]),
+                            "r2_oracle_frac_lo": float(lo), "r2_oracle_frac_hi": float(hi)})
+            records.append(rec)
+    table = pl.DataFrame(records)
+    table.write_csv(run_dir / "evaluation.csv")
+    summary = {"run": str(run_dir), "data": str(data), "split": "test", "windows": int(ends.size),
+               "models": models, "bootstrap": {"resamples": n_boot, "block_windows": block, "seed": seed}}
+    (run_dir / "evaluation.json").write_bytes(
+        orjson.dumps({**summary, "metrics": records}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return {**summary, "seconds": round(time.perf_counter() - started, 3), "table": table}
+
+
+def print_table(table: pl.DataFrame, console: Console | None = None) -> None:
+    """The paper's layout: one row per horizon, sign accuracy / R2 (/ fraction of oracle R2) per model."""
+    console = console or Console()
+    horizons = [h for h in PAPER_HORIZONS if h in set(table["horizon"])] or sorted(set(table["horizon"]))
+    models = list(dict.fromkeys(table["model"]))
+    oracle = "r2_oracle_frac" in table.columns
+    t = Table(title="test split: sign accuracy / R2" + (" / R2 as fraction of oracle" if oracle else ""))
+    t.add_column("h", justify="right")
+    for m in models:
+        t.add_column(m, justify="right")
+    for h in horizons:
+        cells = []
+        for m in models:
+            r = table.filter((pl.col("model") == m) & (pl.col("horizon") == h)).row(0, named=True)
+            cell = f"{r['sign_acc']:.3f} / {r['r2']:.3f}"
+            cells.append(cell + (f" / {r['r2_oracle_frac']:.2f}" if oracle else ""))
+        t.add_row(str(h), *cells)
+    console.print(t)

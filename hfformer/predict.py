@@ -1,0 +1,135 @@
+"""Forecasts of a trained run: the frames evaluate and backtest read, and `hfformer predict`.
+
+Forecast frame columns: ts, price (target price p_t), bid_px_1, ask_px_1, ask_qty_1, bid_qty_1,
+y_h{h} (realised scaled target), f_h{h}_q{10|50|90} (scaled-target units; point models give q50).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import torch
+
+from data_loaders.windows import WindowDataset, valid_window_ends
+from hfformer.baselines import Ridge, ridge_design
+from hfformer.config import Config, merge, quantiles, read_run_config
+from hfformer.data import BOOK_COLUMNS, Prepared, prepare
+from hfformer.train import build_model, load_checkpoint
+
+POINT_MODELS = ("zero", "oracle")  # need no checkpoint
+BATCH = 1024
+
+
+class Forecaster:
+    """A trained model of a run (or zero/oracle) that maps window ends to (n, H, Q) forecasts."""
+
+    def __init__(self, run_dir: Path, name: str):
+        self.name = name
+        self.cfg = read_run_config(run_dir)
+        self.ckpt: dict[str, Any] | None = None
+        self.kind = name
+        self.quantiles = [0.5]
+        if name in POINT_MODELS:
+            return
+        self.ckpt = load_checkpoint(Path(run_dir) / name / "checkpoint.pt")
+        self.cfg = merge(self.cfg, self.ckpt["config"], f"{run_dir}/{name}/checkpoint.pt")
+        self.kind = self.ckpt["kind"]
+        if self.kind == "naive":
+            self.ridge = Ridge(**{k: v.numpy() for k, v in self.ckpt["ridge"].items()})
+            return
+        self.quantiles = quantiles(self.cfg)
+        self.model = build_model(self.kind, self.cfg, len(self.ckpt["feature_names"]))
+        best = self.ckpt["best_state"] if self.ckpt["best_state"] is not None else self.ckpt["model"]
+        self.model.load_state_dict(best)
+        self.model.eval()
+
+    def check_features(self, prep: Prepared) -> None:
+        if self.ckpt is not None and self.ckpt["feature_names"] != prep.features.names:
+            raise ValueError(f"{self.name}: trained on features {self.ckpt['feature_names']}, data gives "
+                             f"{prep.features.names}")
+
+    def forecast(self, prep: Prepared, ends: np.ndarray) -> np.ndarray:
+        """(n, H, Q) float32 forecasts for windows ending at `ends`."""
+        H = len(prep.cfg.horizons)
+        self.check_features(prep)
+        if self.kind == "zero":
+            return np.zeros((ends.size, H, 1), dtype=np.float32)
+        if self.kind == "oracle":
+            if prep.oracle is None:
+                raise ValueError("the oracle needs synthetic data (a directory with oracle.parquet)")
+            return prep.oracle[ends][:, :, None]
+        if self.kind == "naive":
+            X = ridge_design(prep.features, ends, self.cfg.ridge.lags)
+            return self.ridge.predict(X).astype(np.float32)[:, :, None]
+        ds = WindowDataset(prep.features.x, np.empty((prep.features.x.shape[0], 0), np.float32),
+                           ends, prep.cfg.window)
+        out = np.empty((ends.size, H, len(self.quantiles)), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, ends.size, BATCH):
+                xb, _ = ds.get_batch(np.arange(i, min(i + BATCH, ends.size)))
+                out[i : i + BATCH] = self.model(xb).numpy()
+        return out
+
+
+def quantile_tag(q: float) -> str:
+    return f"q{round(q * 100):02d}"
+
+
+def frame(prep: Prepared, ends: np.ndarray, forecasts: np.ndarray, qs: list[float],
+          with_targets: bool = True) -> pl.DataFrame:
+    """The forecast frame (see module doc) of windows ending at `ends`."""
+    horizons = prep.cfg.horizons
+    cols: dict[str, Any] = {"price": prep.features.price[ends]}
+    if with_targets:
+        cols.update({f"y_h{h}": prep.y[ends, j] for j, h in enumerate(horizons)})
+    for j, h in enumerate(horizons):
+        for k, q in enumerate(qs):
+            cols[f"f_h{h}_{quantile_tag(q)}"] = forecasts[:, j, k]
+    book = prep.book.select("ts", *BOOK_COLUMNS)[ends]
+    rest = [c for c in cols if c != "price"]
+    return pl.concat([book, pl.DataFrame(cols)], how="horizontal").select(
+        "ts", "price", "bid_px_1", "ask_px_1", "ask_qty_1", "bid_qty_1", *rest)
+
+
+def forecast_frame(run_dir: Path, model: str, data: Path, split: str = "test") -> pl.DataFrame:
+    """Forecasts of `model` (a trained model of RUN, or zero/oracle) on a split of `data`."""
+    cfg = read_run_config(run_dir)
+    prep = prepare(data, cfg.data)
+    if split not in prep.ends:
+        raise ValueError(f"split must be one of {sorted(prep.ends)}, got {split!r}")
+    f = Forecaster(run_dir, model)
+    ends = prep.ends[split]
+    return frame(prep, ends, f.forecast(prep, ends), f.quantiles)
+
+
+def predict(run_dir: Path, data: Path, out: Path, model: str = "hfformer",
+            chunk: int = 65_536) -> dict[str, Any]:
+    """Forecast every window of `data` whose inputs are valid (targets may lie beyond the end),
+    writing the frame without targets chunk by chunk, in time order."""
+    started = time.perf_counter()
+    cfg: Config = read_run_config(run_dir)
+    prep = prepare(data, cfg.data)
+    f = Forecaster(run_dir, model)
+    ends = valid_window_ends(prep.features.valid, cfg.data.window, 0)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    writer = None
+    try:
+        for i in range(0, max(ends.size, 1), chunk):
+            part = ends[i : i + chunk]
+            table = frame(prep, part, f.forecast(prep, part), f.quantiles, with_targets=False).to_arrow()
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(out)
+    seconds = time.perf_counter() - started
+    return {"data": str(data), "model": model, "rows": prep.features.report["rows"],
+            "forecasts": int(ends.size), "out": str(out), "seconds": round(seconds, 3)}
