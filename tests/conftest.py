@@ -15,3 +15,33 @@ def binance() -> dict[str, list[Path]]:
     if set(groups) != {"spot", "usdm"}:
         pytest.skip("real Binance recordings not found under ../shared/data/binance (set HFT_SHARED_DATA)")
     return groups
+
+
+def _server_dsn(engine: str, env: str, tmp_path_factory: pytest.TempPathFactory):
+    """The DSN in `env` if set; else a scratch server started through dbbench.servers (stopped at the end)."""
+    if os.environ.get(env):
+        yield os.environ[env]
+        return
+    from dbbench import servers
+
+    reason = servers.available()[engine]
+    if reason:
+        pytest.skip(f"{env} not set and no native server can start: {reason}")
+    directory = tmp_path_factory.mktemp(f"servers-{engine}")
+    started = servers.up([engine], directory)[engine]
+    try:
+        yield started.dsn
+    finally:
+        servers.down([engine], directory)
+
+
+@pytest.fixture(scope="session")
+def timescaledb_dsn(tmp_path_factory: pytest.TempPathFactory):
+    """PostgreSQL/TimescaleDB: $DBBENCH_TIMESCALEDB_DSN, else a scratch PostgreSQL 15 on loopback."""
+    yield from _server_dsn("timescaledb", "DBBENCH_TIMESCALEDB_DSN", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def influxdb_dsn(tmp_path_factory: pytest.TempPathFactory):
+    """InfluxDB: $DBBENCH_INFLUXDB_DSN, else a scratch influxd on loopback."""
+    yield from _server_dsn("influxdb", "DBBENCH_INFLUXDB_DSN", tmp_path_factory)

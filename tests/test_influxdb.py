@@ -1,0 +1,188 @@
+"""InfluxDB engine: line protocol, then the real influxd (Debian's 1.6) with the real Binance recordings."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dbbench import queries, servers
+from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
+from dbbench.engines.influxdb import FLUX, QUERIES, InfluxDB, _Sequencer, line_protocol, render
+
+PARAMS = {"start": 0, "end": 60_000_000_000, "symbol": "BTCUSDT", "scan_start": 0, "scan_end": 60_000_000_000}
+
+
+def _recording(files: list[Path]) -> pl.DataFrame:
+    text = b"".join(gzip.decompress(f.read_bytes()) for f in files).decode()
+    split = pl.Series("l", text.splitlines()).str.splitn(" ", 2).struct.rename_fields(["local_ts", "msg"])
+    return pl.DataFrame(split).unnest("l").with_columns(pl.col("local_ts").cast(pl.Int64))
+
+
+def _field(name: str) -> pl.Expr:
+    return pl.col("msg").str.json_path_match(f"$.data.{name}")
+
+
+@pytest.fixture(scope="module")
+def binance_data(binance: dict[str, list[Path]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real recordings as a dbbench dataset (spot and USD-M as two venues, ts = local receive time)."""
+    out = tmp_path_factory.mktemp("binance_dataset")
+    trades, quotes = [], []
+    for market, files in binance.items():
+        rec = _recording(files).with_columns(
+            pl.from_epoch("local_ts", time_unit="ns").dt.replace_time_zone("UTC").alias("ts"),
+            pl.lit("BTCUSDT").alias("symbol"), pl.lit(f"binance_{market}").alias("venue"))
+        trades.append(rec.filter(pl.col("msg").str.contains('@trade"', literal=True)).select(
+            "ts", "symbol", "venue", _field("t").cast(pl.Int64).alias("trade_id"),
+            _field("p").cast(pl.Float64).alias("price"), _field("q").cast(pl.Float64).alias("qty"),
+            pl.when(_field("m") == "true").then(-1).otherwise(1).cast(pl.Int8).alias("side")))
+        quotes.append(rec.filter(pl.col("msg").str.contains('@bookTicker"', literal=True)).select(
+            "ts", "symbol", "venue", *(_field(k).cast(pl.Float64).alias(c) for k, c in
+                                       (("b", "bid_px"), ("B", "bid_qty"), ("a", "ask_px"), ("A", "ask_qty")))))
+    frames = {"trades": pl.concat(trades), "quotes": pl.concat(quotes)}
+    for table, frame in frames.items():
+        pq.write_table(frame.to_arrow().cast(TABLES[table]), out / f"{table}.parquet")
+    ts = pl.concat([f["ts"] for f in frames.values()]).dt.epoch("ns")
+    (out / "dataset.json").write_bytes(orjson.dumps({"min_ts": ts.min(), "max_ts": ts.max(), "symbols": ["BTCUSDT"]}))
+    return out
+
+
+def _batches(data: Path, table: str, rows: int = 20_000):
+    return pq.ParquetFile(data / f"{table}.parquet").iter_batches(batch_size=rows)
+
+
+# --- no server -----------------------------------------------------------------------------------
+
+
+def test_every_query_has_influxql_and_flux_text_or_a_reason():
+    assert tuple(QUERIES) == tuple(FLUX) == QUERY_NAMES
+    unsupported = {n for n, q in QUERIES.items() if isinstance(q, Unsupported)}
+    assert unsupported == {"nbbo", "asof_trades_quotes"}
+    assert all(len(QUERIES[n].reason) > 40 for n in unsupported)
+    with pytest.raises(NotImplementedError, match="no joins"):
+        render("asof_trades_quotes", PARAMS)
+
+
+def test_render_interpolates_ns_integers_and_binds_the_symbol():
+    text = render("range_scan", {**PARAMS, "symbol": "x' OR 1=1"})
+    assert "time >= 0 AND time < 60000000000" in text and "symbol = $symbol" in text and "OR 1=1" not in text
+    with pytest.raises(ValueError):
+        render("vwap", {**PARAMS, "start": "0; DROP DATABASE x"})
+    flux = render("range_scan", {**PARAMS, "symbol": 'a"b'}, "flux", "dbbench")
+    assert 'r.symbol == "a\\"b"' in flux and 'from(bucket: "dbbench_trades")' in flux
+
+
+def test_line_protocol_escapes_tags_types_fields_and_keeps_float_digits():
+    frame = pl.DataFrame({
+        "ts": [1_723_161_254_087_896_568, 5], "symbol": ["BTC USDT", "A,B=C"], "venue": ["v", "w"],
+        "trade_id": [7, -1], "price": [61837.63, 1e-5], "qty": [0.1 + 0.2, 3.0], "side": [1, -1], "seq": ["0", "1"],
+    })
+    lines = line_protocol("trades", frame).to_list()
+    assert lines[0] == ("trades,symbol=BTC\\ USDT,venue=v,seq=0 trade_id=7i,price=61837.63,qty=0.30000000000000004,side=1i"
+                        " 1723161254087896568")
+    assert lines[1].startswith("trades,symbol=A\\,B\\=C,venue=w,seq=1 trade_id=-1i,price=0.00001,qty=3.0,side=-1i 5")
+
+
+def test_sequencer_separates_trades_at_the_same_time_within_and_across_batches():
+    seq = _Sequencer()
+    first = seq(pl.DataFrame({"ts": [1, 2, 2], "symbol": ["s"] * 3, "venue": ["v"] * 3, "trade_id": [1, 3, 2]}))
+    second = seq(pl.DataFrame({"ts": [2, 2, 3], "symbol": ["s"] * 3, "venue": ["v"] * 3, "trade_id": [4, 5, 6]}))
+    assert first["seq"].to_list() == ["0", "1", "0"]  # trade 2 ranks before trade 3 at ts 2
+    assert second["seq"].to_list() == ["2", "3", "0"]
+
+
+def test_dsn_parsing_keeps_credentials_out_of_repr(monkeypatch):
+    monkeypatch.delenv("INFLUXDB_USERNAME", raising=False)
+    engine = InfluxDB("influxdb://alice:s3cret@127.0.0.1:9/bench?batch=1000&retries=1")
+    assert (engine.base, engine.db, engine.batch_rows, engine.retries) == ("http://127.0.0.1:9", "bench", 1000, 1)
+    assert "s3cret" not in repr(engine) and "s3cret" not in str(engine.settings())
+    with pytest.raises(ValueError, match="invalid identifier"):
+        InfluxDB("influxdb://127.0.0.1:9/bad-name")
+    monkeypatch.delenv("INFLUX_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="token"):
+        InfluxDB("influxdb2://127.0.0.1:9/bench")
+
+
+# --- the real server -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(influxdb_dsn: str, binance_data: Path):
+    engine = InfluxDB(influxdb_dsn, batch_rows=7_000)
+    engine.create_schema()
+    results = {t: engine.load(t, _batches(binance_data, t)) for t in TABLES}
+    yield engine, results
+    engine.drop()
+    engine.close()
+
+
+@pytest.mark.server
+def test_load_verifies_counts_and_measures_storage(loaded, binance_data: Path):
+    engine, results = loaded
+    assert engine.version().startswith("InfluxDB ")
+    for table, result in results.items():
+        rows = pq.ParquetFile(binance_data / f"{table}.parquet").metadata.num_rows
+        assert result.rows == rows > 10_000 and result.bytes_in > 0
+        assert engine.bytes_on_disk(table) > 0
+    assert engine.loaded_rows() == {t: r.rows for t, r in results.items()}
+    assert engine.storage_source
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", [n for n in QUERY_NAMES if not isinstance(QUERIES[n], Unsupported)])
+def test_query_matches_the_polars_reference(loaded, binance_data: Path, name: str):
+    engine, _ = loaded
+    params = queries.default_params(binance_data)
+    answer = engine.query(name, params)
+    verdict = queries.compare(answer, queries.reference(name, binance_data, params), name)
+    assert verdict.ok, str(verdict)
+    assert verdict.rows > 0
+
+
+@pytest.mark.server
+def test_unsupported_queries_raise_with_the_reason(loaded, binance_data: Path):
+    engine, _ = loaded
+    with pytest.raises(NotImplementedError, match="fill\\(previous\\)"):
+        engine.query("nbbo", queries.default_params(binance_data))
+
+
+@pytest.mark.server
+def test_partial_table_is_never_queried_and_bad_rows_are_refused(influxdb_dsn: str, binance_data: Path):
+    engine = InfluxDB(influxdb_dsn.rsplit("/", 1)[0] + "/dbbench_partial")
+    try:
+        engine.create_schema()
+        engine.load("quotes", _batches(binance_data, "quotes"))
+        with pytest.raises(EngineError, match="not \\(completely\\) loaded: \\['trades'\\]"):
+            engine.query("spread", queries.default_params(binance_data))
+        bad = pq.read_table(binance_data / "trades.parquet").slice(0, 10).to_pydict()
+        bad["price"][3] = float("nan")
+        with pytest.raises(EngineError, match="influxdb: load trades failed: 0 rows loaded; .* 1 non-finite"):
+            engine.load("trades", pa.Table.from_pydict(bad, TABLES["trades"]).to_batches())
+    finally:
+        engine.drop()
+        engine.close()
+
+
+@pytest.mark.server
+def test_server_stopped_mid_load_names_engine_table_and_rows(binance_data: Path, tmp_path: Path):
+    if servers.available()["influxdb"]:
+        pytest.skip(servers.available()["influxdb"])
+    server = servers.up(["influxdb"], tmp_path)["influxdb"]
+    engine = InfluxDB(server.dsn, batch_rows=5_000, retries=2, backoff_s=0.05)
+    engine.create_schema()
+
+    def batches():
+        for i, batch in enumerate(_batches(binance_data, "trades", 5_000)):
+            if i == 2:  # two batches written, then the server goes away
+                servers.down(["influxdb"], tmp_path)
+            yield batch
+
+    with pytest.raises(EngineError, match=r"influxdb: load trades failed: 10,000 rows loaded before the error; "
+                                          r"write failed after 3 attempt\(s\): ConnectionError"):
+        engine.load("trades", batches())
+    engine.close()
