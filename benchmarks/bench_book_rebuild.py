@@ -1,0 +1,79 @@
+"""Book rebuild speed, end to end: gzip recording -> parse -> sync -> kernel -> Parquet.
+
+    python benchmarks/bench_book_rebuild.py [--repeat 20]     # prints msgs/s per recording
+    python -m pytest benchmarks/bench_book_rebuild.py         # the same under pytest-benchmark
+
+Messages are recording lines (every stream, not only depth diffs). The first call in a process
+loads numba's cached machine code; it is reported apart ("cold") from the steady state.
+`--repeat N` also times one recording made of the USD-M file N times over (a few million lines):
+the copies after the first repeat old update ids, so they exercise parsing and the duplicate
+path rather than the book, which makes that figure an upper bound for the book part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_loaders.binance_ws import read_book  # noqa: E402
+from data_loaders.paths import binance_recordings  # noqa: E402
+from data_loaders.quarantine import Quarantine  # noqa: E402
+
+
+def rebuild_to_parquet(files: list[Path], out: Path, levels: int = 10) -> tuple[int, float]:
+    """(messages, seconds) for one full rebuild written to `out`."""
+    started = time.perf_counter()
+    book, stats = read_book(files, Quarantine(None), levels)
+    book.write_parquet(out)
+    return stats["messages"], time.perf_counter() - started
+
+
+def _report(name: str, files: list[Path], out: Path, runs: int = 5) -> None:
+    timings = [rebuild_to_parquet(files, out) for _ in range(runs)]
+    messages = timings[0][0]
+    best = min(seconds for _, seconds in timings)
+    median = sorted(seconds for _, seconds in timings)[runs // 2]
+    print(f"{name:>22}: {messages:>10,} msgs  best {messages / best:>11,.0f} msgs/s  median {messages / median:>11,.0f} msgs/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=0, help="also time the USD-M file repeated N times")
+    args = parser.parse_args()
+    groups = binance_recordings()
+    if not groups:
+        sys.exit("no recordings under ../shared/data/binance (set HFT_SHARED_DATA)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "book.parquet"
+        first = next(iter(groups.values()))
+        messages, seconds = rebuild_to_parquet(first, out)
+        print(f"{'cold':>22}: {messages:>10,} msgs  {messages / seconds:,.0f} msgs/s (includes loading compiled code)")
+        for name, files in groups.items():
+            _report(name, files, out)
+        for files in groups.values():
+            for f in files:
+                _report(f.name.removesuffix(".gz"), [f], out)
+        if args.repeat and "usdm" in groups:
+            big = Path(tmp) / "usdm_repeated.gz"
+            big.write_bytes(gzip.compress(gzip.decompress(groups["usdm"][0].read_bytes()) * args.repeat, 1))
+            _report(f"usdm x{args.repeat}", [big], out, runs=3)
+
+
+@pytest.mark.parametrize("name", ["spot", "usdm"])
+def test_book_rebuild(benchmark, binance, tmp_path, name):
+    messages, _ = rebuild_to_parquet(binance[name], tmp_path / "warm.parquet")
+    benchmark.extra_info["messages"] = messages
+    benchmark(rebuild_to_parquet, binance[name], tmp_path / "book.parquet")
+    benchmark.extra_info["msgs_per_s"] = messages / benchmark.stats.stats.median
+
+
+if __name__ == "__main__":
+    main()
