@@ -1,0 +1,89 @@
+"""HFformer and LSTM: shapes, causality, non-crossing quantiles, the LIF neuron, determinism."""
+
+import pytest
+import snntorch as snn
+import torch
+from snntorch import surrogate
+
+from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig
+from hfformer.model import LIF, HFformer, HFformerConfig, QuantileHead
+from hfformer.train import PerHorizon
+
+torch.set_num_threads(1)
+B, T, F = 4, 100, 42
+
+
+@pytest.mark.parametrize("spiking,pos", [(True, False), (False, False), (True, True)])
+def test_hfformer_shapes(spiking, pos):
+    m = HFformer(HFformerConfig(n_features=F, spiking=spiking, pos_encoding=pos))
+    out = m(torch.randn(B, T, F))
+    assert out.shape == (B, 30, 3)
+    assert m.encode(torch.randn(B, T, F)).shape == (B, T, 36)
+
+
+def test_lstm_and_per_horizon_shapes():
+    lstm = LSTMForecaster(LSTMForecasterConfig(F, [1, 5, 10], [0.1, 0.5, 0.9]))
+    assert lstm(torch.randn(B, T, F)).shape == (B, 3, 3)
+    per = PerHorizon([HFformer(HFformerConfig(n_features=F, horizons=[h], quantiles=[0.5])) for h in (1, 2)])
+    assert per(torch.randn(B, T, F)).shape == (B, 2, 1)
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+def test_causality_later_steps_never_change_earlier_outputs(spiking):
+    torch.manual_seed(0)
+    m = HFformer(HFformerConfig(n_features=F, spiking=spiking)).eval()
+    x = torch.randn(2, T, F) * 3
+    x2 = x.clone()
+    x2[:, 60:] = torch.randn(2, T - 60, F) * 3
+    with torch.no_grad():
+        h, h2 = m.encode(x), m.encode(x2)
+    assert torch.equal(h[:, :60], h2[:, :60])
+    assert not torch.allclose(h[:, 60:], h2[:, 60:])
+
+
+def test_quantiles_never_cross():
+    head = QuantileHead([0.05, 0.1, 0.5, 0.9, 0.95])
+    raw = torch.randn(1000, 30, 5) * 50
+    out = head(raw)
+    assert (out.diff(dim=-1) >= 0).all()
+    assert torch.equal(out[..., 2], raw[..., 2])  # the median is the raw output itself
+    m = HFformer(HFformerConfig(n_features=F)).eval()
+    with torch.no_grad():
+        q = m(torch.randn(64, T, F) * 10)
+    assert (q.diff(dim=-1) >= 0).all()
+
+
+def test_quantile_head_rejects_unsorted():
+    with pytest.raises(ValueError):
+        QuantileHead([0.5, 0.1])
+
+
+def test_lif_equals_snntorch_leaky_stepped_along_time():
+    torch.manual_seed(1)
+    x = torch.randn(3, 50, 8)
+    lif = LIF(window=50, beta=0.9, threshold=1.0)
+    leaky = snn.Leaky(beta=0.9, threshold=1.0, spike_grad=surrogate.fast_sigmoid(), reset_mechanism="none")
+    mem = torch.zeros(3, 8)
+    spikes = []
+    for t in range(50):
+        spk, mem = leaky(x[:, t], mem)
+        spikes.append(spk)
+    expected = torch.stack(spikes, dim=1)
+    with torch.no_grad():
+        assert torch.equal(lif(x), expected)
+    got = lif(x.requires_grad_())  # surrogate path: same forward values, a usable gradient
+    assert torch.equal(got.detach(), expected)
+    got.sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_forecast_of_a_window_does_not_depend_on_the_batch():
+    torch.manual_seed(2)
+    m = HFformer(HFformerConfig(n_features=F)).eval()
+    x = torch.randn(8, T, F)
+    with torch.no_grad():
+        alone = m(x[3:4])
+        batch = m(x)
+        again = m(x)
+    assert torch.allclose(alone[0], batch[3], atol=1e-5)
+    assert torch.equal(batch, again)
