@@ -39,10 +39,12 @@ def backtest(
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"hfformer backtest: {error}", err=True)
         raise typer.Exit(1) from error
-    per_model = {
-        key: {m: s[key] for m, s in result.summary.items()}
-        for key in ("pnl", "trades", "hit_rate", "sharpe", "max_drawdown", "fees", "turnover")
-    }
+
+    def shown(value: float | int) -> float | int:  # full precision in JSON, 4 digits in the line
+        return value if as_json or isinstance(value, int) else float(f"{value:.4g}")
+
+    keys = ("pnl", "trades", "hit_rate", "sharpe", "max_drawdown", "fees", "turnover")
+    per_model = {k: {m: shown(s[k]) for m, s in result.summary.items()} for k in keys}
     bars = next(iter(result.summary.values()))
     print_summary(
         "backtest",

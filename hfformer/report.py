@@ -22,7 +22,13 @@ import numpy as np
 import polars as pl
 
 from data_loaders.features import target_scale
-from hfformer.backtest import backtest_models, load_forecasts, read_backtest, write_backtest
+from hfformer.backtest import (
+    backtest_models,
+    epoch_ns,
+    load_forecasts,
+    read_backtest,
+    write_backtest,
+)
 
 # Published test results (sign accuracy, R2) of the HFformer paper, drawn as reference marks.
 PUBLISHED = {
@@ -101,7 +107,7 @@ def pnl_figure(bars: pl.DataFrame, colors: dict[str, str], out_dir: Path) -> Pat
     fig, ax = plt.subplots(figsize=(10, 4.2))
     for model, part in bars.partition_by("model", as_dict=True, maintain_order=True).items():
         ax.plot(
-            part["exit_ts"].to_numpy(),
+            epoch_ns(part["exit_ts"]).astype("datetime64[ns]"),
             part["cum_pnl"].to_numpy(),
             color=colors[model[0]],
             label=f"{model[0]} ({part['cum_pnl'][-1]:+.2f})",
@@ -152,7 +158,9 @@ def accuracy_figure(evaluation: pl.DataFrame, colors: dict[str, str], out_dir: P
         ax.grid(alpha=0.3)
     axes[0].axhline(0.5, color="grey", lw=0.7)
     axes[1].axhline(0, color="grey", lw=0.7)
-    axes[0].legend(frameon=False, fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
+    fig.subplots_adjust(bottom=0.24)
     return save(fig, out_dir, "accuracy.png")
 
 
@@ -237,7 +245,6 @@ def training_figure(curves: dict[str, pl.DataFrame], colors: dict[str, str], out
         ax.set(title=model, xlabel="step", ylabel="loss")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8)
-    fig.suptitle("Training curves")
     return save(fig, out_dir, "training.png")
 
 
@@ -256,7 +263,7 @@ def backtest_table(summary: dict[str, dict]) -> pl.DataFrame:
 
 
 def evaluation_table(evaluation: pl.DataFrame) -> pl.DataFrame:
-    """Paper horizons only (all are in RUN/evaluation.csv); metric [lo, hi] where CIs exist."""
+    """Paper horizons only (all are in RUN/evaluation.csv); sign_acc and r2 with [lo, hi] CIs."""
     shown = evaluation.filter(pl.col("horizon").is_in(PAPER_HORIZONS))
     if shown.is_empty():
         shown = evaluation
@@ -269,7 +276,8 @@ def evaluation_table(evaluation: pl.DataFrame) -> pl.DataFrame:
     for row in shown.sort("model", "horizon").iter_rows(named=True):
         cells = {"model": row["model"], "h": str(row["horizon"])}
         for m in metrics:
-            ci = f" [{fmt(row[m + '_lo'])}, {fmt(row[m + '_hi'])}]" if f"{m}_lo" in row else ""
+            with_ci = m in ("sign_acc", "r2") and f"{m}_lo" in row
+            ci = f" [{fmt(row[m + '_lo'])}, {fmt(row[m + '_hi'])}]" if with_ci else ""
             cells[m] = fmt(row[m]) + ci
         rows.append(cells)
     return pl.DataFrame(rows)
@@ -303,7 +311,8 @@ def html_table(table: pl.DataFrame) -> str:
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
         for row in table.iter_rows()
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table_html = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='wide'>{table_html}</div>"
 
 
 CSS = """
@@ -316,7 +325,7 @@ h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { font-size: 1.2rem; margin-
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.8rem 0; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f6; } td:first-child, th:first-child { text-align: left; }
-tbody tr:nth-child(even) { background: #fafafa; }
+tbody tr:nth-child(even) { background: #fafafa; } .wide { overflow-x: auto; }
 pre { background: #f6f6f8; padding: 0.8rem; overflow-x: auto; }
 """
 
