@@ -40,7 +40,7 @@ def backtest(
         typer.echo(f"hfformer backtest: {error}", err=True)
         raise typer.Exit(1) from error
 
-    def shown(value: float | int) -> float | int:  # full precision in JSON, 4 digits in the line
+    def shown(value: float) -> float:  # full precision in JSON, 4 digits in the line
         return value if as_json or isinstance(value, int) else float(f"{value:.4g}")
 
     keys = ("pnl", "trades", "hit_rate", "sharpe", "max_drawdown", "fees", "turnover")
