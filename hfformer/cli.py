@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -44,7 +45,8 @@ def train(
         fields = run_train(data, out, model, cfg, name=name, resume=resume)
     except ERRORS as error:
         fail("train", error)
-    print_summary("hfformer train", fields, as_json)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print_summary("hfformer train", fields, as_json)
 
 
 @app.command()
@@ -102,3 +104,10 @@ def export(
     except (*ERRORS, ImportError) as error:
         fail("export", error)
     print_summary("hfformer export", fields, as_json)
+
+
+# `hfformer backtest` and `hfformer report` live in hfformer/analysis_cli.py.
+from hfformer.analysis_cli import backtest, report  # noqa: E402
+
+app.command()(backtest)
+app.command()(report)

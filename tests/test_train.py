@@ -1,0 +1,153 @@
+"""Config, schedule, training runs (tiny, synthetic and real Binance), resume, DDP, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from data_loaders import formats
+from data_loaders.quarantine import Quarantine
+from data_loaders.synth import generate
+from hfformer.cli import app
+from hfformer.config import Config, load_config, parse_override
+from hfformer.data import prepare
+from hfformer.predict import Forecaster
+from hfformer.train import build_model, load_checkpoint, lr_at, train, validation_loss, Distributed
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["data.window=20", "data.horizons=[1,2,5]", "data.gap=25", "model.d_model=12", "model.n_heads=2",
+        "model.d_ff=16", "batch_size=32", "max_epochs=2", "max_train_windows=256", "max_val_windows=128",
+        "progress=false", "warmup_steps=4", "deterministic=true", "lstm.hidden=8"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, minutes=4, seed=1)
+    return out
+
+
+def test_default_toml_equals_dataclass_defaults():
+    assert load_config() == Config()
+
+
+def test_overrides_and_errors():
+    cfg = load_config(overrides=["lr=3e-4", "data.horizons=[1, 5]", "device=cpu", "model.spiking=false"])
+    assert (cfg.train.lr, cfg.data.horizons, cfg.train.device, cfg.model.spiking) == (3e-4, [1, 5], "cpu", False)
+    assert parse_override("train.max_epochs=3") == {"train": {"max_epochs": 3}}
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(overrides=["model.depth=3"])
+    with pytest.raises(ValueError, match="section.key"):
+        load_config(overrides=["dropout=0.1"])  # model.dropout and lstm.dropout
+    with pytest.raises(ValueError, match="must be int"):
+        load_config(overrides=["model.d_model=1.5"])
+
+
+def test_lr_warmup_then_exponential_decay():
+    cfg = load_config(overrides=["warmup_steps=10", "lr=1e-3", "lr_decay=0.5"])
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)
+    assert lr_at(12, cfg) == pytest.approx(1e-3 * 0.25)
+
+
+def test_train_writes_checkpoint_metrics_and_round_trips(synth, tmp_path):
+    cfg = load_config(overrides=TINY)
+    fields = train(synth, tmp_path, "hfformer", cfg)
+    assert fields["epochs"] == 2 and fields["steps"] == 16
+    metrics = pl.read_csv(tmp_path / "hfformer" / "metrics.csv")
+    assert metrics.columns == ["epoch", "step", "train_loss", "val_loss", "lr", "windows_per_s"]
+    assert metrics["epoch"].to_list() == [1, 2] and (metrics["windows_per_s"] > 0).all()
+    assert not list((tmp_path / "hfformer").glob("*.tmp*"))  # atomic writes leave no temporary file
+    assert (tmp_path / "config.toml").exists()
+    # save/load round trip: the loaded best weights forecast exactly like the saved ones
+    ckpt = load_checkpoint(tmp_path / "hfformer" / "checkpoint.pt")
+    model = build_model("hfformer", cfg, len(ckpt["feature_names"]))
+    model.load_state_dict(ckpt["best_state"])
+    model.eval()
+    prep = prepare(synth, cfg.data)
+    ends = prep.ends["test"][:50]
+    xb, _ = prep.dataset("test").get_batch(np.arange(50))
+    with torch.no_grad():
+        expected = model(xb).numpy()
+    np.testing.assert_array_equal(Forecaster(tmp_path, "hfformer").forecast(prep, ends), expected)
+    assert ckpt["best_val"] == pytest.approx(metrics["val_loss"].min())
+
+
+def test_resume_equals_uninterrupted_training(synth, tmp_path):
+    straight = train(synth, tmp_path / "a", "hfformer", load_config(overrides=TINY))
+    train(synth, tmp_path / "b", "hfformer", load_config(overrides=[*TINY, "max_epochs=1"]))
+    resumed = train(synth, tmp_path / "b", "hfformer", load_config(overrides=TINY), resume=True)
+    assert resumed["steps"] == straight["steps"]
+    a = load_checkpoint(tmp_path / "a" / "hfformer" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "hfformer" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv")["epoch"].to_list() == [1, 2]
+
+
+def test_baselines_and_per_horizon_train(synth, tmp_path):
+    assert train(synth, tmp_path, "naive", load_config(overrides=TINY))["val_loss"] > 0
+    lstm = train(synth, tmp_path, "lstm", load_config(overrides=[*TINY, "max_epochs=1"]))
+    assert lstm["epochs"] == 1
+    per = train(synth, tmp_path, "hfformer", load_config(overrides=[*TINY, "max_epochs=1", "per_horizon=true",
+                                                                    "loss=\"mse\""]), name="per_h")
+    ckpt = load_checkpoint(tmp_path / "per_h" / "checkpoint.pt")
+    assert sum(k.startswith("models.") for k in ckpt["model"]) > 0 and per["epochs"] == 1
+
+
+def test_a_run_refuses_models_on_other_windows(synth, tmp_path):
+    train(synth, tmp_path, "naive", load_config(overrides=TINY))
+    with pytest.raises(ValueError, match="different \\[data\\]"):
+        train(synth, tmp_path, "naive", load_config(overrides=[*TINY, "data.window=30"]))
+
+
+def test_cli_train_json_and_bad_input(synth, tmp_path):
+    runner = CliRunner()
+    args = ["train", "--data", str(synth), "--out", str(tmp_path), "--model", "naive", "--json"]
+    result = runner.invoke(app, args + sum((["--set", s] for s in TINY), []))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["command"] == "hfformer train" and summary["model"] == "naive"
+    bad = runner.invoke(app, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert bad.exit_code == 1 and "no such book" in bad.output
+
+
+@pytest.mark.slow
+def test_short_real_training_lowers_validation_loss(binance, tmp_path):
+    book, _ = formats.read_book(binance["spot"], Quarantine(None), "auto", 10, "100ms", "flag")
+    path = tmp_path / "spot_book.parquet"
+    book.write_parquet(path)
+    cfg = load_config(overrides=["progress=false", "max_epochs=3", "max_train_windows=1024", "batch_size=64",
+                                 "warmup_steps=10", "max_val_windows=512", "lr=3e-3", "threads=2"])
+    prep = prepare(path, cfg.data)
+    torch.manual_seed(cfg.train.seed)
+    fresh = build_model("hfformer", cfg, prep.features.x.shape[1])
+    from hfformer.train import subset
+    before = validation_loss(fresh, prep, subset(prep.ends["val"], 512), cfg, torch.device("cpu"),
+                             Distributed(torch.device("cpu")))
+    fields = train(path, tmp_path / "run", "hfformer", cfg)
+    assert fields["best_val_loss"] < 0.9 * before, (fields, before)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(synth, tmp_path):
+    script = tmp_path / "hf.py"
+    script.write_text("from hfformer.cli import app\napp()\n")
+    args = ["train", "--data", str(synth), "--out", str(tmp_path / "run"), "--json"]
+    args += sum((["--set", s] for s in [*TINY, "max_epochs=1", "threads=1"]), [])
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", str(script), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][0])
+    assert summary["world_size"] == 2
+    assert summary["steps"] == 256 // 32 // 2  # each rank takes half of every epoch's windows
