@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from data_loaders.summary import print_summary
-from hfformer.backtest import backtest_models, config_from_overrides, load_forecasts, write_backtest
-from hfformer.report import build_report
+
+ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 
 SET_HELP = (
     "Rule parameter as key=value (TOML value), repeatable: every, delay_ticks, latency_ms, "
@@ -32,11 +32,18 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Backtest every model's test forecasts; write RUN/backtest.{json,parquet}."""
+    from hfformer.backtest import (
+        backtest_models,
+        config_from_overrides,
+        load_forecasts,
+        write_backtest,
+    )
+
     try:
         config = config_from_overrides(overrides or [])
         result = backtest_models(load_forecasts(run, data), config)
         written = write_backtest(run, result)
-    except (ValueError, FileNotFoundError) as error:
+    except ERRORS as error:
         typer.echo(f"hfformer backtest: {error}", err=True)
         raise typer.Exit(1) from error
 
@@ -47,7 +54,7 @@ def backtest(
     per_model = {k: {m: shown(s[k]) for m, s in result.summary.items()} for k in keys}
     bars = next(iter(result.summary.values()))
     print_summary(
-        "backtest",
+        "hfformer backtest",
         {
             "run": str(run),
             "models": len(result.summary),
@@ -71,13 +78,15 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Turn a run directory into an offline HTML page, PNG figures and Markdown tables."""
+    from hfformer.report import build_report
+
     try:
         written = build_report(run, out)
-    except (ValueError, FileNotFoundError) as error:
+    except ERRORS as error:
         typer.echo(f"hfformer report: {error}", err=True)
         raise typer.Exit(1) from error
     print_summary(
-        "report",
+        "hfformer report",
         {
             "run": str(run),
             "html": str(written.html),

@@ -148,7 +148,7 @@ def test_cli_backtest_and_report(run_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["backtest", str(run_dir), "--json", "--set", "fill=touch"])
     assert result.exit_code == 0, result.output
-    assert '"command":"backtest"' in result.output and '"hfformer"' in result.output
+    assert '"command":"hfformer backtest"' in result.output and '"hfformer"' in result.output
     result = runner.invoke(app, ["backtest", str(run_dir), "--set", "fill=limit"])
     assert result.exit_code == 1 and "fill must be" in result.output
     result = runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r")])
