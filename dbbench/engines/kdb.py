@@ -1,0 +1,234 @@
+"""kdb+ through pykx over IPC to a running q process (no embedded q: pykx runs unlicensed here).
+
+Batches go over IPC in chunks (`insert`) into in-memory tables typed up front; after the row count
+is verified, each table is saved splayed (symbols enumerated against one sym file) under the
+q process's directory `dir`, which is what the storage figure measures. Queries are q-SQL with
+`xbar` bars, `wavg`, and `aj` as-of joins; every query in QUERIES is a q lambda over its
+parameters so that the four dialects can be read side by side.
+
+DSN: `kdb://[user:password@]host:port[?dir=PATH&chunk=ROWS]`, or KDB_HOST / KDB_PORT (and
+KDB_USER / KDB_PASSWORD) when the DSN is just `kdb://`. `dir` defaults to `dbbench_db`, relative
+to the q process's working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+os.environ.setdefault("PYKX_UNLICENSED", "true")  # before pykx is imported anywhere: IPC needs no license
+
+import polars as pl
+import pyarrow as pa
+
+from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, identifier
+from dbbench.queries import check_params
+
+Q_EPOCH_NS = 946_684_800_000_000_000  # q timestamps count ns from 2000.01.01
+
+SCHEMA = {
+    "trades": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); trade_id:`long$(); price:`float$(); qty:`float$(); side:`short$())",
+    "quotes": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); bid_px:`float$(); bid_qty:`float$(); ask_px:`float$(); ask_qty:`float$())",
+}
+LOADED = ".dbbench.loaded"  # table -> verified row count, in the q process
+
+# Every query is a lambda of [S;E;SYM;SS;SE]: range start/end, symbol, range_scan start/end (timestamps).
+_T = "ts>=S, ts<E"
+_MID_RETURNS = f"""select symbol, venue, second, mid, ret from
+    (update ret:log mid % prev mid by symbol, venue from
+      0!select mid:last 0.5*bid_px+ask_px by symbol, venue, second:0D00:00:01 xbar ts from `ts xasc select from quotes where {_T})
+    where not null ret"""
+QUERIES: dict[str, str] = {
+    "avg_trade_volume": f"""{{[S;E;SYM;SS;SE]
+  0!select trades:count i, avg_qty:avg qty by symbol, venue, minute:0D00:01 xbar ts from trades where {_T}}}""",
+    "vwap": f"""{{[S;E;SYM;SS;SE]
+  bars:0!select volume:sum qty, vwap:qty wavg price, pq:sum price*qty by symbol, venue, minute:0D00:01 xbar ts from trades where {_T};
+  delete pq from update vwap_range:(sum pq)%sum volume by symbol, venue from bars}}""",
+    "ohlcv_1m": f"""{{[S;E;SYM;SS;SE]
+  0!select open:first price, high:max price, low:min price, close:last price, volume:sum qty, trades:count i
+    by symbol, venue, minute:0D00:01 xbar ts from `ts`trade_id xasc select from trades where {_T}}}""",
+    "spread": f"""{{[S;E;SYM;SS;SE]
+  0!select quotes:count i, avg_spread:avg ask_px-bid_px, max_spread:max ask_px-bid_px
+    by symbol, venue, minute:0D00:01 xbar ts from quotes where {_T}}}""",
+    # Each venue's last quote at or before every update, by one aj per venue; max/min ignore nulls.
+    "nbbo": f"""{{[S;E;SYM;SS;SE]
+  q:`symbol`ts xasc select symbol, ts, venue from quotes where {_T};
+  prevailing:{{[S;E;q;v] aj[`symbol`ts; q; `symbol`ts xasc select symbol, ts, b:bid_px, a:ask_px from quotes where {_T}, venue=v]}}[S;E;q];
+  per:prevailing each asc exec distinct venue from q;
+  select symbol, ts, venue, best_bid:max each flip per@\\:`b, best_ask:min each flip per@\\:`a from q}}""",
+    "mid_returns": f"""{{[S;E;SYM;SS;SE]
+  {_MID_RETURNS}}}""",
+    "exec_volatility": f"""{{[S;E;SYM;SS;SE]
+  0!select returns:count i, realized_vol:sqrt sum ret*ret by symbol, venue, minute:0D00:01 xbar second from (
+    {_MID_RETURNS})}}""",
+    "asof_trades_quotes": f"""{{[S;E;SYM;SS;SE]
+  t:select symbol, venue, ts, trade_id, price, qty, side from trades where {_T};
+  r:aj[`symbol`venue`ts; t; `symbol`venue`ts xasc select symbol, venue, ts, bid_px, ask_px from quotes where {_T}];
+  select symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px, eff_spread_bps:2e4*side*(price-m)%m
+    from (update m:0.5*bid_px+ask_px from r) where not null bid_px}}""",
+    "last_quote": f"""{{[S;E;SYM;SS;SE]
+  0!select ts:last ts, bid_px:last bid_px, bid_qty:last bid_qty, ask_px:last ask_px, ask_qty:last ask_qty
+    by symbol, venue from `ts xasc select from quotes where {_T}}}""",
+    "range_scan": """{[S;E;SYM;SS;SE]
+  select ts, symbol, venue, trade_id, price, qty, side from trades where symbol=SYM, ts>=SS, ts<SE}""",
+}
+assert tuple(QUERIES) == QUERY_NAMES
+
+_TYPES = {"side": pl.Int8, "trades": pl.Int64, "quotes": pl.Int64, "returns": pl.Int64, "trade_id": pl.Int64}
+
+
+def q_timestamp(ns: int) -> str:
+    """A q timestamp literal for UTC ns since 1970: `2024.08.09D00:00:00.000000000`."""
+    day, rest = divmod(int(ns), 86_400_000_000_000)
+    date = pl.Series([day], dtype=pl.Int32).cast(pl.Date).item()
+    hours, rest = divmod(rest, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds, nanos = divmod(rest, 1_000_000_000)
+    return f"{date:%Y.%m.%d}D{hours:02d}:{minutes:02d}:{seconds:02d}.{nanos:09d}"
+
+
+def q_symbol(text: str) -> str:
+    """A q symbol literal for any string: `$"..." with quotes and backslashes escaped."""
+    return '`$"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(name: str, params: dict[str, Any]) -> str:
+    """The query applied to its parameters as literals: one q expression to send."""
+    p = check_params(params)
+    args = [q_timestamp(p["start"]), q_timestamp(p["end"]), q_symbol(p["symbol"]), q_timestamp(p["scan_start"]), q_timestamp(p["scan_end"])]
+    return f"{QUERIES[name]}[{';'.join(args)}]"
+
+
+def save_splayed(table: str, directory: str) -> str:
+    """q text that saves a table splayed under `directory` (symbols enumerated into directory/sym)."""
+    return f'(hsym `$"{directory}/{identifier(table)}/") set .Q.en[hsym `$"{directory}"] {table}'
+
+
+def disk_bytes(table: str, directory: str) -> str:
+    """q text: bytes of the table's splayed column files plus the shared sym file."""
+    return (f'{{[d;t] f:` sv\' p,\'key p:hsym `$d,"/",t; sum hcount each f,hsym `$d,"/sym"}}["{directory}";"{identifier(table)}"]')
+
+
+class Kdb(Engine):
+    name = "kdb"
+
+    def __init__(self, dsn: str, *, chunk_rows: int | None = None, timeout_s: float = 600.0) -> None:
+        url = urlsplit(dsn)
+        if url.scheme != "kdb":
+            raise ValueError("kdb DSN must be kdb://[user:password@]host:port[?dir=PATH&chunk=ROWS] (or kdb:// with KDB_HOST/KDB_PORT)")
+        options = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        self.host = url.hostname or os.environ.get("KDB_HOST")
+        port = url.port or os.environ.get("KDB_PORT")
+        if not self.host or not port:
+            raise ValueError("kdb DSN needs host:port (or KDB_HOST and KDB_PORT)")
+        self.port = int(port)
+        self.dir = options.get("dir", "dbbench_db")
+        if any(c in self.dir for c in '"\\\n'):
+            raise ValueError(f"kdb dir {self.dir!r} must not contain quotes, backslashes or newlines")
+        self.chunk_rows = int(chunk_rows or options.get("chunk", 500_000))
+        self.save_seconds: dict[str, float] = {}
+        self._ready = False
+        import pykx as kx
+
+        self._kx = kx
+        user = unquote(url.username) if url.username else os.environ.get("KDB_USER", "")
+        password = unquote(url.password) if url.password else os.environ.get("KDB_PASSWORD", "")
+        try:
+            self._conn = kx.SyncQConnection(host=self.host, port=self.port, username=user, password=password, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - pykx raises several types for a refused connection
+            raise EngineError(self.name, "connect", f"{self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"Kdb({self.host}:{self.port}, dir={self.dir})"
+
+    def _q(self, text: str, step: str, *args: Any) -> Any:
+        try:
+            return self._conn(text, *args)
+        except Exception as exc:  # noqa: BLE001 - q errors arrive as pykx.QError, IPC failures as others
+            raise EngineError(self.name, step, f"{type(exc).__name__}: {exc}") from exc
+
+    def version(self) -> str:
+        return f"kdb+ {self._q('string .z.K', 'version').py().decode()} {self._q('string .z.k', 'version').py().decode()}"
+
+    def settings(self) -> dict[str, Any]:
+        return {"storage": f"splayed tables under {self.dir} (symbols enumerated)", "chunk_rows": self.chunk_rows,
+                "save_seconds": self.save_seconds}
+
+    def create_schema(self) -> None:
+        for table, schema in SCHEMA.items():
+            self._q(f"{table}:{schema}", "create schema")
+        self._q(f"{LOADED}:(`symbol$())!`long$()", "create schema")
+        self._ready = False
+
+    def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
+        """Insert chunks over IPC, verify the count, then save the table splayed (the save is timed too)."""
+        schema = TABLES[identifier(table)]
+        kx = self._kx
+        rows = bytes_in = 0
+        t0 = time.perf_counter()
+        self._q(f"{LOADED}:(enlist `{table}) _ {LOADED}", f"load {table}")
+        before = int(self._q(f"count {table}", f"count {table}").py())
+        for batch in batches:
+            arrow = pa.Table.from_batches([batch]).select(schema.names)
+            if "side" in schema.names:  # q has no signed byte: side travels as a short
+                arrow = arrow.set_column(arrow.schema.get_field_index("side"), "side", arrow["side"].cast(pa.int16()))
+            for start in range(0, arrow.num_rows, self.chunk_rows):
+                chunk = arrow.slice(start, self.chunk_rows)
+                try:
+                    self._conn("{[t;x] t insert update symbol:`$symbol, venue:`$venue from x}", kx.SymbolAtom(table), kx.toq(chunk))
+                except Exception as exc:  # noqa: BLE001
+                    raise EngineError(self.name, f"load {table}", f"{rows:,} rows loaded before the error: {type(exc).__name__}: {exc}") from exc
+                rows += chunk.num_rows
+            bytes_in += batch.nbytes
+        stored = int(self._q(f"count {table}", f"count {table}").py()) - before
+        if stored != rows:
+            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,} more")
+        t_save = time.perf_counter()
+        self._q(save_splayed(table, self.dir), f"save {table}")
+        self.save_seconds[table] = time.perf_counter() - t_save
+        self._q(f"{LOADED},:(enlist `{table})!enlist {before + rows}", f"load {table}")
+        return LoadResult(table, rows, bytes_in, time.perf_counter() - t0)
+
+    def loaded_rows(self) -> dict[str, int]:
+        """Tables whose last load was verified (and saved), with their row counts."""
+        loaded = self._q(f"$[`loaded in key `.dbbench; {LOADED}; ()!()]", "loaded tables").py()
+        return {str(k): int(v) for k, v in loaded.items()}
+
+    def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+        if not self._ready:
+            missing = set(TABLES) - set(self.loaded_rows())
+            if missing:
+                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
+            self._ready = True
+        answer = self._q(render(name, params), f"query {name}")
+        return _typed(pl.from_arrow(answer.pa()))
+
+    def bytes_on_disk(self, table: str) -> int:
+        return int(self._q(disk_bytes(table, self.dir), f"bytes on disk {table}").py())
+
+    def drop(self) -> None:
+        for table in TABLES:
+            self._q(f"delete {table} from `.", "drop")
+        self._q(f'{{if[not ()~key d:hsym `$x; hdel each ` sv\' d,\'key d; hdel d]}} each ("{self.dir}/trades";"{self.dir}/quotes")', "drop")
+        self._q(f'{{if[not ()~key f:hsym `$x; hdel f]}} "{self.dir}/sym"', "drop")
+        self._q(f"{LOADED}:(`symbol$())!`long$()", "drop")
+        self._ready = False
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _typed(frame: pl.DataFrame) -> pl.DataFrame:
+    """q timestamps arrive as naive ns datetimes and symbols as categoricals: UTC datetimes and strings."""
+    exprs = []
+    for col, dtype in frame.schema.items():
+        expr = pl.col(col)
+        if isinstance(dtype, pl.Datetime):
+            expr = expr.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+        elif isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.Binary:
+            expr = expr.cast(pl.String)
+        exprs.append(expr.cast(_TYPES[col]) if col in _TYPES else expr)
+    return frame.select(exprs)
