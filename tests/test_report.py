@@ -7,11 +7,10 @@ import subprocess
 import numpy as np
 import polars as pl
 import pytest
-from typer import Typer
 from typer.testing import CliRunner
 
 from data_loaders.features import make_targets
-from hfformer.analysis_cli import backtest, report
+from hfformer.cli import app
 from hfformer.report import build_report, fan_stretch
 
 HORIZONS = tuple(range(1, 31))
@@ -142,9 +141,6 @@ def test_fan_stretch_picks_widest_complete_block():
 
 
 def test_cli_backtest_and_report(run_dir, tmp_path):
-    app = Typer()
-    app.command()(backtest)
-    app.command()(report)
     runner = CliRunner()
     result = runner.invoke(app, ["backtest", str(run_dir), "--json", "--set", "fill=touch"])
     assert result.exit_code == 0, result.output
