@@ -1,0 +1,92 @@
+"""Evaluation: metric definitions, same windows for every model, CIs, determinism, forecast frames."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from data_loaders.synth import generate
+from hfformer.cli import app
+from hfformer.config import load_config
+from hfformer.evaluate import evaluate, metrics_from_sums, sample_stats
+from hfformer.predict import forecast_frame, predict
+from hfformer.train import train
+
+torch.set_num_threads(1)
+TINY = ["data.window=20", "data.horizons=[1,2,5]", "data.gap=25", "model.d_model=12", "model.n_heads=2",
+        "model.d_ff=16", "batch_size=32", "max_epochs=1", "max_train_windows=256", "max_val_windows=128",
+        "progress=false", "lstm.hidden=8"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data = tmp_path_factory.mktemp("synth")
+    generate(data, minutes=4, seed=2)
+    out = tmp_path_factory.mktemp("run")
+    for kind in ("hfformer", "lstm", "naive"):
+        train(data, out, kind, load_config(overrides=TINY))
+    return out, data
+
+
+def test_metrics_hand_case():
+    y = np.array([[1.0], [-1.0], [2.0], [0.0]])
+    fc = np.array([[[0.0, 1.0, 2.0]], [[-2.0, 1.0, 3.0]], [[0.0, 0.0, 1.0]], [[-1.0, 0.0, 1.0]]])
+    m = metrics_from_sums(sample_stats(y, fc, [0.1, 0.5, 0.9]).sum(axis=0))
+    assert m["sign_acc"][0] == pytest.approx((1 + 0 + 0.5) / 3)  # y == 0 skipped, f == 0 is a half
+    assert m["mse"][0] == pytest.approx((0 + 4 + 4 + 0) / 4)
+    assert m["r2"][0] == pytest.approx(1 - 8 / np.sum((y - y.mean()) ** 2))
+    assert m["coverage80"][0] == pytest.approx(3 / 4)  # y=2 lies above [0, 1]
+
+
+def test_evaluate_every_model_on_the_same_windows(run):
+    out, data = run
+    r = evaluate(out, data, n_boot=50)
+    assert r["models"] == ["hfformer", "lstm", "naive", "zero", "oracle"]
+    table = pl.read_csv(out / "evaluation.csv")
+    assert table.height == 5 * 3 and table["windows"].n_unique() == 1
+    for m in ("sign_acc", "r2", "mse", "pinball", "r2_oracle_frac"):
+        ok = table.filter(pl.col(f"{m}_lo").is_not_nan())
+        assert ((ok[f"{m}_lo"] <= ok[m] + 1e-9) & (ok[m] <= ok[f"{m}_hi"] + 1e-9)).all(), m
+    oracle = table.filter(pl.col("model") == "oracle")
+    assert (oracle["r2_oracle_frac"] == 1.0).all() and (oracle["r2"] > 0.02).all()
+    zero = table.filter(pl.col("model") == "zero")
+    assert (zero["sign_acc"] == 0.5).all() and zero["coverage80"].is_nan().all()
+    stamps = [pl.read_parquet(out / "forecasts" / f"{m}.parquet")["ts"] for m in r["models"]]
+    assert all(s.equals(stamps[0]) for s in stamps)
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert len(saved["metrics"]) == 15 and saved["windows"] == r["windows"]
+    again = evaluate(out, data, n_boot=50, write_forecasts=False)["table"]
+    assert again.equals(r["table"])  # deterministic: same forecasts, same bootstrap draws
+
+
+def test_forecast_frame_contract(run):
+    out, data = run
+    f = forecast_frame(out, "hfformer", data)
+    assert f.columns[:6] == ["ts", "price", "bid_px_1", "ask_px_1", "ask_qty_1", "bid_qty_1"]
+    assert {"y_h5", "f_h5_q10", "f_h5_q50", "f_h5_q90"} <= set(f.columns)
+    assert (f["f_h5_q10"] <= f["f_h5_q50"]).all() and (f["f_h5_q50"] <= f["f_h5_q90"]).all()
+    naive = forecast_frame(out, "naive", data)
+    assert "f_h5_q50" in naive.columns and "f_h5_q10" not in naive.columns
+    assert naive["ts"].equals(f["ts"]) and f["ts"].is_sorted()
+
+
+def test_predict_streams_every_valid_window(run, tmp_path):
+    out, data = run
+    fields = predict(out, data, tmp_path / "f.parquet", chunk=500)
+    f = pl.read_parquet(tmp_path / "f.parquet")
+    assert f.height == fields["forecasts"] == fields["rows"] - 20  # first row has no lagged return
+    assert f["ts"].is_sorted() and "y_h1" not in f.columns and f["f_h1_q50"].is_finite().all()
+    result = CliRunner().invoke(app, ["predict", str(out), "--data", str(data), "--out",
+                                      str(tmp_path / "g.parquet"), "--model", "lstm", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["forecasts"] == f.height
+
+
+def test_cli_evaluate_prints_the_table(run):
+    out, data = run
+    result = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--bootstrap", "20"])
+    assert result.exit_code == 0, result.output
+    assert "oracle" in result.output and "hfformer evaluate:" in result.output

@@ -1,0 +1,44 @@
+"""ONNX export agrees with PyTorch (ONNX Runtime) to 1e-4, at the default size and from a run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from data_loaders.synth import generate
+from hfformer.cli import app
+from hfformer.config import load_config
+from hfformer.export import check_onnx, export_onnx, onnx_session
+from hfformer.model import HFformer, HFformerConfig
+from hfformer.train import train
+
+pytest.importorskip("onnxruntime")
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+def test_default_size_hfformer_onnx_agrees(tmp_path, spiking):
+    torch.manual_seed(0)
+    model = HFformer(HFformerConfig(n_features=42, spiking=spiking)).eval()
+    export_onnx(model, 42, 100, tmp_path / "m.onnx")
+    assert check_onnx(model, tmp_path / "m.onnx", 42, 100) < 1e-4
+    out = onnx_session(tmp_path / "m.onnx").run(None, {"x": np.zeros((3, 100, 42), np.float32)})[0]
+    assert out.shape == (3, 30, 3)  # dynamic batch
+
+
+def test_cli_export_from_a_run(tmp_path):
+    data = tmp_path / "synth"
+    generate(data, minutes=3, seed=3)
+    tiny = ["data.window=20", "data.horizons=[1,5]", "data.gap=25", "max_epochs=1", "batch_size=32",
+            "max_train_windows=64", "max_val_windows=64", "progress=false"]
+    train(data, tmp_path / "run", "hfformer", load_config(overrides=tiny))
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(tmp_path / "run"), "--format", "onnx",
+                                 "--out", str(tmp_path / "m.onnx"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").exists()
+    bad = runner.invoke(app, ["export", str(tmp_path / "run"), "--format", "tflite", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "only onnx" in bad.output
