@@ -182,7 +182,7 @@ def test_server_stopped_mid_load_names_engine_table_and_rows(binance_data: Path,
                 servers.down(["influxdb"], tmp_path)
             yield batch
 
-    with pytest.raises(EngineError, match=r"influxdb: load trades failed: 10,000 rows loaded before the error; "
+    with pytest.raises(EngineError, match=r"influxdb: load trades failed: (5|10),000 rows loaded before the error; "
                                           r"write failed after 3 attempt\(s\): ConnectionError"):
-        engine.load("trades", batches())
+        engine.load("trades", batches())  # 5,000 when the second write was still in flight as the server stopped
     engine.close()
