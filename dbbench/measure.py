@@ -1,0 +1,129 @@
+"""Timing: summary statistics, and one timed execution with the engine's own (server-side) time.
+
+Client time is the wall time of the adapter call, Arrow/rows to a Polars frame included: what a
+user of the engine waits for. Server time is what the engine says it spent, where it says it:
+
+- chDB: the query result's `elapsed()`, from the very execution that was timed.
+- ClickHouse server: `system.query_log` `query_duration_ms` of that execution (ms resolution).
+- PostgreSQL/TimescaleDB: planning + execution time of `EXPLAIN (ANALYZE, TIMING OFF)`, a
+  separate execution right after the timed one (no pg_stat_statements on a scratch server).
+- InfluxDB 1.x and kdb+ through these adapters: none reported (`server_s` is None).
+
+Client minus server time is the harness overhead (driver, transfer, conversion).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from dbbench.engines.base import TABLES, Engine, EngineError
+
+SERVER_TIME_METHODS = {
+    "chdb": "chDB result elapsed() of the timed execution",
+    "clickhouse": "system.query_log query_duration_ms of the timed execution",
+    "postgresql": "EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution",
+    "influxdb": None,
+    "kdb": None,
+}
+
+
+def stats(samples: Sequence[float]) -> dict[str, float] | None:
+    """min, median, mean, p95 (linear interpolation), max and n of seconds; None when empty."""
+    if not samples:
+        return None
+    a = np.asarray(samples, dtype=np.float64)
+    return {
+        "n": int(a.size),
+        "min": float(a.min()),
+        "median": float(np.median(a)),
+        "mean": float(a.mean()),
+        "p95": float(np.percentile(a, 95)),
+        "max": float(a.max()),
+    }
+
+
+@dataclass
+class Sample:
+    frame: pl.DataFrame
+    client_s: float
+    server_s: float | None
+
+
+def server_time_kind(engine: Engine) -> str:
+    """Which server-time method applies to this adapter (a key of SERVER_TIME_METHODS)."""
+    if engine.name == "clickhouse":
+        return "chdb" if getattr(engine, "_session", None) is not None else "clickhouse"
+    if engine.name in ("timescaledb", "postgresql"):
+        return "postgresql"
+    return engine.name
+
+
+def server_time_method(engine: Engine) -> str | None:
+    return SERVER_TIME_METHODS.get(server_time_kind(engine))
+
+
+def timed_query(engine: Engine, name: str, params: dict[str, Any]) -> Sample:
+    """Run one query of the suite once: its answer, client seconds and server seconds (or None)."""
+    kind = server_time_kind(engine)
+    if kind == "chdb":
+        return _chdb(engine, name, params)
+    t0 = time.perf_counter()
+    frame = engine.query(name, params)
+    client = time.perf_counter() - t0
+    if kind == "postgresql":
+        return Sample(frame, client, _pg_explain(engine, name, params))
+    if kind == "clickhouse":
+        return Sample(frame, client, _clickhouse_log(engine, name, params))
+    return Sample(frame, client, None)
+
+
+def _chdb(engine: Any, name: str, params: dict[str, Any]) -> Sample:
+    """The adapter's own path (table check, rendered SQL, cache off), keeping chDB's result object."""
+    from dbbench.engines.clickhouse import render
+
+    if not engine._ready:  # noqa: SLF001 - the same check engine.query makes once per connection
+        missing = set(TABLES) - set(engine.loaded_rows())
+        if missing:
+            raise EngineError(engine.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
+        engine._ready = True  # noqa: SLF001
+    if engine._session._conn is None:  # noqa: SLF001 - chDB has no public "is closed"
+        raise ConnectionError("chDB session is closed")
+    sql = render(name, params) + " SETTINGS use_query_cache = 0"
+    t0 = time.perf_counter()
+    result = engine._session.query(sql, "Arrow")  # noqa: SLF001
+    frame = pl.from_arrow(pa.RecordBatchFileReader(result.get_memview().view()).read_all())
+    client = time.perf_counter() - t0
+    return Sample(frame, client, float(result.elapsed()))
+
+
+def _pg_explain(engine: Any, name: str, params: dict[str, Any]) -> float:
+    """Planning + execution time that PostgreSQL reports for the same query text and parameters."""
+    from dbbench.engines.timescaledb import QUERIES
+    from dbbench.queries import check_params
+
+    text = QUERIES[name].replace("{bucket}", engine.bucket)
+    with engine.conn.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + text, check_params(params))
+        (plan,), = cur.fetchall()
+    plan = plan[0] if isinstance(plan, list) else plan
+    return (plan["Planning Time"] + plan["Execution Time"]) / 1e3
+
+
+def _clickhouse_log(engine: Any, name: str, params: dict[str, Any]) -> float | None:
+    """query_duration_ms of the latest finished execution of this text in system.query_log."""
+    from dbbench.engines.clickhouse import render
+
+    engine._client.command("SYSTEM FLUSH LOGS")  # noqa: SLF001
+    result = engine._client.query(  # noqa: SLF001
+        "SELECT query_duration_ms FROM system.query_log WHERE type = 'QueryFinish' AND query = {q:String} "
+        "ORDER BY event_time_microseconds DESC LIMIT 1",
+        parameters={"q": render(name, params)},
+    )
+    return result.result_rows[0][0] / 1e3 if result.result_rows else None

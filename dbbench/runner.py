@@ -1,0 +1,431 @@
+"""`dbbench run`: every engine, one at a time, through load, hot and cold query runs and concurrency.
+
+Each engine goes: connect (a failure here skips the engine, with the reason), create the schema,
+load the dataset once per batch size of the sweep (the last load stays), measure storage, then
+per query a warm-up and N timed repetitions, every answer compared with the Polars reference.
+A wrong answer stops that query's repetitions and is recorded as a failure, never as a timing.
+One engine failing never stops the others; a step cut short (a server killed mid-load or
+mid-query) is recorded with engine, step and query and nothing of it is marked valid.
+
+Cold runs restart the engine before each query: a server started by `dbbench servers` is
+stopped with its clean-shutdown signal and started again on the same data; chDB (embedded) can
+only close and reopen its sessions, its in-process server and caches stay. The OS page cache is
+dropped (write 3 to /proc/sys/vm/drop_caches) where that is permitted, and the results say which.
+Result caches are off in every adapter (ClickHouse use_query_cache = 0; PostgreSQL and InfluxDB
+have none).
+
+Concurrency runs the valid queries by 1 and by N clients in parallel threads, each with its own
+connection (chDB: its own session on the same path, so one embedded server in this process
+serves them all), for a bounded time or one pass of the suite each.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from dbbench import results, servers
+from dbbench.dataset import iter_batches, read_manifest
+from dbbench.engines import connect, default_dsn, redact
+from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
+from dbbench.machine import machine_info
+from dbbench.measure import server_time_method, stats, timed_query
+from dbbench.queries import compare, default_params, reference
+
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+MB = 1e6
+
+
+@dataclass
+class RunConfig:
+    data: Path
+    engines: Sequence[str] = ("clickhouse", "timescaledb", "influxdb", "kdb")
+    dsns: dict[str, str] = field(default_factory=dict)  # engine -> DSN; others get default_dsn(engine)
+    queries: Sequence[str] = QUERY_NAMES
+    repeat: int = 10
+    warmup: int = 1
+    clients: Sequence[int] = (1,)
+    duration_s: float | None = None  # concurrency: seconds per client count; None: one pass of the suite per client
+    cold: bool = False
+    drop_caches: bool = True  # on cold runs, drop the OS page cache where permitted (it slows everyone on the box)
+    batch_rows: Sequence[int] = (1_000_000,)  # the load's batch-size sweep; the last load stays for the queries
+    out: Path | None = None  # written after each engine, so a crash of the harness keeps what was done
+
+
+Progress = Callable[[str], None]  # called with a description after each unit of work
+
+
+def units(config: RunConfig) -> int:
+    """Units of work `run` reports through `progress` (for a progress bar's total)."""
+    per_engine = len(config.batch_rows) + len(config.queries) * (2 if config.cold else 1) + len(config.clients)
+    return 1 + len(config.engines) * per_engine
+
+
+def csv_bytes(data: Path, table: str) -> int:
+    """Size of the table written as CSV with a header: the raw size that storage is compared with."""
+    total = 0
+    for i, batch in enumerate(iter_batches(data, table)):
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=i == 0))
+        total += sink.tell()
+    return total
+
+
+def drop_page_cache() -> str:
+    """Drop the OS page cache where permitted; say what happened."""
+    try:
+        os.sync()
+        DROP_CACHES.write_text("3\n")
+    except OSError as exc:
+        return f"not dropped: writing 3 to {DROP_CACHES} was refused ({exc.strerror}; usual in a container)"
+    return f"dropped (3 written to {DROP_CACHES})"
+
+
+def page_cache_policy(config: RunConfig) -> str:
+    if not config.cold:
+        return "not dropped (hot runs only)"
+    if not config.drop_caches:
+        return "not dropped (disabled: --no-drop-caches)"
+    return drop_page_cache() + " before each cold run"
+
+
+def managed_server(engine: str, dsn: str) -> servers.Server | None:
+    """The server `dbbench servers up` started for this DSN, if any (only those can be restarted)."""
+    server = servers.read_state().get(engine)
+    return server if server is not None and server.dsn == dsn and servers.alive(server) else None
+
+
+def restart_server(server: servers.Server) -> servers.Server:
+    """Stop with the engine's clean-shutdown signal, start the same command line on the same data."""
+    proc = Path(f"/proc/{server.pid}")
+    argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    cwd, uid = Path(os.readlink(proc / "cwd")), proc.stat().st_uid
+    user = pwd.getpwuid(uid).pw_name if uid != os.geteuid() else None
+    servers._stop_pid(server.pid, servers.STOP_SIGNAL[server.engine])  # noqa: SLF001
+    started = servers._spawn(argv, Path(server.log), cwd, user)  # noqa: SLF001
+    deadline = time.monotonic() + servers.START_TIMEOUT_S
+    while not servers._port_open(server.port):  # noqa: SLF001
+        if started.poll() is not None or time.monotonic() > deadline:
+            raise servers.ServerError(f"{server.engine}: did not come back after a restart; log {server.log}")
+        time.sleep(0.1)
+    restarted = replace(server, pid=started.pid)
+    state = servers.read_state()
+    state[server.engine] = restarted
+    servers._write_state(servers.run_dir(), state)  # noqa: SLF001
+    return restarted
+
+
+def cold_method(engine: str, dsn: str) -> str:
+    if managed_server(engine, dsn) is not None:
+        return "server restarted (dbbench servers: clean shutdown, same data) before each query"
+    if dsn.startswith("chdb://"):
+        return ("sessions closed and reopened before each query; chDB's embedded server lives in this process, "
+                "so its in-memory caches (marks, uncompressed blocks) may survive")
+    return "reconnected only: the server was not started by `dbbench servers`, so it cannot be restarted here"
+
+
+def _reopen(engine: Engine, name: str, dsn: str, drop_caches: bool) -> Engine:
+    engine.close()
+    server = managed_server(name, dsn)
+    if server is not None:
+        restart_server(server)
+    if drop_caches:
+        drop_page_cache()
+    return connect(name, dsn)
+
+
+def timings(client: list[float], server: list[float | None]) -> dict[str, Any]:
+    """Samples, their statistics, and the harness overhead (median client minus median server time)."""
+    server_s = None if not server or any(s is None for s in server) else server
+    out: dict[str, Any] = {"client_s": client, "server_s": server_s, "client": stats(client), "server": stats(server_s or [])}
+    if out["client"] and out["server"]:
+        overhead = out["client"]["median"] - out["server"]["median"]
+        out["overhead_s"] = overhead
+        out["overhead_pct"] = 100 * overhead / out["client"]["median"]
+    else:
+        out["overhead_s"] = out["overhead_pct"] = None
+    return out
+
+
+def measure_query(engine: Engine, name: str, params: dict[str, Any], ref: pl.DataFrame, repeat: int,
+                  warmup: int) -> dict[str, Any]:
+    """Warm-up, then `repeat` timed runs; every answer compared; the first wrong answer stops it."""
+    entry: dict[str, Any] = {"status": "ok", "valid": False, "verdict": None, "rows": None,
+                             "expected_rows": ref.height, "error": None, "hot": None, "cold": None}
+    client: list[float] = []
+    server: list[float | None] = []
+    try:
+        for i in range(warmup + repeat):
+            sample = timed_query(engine, name, params)
+            verdict = compare(sample.frame, ref, name)
+            entry["rows"], entry["verdict"] = verdict.rows, str(verdict)
+            if not verdict.ok:
+                entry.update(status="wrong", verdict=f"run {i + 1}: {verdict}")
+                break
+            if i >= warmup:
+                client.append(sample.client_s)
+                server.append(sample.server_s)
+    except NotImplementedError as exc:
+        entry.update(status="unsupported", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - any failure of the engine is recorded, never raised
+        entry.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    entry["hot"] = timings(client, server)
+    entry["valid"] = entry["status"] == "ok"
+    return entry
+
+
+def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str, Any],
+                refs: dict[str, pl.DataFrame], clients: int, duration_s: float | None) -> dict[str, Any]:
+    """`clients` threads, each its own connection, run the queries (each starting at a different one)
+    for `duration_s` or one pass each; latency percentiles, queries per second, errors, wrong answers."""
+    latencies: list[float] = []
+    problems: list[str] = []
+    counts = {"errors": 0, "wrong": 0}
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+
+    def client(k: int) -> None:
+        try:
+            conn = connect(engine, dsn)
+        except Exception as exc:  # noqa: BLE001
+            with lock:
+                counts["errors"] += 1
+                problems.append(f"client {k}: connect: {exc}")
+            start.abort()
+            return
+        try:
+            start.wait()
+            deadline = time.perf_counter() + duration_s if duration_s else None
+            i = k
+            while (deadline is None and i < k + len(queries)) or (deadline and time.perf_counter() < deadline):
+                name = queries[i % len(queries)]
+                i += 1
+                t0 = time.perf_counter()
+                try:
+                    frame = conn.query(name, params)
+                except Exception as exc:  # noqa: BLE001
+                    with lock:
+                        counts["errors"] += 1
+                        problems.append(f"client {k}: {name}: {type(exc).__name__}: {exc}")
+                    continue
+                elapsed = time.perf_counter() - t0
+                verdict = compare(frame, refs[name], name)
+                with lock:
+                    latencies.append(elapsed)
+                    if not verdict.ok:
+                        counts["wrong"] += 1
+                        problems.append(f"client {k}: {name}: {verdict}")
+        except threading.BrokenBarrierError:
+            pass
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,), name=f"dbbench-client-{k}") for k in range(clients)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - t0
+    return {
+        "clients": clients,
+        "mode": "threads, one connection each" + (" (chDB: one session each, one embedded server in this process)"
+                                                  if dsn.startswith("chdb://") else ""),
+        "duration_s": wall,
+        "queries": len(latencies),
+        "qps": len(latencies) / wall if wall > 0 else None,
+        "latency": stats(latencies),
+        **counts,
+        "problems": problems[:20],
+        "valid": counts["errors"] == 0 and counts["wrong"] == 0 and bool(latencies),
+    }
+
+
+class EngineRun:
+    """One engine through every step; `entry` is its part of the results, filled as it goes."""
+
+    def __init__(self, name: str, dsn: str, config: RunConfig, data: dict[str, Any],
+                 refs: dict[str, pl.DataFrame], progress: Progress) -> None:
+        self.name, self.dsn, self.config, self.data, self.refs, self.progress = name, dsn, config, data, refs, progress
+        self.engine: Engine | None = None
+        self.entry: dict[str, Any] = {"engine": name, "name": name, "status": "ok", "reason": None, "failures": [],
+                                      "dsn": redact(dsn), "version": None, "settings": {}, "server_time": None,
+                                      "load": [], "storage": {}, "queries": {}, "concurrency": [], "cold_method": None}
+
+    def fail(self, step: str, query: str | None, exc: BaseException) -> None:
+        failure = {"step": step, "query": query, "error": f"{type(exc).__name__}: {exc}"}
+        self.entry["failures"].append(failure)
+        if self.entry["status"] == "ok":
+            where = f"{step} {query}" if query else step
+            self.entry.update(status="failed", reason=f"{where}: {failure['error']}")
+
+    def run(self) -> dict[str, Any]:
+        try:
+            self.engine = connect(self.name, self.dsn)
+            self.entry.update(name=self.engine.name, version=self.engine.version(), settings=self.engine.settings(),
+                              server_time=server_time_method(self.engine))
+        except Exception as exc:  # noqa: BLE001 - no server, no driver, no license: skipped with the reason
+            self.entry.update(status="skipped", reason=f"cannot connect to {redact(self.dsn)}: {type(exc).__name__}: {exc}")
+            return self.entry
+        try:
+            if self.load():
+                self.queries()
+                self.concurrency()
+        finally:
+            self.close()
+        return self.entry
+
+    def close(self) -> None:
+        try:
+            if self.engine is not None:
+                self.engine.close()
+        except Exception:  # noqa: BLE001, S110 - a dead server cannot be closed cleanly; nothing to keep
+            pass
+
+    def load(self) -> bool:
+        """Create the schema and load every table, once per batch size; then measure storage."""
+        for batch_rows in self.config.batch_rows:
+            record: dict[str, Any] = {"batch_rows": batch_rows, "valid": False, "tables": {}, "error": None}
+            self.entry["load"].append(record)
+            step = "create schema"
+            try:
+                self.engine.create_schema()
+                for table in TABLES:
+                    step = f"load {table}"
+                    loaded = self.engine.load(table, iter_batches(self.config.data, table, batch_rows))
+                    record["tables"][table] = {
+                        "rows": loaded.rows, "bytes_in": loaded.bytes_in, "seconds": loaded.seconds,
+                        "rows_per_s": loaded.rows / loaded.seconds, "mb_per_s": loaded.bytes_in / MB / loaded.seconds,
+                        "csv_mb_per_s": self.data["csv_bytes"][table] / MB / loaded.seconds,
+                    }
+            except Exception as exc:  # noqa: BLE001
+                record["error"] = f"{step} (batch_rows={batch_rows}): {type(exc).__name__}: {exc}"
+                self.fail(f"{step} (batch_rows={batch_rows})", None, exc)
+                for query in self.config.queries:
+                    self.entry["queries"][query] = {"status": "not_run", "valid": False, "error": f"{step} failed"}
+                return False
+            finally:
+                self.progress(f"{self.name}: load, batch {batch_rows:,} rows")
+            record["valid"] = True
+        try:
+            for table in TABLES:
+                size = self.engine.bytes_on_disk(table)
+                rows = self.data["rows"][table]
+                self.entry["storage"][table] = {"bytes_on_disk": size, "rows": rows,
+                                                "bytes_per_row": size / rows if rows else None,
+                                                "compression_vs_csv": self.data["csv_bytes"][table] / size if size else None}
+        except Exception as exc:  # noqa: BLE001
+            self.fail("storage", None, exc)
+        return True
+
+    def queries(self) -> None:
+        params = self.data["params"]
+        for query in self.config.queries:
+            entry = measure_query(self.engine, query, params, self.refs[query], self.config.repeat, self.config.warmup)
+            self.entry["queries"][query] = entry
+            if entry["status"] == "error":
+                self.fail("query (hot)", query, RuntimeError(entry["error"]))
+            self.progress(f"{self.name}: {query}")
+        if not self.config.cold:
+            return
+        self.entry["cold_method"] = cold_method(self.name, self.dsn)
+        for query in self.config.queries:
+            entry = self.entry["queries"][query]
+            if entry["status"] in ("ok", "wrong"):
+                self.cold(query, entry)
+            self.progress(f"{self.name}: {query} (cold)")
+
+    def cold(self, query: str, entry: dict[str, Any]) -> None:
+        """Restart, then one timed run of the query (compared like every other)."""
+        try:
+            self.engine = _reopen(self.engine, self.name, self.dsn, self.config.drop_caches)
+            sample = timed_query(self.engine, query, self.data["params"])
+        except Exception as exc:  # noqa: BLE001
+            entry.update(status="error", valid=False, error=f"cold run: {type(exc).__name__}: {exc}")
+            self.fail("query (cold)", query, exc)
+            return
+        verdict = compare(sample.frame, self.refs[query], query)
+        entry["cold"] = timings([sample.client_s], [sample.server_s])
+        if not verdict.ok:
+            entry.update(status="wrong", valid=False, verdict=f"cold run: {verdict}")
+
+    def concurrency(self) -> None:
+        valid = [q for q in self.config.queries if self.entry["queries"][q]["valid"]]
+        for clients in self.config.clients:
+            if valid:
+                record = concurrency(self.name, self.dsn, valid, self.data["params"], self.refs, clients,
+                                     self.config.duration_s)
+                if not record["valid"]:
+                    self.fail(f"concurrency ({clients} clients)", None, RuntimeError("; ".join(record["problems"][:3])))
+                self.entry["concurrency"].append(record)
+            self.progress(f"{self.name}: {clients} client(s)")
+
+
+def dataset_info(data: Path, queries: Sequence[str]) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
+    """The dataset's manifest, raw CSV sizes and query parameters; the Polars reference answers."""
+    manifest = read_manifest(data)
+    params = default_params(data)
+    info = {"path": str(Path(data).resolve()), **manifest, "csv_bytes": {t: csv_bytes(data, t) for t in TABLES},
+            "params": params}
+    return info, {q: reference(q, data, params) for q in queries}
+
+
+def run(config: RunConfig, progress: Progress | None = None,
+        references: dict[str, pl.DataFrame] | None = None) -> dict[str, Any]:
+    """Benchmark every engine of `config`; return (and write to config.out) the results.
+
+    `references` replaces the Polars answers (tests use it to prove a wrong answer is caught)."""
+    progress = progress or (lambda _: None)
+    unknown = [q for q in config.queries if q not in QUERY_NAMES]
+    if unknown:
+        raise ValueError(f"unknown queries {unknown}; known: {', '.join(QUERY_NAMES)}")
+    data, refs = dataset_info(config.data, config.queries)
+    refs = {**refs, **(references or {})}
+    progress("dataset and reference answers")
+    out: dict[str, Any] = {
+        "schema": results.SCHEMA,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished": None,
+        "command": sys.argv,
+        "machine": machine_info(),
+        "dataset": data,
+        "config": {"repeat": config.repeat, "warmup": config.warmup, "clients": list(config.clients),
+                   "duration_s": config.duration_s, "cold": config.cold, "batch_rows": list(config.batch_rows),
+                   "queries": list(config.queries), "params": data["params"]},
+        "caches": {"result_cache": "off (ClickHouse use_query_cache = 0; PostgreSQL and InfluxDB have none)",
+                   "os_page_cache": page_cache_policy(config)},
+        "engines": {},
+    }
+    for name in config.engines:
+        dsn = config.dsns.get(name) or default_dsn(name)
+        entry = EngineRun(name, dsn, config, data, refs, progress).run()
+        out["engines"][entry["name"]] = entry  # the adapter's own name: timescaledb or postgresql
+        if config.out:
+            results.write(config.out, out)
+    out["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    if config.out:
+        results.write(config.out, out)
+    return results.validate(out)
+
+
+def summary(res: dict[str, Any]) -> dict[str, Any]:
+    """The one-line summary's fields: engines by status, queries correct/wrong/error, the out file."""
+    fields: dict[str, Any] = {}
+    for name, e in res["engines"].items():
+        qs = [q["status"] for q in e["queries"].values()]
+        fields[name] = e["status"] if e["status"] == "skipped" else (
+            f"{e['status']}:{qs.count('ok')}ok/{qs.count('wrong')}wrong/{qs.count('error')}err/"
+            f"{qs.count('unsupported')}unsup")
+    return fields
