@@ -6,9 +6,9 @@ level. `rebuild_book` applies the events in a given order (optionally clearing t
 a snapshot) and returns the top N levels after every emitted event. The per-venue sequencing
 rules (update ids, gaps, buffering) stay in the reader; this module only keeps the book.
 
-Each side is kept as a sorted array (bids by price, asks by negated price, best level last)
-with free room at both ends, so an insert or delete moves the shorter part: changes near the top
-of the book and to far-away levels are both cheap.
+Each side is a sorted sequence of small sorted blocks (bids keyed by price, asks by negated
+price, best level last), so an insert or delete moves at most one block's worth of levels
+wherever in the book it lands; Binance diffs touch levels at every depth.
 """
 
 from __future__ import annotations
@@ -36,61 +36,151 @@ class BookArrays:
     position: np.ndarray  # index into `order` of the event that produced each row
 
 
-@njit(cache=True)
-def _recentre(keys, qtys, lo, hi):
-    """Move the live range [lo, hi) to the middle of a buffer with room on both sides."""
-    n = hi - lo
-    cap = max(4 * n, 1024)
-    new_keys = np.empty(cap, np.float64)
-    new_qtys = np.empty(cap, np.float64)
-    new_lo = (cap - n) // 2
-    new_keys[new_lo : new_lo + n] = keys[lo:hi]
-    new_qtys[new_lo : new_lo + n] = qtys[lo:hi]
-    return new_keys, new_qtys, new_lo, new_lo + n
+BLOCK = 64  # levels per block: an insert or delete moves at most this many
 
 
 @njit(cache=True)
-def _set_level(keys, qtys, lo, hi, key, qty):
-    """Set (qty > 0) or delete (qty == 0) one level of a side held sorted in keys[lo:hi].
+def _new_side(blocks):
+    """An empty side: (keys, qtys, count, order, top, free, meta) for up to `blocks` blocks.
 
-    Inserts and deletes move whichever part of the range is shorter, so changes near either
-    end (the top of the book, or far-away levels) are cheap. Returns (keys, qtys, lo, hi)."""
-    a = lo + np.searchsorted(keys[lo:hi], key)
-    if a < hi and keys[a] == key:
-        if qty != 0.0:
-            qtys[a] = qty
-        elif a - lo < hi - a:
-            for j in range(a, lo, -1):
-                keys[j] = keys[j - 1]
-                qtys[j] = qtys[j - 1]
-            lo += 1
+    keys/qtys (blocks, BLOCK) hold each block's levels sorted ascending; `order` lists the used
+    blocks in key order and `top` their largest keys (to find a key's block by binary search);
+    `free` is a stack of unused block ids; meta = [used blocks, free ids]."""
+    keys = np.empty((blocks, BLOCK), np.float64)
+    qtys = np.empty((blocks, BLOCK), np.float64)
+    count = np.zeros(blocks, np.int64)
+    order = np.empty(blocks, np.int64)
+    top = np.empty(blocks, np.float64)
+    free = np.arange(blocks - 1, -1, -1)
+    meta = np.array([0, blocks])
+    return keys, qtys, count, order, top, free, meta
+
+
+@njit(cache=True)
+def _grow_side(side):
+    keys, qtys, count, order, top, free, meta = side
+    old = count.size
+    bigger = _new_side(2 * old)
+    bigger[0][:old] = keys
+    bigger[1][:old] = qtys
+    bigger[2][:old] = count
+    bigger[3][: meta[0]] = order[: meta[0]]
+    bigger[4][: meta[0]] = top[: meta[0]]
+    bigger[5][:old] = np.arange(2 * old - 1, old - 1, -1)  # the new ids are free
+    bigger[6][0] = meta[0]
+    bigger[6][1] = old
+    return bigger
+
+
+@njit(cache=True)
+def _clear_side(side):
+    free, meta = side[5], side[6]
+    blocks = free.size
+    free[:] = np.arange(blocks - 1, -1, -1)
+    meta[0] = 0
+    meta[1] = blocks
+
+
+@njit(cache=True, inline="always")
+def _lower_bound(values, lo, hi, key):
+    """First index in [lo, hi) whose value >= key (hi when none); values sorted ascending."""
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] < key:
+            lo = mid + 1
         else:
-            for j in range(a, hi - 1):
-                keys[j] = keys[j + 1]
-                qtys[j] = qtys[j + 1]
-            hi -= 1
-        return keys, qtys, lo, hi
+            hi = mid
+    return lo
+
+
+@njit(cache=True, inline="always")
+def _set_level(keys, qtys, count, order, top, free, meta, key, qty):
+    """Set (qty > 0) or delete (qty == 0) the level `key` of a side.
+
+    The caller guarantees a free block (meta[1] > 0) for a possible split."""
+    used = meta[0]
+    if used == 0:
+        if qty != 0.0:
+            meta[1] -= 1
+            b = free[meta[1]]
+            keys[b, 0] = key
+            qtys[b, 0] = qty
+            count[b] = 1
+            order[0] = b
+            top[0] = key
+            meta[0] = 1
+        return
+    s = min(_lower_bound(top, 0, used, key), used - 1)  # first block whose largest key >= key
+    b = order[s]
+    n = count[b]
+    row = keys[b]
+    i = _lower_bound(row, 0, n, key)
+    if i < n and keys[b, i] == key:
+        if qty != 0.0:
+            qtys[b, i] = qty
+            return
+        for j in range(i, n - 1):
+            keys[b, j] = keys[b, j + 1]
+            qtys[b, j] = qtys[b, j + 1]
+        count[b] = n - 1
+        if n > 1:
+            top[s] = keys[b, n - 2]
+            return
+        for t in range(s, used - 1):  # the block is empty: unlink it
+            order[t] = order[t + 1]
+            top[t] = top[t + 1]
+        meta[0] = used - 1
+        free[meta[1]] = b
+        meta[1] += 1
+        return
     if qty == 0.0:
-        return keys, qtys, lo, hi  # deleting a level we do not hold is normal (it was outside our book)
-    if (a - lo < hi - a and lo > 0) or hi == keys.size:
-        if lo == 0:
-            keys, qtys, new_lo, hi = _recentre(keys, qtys, lo, hi)
-            a += new_lo - lo
-            lo = new_lo
-        for j in range(lo - 1, a - 1):
-            keys[j] = keys[j + 1]
-            qtys[j] = qtys[j + 1]
-        lo -= 1
-        keys[a - 1] = key
-        qtys[a - 1] = qty
-    else:
-        for j in range(hi, a, -1):
-            keys[j] = keys[j - 1]
-            qtys[j] = qtys[j - 1]
-        hi += 1
-        keys[a] = key
-        qtys[a] = qty
-    return keys, qtys, lo, hi
+        return  # deleting a level we do not hold is normal (it was outside our book)
+    if n == BLOCK:  # split the full block, the upper half into a new block right after it
+        meta[1] -= 1
+        nb = free[meta[1]]
+        half = BLOCK // 2
+        keys[nb, : BLOCK - half] = keys[b, half:]
+        qtys[nb, : BLOCK - half] = qtys[b, half:]
+        count[nb] = BLOCK - half
+        count[b] = half
+        for t in range(used, s + 1, -1):
+            order[t] = order[t - 1]
+            top[t] = top[t - 1]
+        order[s + 1] = nb
+        top[s + 1] = keys[nb, BLOCK - half - 1]
+        top[s] = keys[b, half - 1]
+        meta[0] = used + 1
+        if i > half:
+            b, s, i = nb, s + 1, i - half
+        n = count[b]
+    for j in range(n, i, -1):
+        keys[b, j] = keys[b, j - 1]
+        qtys[b, j] = qtys[b, j - 1]
+    keys[b, i] = key
+    qtys[b, i] = qty
+    count[b] = n + 1
+    top[s] = keys[b, n]
+
+
+@njit(cache=True)
+def _top(side, levels, sign, px_out, qty_out):
+    """Write the best `levels` of a side (largest keys first) as prices key*sign."""
+    keys, qtys, count, order, top, free, meta = side
+    r = 0
+    for s in range(meta[0] - 1, -1, -1):
+        b = order[s]
+        for j in range(count[b] - 1, -1, -1):
+            if r == levels:
+                return
+            px_out[r] = keys[b, j] * sign
+            qty_out[r] = qtys[b, j]
+            r += 1
+
+
+@njit(cache=True)
+def _best(side):
+    keys, qtys, count, order, top, free, meta = side
+    return top[meta[0] - 1] if meta[0] > 0 else np.nan
 
 
 @njit(cache=True)
@@ -105,28 +195,30 @@ def _rebuild(ev_start, ev_end, side, price, qty, order, reset, emit, levels):
     ask_qty = np.full((rows, levels), np.nan)
     crossed = np.zeros(rows, np.bool_)
     position = np.empty(rows, np.int64)
-    # each side sorted ascending with the best level last: bids by price, asks by -price
-    bk, bq, blo, bhi = _recentre(np.empty(0), np.empty(0), 0, 0)
-    ak, aq, alo, ahi = _recentre(np.empty(0), np.empty(0), 0, 0)
+    bids = _new_side(64)  # keyed by price: best bid = largest key
+    asks = _new_side(64)  # keyed by -price: best ask = largest key
     r = 0
     for k in range(order.size):
         e = order[k]
         if reset[k]:
-            blo = bhi = bk.size // 2
-            alo = ahi = ak.size // 2
+            _clear_side(bids)
+            _clear_side(asks)
+        need = ev_end[e] - ev_start[e]  # each update needs at most one new block
+        while bids[6][1] < need:
+            bids = _grow_side(bids)
+        while asks[6][1] < need:
+            asks = _grow_side(asks)
+        bk, bq, bc, bo, bt, bf, bm = bids
+        ak, aq, ac, ao, at, af, am = asks
         for j in range(ev_start[e], ev_end[e]):
             if side[j] == 0:
-                bk, bq, blo, bhi = _set_level(bk, bq, blo, bhi, price[j], qty[j])
+                _set_level(bk, bq, bc, bo, bt, bf, bm, price[j], qty[j])
             else:
-                ak, aq, alo, ahi = _set_level(ak, aq, alo, ahi, -price[j], qty[j])
+                _set_level(ak, aq, ac, ao, at, af, am, -price[j], qty[j])
         if emit[k]:
-            for i in range(min(levels, bhi - blo)):
-                bid_px[r, i] = bk[bhi - 1 - i]
-                bid_qty[r, i] = bq[bhi - 1 - i]
-            for i in range(min(levels, ahi - alo)):
-                ask_px[r, i] = -ak[ahi - 1 - i]
-                ask_qty[r, i] = aq[ahi - 1 - i]
-            crossed[r] = bhi > blo and ahi > alo and bk[bhi - 1] >= -ak[ahi - 1]
+            _top(bids, levels, 1.0, bid_px[r], bid_qty[r])
+            _top(asks, levels, -1.0, ask_px[r], ask_qty[r])
+            crossed[r] = _best(bids) >= -_best(asks)  # False when a side is empty (NaN)
             position[r] = k
             r += 1
     return bid_px, bid_qty, ask_px, ask_qty, crossed, position
