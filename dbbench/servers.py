@@ -202,7 +202,7 @@ def start_postgres(directory: Path) -> Server:
     data, log, port = scratch / "data", scratch / "postgres.log", _free_port()
     init = subprocess.run(
         [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
-        capture_output=True, text=True, user=owner, cwd=scratch,
+        capture_output=True, text=True, user=owner, cwd=scratch, check=False,
     )
     if init.returncode != 0:
         raise ServerError(f"timescaledb: initdb failed ({init.returncode}): {init.stderr.strip()[-2000:]}")
@@ -219,7 +219,7 @@ def start_postgres(directory: Path) -> Server:
     server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch), str(log), str(bin_dir / "postgres"))
     _wait_ready("timescaledb", proc, log, lambda: _pg_ready(port))
     create = subprocess.run(
-        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"], capture_output=True, text=True
+        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"], capture_output=True, text=True, check=False
     )
     if create.returncode != 0:
         _stop_pid(proc.pid, STOP_SIGNAL["timescaledb"])
@@ -231,7 +231,7 @@ def _pg_ready(port: int) -> bool:
     if not _port_open(port):
         return False
     probe = subprocess.run(
-        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], capture_output=True, check=False
     ) if (PG_BIN / "pg_isready").exists() else None
     return probe is None or probe.returncode == 0
 

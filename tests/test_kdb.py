@@ -10,7 +10,16 @@ import pytest
 
 from dbbench import dataset, queries, servers
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.kdb import QUERIES, SCHEMA, Kdb, disk_bytes, q_symbol, q_timestamp, render, save_splayed
+from dbbench.engines.kdb import (
+    QUERIES,
+    SCHEMA,
+    Kdb,
+    disk_bytes,
+    q_symbol,
+    q_timestamp,
+    render,
+    save_splayed,
+)
 
 PARAMS = {"start": 1_723_161_600_000_000_000, "end": 1_723_161_660_000_000_000, "symbol": "BTCUSDT",
           "scan_start": 1_723_161_600_000_000_000, "scan_end": 1_723_161_630_500_000_001}
@@ -105,7 +114,7 @@ def loaded(kdb_dsn: str, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.server
 def test_load_verifies_and_saves_splayed(loaded):
-    engine, data, results = loaded
+    engine, _, results = loaded
     assert engine.version().startswith("kdb+ ")
     assert engine.loaded_rows() == {t: r.rows for t, r in results.items()}
     assert all(engine.bytes_on_disk(t) > 0 for t in TABLES)

@@ -33,7 +33,15 @@ import polars as pl
 import pyarrow as pa
 import requests
 
-from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, Unsupported, identifier
+from dbbench.engines.base import (
+    QUERY_NAMES,
+    TABLES,
+    Engine,
+    EngineError,
+    LoadResult,
+    Unsupported,
+    identifier,
+)
 from dbbench.queries import check_params
 
 TAGS = {"trades": ("symbol", "venue", "seq"), "quotes": ("symbol", "venue")}
@@ -445,7 +453,7 @@ class InfluxDB(Engine):
         """Flux through influxdb-client, its annotated-CSV answer parsed by Polars (one block per table schema)."""
         try:
             raw = self._flux.query_api().query_raw(flux, org=self.org, dialect=_flux_dialect()).data
-        except Exception as exc:  # noqa: BLE001 - the client raises many types; all are this step's failure
+        except Exception as exc:
             raise EngineError(self.name, step, f"{type(exc).__name__}: {exc}") from exc
         blocks = [b for b in raw.replace(b"\r\n", b"\n").split(b"\n\n") if b.strip()]
         frames = [pl.read_csv(b, infer_schema_length=None).drop(["", "result", "table"], strict=False) for b in blocks]

@@ -138,7 +138,7 @@ class Kdb(Engine):
         password = unquote(url.password) if url.password else os.environ.get("KDB_PASSWORD", "")
         try:
             self._conn = kx.SyncQConnection(host=self.host, port=self.port, username=user, password=password, timeout=timeout_s)
-        except Exception as exc:  # noqa: BLE001 - pykx raises several types for a refused connection
+        except Exception as exc:
             raise EngineError(self.name, "connect", f"{self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
 
     def __repr__(self) -> str:  # never the credentials
@@ -147,7 +147,7 @@ class Kdb(Engine):
     def _q(self, text: str, step: str, *args: Any) -> Any:
         try:
             return self._conn(text, *args)
-        except Exception as exc:  # noqa: BLE001 - q errors arrive as pykx.QError, IPC failures as others
+        except Exception as exc:
             raise EngineError(self.name, step, f"{type(exc).__name__}: {exc}") from exc
 
     def version(self) -> str:
@@ -179,7 +179,7 @@ class Kdb(Engine):
                 chunk = arrow.slice(start, self.chunk_rows)
                 try:
                     self._conn("{[t;x] t insert update symbol:`$symbol, venue:`$venue from x}", kx.SymbolAtom(table), kx.toq(chunk))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     raise EngineError(self.name, f"load {table}", f"{rows:,} rows loaded before the error: {type(exc).__name__}: {exc}") from exc
                 rows += chunk.num_rows
             bytes_in += batch.nbytes
