@@ -101,6 +101,7 @@ def test_dsn_parsing_keeps_credentials_out_of_repr(monkeypatch):
     engine = InfluxDB("influxdb://alice:s3cret@127.0.0.1:9/bench?batch=1000&retries=1")
     assert (engine.base, engine.db, engine.batch_rows, engine.retries) == ("http://127.0.0.1:9", "bench", 1000, 1)
     assert "s3cret" not in repr(engine) and "s3cret" not in str(engine.settings())
+    assert InfluxDB("https://127.0.0.1:8086/db").base == "https://127.0.0.1:8086"
     with pytest.raises(ValueError, match="invalid identifier"):
         InfluxDB("influxdb://127.0.0.1:9/bad-name")
     monkeypatch.delenv("INFLUX_TOKEN", raising=False)

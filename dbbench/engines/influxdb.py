@@ -11,7 +11,7 @@ InfluxDB keeps one point per (series, time): trades sharing (symbol, venue, ts) 
 each other, so trades carry a third tag `seq`, the rank of the trade among those at the same
 (symbol, venue, ts) by trade_id ("0" almost always). Quotes are unique per (symbol, venue, ts).
 
-DSNs: `influxdb://[user:password@]host:port/db` (`influxdbs://` for https; user and password also
+DSNs: `influxdb://[user:password@]host:port/db` (`influxdbs://` for https; `http(s)://host:port/db` also; user and password also
 from INFLUXDB_USERNAME / INFLUXDB_PASSWORD), `influxdb2://host:port/bucket?org=ORG` (token from
 INFLUX_TOKEN or the DSN password, org also from INFLUX_ORG). Options as query parameters:
 `batch` (points per write, default 50000), `retries` (default 4), `gzip` (level 0-9, default 1).
@@ -246,10 +246,10 @@ class InfluxDB(Engine):
                  timeout_s: float = 300.0) -> None:
         url = urlsplit(dsn)
         options = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        if url.scheme not in ("influxdb", "influxdbs", "influxdb2", "influxdb2s"):
-            raise ValueError("influxdb DSN must be influxdb://[user:password@]host:port/db or influxdb2://host:port/bucket?org=ORG")
+        if url.scheme not in ("influxdb", "influxdbs", "influxdb2", "influxdb2s", "http", "https"):
+            raise ValueError("influxdb DSN must be influxdb://[user:password@]host:port/db (or http(s)://...) or influxdb2://host:port/bucket?org=ORG")
         self.dialect = "flux" if url.scheme.startswith("influxdb2") else "influxql"
-        scheme = "https" if url.scheme.endswith("s") and url.scheme != "influxdb" else "http"
+        scheme = "https" if url.scheme in ("influxdbs", "influxdb2s", "https") else "http"
         self.base = f"{scheme}://{url.hostname or '127.0.0.1'}:{url.port or 8086}"
         self.db = identifier(url.path.strip("/") or "dbbench")
         self.batch_rows = int(batch_rows or options.get("batch", 50_000))
