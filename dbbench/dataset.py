@@ -78,7 +78,7 @@ class _Writer:
         return manifest
 
 
-def _bench_frame(columns: dict[str, Any], symbol: str, venue: str, table: str, ts: str = "ts") -> pl.DataFrame:
+def _bench_frame(columns: dict[str, Any] | pl.DataFrame, symbol: str, venue: str, table: str, ts: str = "ts") -> pl.DataFrame:
     """A ticks-contract frame (Int64 ns times) -> the engine table's columns, symbol and venue added."""
     frame = pl.DataFrame(columns) if isinstance(columns, dict) else columns
     return frame.with_columns(
@@ -118,24 +118,30 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
 
 
 def build_binance(out: Path, recordings: dict[str, list[Path]] | None = None) -> dict[str, Any]:
-    """The real recordings (spot and USD-M BTCUSDT), ts = local receive time, as two venues."""
+    """The real recordings (spot and USD-M BTCUSDT), ts = local receive time, as two venues.
+
+    Lines the reader rejects are counted in the manifest and written to DIR/binance.quarantine.jsonl."""
     from data_loaders import binance_ws
     from data_loaders.paths import binance_recordings
+    from data_loaders.quarantine import Quarantine
 
     recordings = binance_recordings() if recordings is None else recordings
     if not recordings:
         raise FileNotFoundError("no Binance recordings found (see data_loaders.paths.shared_data_dir)")
     writer = _Writer(Path(out))
+    quarantine = Quarantine(Path(out) / "binance.quarantine.jsonl")
     try:
         for market, files in recordings.items():
             venue = BINANCE_VENUES.get(market, f"binance_{market}")
-            trades = binance_ws.read_trades(files)
-            quotes = binance_ws.read_quotes(files)
+            parsed = binance_ws.parse_recording(files, quarantine)
+            trades, _ = binance_ws.trades_frame(parsed, quarantine)
+            quotes, _ = binance_ws.quotes_frame(parsed, quarantine)
             writer.write("trades", _bench_frame(trades, "BTCUSDT", venue, "trades", ts="local_ts"))
             writer.write("quotes", _bench_frame(quotes, "BTCUSDT", venue, "quotes", ts="local_ts"))
     finally:
+        quarantine.close()
         manifest = writer.close({"kind": "binance", "files": {m: [f.name for f in fs] for m, fs in recordings.items()},
-                                 "ts": "local receive time"})
+                                 "ts": "local receive time", "quarantined": dict(quarantine.counts)})
     return manifest
 
 

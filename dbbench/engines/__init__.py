@@ -1,1 +1,48 @@
-"""Engine adapters, one module per database."""
+"""Engine adapters, one module per database; `connect` imports only the one asked for.
+
+Each module defines one `Engine` subclass whose constructor takes the DSN. A DSN comes from the
+caller, else from `default_dsn`. DSNs may hold passwords: print
+them only through `redact`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+
+from dbbench.engines.base import Engine
+
+ENGINES = ("clickhouse", "influxdb", "kdb", "timescaledb")
+DEFAULT_DSNS = {
+    "clickhouse": "chdb:///" + os.path.abspath(".dbbench/chdb").lstrip("/"),
+    "influxdb": "http://127.0.0.1:8086/dbbench",
+    "kdb": "kdb://127.0.0.1:5001",
+    "timescaledb": "postgresql://postgres@127.0.0.1:55432/postgres",
+}
+
+
+def default_dsn(engine: str) -> str:
+    """$DBBENCH_<ENGINE>_DSN, else the server `dbbench servers up` started, else DEFAULT_DSNS."""
+    from dbbench.servers import read_state
+
+    started = read_state().get(engine)
+    return os.environ.get(f"DBBENCH_{engine.upper()}_DSN") or (started.dsn if started else DEFAULT_DSNS[engine])
+
+
+def redact(dsn: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db; also password=... parameters."""
+    dsn = re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", dsn)
+    return re.sub(r"((?:password|token)=)[^&\s]*", r"\1***", dsn, flags=re.IGNORECASE)
+
+
+def connect(engine: str, dsn: str | None = None) -> Engine:
+    """The engine's adapter, connected to `dsn` (or its default)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+    module = importlib.import_module(f"dbbench.engines.{engine}")
+    classes = [v for v in vars(module).values()
+               if isinstance(v, type) and issubclass(v, Engine) and v.__module__ == module.__name__]
+    if len(classes) != 1:
+        raise RuntimeError(f"dbbench.engines.{engine} must define exactly one Engine subclass, found {classes}")
+    return classes[0](dsn or default_dsn(engine))

@@ -1,0 +1,274 @@
+"""TimescaleDB through psycopg 3, or plain PostgreSQL (reported as `postgresql`) when the extension is absent.
+
+Times are stored as bigint UTC nanoseconds: PostgreSQL's timestamptz keeps only microseconds and
+the recordings have nanoseconds, and TimescaleDB partitions and buckets integer time natively
+(`create_hypertable` on a bigint column, `time_bucket(bigint, bigint)`). Plain PostgreSQL gets the
+same bucketing from a one-line SQL function (`ts - ts % width`, inlined by the planner), plus
+btree (symbol, venue, ts) and BRIN (ts) indexes built after the data is in.
+
+Loading is one binary `COPY ... FROM STDIN` per table. Each Arrow batch is encoded without a
+Python loop over rows: rows of one (symbol, venue) all have the same length, so each group is one
+numpy structured array in COPY's binary row layout, written with `.tobytes()`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import polars as pl
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, Unsupported, identifier
+from dbbench.queries import check_params
+
+SQL_TYPES = {pa.timestamp("ns", tz="UTC"): "bigint", pa.string(): "text", pa.int64(): "bigint",
+             pa.float64(): "double precision", pa.int8(): "smallint"}
+COPY_TYPES = {"bigint": ">i8", "double precision": ">f8", "smallint": ">i2"}
+INDEXES = {
+    "trades": ["CREATE INDEX IF NOT EXISTS trades_symbol_ts ON trades (symbol, venue, ts)",
+               "CREATE INDEX IF NOT EXISTS trades_ts_brin ON trades USING brin (ts)"],
+    "quotes": ["CREATE INDEX IF NOT EXISTS quotes_symbol_ts ON quotes (symbol, venue, ts)",
+               "CREATE INDEX IF NOT EXISTS quotes_ts_brin ON quotes USING brin (ts)"],
+}
+BUCKET_FUNCTION = """CREATE OR REPLACE FUNCTION dbbench_bucket(width bigint, ts bigint) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT ts - ts % width'"""
+CHUNK_NS = 86_400_000_000_000  # hypertable chunks of one day
+LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
+
+_T = "ts >= %(start)s AND ts < %(end)s"
+_MID_RETURNS = f"""
+SELECT symbol, venue, second, mid, ret FROM (
+    SELECT symbol, venue, second, mid, ln(mid / lag(mid) OVER w) AS ret
+    FROM (
+        SELECT DISTINCT ON (symbol, venue, {{bucket}}(1000000000, ts))
+               symbol, venue, {{bucket}}(1000000000, ts) AS second, (bid_px + ask_px) / 2 AS mid
+        FROM quotes WHERE {_T}
+        ORDER BY symbol, venue, {{bucket}}(1000000000, ts), ts DESC
+    ) s
+    WINDOW w AS (PARTITION BY symbol, venue ORDER BY second)
+) r
+WHERE ret IS NOT NULL"""
+
+QUERIES: dict[str, str | Unsupported] = {
+    "avg_trade_volume": f"""
+SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS trades, avg(qty) AS avg_qty
+FROM trades WHERE {_T}
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3""",
+    "vwap": f"""
+SELECT symbol, venue, minute, volume, pq / volume AS vwap,
+       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
+FROM (
+    SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, sum(qty) AS volume, sum(price * qty) AS pq
+    FROM trades WHERE {_T}
+    GROUP BY 1, 2, 3
+) m
+WINDOW w AS (PARTITION BY symbol, venue)
+ORDER BY 1, 2, 3""",
+    "ohlcv_1m": f"""
+SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute,
+       (array_agg(price ORDER BY ts, trade_id))[1] AS open, max(price) AS high, min(price) AS low,
+       (array_agg(price ORDER BY ts DESC, trade_id DESC))[1] AS close, sum(qty) AS volume, count(*) AS trades
+FROM trades WHERE {_T}
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3""",
+    "spread": f"""
+SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS quotes,
+       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
+FROM quotes WHERE {_T}
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3""",
+    "nbbo": f"""
+WITH q AS (SELECT symbol, venue, ts FROM quotes WHERE {_T}),
+     v AS (SELECT DISTINCT venue FROM q)
+SELECT q.symbol, q.ts, q.venue, max(p.bid_px) AS best_bid, min(p.ask_px) AS best_ask
+FROM q CROSS JOIN v
+CROSS JOIN LATERAL (
+    SELECT bid_px, ask_px FROM quotes p
+    WHERE p.symbol = q.symbol AND p.venue = v.venue AND p.ts <= q.ts AND p.ts >= %(start)s
+    ORDER BY p.ts DESC LIMIT 1
+) p
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3""",
+    "mid_returns": _MID_RETURNS + "\nORDER BY 1, 2, 3",
+    "exec_volatility": f"""
+SELECT symbol, venue, {{bucket}}(60000000000, second) AS minute, count(*) AS returns,
+       sqrt(sum(ret * ret)) AS realized_vol
+FROM ({_MID_RETURNS}) x
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3""",
+    "asof_trades_quotes": f"""
+SELECT t.symbol, t.venue, t.ts, t.trade_id, t.price, t.qty, t.side, q.bid_px, q.ask_px,
+       2e4::float8 * t.side * (t.price - (q.bid_px + q.ask_px) / 2) / ((q.bid_px + q.ask_px) / 2) AS eff_spread_bps
+FROM trades t
+CROSS JOIN LATERAL (
+    SELECT bid_px, ask_px FROM quotes q
+    WHERE q.symbol = t.symbol AND q.venue = t.venue AND q.ts <= t.ts AND q.ts >= %(start)s
+    ORDER BY q.ts DESC LIMIT 1
+) q
+WHERE t.{_T}
+ORDER BY 1, 2, 3, 4""",
+    "last_quote": f"""
+SELECT DISTINCT ON (symbol, venue) symbol, venue, ts, bid_px, bid_qty, ask_px, ask_qty
+FROM quotes WHERE {_T}
+ORDER BY symbol, venue, ts DESC""",
+    "range_scan": """
+SELECT ts, symbol, venue, trade_id, price, qty, side
+FROM trades WHERE symbol = %(symbol)s AND ts >= %(scan_start)s AND ts < %(scan_end)s
+ORDER BY venue, ts, trade_id""",
+}
+assert tuple(QUERIES) == QUERY_NAMES
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
+_TRAILER = b"\xff\xff"
+
+
+def copy_binary(batch: pa.RecordBatch, schema: pa.Schema) -> list[bytes]:
+    """COPY BINARY rows of a batch (no header): one buffer per (symbol, venue) group, rows equal length."""
+    table = pa.Table.from_batches([batch]).select(schema.names)
+    groups = table.group_by(["symbol", "venue"]).aggregate([]).to_pylist()
+    out = []
+    for key in groups:
+        mask = pc.and_(pc.equal(table["symbol"], key["symbol"]), pc.equal(table["venue"], key["venue"]))
+        part = table.filter(mask)
+        fields: list[tuple[str, Any]] = [("n", ">i2")]
+        values: dict[str, Any] = {"n": len(schema)}
+        for field in schema:
+            sql = SQL_TYPES[field.type]
+            if sql == "text":
+                data = key[field.name].encode()
+                fields += [(f"{field.name}_len", ">i4"), (field.name, f"S{len(data)}")]
+            else:
+                column = part[field.name]
+                if pa.types.is_timestamp(field.type):
+                    column = column.cast(pa.int64())
+                data = column.to_numpy()
+                fields += [(f"{field.name}_len", ">i4"), (field.name, COPY_TYPES[sql])]
+            values[f"{field.name}_len"] = np.dtype(fields[-1][1]).itemsize
+            values[field.name] = data
+        rows = np.empty(part.num_rows, dtype=np.dtype(fields))
+        for name, value in values.items():
+            rows[name] = value
+        out.append(rows.tobytes())
+    return out
+
+
+class TimescaleDB(Engine):
+    name = "timescaledb"
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self._ready = False
+        available = self._rows("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+        self.timescale = bool(available)
+        if self.timescale:
+            self.conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            self.reason = "timescaledb extension available"
+        else:
+            self.name = "postgresql"
+            self.reason = "timescaledb extension not available on this server: plain PostgreSQL (never reported as TimescaleDB)"
+        self.bucket = "time_bucket" if self.timescale else "dbbench_bucket"
+
+    def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def version(self) -> str:
+        (server,), = self._rows("SHOW server_version")
+        if not self.timescale:
+            return f"PostgreSQL {server}"
+        (ext,), = self._rows("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        return f"TimescaleDB {ext} on PostgreSQL {server}"
+
+    def settings(self) -> dict[str, Any]:
+        layout = ("hypertable (1-day chunks), compressed: segmentby symbol, venue; orderby ts"
+                  if self.timescale else "heap + btree (symbol, venue, ts) + BRIN (ts)")
+        return {"engine": self.name, "reason": self.reason, "layout": layout, "ts": "bigint UTC ns"}
+
+    def create_schema(self) -> None:
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl text PRIMARY KEY, rows bigint NOT NULL)")
+        if not self.timescale:
+            self.conn.execute(BUCKET_FUNCTION)
+        for table, schema in TABLES.items():
+            columns = ", ".join(f"{f.name} {SQL_TYPES[f.type]} NOT NULL" for f in schema)
+            self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+            self.conn.execute(f"CREATE TABLE {table} ({columns})")
+            self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))
+            if self.timescale:
+                self.conn.execute("SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s)", (table, CHUNK_NS))
+                self.conn.execute(f"ALTER TABLE {table} SET (timescaledb.compress, "
+                                  "timescaledb.compress_segmentby = 'symbol, venue', timescaledb.compress_orderby = 'ts')")
+        self._ready = False
+
+    def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
+        """One binary COPY (one transaction: a failure leaves nothing), then count, index, compress."""
+        schema = TABLES[identifier(table)]
+        rows = bytes_in = 0
+        t0 = time.perf_counter()
+        try:
+            self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))
+            (before,), = self._rows(f"SELECT count(*) FROM {table}")
+            with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(schema.names)}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(_HEADER)
+                for batch in batches:
+                    for buffer in copy_binary(batch, schema):
+                        copy.write(buffer)
+                    rows += batch.num_rows
+                    bytes_in += batch.nbytes
+                copy.write(_TRAILER)
+            (after,), = self._rows(f"SELECT count(*) FROM {table}")
+            self._finish(table)
+        except (psycopg.Error, OSError) as exc:
+            raise EngineError(self.name, f"load {table}", f"{rows:,} rows sent before the error "
+                              f"(the COPY is one transaction: none kept): {exc}") from exc
+        if after - before != rows:
+            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {after - before:,} more")
+        seconds = time.perf_counter() - t0
+        self.conn.execute(f"INSERT INTO {LOADED} VALUES (%s, %s)", (table, after))
+        return LoadResult(table, rows, bytes_in, seconds)
+
+    def _finish(self, table: str) -> None:
+        """What a bulk load does after the rows are in: indexes or compression, and statistics."""
+        if self.timescale:
+            self.conn.execute(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
+        else:
+            for statement in INDEXES[table]:
+                self.conn.execute(statement)
+        self.conn.execute(f"ANALYZE {table}")
+
+    def loaded_rows(self) -> dict[str, int]:
+        """Tables whose last load was verified, with their row counts."""
+        return dict(self._rows(f"SELECT tbl, rows FROM {LOADED}"))
+
+    def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+        text = QUERIES[name]
+        if isinstance(text, Unsupported):
+            raise NotImplementedError(f"{self.name}: {name} unsupported: {text.reason}")
+        if not self._ready:
+            missing = set(TABLES) - set(self.loaded_rows())
+            if missing:
+                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
+            self._ready = True
+        with self.conn.cursor() as cur:
+            cur.execute(text.replace("{bucket}", self.bucket), check_params(params))
+            columns = [d.name for d in cur.description]
+            return pl.DataFrame(cur.fetchall(), schema=columns, orient="row")
+
+    def bytes_on_disk(self, table: str) -> int:
+        size = "hypertable_size(%s)" if self.timescale else "pg_total_relation_size(%s)"
+        (value,), = self._rows(f"SELECT {size}", (identifier(table),))
+        return int(value or 0)
+
+    def drop(self) -> None:
+        for table in (*TABLES, LOADED):
+            self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def close(self) -> None:
+        self.conn.close()
