@@ -58,14 +58,14 @@ P_B, P_BQ, P_A, P_AQ, P_P, P_Q, P_M = (1 << i for i in range(7, 14))
 P_BL, P_AL, P_DATA = 1 << 14, 1 << 15, 1 << 16  # b/a (or bids/asks) as level lists; data object
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ws(buf, p, end):
     while p < end and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13 or buf[p] == 10):
         p += 1
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _string_end(buf, p, end):
     """p at an opening quote -> index after the closing quote, or -1."""
     p += 1
@@ -82,7 +82,7 @@ def _string_end(buf, p, end):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _number_end(buf, p, end):
     """Validate a JSON number starting at p -> index after it, or -1."""
     if p < end and buf[p] == 45:
@@ -111,7 +111,7 @@ def _number_end(buf, p, end):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _literal_end(buf, p, end, word):
     n = len(word)
     if p + n > end:
@@ -127,7 +127,7 @@ FALSE = np.frombuffer(b"false", np.uint8)
 NULL = np.frombuffer(b"null", np.uint8)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _scalar_end(buf, p, end):
     """Validate a JSON string, number or literal at p -> index after it, or -1."""
     c = buf[p]
@@ -144,7 +144,7 @@ def _scalar_end(buf, p, end):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key_colon(buf, p, end):
     """A member name and its colon at p -> index of the value, or -1."""
     if p >= end or buf[p] != 34:
@@ -212,7 +212,10 @@ def _skip_value(buf, p, end):
             return -1
 
 
-@njit(cache=True)
+POW10 = 10.0 ** np.arange(23)  # exact powers of ten
+
+
+@njit(cache=True, inline="always")
 def _decimal(buf, s, e):
     """Decimal text [s, e) -> (ok, value); exact (== float(text)) for <= 15 significant digits."""
     p = s
@@ -261,15 +264,15 @@ def _decimal(buf, s, e):
         return False, 0.0
     power = frac - exp
     if 0 <= power <= 22 and mant < 9007199254740992:
-        value = mant / 10.0**power  # one correctly rounded division: exact parse
+        value = mant / POW10[power]  # one correctly rounded division: exact parse
     elif -22 <= power < 0 and mant < 9007199254740992:
-        value = mant * 10.0 ** (-power)
+        value = mant * POW10[-power]
     else:
         value = mant * 10.0 ** (-power)  # beyond Binance's formats: within an ulp or so
     return True, -value if neg else value
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _int(buf, p, end):
     """JSON integer at p -> (status, value, end). status OK, NON_NUMERIC or BAD_JSON."""
     q = _number_end(buf, p, end)
@@ -289,12 +292,30 @@ def _int(buf, p, end):
     return OK, -v if neg else v, q
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _quoted_decimal(buf, p, end):
     """A JSON string holding a decimal -> (status, value, end)."""
     if buf[p] != 34:
         q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0.0, q
+    # fast path, one pass: plain digits with at most one dot and 15 significant digits
+    q = p + 1
+    mant = 0
+    digits = 0
+    frac = -1
+    while q < end:
+        c = buf[q]
+        if 48 <= c <= 57:
+            mant = mant * 10 + (c - 48)
+            digits += mant > 0
+            frac += frac >= 0
+        elif c == 46 and frac < 0:
+            frac = 0
+        else:
+            break
+        q += 1
+    if q < end and buf[q] == 34 and digits <= 15 and q > p + 1 + (frac >= 0) and frac != 0:
+        return OK, mant / POW10[max(frac, 0)], q + 1
     q = _string_end(buf, p, end)
     if q < 0:
         return BAD_JSON, 0.0, q
@@ -347,7 +368,7 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         return BAD_JSON, -1, n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _key_is(buf, s, e, word):
     if e - s != len(word):
         return False
