@@ -139,7 +139,6 @@ class ClickHouse(Engine):
     name = "clickhouse"
 
     def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
         self._session: Any = None
         self._client: Any = None
         self._ready = False
@@ -153,7 +152,10 @@ class ClickHouse(Engine):
         elif dsn.startswith(("http://", "https://", "clickhouse://")):
             import clickhouse_connect
 
-            self._client = clickhouse_connect.get_client(dsn=dsn, settings={"use_query_cache": 0})
+            try:
+                self._client = clickhouse_connect.get_client(dsn=dsn, settings={"use_query_cache": 0})
+            except Exception as exc:  # clickhouse-connect raises its own and urllib3's errors
+                raise EngineError(self.name, "connect", str(exc)) from exc
         else:
             raise ValueError("clickhouse DSN must be chdb:///path, chdb://memory or http(s)://host:port/db")
 

@@ -162,8 +162,10 @@ class TimescaleDB(Engine):
     name = "timescaledb"
 
     def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        try:
+            self.conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.Error as exc:  # psycopg's message names host and port, never the password
+            raise EngineError(self.name, "connect", str(exc)) from exc
         self._ready = False
         available = self._rows("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
         self.timescale = bool(available)

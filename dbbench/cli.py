@@ -1,0 +1,178 @@
+"""`dbbench`: build a dataset, load it into an engine, ask it the suite's questions (answers checked).
+
+    dbbench dataset --source binance|synth --rows N --out DIR
+    dbbench load --engine E --data DIR [--dsn DSN]
+    dbbench query --engine E --query Q [--dsn DSN] [--data DIR] [--format csv|json|table]
+    dbbench servers up|down|status
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from data_loaders.summary import print_summary
+from dbbench import queries
+from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.engines import ENGINES, connect, default_dsn, redact
+from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
+from dbbench.servers import servers_app
+
+app = typer.Typer(help="Tick-database benchmark: datasets, engines, the checked query suite.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)  # locals may hold DSNs with passwords
+app.add_typer(servers_app, name="servers")
+
+LAST_LOAD = Path(".dbbench") / "loaded.json"  # engine -> dataset dir of its last verified load
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        _fail(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+
+
+def _progress(as_json: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
+                    TimeRemainingColumn(), disable=as_json, transient=True, console=Console(stderr=True))
+
+
+@app.command()
+def dataset(
+    source: str = typer.Option(..., help="binance (the real recordings) or synth (the synthetic market)."),
+    out: Path = typer.Option(..., help="Dataset directory: trades.parquet, quotes.parquet, dataset.json."),
+    rows: int = typer.Option(1_000_000, help="synth: about this many trades+quotes (1e3 .. 1e8)."),
+    seed: int = typer.Option(0, help="synth: random seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Build a dataset once (TSBS style: load timings never include generating it)."""
+    started = time.perf_counter()
+    if source == "binance":
+        manifest = build_binance(out)
+    elif source == "synth":
+        with _progress(as_json) as bar:
+            task = bar.add_task("synth", total=rows)
+            manifest = build_synth(out, rows, seed, progress=lambda n: bar.update(task, advance=n * 3))
+    else:
+        _fail(f"unknown source {source!r}: binance or synth")
+    print_summary("dbbench dataset", {"source": source, "out": str(out), "rows": manifest["rows"],
+                                      "symbols": len(manifest["symbols"]), "venues": len(manifest["venues"]),
+                                      "quarantined": manifest["source"].get("quarantined", {}),
+                                      "seconds": time.perf_counter() - started}, as_json)
+
+
+@app.command()
+def load(
+    engine: str = typer.Option(..., help=f"One of {', '.join(ENGINES)}."),
+    data: Path = typer.Option(..., help="A dataset directory from `dbbench dataset`."),
+    dsn: str = typer.Option(None, help="Engine DSN (default: $DBBENCH_<ENGINE>_DSN, a started server, or built-in)."),
+    batch_rows: int = typer.Option(1_000_000, help="Rows per Arrow batch handed to the engine."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Recreate the tables and bulk-load the dataset; reports rows/s, MB/s and bytes on disk."""
+    _check_engine(engine)
+    try:
+        manifest = read_manifest(data)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    dsn = dsn or default_dsn(engine)
+    fields: dict[str, Any] = {"engine": engine, "dsn": redact(dsn)}
+    try:
+        db = connect(engine, dsn)
+        try:
+            fields.update(engine=db.name, version=db.version())
+            db.create_schema()
+            with _progress(as_json) as bar:
+                for table in TABLES:
+                    task = bar.add_task(f"{db.name} {table}", total=manifest["rows"][table])
+                    batches = (bar.update(task, advance=b.num_rows) or b for b in iter_batches(data, table, batch_rows))
+                    result = db.load(table, batches)
+                    on_disk = db.bytes_on_disk(table)
+                    fields[table] = {"rows": result.rows, "rows_per_s": round(result.rows / result.seconds),
+                                     "MB_per_s": round(result.bytes_in / result.seconds / 1e6, 1),
+                                     "bytes_on_disk": on_disk, "seconds": round(result.seconds, 3)}
+        finally:
+            db.close()
+    except (EngineError, OSError, ValueError) as exc:
+        _fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
+    LAST_LOAD.parent.mkdir(parents=True, exist_ok=True)
+    loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
+    LAST_LOAD.write_bytes(orjson.dumps({**loads, engine: str(Path(data).resolve())}))
+    print_summary("dbbench load", fields, as_json)
+
+
+def _last_loaded(engine: str) -> Path:
+    loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
+    if engine not in loads:
+        _fail(f"no --data given and no `dbbench load --engine {engine}` recorded in {LAST_LOAD}")
+    return Path(loads[engine])
+
+
+@app.command()
+def query(
+    engine: str = typer.Option(..., help=f"One of {', '.join(ENGINES)}."),
+    query: str = typer.Option(..., "--query", help=f"One of {', '.join(QUERY_NAMES)}."),
+    dsn: str = typer.Option(None, help="Engine DSN (default as for `load`)."),
+    data: Path = typer.Option(None, help="The dataset loaded (default: the last one `dbbench load` loaded)."),
+    start: int = typer.Option(None, help="Range start, UTC ns (default: the dataset's first minute)."),
+    end: int = typer.Option(None, help="Range end, UTC ns, exclusive (default: after the dataset's last minute)."),
+    symbol: str = typer.Option(None, help="range_scan symbol (default: the dataset's first)."),
+    scan_start: int = typer.Option(None, help="range_scan window start, UTC ns (the window is 5 minutes)."),
+    fmt: str = typer.Option("table", "--format", help="csv, json or table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Run one query, print its answer and whether it matches the Polars reference (exit 1 if not)."""
+    _check_engine(engine)
+    if query not in QUERY_NAMES:
+        _fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}")
+    if fmt not in ("csv", "json", "table"):
+        _fail(f"unknown format {fmt!r}: csv, json or table")
+    data = data or _last_loaded(engine)
+    try:
+        params = queries.default_params(data)
+    except FileNotFoundError as exc:
+        _fail(f"{data} is not a dbbench dataset: {exc}")
+    given = {"start": start, "end": end, "symbol": symbol, "scan_start": scan_start}
+    params.update({k: v for k, v in given.items() if v is not None})
+    if scan_start is not None:
+        params["scan_end"] = scan_start + queries.SCAN_NS
+    dsn = dsn or default_dsn(engine)
+    try:
+        db = connect(engine, dsn)
+        try:
+            t0 = time.perf_counter()
+            answer = db.query(query, params)
+            seconds = time.perf_counter() - t0
+            name = db.name
+        finally:
+            db.close()
+    except (EngineError, NotImplementedError, OSError) as exc:
+        _fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
+    verdict = queries.compare(answer, queries.reference(query, data, params), query)
+    if fmt == "csv":
+        print(answer.write_csv(), end="")
+    elif fmt == "json":
+        print(answer.write_json())
+    else:
+        with pl.Config(tbl_rows=20, tbl_cols=-1):
+            print(answer)
+    print_summary("dbbench query", {"engine": name, "query": query, "rows": answer.height,
+                                    "seconds": round(seconds, 4), "correct": verdict.ok, "verdict": str(verdict)},
+                  as_json)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
