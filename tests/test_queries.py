@@ -1,0 +1,134 @@
+"""The Polars reference answers on a hand-made dataset, and compare() catching what it must."""
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from dbbench.engines.base import QUERY_NAMES, TABLES
+from dbbench.queries import ABS_TOL, SORT_KEYS, check_params, compare, default_params, reference
+
+S = 1_000_000_000
+T0 = 1_723_161_600 * S  # 2024-08-09 00:00 UTC
+
+
+def write_dataset(out: Path, trades: list[tuple], quotes: list[tuple]) -> Path:
+    """trades: (ts, symbol, venue, trade_id, price, qty, side); quotes: (ts, symbol, venue, bid, bq, ask, aq)."""
+    for name, rows in (("trades", trades), ("quotes", quotes)):
+        frame = pl.DataFrame(rows, schema=TABLES[name].names, orient="row")
+        frame = frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("side").cast(pl.Int8)) if name == "trades" else frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+        frame.write_parquet(out / f"{name}.parquet")
+    all_ts = [r[0] for r in trades + quotes]
+    manifest = {"min_ts": min(all_ts), "max_ts": max(all_ts), "symbols": sorted({r[1] for r in trades + quotes}),
+                "venues": sorted({r[2] for r in trades + quotes}), "rows": {"trades": len(trades), "quotes": len(quotes)}}
+    (out / "dataset.json").write_bytes(orjson.dumps(manifest))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    trades = [
+        (T0 + 1 * S, "BTC", "a", 1, 100.0, 1.0, 1),
+        (T0 + 1 * S, "BTC", "a", 2, 102.0, 3.0, -1),  # same ts: trade_id decides open/close
+        (T0 + 30 * S, "BTC", "a", 3, 101.0, 2.0, 1),
+        (T0 + 61 * S, "BTC", "a", 4, 99.0, 1.0, -1),
+        (T0 + 2 * S, "BTC", "b", 7, 100.5, 1.0, 1),
+        (T0 + 0 * S, "BTC", "b", 6, 100.0, 1.0, 1),  # before any quote of b: no as-of row
+    ]
+    quotes = [
+        (T0 + 0 * S + 500, "BTC", "a", 99.0, 1.0, 101.0, 1.0),
+        (T0 + 1 * S, "BTC", "a", 100.0, 1.0, 102.0, 1.0),  # at a trade's ts: it prevails
+        (T0 + 1 * S, "BTC", "b", 100.5, 1.0, 101.5, 1.0),  # same ts as a's: both prevail
+        (T0 + 1 * S + 10, "BTC", "a", 100.0, 1.0, 104.0, 1.0),
+        (T0 + 5 * S, "BTC", "a", 101.0, 1.0, 103.0, 1.0),  # seconds 2..4 empty: no rows
+        (T0 + 62 * S, "BTC", "b", 98.0, 1.0, 99.0, 1.0),
+    ]
+    return write_dataset(out, trades, quotes)
+
+
+def ts(seconds: float) -> datetime:
+    return datetime.fromtimestamp(T0 / S + seconds, tz=timezone.utc)
+
+
+def test_default_params_cover_the_data_in_whole_minutes(tiny):
+    p = default_params(tiny)
+    assert (p["start"], p["end"], p["symbol"]) == (T0, T0 + 120 * S, "BTC")
+    assert p["scan_end"] - p["scan_start"] == 300 * S
+    with pytest.raises(ValueError, match="missing"):
+        check_params({"start": 0})
+
+
+def test_ohlcv_ties_break_on_trade_id(tiny):
+    bars = reference("ohlcv_1m", tiny, default_params(tiny))
+    first = bars.row(0, named=True)
+    assert (first["venue"], first["open"], first["high"], first["low"], first["close"]) == ("a", 100.0, 102.0, 100.0, 101.0)
+    assert (first["volume"], first["trades"]) == (6.0, 3)
+    assert bars.columns == ["symbol", "venue", "minute", "open", "high", "low", "close", "volume", "trades"]
+
+
+def test_vwap_per_minute_and_over_the_range(tiny):
+    v = reference("vwap", tiny, default_params(tiny)).filter(pl.col("venue") == "a")
+    assert v["vwap"].to_list() == pytest.approx([(100 + 306 + 202) / 6, 99.0])
+    assert v["vwap_range"].to_list() == pytest.approx([(100 + 306 + 202 + 99) / 7] * 2)
+
+
+def test_nbbo_counts_every_venue_quoting_at_or_before_the_update(tiny):
+    n = reference("nbbo", tiny, default_params(tiny))
+    assert n.height == 6
+    at_1s = n.filter(pl.col("ts").dt.epoch("ns") == T0 + S)
+    # At 1 s both a (100/102) and b (100.5/101.5) prevail, whichever row is looked at.
+    assert at_1s["best_bid"].to_list() == [100.5, 100.5] and at_1s["best_ask"].to_list() == [101.5, 101.5]
+    first = n.row(0, named=True)
+    assert (first["best_bid"], first["best_ask"]) == (99.0, 101.0)  # only a has quoted
+    last = n.row(-1, named=True)
+    assert (last["venue"], last["best_bid"], last["best_ask"]) == ("b", 101.0, 99.0)  # a's 101/103 still prevails
+
+
+def test_mid_returns_sample_the_last_quote_of_each_second(tiny):
+    r = reference("mid_returns", tiny, default_params(tiny))
+    a = r.filter(pl.col("venue") == "a")
+    assert a["second"].to_list() == [ts(1), ts(5)]  # second 0 is the first sample; 2..4 are empty
+    assert a["mid"].to_list() == [102.0, 102.0]
+    assert a["ret"].to_list() == pytest.approx([math.log(102.0 / 100.0), 0.0])
+    vol = reference("exec_volatility", tiny, default_params(tiny)).filter(pl.col("venue") == "a")
+    assert vol["returns"].to_list() == [2] and vol["realized_vol"][0] == pytest.approx(math.log(1.02))
+
+
+def test_asof_uses_the_quote_at_or_before_and_drops_trades_without_one(tiny):
+    j = reference("asof_trades_quotes", tiny, default_params(tiny))
+    assert 6 not in j["trade_id"].to_list()  # b's trade at 0 s precedes b's first quote
+    row = j.filter(pl.col("trade_id") == 1).row(0, named=True)
+    assert (row["bid_px"], row["ask_px"]) == (100.0, 102.0)
+    assert row["eff_spread_bps"] == pytest.approx(2e4 * (100.0 - 101.0) / 101.0)
+
+
+def test_last_quote_and_range_scan(tiny):
+    last = reference("last_quote", tiny, default_params(tiny))
+    assert last["ts"].to_list() == [ts(5), ts(62)]
+    scan = reference("range_scan", tiny, {**default_params(tiny), "scan_start": T0 + S, "scan_end": T0 + 2 * S})
+    assert scan["trade_id"].to_list() == [1, 2]
+
+
+@pytest.mark.parametrize("name", QUERY_NAMES)
+def test_every_reference_compares_equal_to_itself_in_any_order(tiny, name):
+    ref = reference(name, tiny, default_params(tiny))
+    assert set(SORT_KEYS[name]) <= set(ref.columns)
+    assert compare(ref.reverse(), ref, name).ok
+
+
+def test_compare_rejects_wrong_answers(tiny):
+    ref = reference("vwap", tiny, default_params(tiny))
+    assert compare(ref.with_columns(pl.col("vwap") * (1 + 1e-13)), ref, "vwap").ok  # within tolerance
+    off = compare(ref.with_columns(pl.col("vwap") + 1e-6), ref, "vwap")
+    assert not off.ok and "column vwap" in off.detail
+    assert "rows" in compare(ref.head(1), ref, "vwap").detail
+    assert "columns" in compare(ref.rename({"vwap": "v"}), ref, "vwap").detail
+    shifted = ref.with_columns(pl.col("minute") + pl.duration(seconds=1))
+    assert not compare(shifted, ref, "vwap").ok
+    as_ns = ref.with_columns(pl.col("minute").dt.epoch("ns"))  # engines may return ns integers
+    assert compare(as_ns, ref, "vwap").ok
+    assert ABS_TOL < 1e-9
