@@ -35,6 +35,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from dbbench import results, servers
 from dbbench.dataset import iter_batches, read_manifest
@@ -76,7 +77,7 @@ def units(config: RunConfig) -> int:
 def csv_bytes(data: Path, table: str) -> int:
     """Size of the table written as CSV with a header: the raw size that storage is compared with."""
     total = 0
-    for i, batch in enumerate(iter_batches(data, table)):
+    for i, batch in enumerate(pq.ParquetFile(Path(data) / f"{table}.parquet").iter_batches(batch_size=1_000_000)):
         sink = pa.BufferOutputStream()
         pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=i == 0))
         total += sink.tell()
@@ -373,13 +374,10 @@ class EngineRun:
             self.progress(f"{self.name}: {clients} client(s)")
 
 
-def dataset_info(data: Path, queries: Sequence[str]) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
-    """The dataset's manifest, raw CSV sizes and query parameters; the Polars reference answers."""
-    manifest = read_manifest(data)
-    params = default_params(data)
-    info = {"path": str(Path(data).resolve()), **manifest, "csv_bytes": {t: csv_bytes(data, t) for t in TABLES},
-            "params": params}
-    return info, {q: reference(q, data, params) for q in queries}
+def dataset_info(data: Path) -> dict[str, Any]:
+    """The dataset's manifest, raw CSV sizes and query parameters."""
+    return {"path": str(Path(data).resolve()), **read_manifest(data),
+            "csv_bytes": {t: csv_bytes(data, t) for t in TABLES}, "params": default_params(data)}
 
 
 def run(config: RunConfig, progress: Progress | None = None,
@@ -391,8 +389,11 @@ def run(config: RunConfig, progress: Progress | None = None,
     unknown = [q for q in config.queries if q not in QUERY_NAMES]
     if unknown:
         raise ValueError(f"unknown queries {unknown}; known: {', '.join(QUERY_NAMES)}")
-    data, refs = dataset_info(config.data, config.queries)
-    refs = {**refs, **(references or {})}
+    data = dataset_info(config.data)
+    refs = dict(references or {})
+    for query in config.queries:
+        if query not in refs:
+            refs[query] = reference(query, config.data, data["params"])
     progress("dataset and reference answers")
     out: dict[str, Any] = {
         "schema": results.SCHEMA,
