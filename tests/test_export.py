@@ -42,3 +42,17 @@ def test_cli_export_from_a_run(tmp_path):
     assert summary["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").exists()
     bad = runner.invoke(app, ["export", str(tmp_path / "run"), "--format", "tflite", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "only onnx" in bad.output
+
+
+@pytest.mark.parametrize("spiking,pos", [(True, False), (False, True)])
+def test_lean_numpy_numba_path_agrees_with_pytorch(spiking, pos):
+    from hfformer.export import FastHFformer
+
+    torch.manual_seed(1)
+    model = HFformer(HFformerConfig(n_features=42, spiking=spiking, pos_encoding=pos)).eval()
+    x = np.random.default_rng(1).standard_normal((40, 100, 42), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = FastHFformer(model)(x, chunk=16)  # chunks of 16, 16, 8
+    assert got.shape == (40, 30, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
