@@ -96,6 +96,8 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
 
     if rows < 1 or not symbols or not venues:
         raise ValueError("need rows >= 1 and at least one symbol and venue")
+    if len(set(symbols)) < len(symbols) or len(set(venues)) < len(venues):
+        raise ValueError(f"symbols and venues must be distinct, got {symbols} x {venues}")
     markets = [(s, v) for s in symbols for v in venues]
     steps = max(1, round(rows / SYNTH_ROWS_PER_STEP / len(markets)))
     # Venues of one symbol share its latent price path (same seed); each symbol has its own, a decade lower.

@@ -1,0 +1,73 @@
+"""The dataset step: real Binance recordings and the scaled synthetic market, in the engine schemas."""
+
+import orjson
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from dbbench.dataset import _Writer, build_binance, build_synth, iter_batches, read_manifest
+from dbbench.engines.base import TABLES
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    build_synth(out, 30_000, seed=3, chunk_steps=500)  # several chunks: streaming is exercised
+    return out
+
+
+def test_synth_has_every_market_the_schemas_and_about_the_rows_asked(synth):
+    m = read_manifest(synth)
+    assert m["symbols"] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"] and m["venues"] == ["venue_a", "venue_b"]
+    assert 20_000 < sum(m["rows"].values()) < 40_000
+    for table, schema in TABLES.items():
+        assert pq.read_schema(synth / f"{table}.parquet").remove_metadata() == schema
+        assert pq.ParquetFile(synth / f"{table}.parquet").num_row_groups > 1
+    quotes = pl.read_parquet(synth / "quotes.parquet")
+    assert quotes.height == m["rows"]["quotes"]
+    assert not quotes.select(pl.struct("symbol", "venue", "ts").is_duplicated().any()).item()
+    assert (quotes["ask_px"] > quotes["bid_px"]).all()
+    levels = quotes.group_by("symbol").agg(pl.col("bid_px").median()).sort("symbol")["bid_px"].to_list()
+    assert levels[0] > 5 * levels[1] > 25 * levels[2]  # each symbol its own price level
+
+
+def test_synth_is_deterministic(synth, tmp_path):
+    build_synth(tmp_path, 30_000, seed=3, chunk_steps=7_000)
+    for table in TABLES:
+        assert pl.read_parquet(tmp_path / f"{table}.parquet").sort("symbol", "venue", "ts").equals(
+            pl.read_parquet(synth / f"{table}.parquet").sort("symbol", "venue", "ts"))
+
+
+def test_iter_batches_streams_the_table_in_its_schema(synth, tmp_path):
+    batches = list(iter_batches(synth, "trades", 1_000))
+    assert max(b.num_rows for b in batches) <= 1_000
+    assert sum(b.num_rows for b in batches) == read_manifest(synth)["rows"]["trades"]
+    assert batches[0].schema.remove_metadata() == TABLES["trades"]
+    with pytest.raises(ValueError, match="unknown table"):
+        next(iter_batches(synth, "book"))
+    pl.read_parquet(synth / "quotes.parquet").drop("venue").write_parquet(tmp_path / "trades.parquet")
+    with pytest.raises(ValueError, match="schema"):
+        next(iter_batches(tmp_path, "trades"))
+
+
+def test_repeated_quote_times_are_an_error(synth, tmp_path):
+    with pytest.raises(ValueError, match="distinct"):
+        build_synth(tmp_path, 1_000, symbols=("X", "X"), venues=("v",))
+    quotes = pl.read_parquet(synth / "quotes.parquet").head(5)
+    writer = _Writer(tmp_path / "dup")
+    with pytest.raises(ValueError, match="repeat"):
+        writer.write("quotes", pl.concat([quotes, quotes.head(1)]))
+
+
+def test_binance_spot_and_usdm_are_two_venues_on_the_receive_clock(binance, tmp_path):
+    m = build_binance(tmp_path, binance)
+    assert m["venues"] == ["binance_spot", "binance_usdm"] and m["symbols"] == ["BTCUSDT"]
+    assert m["rows"]["trades"] > 40_000 and m["rows"]["quotes"] > 130_000
+    assert orjson.loads((tmp_path / "dataset.json").read_bytes())["source"]["kind"] == "binance"
+    trades = pl.read_parquet(tmp_path / "trades.parquet")
+    per_venue = trades.group_by("venue").agg(pl.col("trade_id").n_unique(), pl.len())
+    assert (per_venue["trade_id"] == per_venue["len"]).all()
+    quotes = pl.read_parquet(tmp_path / "quotes.parquet")
+    # Receive times of the recording window (README: 2024-08-08 23:54:13 .. 2024-08-09 00:05:04 UTC).
+    lo, hi = quotes["ts"].dt.epoch("s").min(), quotes["ts"].dt.epoch("s").max()
+    assert 1_723_161_253 <= lo and hi <= 1_723_161_905
