@@ -203,3 +203,14 @@ def test_futures_gap_uses_pu(tmp_path, binance):
     del lines[i]
     got = _read(tmp_path, lines)
     assert got["stats"]["market"] == "usdm" and got["stats"]["gaps"] == 1
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path, binance):
+    data = binance["spot"][0].read_bytes()
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.gz: corrupt or truncated gzip"):
+        bw.parse_recording([cut], Quarantine(None))
+    twice = tmp_path / "twice.gz"  # two gzip members are one stream
+    twice.write_bytes(data + data)
+    assert bw.parse_recording([twice], Quarantine(None)).messages == 2 * 41_249
