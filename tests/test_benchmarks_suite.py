@@ -1,0 +1,32 @@
+"""The pytest-benchmark suite runs (chDB, tiny dataset): benchmarks grouped by query, checked, JSON written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from dbbench.engines.base import QUERY_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_suite_runs_on_chdb(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/test_db_queries.py", "benchmarks/test_db_load.py",
+         "--db-engines", "clickhouse,kdb", "--db-dsn", "kdb=kdb://127.0.0.1:1", "--db-rows", "2000", "--db-rounds", "2",
+         "--benchmark-only", f"--benchmark-json={out}", "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "11 passed, 11 skipped" in proc.stdout
+    assert "kdb: cannot connect to kdb://127.0.0.1:1" in proc.stdout  # the skip says why
+    benchmarks = orjson.loads(out.read_bytes())["benchmarks"]
+    assert {b["group"] for b in benchmarks} == {*QUERY_NAMES, "load"}
+    for b in benchmarks:
+        assert b["extra_info"]["engine"] == "clickhouse"
+        if b["group"] != "load":
+            assert b["stats"]["rounds"] == 2 and b["extra_info"]["verdict"].startswith("correct")
