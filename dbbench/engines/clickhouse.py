@@ -191,14 +191,17 @@ class ClickHouse(Engine):
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
-        """Append batches; the table counts as loaded only once its row count is verified."""
+        """Replace the table's rows with the batches; it counts as loaded only once its row count is verified.
+
+        A failed load leaves a partial table without its `dbbench_loaded` row: never queried, and
+        emptied by the next load."""
         schema = TABLES[identifier(table)]
         columns = ", ".join(schema.names)
         rows = bytes_in = 0
         t0 = time.perf_counter()
         try:
             self._sql(f"DELETE FROM {LOADED} WHERE tbl = '{table}'")
-            before = self._count(table)
+            self._sql(f"TRUNCATE TABLE {table}")
             for batch in batches:
                 arrow = pa.Table.from_batches([batch]).select(schema.names)
                 if self._session is not None:
@@ -207,13 +210,13 @@ class ClickHouse(Engine):
                     self._client.insert_arrow(table, arrow)
                 rows += batch.num_rows
                 bytes_in += batch.nbytes
-            stored = self._count(table) - before
+            stored = self._count(table)
         except Exception as exc:
             raise EngineError(self.name, f"load {table}", f"{rows:,} rows loaded before the error: {exc}") from exc
         if stored != rows:
-            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,} more")
+            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,}")
         seconds = time.perf_counter() - t0
-        self._sql(f"INSERT INTO {LOADED} VALUES ('{table}', {before + rows})")
+        self._sql(f"INSERT INTO {LOADED} VALUES ('{table}', {rows})")
         return LoadResult(table, rows, bytes_in, seconds)
 
     def _count(self, table: str) -> int:

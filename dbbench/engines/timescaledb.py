@@ -210,13 +210,14 @@ class TimescaleDB(Engine):
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
-        """One binary COPY (one transaction: a failure leaves nothing), then count, index, compress."""
+        """Replace the table's rows: one binary COPY (one transaction: a failure keeps nothing), then count,
+        index or compress. The table counts as loaded only once its row count is verified."""
         schema = TABLES[identifier(table)]
         rows = bytes_in = 0
         t0 = time.perf_counter()
         try:
             self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))
-            (before,), = self._rows(f"SELECT count(*) FROM {table}")
+            self.conn.execute(f"TRUNCATE {table}")
             with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(schema.names)}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_HEADER)
                 for batch in batches:
@@ -230,8 +231,8 @@ class TimescaleDB(Engine):
         except (psycopg.Error, OSError) as exc:
             raise EngineError(self.name, f"load {table}", f"{rows:,} rows sent before the error "
                               f"(the COPY is one transaction: none kept): {exc}") from exc
-        if after - before != rows:
-            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {after - before:,} more")
+        if after != rows:
+            raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {after:,}")
         seconds = time.perf_counter() - t0
         self.conn.execute(f"INSERT INTO {LOADED} VALUES (%s, %s)", (table, after))
         return LoadResult(table, rows, bytes_in, seconds)

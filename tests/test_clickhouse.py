@@ -1,0 +1,86 @@
+"""ClickHouse (embedded chDB): every query against the Polars reference, load verification, faults."""
+
+import pytest
+
+from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.engines import connect
+from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
+from dbbench.engines.clickhouse import QUERIES, ClickHouse, render
+from dbbench.queries import compare, default_params, reference
+
+DSN = "chdb://memory"  # chDB allows one path per process: every test here shares it
+
+
+@pytest.fixture(scope="module", params=["binance", "synth"])
+def loaded(request, tmp_path_factory):
+    """(engine, dataset dir) with the dataset loaded; the binance set is the real recordings."""
+    out = tmp_path_factory.mktemp(request.param)
+    if request.param == "binance":
+        build_binance(out, request.getfixturevalue("binance"))
+    else:
+        build_synth(out, 20_000, seed=5)
+    engine = connect("clickhouse", DSN)
+    engine.create_schema()
+    for table in TABLES:
+        result = engine.load(table, iter_batches(out, table, 7_000))
+        assert result.rows == read_manifest(out)["rows"][table]
+    yield engine, out
+    engine.close()
+
+
+@pytest.mark.parametrize("name", QUERY_NAMES)
+def test_every_query_matches_the_reference(loaded, name):
+    engine, data = loaded
+    params = default_params(data)
+    verdict = compare(engine.query(name, params), reference(name, data, params), name)
+    assert verdict.ok, verdict.detail
+    assert verdict.rows > 0
+
+
+def test_load_reports_rows_bytes_and_storage(loaded):
+    engine, data = loaded
+    rows = read_manifest(data)["rows"]
+    assert engine.loaded_rows() == rows
+    for table in TABLES:
+        assert 0 < engine.bytes_on_disk(table)
+    assert engine.version().startswith("ClickHouse ") and engine.name == "clickhouse"
+
+
+def test_symbols_are_quoted_and_identifiers_checked(loaded):
+    engine, data = loaded
+    text = render("range_scan", {**default_params(data), "symbol": "x' OR 1=1 --"})
+    assert "'x\\' OR 1=1 --'" in text
+    assert engine.query("range_scan", {**default_params(data), "symbol": "x' OR 1=1 --"}).height == 0
+    with pytest.raises(ValueError, match="invalid identifier"):
+        engine.load("trades; DROP TABLE quotes", [])
+    with pytest.raises(KeyError):
+        engine.load("book", [])
+    assert set(QUERIES) == set(QUERY_NAMES)
+
+
+def test_a_closed_session_mid_load_fails_clearly_and_the_table_is_never_queried(loaded):
+    engine, data = loaded
+    victim = ClickHouse(DSN)
+    batches = iter_batches(data, "quotes", 1_000)
+
+    def closing():
+        yield next(batches)
+        victim.close()
+        yield next(batches)
+
+    with pytest.raises(EngineError) as err:
+        victim.load("quotes", closing())
+    message = str(err.value)
+    assert "clickhouse" in message and "load quotes" in message and "1,000 rows loaded" in message
+    fresh = ClickHouse(DSN)
+    assert "quotes" not in fresh.loaded_rows()
+    with pytest.raises(EngineError, match="not \\(completely\\) loaded"):
+        fresh.query("spread", default_params(data))
+    fresh.load("quotes", iter_batches(data, "quotes"))  # a full reload makes it queryable again
+    assert compare(fresh.query("spread", default_params(data)), reference("spread", data, default_params(data)), "spread").ok
+    fresh.close()
+
+
+def test_bad_dsn_is_refused():
+    with pytest.raises(ValueError, match="DSN"):
+        ClickHouse("mysql://x")
