@@ -1,0 +1,108 @@
+"""PostgreSQL/TimescaleDB on a real server: every query against the Polars reference, loads, faults."""
+
+import os
+import signal
+
+import pyarrow as pa
+import pytest
+
+from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.engines import connect
+from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
+from dbbench.engines.timescaledb import QUERIES, TimescaleDB, copy_binary
+from dbbench.queries import MINUTE_NS, compare, default_params, reference
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module", params=["binance", "synth"])
+def loaded(request, tmp_path_factory, timescaledb_dsn):
+    out = tmp_path_factory.mktemp(f"pg-{request.param}")
+    if request.param == "binance":
+        build_binance(out, request.getfixturevalue("binance"))
+    else:
+        build_synth(out, 20_000, seed=5)
+    engine = connect("timescaledb", timescaledb_dsn)
+    engine.create_schema()
+    for table in TABLES:
+        assert engine.load(table, iter_batches(out, table, 20_000)).rows == read_manifest(out)["rows"][table]
+    yield engine, out
+    engine.close()
+
+
+def params_for(data):
+    """Binance: two minutes where both venues overlap (keeps the row-by-row lateral joins quick)."""
+    p = default_params(data)
+    if p["end"] - p["start"] <= 5 * MINUTE_NS:
+        return p
+    start = p["start"] + 3 * MINUTE_NS
+    return {**p, "start": start, "end": start + 2 * MINUTE_NS, "scan_start": start, "scan_end": start + 5 * MINUTE_NS}
+
+
+@pytest.mark.parametrize("name", QUERY_NAMES)
+def test_every_query_matches_the_reference(loaded, name):
+    engine, data = loaded
+    p = params_for(data)
+    verdict = compare(engine.query(name, p), reference(name, data, p), name)
+    assert verdict.ok, verdict.detail
+    assert verdict.rows > 0
+
+
+def test_plain_postgresql_is_never_reported_as_timescaledb(loaded):
+    engine, data = loaded
+    if engine.timescale:
+        assert engine.name == "timescaledb" and engine.version().startswith("TimescaleDB")
+    else:
+        assert engine.name == "postgresql" and "not available" in engine.settings()["reason"]
+        assert engine.version().startswith("PostgreSQL")
+    assert engine.loaded_rows() == read_manifest(data)["rows"]
+    assert all(engine.bytes_on_disk(t) > 0 for t in TABLES)
+    assert set(QUERIES) == set(QUERY_NAMES)
+
+
+def test_binary_copy_rows_round_trip(loaded):
+    engine, data = loaded
+    batch = next(iter_batches(data, "trades", 50))
+    encoded = b"".join(copy_binary(batch, TABLES["trades"]))
+    row_bytes = 2 + 7 * 4 + 8 + 8 + 8 + 8 + 2 + len("BTCUSDT")  # ts, trade_id, price, qty, side + texts
+    assert len(encoded) > 50 * row_bytes
+    with pytest.raises(ValueError, match="invalid identifier"):
+        engine.load("trades; DROP TABLE quotes", [])
+
+
+def test_symbol_is_a_bound_parameter(loaded):
+    engine, data = loaded
+    assert engine.query("range_scan", {**params_for(data), "symbol": "x' OR 1=1 --"}).height == 0
+
+
+def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(tmp_path, binance):
+    from dbbench import servers
+
+    reason = servers.available()["timescaledb"]
+    if reason:
+        pytest.skip(f"no scratch PostgreSQL can start: {reason}")
+    server = servers.start_postgres(tmp_path / "pg")
+    try:
+        engine = TimescaleDB(server.dsn)
+        engine.create_schema()
+        data = tmp_path / "data"
+        build_binance(data, binance)
+        batches = iter_batches(data, "quotes", 10_000)
+
+        def dying():
+            yield next(batches)
+            os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
+            yield from batches
+
+        with pytest.raises(EngineError) as err:
+            engine.load("quotes", dying())
+        message = str(err.value)
+        assert message.startswith(f"{engine.name}: load quotes failed:") and "rows sent" in message
+        assert "password" not in message
+    finally:
+        servers.stop(server)
+
+
+def test_unreachable_server_is_a_clear_error():
+    with pytest.raises(EngineError, match="connect failed"):
+        TimescaleDB("postgresql://nobody:secret@127.0.0.1:1/none")
