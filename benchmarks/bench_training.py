@@ -1,0 +1,126 @@
+"""HFformer training speed, and the synthetic-market quality target.
+
+    python benchmarks/bench_training.py speed [--threads 2] [--steps 20]
+        windows/s of full training steps (z-scored batch gather, forward, pinball loss, backward,
+        clipping, AdamW) at the default size and batch 256, HFformer (spiking and ReLU) and LSTM;
+    python benchmarks/bench_training.py oracle [--minutes 240] [--set key=value ...]
+        trains hfformer, lstm and naive on the default synthetic market (seed 0), evaluates them on
+        the test split and checks the target: HFformer reaches >= 80% of the oracle's R2 at h = 5
+        and beats the zero and LSTM baselines there.
+    python -m pytest benchmarks/bench_training.py --benchmark-only     (the speed part)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_loaders.synth import generate
+from hfformer.config import load_config
+from hfformer.data import prepare
+from hfformer.evaluate import evaluate
+from hfformer.losses import pinball_loss
+from hfformer.train import build_model, train
+
+QS = [0.1, 0.5, 0.9]
+
+
+def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256):
+    """A closure doing one training step on the next batch of real (synthetic) windows."""
+    cfg = load_config(overrides=[f"model.spiking={str(spiking).lower()}"])
+    prep = prepare(data, cfg.data)
+    ds = prep.dataset("train")
+    torch.manual_seed(0)
+    model = build_model(kind, cfg, prep.features.x.shape[1]).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    order = np.random.default_rng(0).permutation(len(ds))
+    state = {"i": 0}
+
+    def step() -> None:
+        i = state["i"] % (len(ds) - batch)
+        state["i"] += batch
+        xb, yb = ds.get_batch(order[i : i + batch])
+        loss = pinball_loss(model(xb), yb, QS)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, minutes=30, seed=0)
+    return out
+
+
+@pytest.mark.parametrize("kind,spiking", [("hfformer", True), ("hfformer", False), ("lstm", True)])
+def test_training_step(benchmark, synth, kind, spiking):
+    torch.set_num_threads(2)
+    step = step_runner(kind, spiking, synth)
+    step()
+    benchmark.extra_info["windows"] = 256
+    benchmark.pedantic(step, rounds=5, iterations=1)
+
+
+def speed(threads: int, steps: int) -> dict:
+    torch.set_num_threads(threads)
+    result = {"threads": threads, "batch": 256, "windows_per_s": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), minutes=30, seed=0)
+        for kind, spiking in [("hfformer", True), ("hfformer", False), ("lstm", True)]:
+            step = step_runner(kind, spiking, Path(tmp))
+            for _ in range(2):
+                step()
+            tic = time.perf_counter()
+            for _ in range(steps):
+                step()
+            name = kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu"))
+            result["windows_per_s"][name] = round(steps * 256 / (time.perf_counter() - tic))
+    return result
+
+
+def oracle_target(minutes: float, overrides: list[str], out: Path | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "synth"
+        generate(data, minutes=minutes, seed=0)
+        run = out or Path(tmp) / "run"
+        cfg = load_config(overrides=["progress=false", *overrides])
+        fitted = {kind: train(data, run, kind, cfg) for kind in ("hfformer", "lstm", "naive")}
+        table = evaluate(run, data, n_boot=200)["table"]
+    rows = {r["model"]: r for r in table.filter(table["horizon"] == 5).iter_rows(named=True)}
+    hf = rows["hfformer"]
+    return {
+        "minutes": minutes, "overrides": overrides, "test_windows": hf["windows"],
+        "training": {k: {f: v.get(f) for f in ("epochs", "steps", "best_val_loss", "last_windows_per_s",
+                                                "stopped", "seconds", "device")} for k, v in fitted.items()},
+        "h5": {m: {"r2": round(r["r2"], 4), "r2_lo": round(r["r2_lo"], 4), "r2_hi": round(r["r2_hi"], 4),
+                   "sign_acc": round(r["sign_acc"], 4), "r2_oracle_frac": round(r["r2_oracle_frac"], 3)}
+               for m, r in rows.items()},
+        "target_met": bool(hf["r2_oracle_frac"] >= 0.8 and hf["r2"] > rows["zero"]["r2"]
+                           and hf["r2"] > rows["lstm"]["r2"]),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["speed", "oracle"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=240)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.what == "speed":
+        print(json.dumps(speed(args.threads, args.steps), indent=1))
+    else:
+        print(json.dumps(oracle_target(args.minutes, args.overrides, args.out), indent=1))
