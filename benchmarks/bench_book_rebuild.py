@@ -23,9 +23,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_loaders.binance_ws import read_book  # noqa: E402
-from data_loaders.paths import binance_recordings  # noqa: E402
-from data_loaders.quarantine import Quarantine  # noqa: E402
+from data_loaders.binance_ws import read_book
+from data_loaders.paths import binance_recordings
+from data_loaders.quarantine import Quarantine
 
 
 def rebuild_to_parquet(files: list[Path], out: Path, levels: int = 10) -> tuple[int, float]:
@@ -41,12 +41,18 @@ def _report(name: str, files: list[Path], out: Path, runs: int = 5) -> None:
     messages = timings[0][0]
     best = min(seconds for _, seconds in timings)
     median = sorted(seconds for _, seconds in timings)[runs // 2]
-    print(f"{name:>22}: {messages:>10,} msgs  best {messages / best:>11,.0f} msgs/s  median {messages / median:>11,.0f} msgs/s")
+    print(
+        f"{name:>22}: {messages:>10,} msgs  best {messages / best:>11,.0f} msgs/s  median {messages / median:>11,.0f} msgs/s"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=0, help="also time the USD-M file repeated N times")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=0, help="also time the USD-M file repeated N times"
+    )
     args = parser.parse_args()
     groups = binance_recordings()
     if not groups:
@@ -55,7 +61,9 @@ def main() -> None:
         out = Path(tmp) / "book.parquet"
         first = next(iter(groups.values()))
         messages, seconds = rebuild_to_parquet(first, out)
-        print(f"{'cold':>22}: {messages:>10,} msgs  {messages / seconds:,.0f} msgs/s (includes loading compiled code)")
+        print(
+            f"{'cold':>22}: {messages:>10,} msgs  {messages / seconds:,.0f} msgs/s (includes loading compiled code)"
+        )
         for name, files in groups.items():
             _report(name, files, out)
         for files in groups.values():
@@ -63,7 +71,9 @@ def main() -> None:
                 _report(f.name.removesuffix(".gz"), [f], out)
         if args.repeat and "usdm" in groups:
             big = Path(tmp) / "usdm_repeated.gz"
-            big.write_bytes(gzip.compress(gzip.decompress(groups["usdm"][0].read_bytes()) * args.repeat, 1))
+            big.write_bytes(
+                gzip.compress(gzip.decompress(groups["usdm"][0].read_bytes()) * args.repeat, 1)
+            )
             _report(f"usdm x{args.repeat}", [big], out, runs=3)
 
 

@@ -491,7 +491,9 @@ def _stream_kind(buf, s, e, sym):
 
 
 @njit(cache=True)
-def _object(buf, p, end, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n):
+def _object(
+    buf, p, end, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n
+):
     """Parse the line's top-level object at p, descending once into "data" -> (status, end, new n)."""
     inner = False  # inside the "data" object
     p = _ws(buf, p + 1, end)
@@ -538,7 +540,9 @@ def _object(buf, p, end, i, sym, ints, floats, present, maker, kind, stream_span
                 if q >= 0 and buf[p] != 123 and kind[i] != K_OTHER:
                     st = MISSING
         else:
-            st, q, n = _member(buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px, lv_qty, n)
+            st, q, n = _member(
+                buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px, lv_qty, n
+            )
         if st != OK:
             return st, q, n
         p = _ws(buf, q, end)
@@ -607,7 +611,23 @@ def _parse(buf, starts, ends, sym):
             q = _skip_value(buf, p, e)
             status[i] = UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON
             continue
-        st, q, n2 = _object(buf, p, e, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n)
+        st, q, n2 = _object(
+            buf,
+            p,
+            e,
+            i,
+            sym,
+            ints,
+            floats,
+            present,
+            maker,
+            kind,
+            stream_span,
+            lv_side,
+            lv_px,
+            lv_qty,
+            n,
+        )
         if st == OK and _ws(buf, q, e) != e:
             st = BAD_JSON
         if st == OK and kind[i] == K_NONE:
@@ -617,9 +637,7 @@ def _parse(buf, starts, ends, sym):
                 st = UNKNOWN
         if st == OK and kind[i] != K_OTHER:
             need = _required(kind[i])
-            if kind[i] != K_SNAPSHOT and not present[i] & P_DATA:
-                st = MISSING
-            elif present[i] & need != need:
+            if kind[i] != K_SNAPSHOT and not present[i] & P_DATA or present[i] & need != need:
                 st = MISSING
             elif kind[i] == K_TICKER and (floats[i, F_BQ] < 0 or floats[i, F_AQ] < 0):
                 st = NEGATIVE
@@ -634,12 +652,28 @@ def _parse(buf, starts, ends, sym):
             continue
         n = n2
         lv_end[i] = n
-    return local_ts, status, kind, ints, floats, present, maker, stream_span, lv_start, lv_end, lv_side[:n], lv_px[:n], lv_qty[:n]
+    return (
+        local_ts,
+        status,
+        kind,
+        ints,
+        floats,
+        present,
+        maker,
+        stream_span,
+        lv_start,
+        lv_end,
+        lv_side[:n],
+        lv_px[:n],
+        lv_qty[:n],
+    )
 
 
 # --- sequencing: Binance's procedure for keeping a local book in sync --------------------------
 # event states (forward pass)
-S_APPLIED, S_STALE, S_DUPLICATE, S_BUFFERED, S_GAP, S_UNSYNCED, S_SNAPSHOT, S_SNAPSHOT_UNUSED = range(8)
+S_APPLIED, S_STALE, S_DUPLICATE, S_BUFFERED, S_GAP, S_UNSYNCED, S_SNAPSHOT, S_SNAPSHOT_UNUSED = (
+    range(8)
+)
 A_SYNCED, A_UNSYNCED, A_GAP, A_STALE, A_DUPLICATE = range(5)
 
 
@@ -696,7 +730,9 @@ def _sequence(is_snap, first, last, prev, futures):
             for j in range(pending, i):  # replay the buffered diffs onto the snapshot
                 if is_snap[j]:
                     continue
-                action, synced, awaiting, cur = _step(first[j], last[j], prev[j], futures, synced, awaiting, cur)
+                action, synced, awaiting, cur = _step(
+                    first[j], last[j], prev[j], futures, synced, awaiting, cur
+                )
                 if state[j] == S_BUFFERED:
                     state[j] = S_STALE if action == A_STALE else S_APPLIED
                 if action == A_STALE or action == A_DUPLICATE:
@@ -708,7 +744,9 @@ def _sequence(is_snap, first, last, prev, futures):
             continue
         if not have_book:
             continue
-        action, synced, awaiting, cur = _step(first[i], last[i], prev[i], futures, synced, awaiting, cur)
+        action, synced, awaiting, cur = _step(
+            first[i], last[i], prev[i], futures, synced, awaiting, cur
+        )
         if action == A_STALE:
             state[i] = S_STALE
             continue
@@ -773,7 +811,9 @@ class Parsed:
 
     def quarantine_lines(self, quarantine: Quarantine, kind: str, rows: np.ndarray) -> None:
         for i in rows.tolist():
-            quarantine.add(kind, str(self.files[self.file_index[i]]), int(self.line_no[i]), self.line_text(i))
+            quarantine.add(
+                kind, str(self.files[self.file_index[i]]), int(self.line_no[i]), self.line_text(i)
+            )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -833,9 +873,21 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
     starts, ends = np.concatenate(starts_l), np.concatenate(ends_l)
     file_index, line_no = np.concatenate(file_l), np.concatenate(line_l)
     sym = np.frombuffer(symbol, np.uint8)
-    (local_ts, status, kind, ints, floats, present, maker, stream_span, lv_start, lv_end, lv_side, lv_px, lv_qty) = (
-        _parse(buf, starts, ends, sym)
-    )
+    (
+        local_ts,
+        status,
+        kind,
+        ints,
+        floats,
+        present,
+        maker,
+        stream_span,
+        lv_start,
+        lv_end,
+        lv_side,
+        lv_px,
+        lv_qty,
+    ) = _parse(buf, starts, ends, sym)
     ts_units = {}
     for fi, f in enumerate(files):  # per-file unit; an implausible timestamp is a malformed line
         rows = (file_index == fi) & (status != MALFORMED)
@@ -898,7 +950,9 @@ def trades_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, 
             "trade_id": parsed.ints[rows, I_TID],
             "price": parsed.floats[rows, F_P],
             "qty": parsed.floats[rows, F_Q],
-            "side": np.where(parsed.maker[rows] == 1, -1, 1).astype(np.int8),  # buyer is maker: a sell
+            "side": np.where(parsed.maker[rows] == 1, -1, 1).astype(
+                np.int8
+            ),  # buyer is maker: a sell
         }
     ).cast(TRADES_SCHEMA)  # type: ignore[arg-type]
     return frame, {**_stats(parsed, quarantine), "rows": frame.height}
@@ -934,7 +988,11 @@ class GapError(RuntimeError):
 
 
 def book_frame_from(
-    parsed: Parsed, quarantine: Quarantine, levels: int = 10, every: str | None = None, on_gap: str = "flag"
+    parsed: Parsed,
+    quarantine: Quarantine,
+    levels: int = 10,
+    every: str | None = None,
+    on_gap: str = "flag",
 ) -> tuple[pl.DataFrame, dict]:
     """The rebuilt book (BOOK contract, `levels` levels): one row per applied diff, or on a grid.
 
@@ -943,7 +1001,9 @@ def book_frame_from(
     marked in_sync=false; the diff that crossed an in-sync book is quarantined."""
     if on_gap not in ("flag", "drop", "error"):
         raise ValueError(f"on_gap must be flag, drop or error, not {on_gap!r}")
-    events = np.flatnonzero(((parsed.kind == K_DEPTH) | (parsed.kind == K_SNAPSHOT)) & (parsed.status == OK))
+    events = np.flatnonzero(
+        ((parsed.kind == K_DEPTH) | (parsed.kind == K_SNAPSHOT)) & (parsed.status == OK)
+    )
     is_snap = parsed.kind[events] == K_SNAPSHOT
     ints = parsed.ints[events]
     first = np.where(is_snap, ints[:, I_LID], ints[:, I_BIGU])
@@ -958,10 +1018,20 @@ def book_frame_from(
             f"gap in the update ids at {parsed.files[parsed.file_index[i]]}:{parsed.line_no[i]} "
             f"(U={parsed.ints[i, I_BIGU]}, u={parsed.ints[i, I_U]})"
         )
-    parsed.quarantine_lines(quarantine, "duplicate_or_out_of_order_id", events[state == S_DUPLICATE])
+    parsed.quarantine_lines(
+        quarantine, "duplicate_or_out_of_order_id", events[state == S_DUPLICATE]
+    )
     lines = events[order]
     arrays = rebuild_book(
-        parsed.lv_start, parsed.lv_end, parsed.lv_side, parsed.lv_px, parsed.lv_qty, levels, lines, reset, emit
+        parsed.lv_start,
+        parsed.lv_end,
+        parsed.lv_side,
+        parsed.lv_px,
+        parsed.lv_qty,
+        levels,
+        lines,
+        reset,
+        emit,
     )
     rows = arrays.position
     crossed = arrays.crossed
@@ -996,7 +1066,11 @@ def book_frame_from(
 
 
 def read_book(
-    files: list[Path], quarantine: Quarantine, levels: int = 10, every: str | None = None, on_gap: str = "flag"
+    files: list[Path],
+    quarantine: Quarantine,
+    levels: int = 10,
+    every: str | None = None,
+    on_gap: str = "flag",
 ) -> tuple[pl.DataFrame, dict]:
     return book_frame_from(parse_recording(files, quarantine), quarantine, levels, every, on_gap)
 
@@ -1012,10 +1086,14 @@ def read_quotes(files: list[Path], quarantine: Quarantine) -> tuple[pl.DataFrame
 def bookticker_agreement(book: pl.DataFrame, quotes: pl.DataFrame) -> tuple[int, int]:
     """(agreeing, compared) in-sync book rows whose best bid and ask equal the latest bookTicker
     with update id <= the row's update id (Binance's check of a correct local book)."""
-    rows = book.filter(pl.col("in_sync")).select("update_id", "bid_px_1", "ask_px_1").sort("update_id")
+    rows = (
+        book.filter(pl.col("in_sync")).select("update_id", "bid_px_1", "ask_px_1").sort("update_id")
+    )
     ticker = quotes.select("update_id", "bid_px", "ask_px").sort("update_id")
     joined = rows.join_asof(ticker, on="update_id", strategy="backward").drop_nulls("bid_px")
-    agree = joined.filter((pl.col("bid_px_1") == pl.col("bid_px")) & (pl.col("ask_px_1") == pl.col("ask_px")))
+    agree = joined.filter(
+        (pl.col("bid_px_1") == pl.col("bid_px")) & (pl.col("ask_px_1") == pl.col("ask_px"))
+    )
     return agree.height, joined.height
 
 

@@ -7,9 +7,10 @@ message on failure. Files given together are one continuous recording.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Annotated
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -24,15 +25,21 @@ from data_loaders.summary import print_summary
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 err = Console(stderr=True)
 
-FILES = typer.Argument(..., exists=True, dir_okay=False, help="input files, in order (one recording)")
-FORMAT = typer.Option("auto", "--format", help="auto|binance|binance-csv|tardis")
-JSON = typer.Option(False, "--json", help="print the summary as JSON")
+Files = Annotated[
+    list[Path],
+    typer.Argument(exists=True, dir_okay=False, help="input files, in order (one recording)"),
+]
+Out = Annotated[Path, typer.Option("--out", help="output Parquet file")]
+Format = Annotated[str, typer.Option("--format", help="auto|binance|binance-csv|tardis")]
+Json = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
 
 
 @contextmanager
 def _progress(what: str) -> Iterator[None]:
     """A spinner with elapsed time on stderr while long work runs (hidden when not a terminal)."""
-    with Progress(SpinnerColumn(), TextColumn(what), TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        SpinnerColumn(), TextColumn(what), TimeElapsedColumn(), console=err, transient=True
+    ) as bar:
         bar.add_task(what, total=None)
         yield
 
@@ -56,7 +63,10 @@ def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, re
     started = time.perf_counter()
     try:
         fmt = formats.resolve(files, fmt)
-        with Quarantine(quarantine_path(out)) as quarantine, _progress(f"{command}: reading {len(files)} file(s)"):
+        with (
+            Quarantine(quarantine_path(out)) as quarantine,
+            _progress(f"{command}: reading {len(files)} file(s)"),
+        ):
             frame, stats = read(files, quarantine, fmt)
             _write(frame, out, command, fmt, stats)
     except (OSError, ValueError, RuntimeError) as exc:  # includes FormatError and GapError
@@ -73,13 +83,17 @@ def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, re
 
 @app.command()
 def book(
-    files: list[Path] = FILES,
-    out: Path = typer.Option(..., "--out", help="output Parquet file"),
-    levels: int = typer.Option(10, "--levels", min=1, help="book levels per side"),
-    every: str | None = typer.Option(None, "--every", help="resample on a fixed grid, e.g. 100ms"),
-    on_gap: str = typer.Option("flag", "--on-gap", help="flag|drop|error: what an update-id gap does"),
-    fmt: str = FORMAT,
-    as_json: bool = JSON,
+    files: Files,
+    out: Out,
+    levels: Annotated[int, typer.Option("--levels", min=1, help="book levels per side")] = 10,
+    every: Annotated[
+        str | None, typer.Option("--every", help="resample on a fixed grid, e.g. 100ms")
+    ] = None,
+    on_gap: Annotated[
+        str, typer.Option("--on-gap", help="flag|drop|error: what an update-id gap does")
+    ] = "flag",
+    fmt: Format = "auto",
+    as_json: Json = False,
 ) -> None:
     """Rebuild the order book: one row per applied diff, or the last state on a fixed grid."""
     if on_gap not in ("flag", "drop", "error"):
@@ -92,23 +106,25 @@ def book(
 
 
 @app.command()
-def trades(files: list[Path] = FILES, out: Path = typer.Option(..., "--out"), fmt: str = FORMAT, as_json: bool = JSON) -> None:
+def trades(files: Files, out: Out, fmt: Format = "auto", as_json: Json = False) -> None:
     """Trades to Parquet (ts, local_ts, trade_id, price, qty, side)."""
     _run("trades", files, out, fmt, as_json, lambda f, q, fmt: formats.read_trades(f, q, fmt))
 
 
 @app.command()
-def quotes(files: list[Path] = FILES, out: Path = typer.Option(..., "--out"), fmt: str = FORMAT, as_json: bool = JSON) -> None:
+def quotes(files: Files, out: Out, fmt: Format = "auto", as_json: Json = False) -> None:
     """Best bid/offer quotes (bookTicker) to Parquet."""
     _run("quotes", files, out, fmt, as_json, lambda f, q, fmt: formats.read_quotes(f, q, fmt))
 
 
 @app.command()
 def synth(
-    minutes: float = typer.Option(..., "--minutes", min=0.0, help="length of the market to generate"),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(..., "--out", help="output directory"),
-    as_json: bool = JSON,
+    minutes: Annotated[
+        float, typer.Option("--minutes", min=0.0, help="length of the market to generate")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Json = False,
 ) -> None:
     """Generate a seeded synthetic BTC-USDT market: DIR/{trades,quotes,book}.parquet and the oracle."""
     from data_loaders.synth import generate
@@ -125,7 +141,11 @@ def synth(
 def _parquet_info(path: Path) -> dict:
     meta = pq.read_metadata(path)
     columns = meta.schema.names
-    kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items() if not k.startswith(b"ARROW")}
+    kv = {
+        k.decode(): v.decode()
+        for k, v in (meta.metadata or {}).items()
+        if not k.startswith(b"ARROW")
+    }
     if "kind" in kv:
         kind = kv["kind"]
     elif "bid_px_1" in columns:
@@ -139,7 +159,11 @@ def _parquet_info(path: Path) -> dict:
     info: dict = {"kind": kind, "rows": meta.num_rows, "columns": len(columns)}
     time_col = "ts" if "ts" in columns else ("local_ts" if "local_ts" in columns else None)
     if time_col:
-        span = pl.scan_parquet(path).select(pl.col(time_col).min().alias("a"), pl.col(time_col).max().alias("b")).collect()
+        span = (
+            pl.scan_parquet(path)
+            .select(pl.col(time_col).min().alias("a"), pl.col(time_col).max().alias("b"))
+            .collect()
+        )
         first, last = span.row(0)
         if first is not None:
             info["from"] = str(pl.Series([first, last]).cast(pl.Datetime("ns", "UTC"))[0])
@@ -156,10 +180,18 @@ def _recording_info(path: Path) -> dict:
     good = parsed.status == binance_ws.OK
     names = {binance_ws.K_DEPTH: "depth_diffs", binance_ws.K_TRADE: "trades", binance_ws.K_TICKER: "book_tickers",
              binance_ws.K_SNAPSHOT: "snapshots", binance_ws.K_OTHER: "skipped"}  # fmt: skip
-    info: dict = {"kind": "binance-recording", "symbol": parsed.symbol, "market": "usdm" if parsed.futures else "spot"}
+    info: dict = {
+        "kind": "binance-recording",
+        "symbol": parsed.symbol,
+        "market": "usdm" if parsed.futures else "spot",
+    }
     info["messages"] = parsed.messages
     info.update({name: int(((parsed.kind == k) & good).sum()) for k, name in names.items()})
-    info["bad_lines"] = {binance_ws.STATUS_NAMES[c]: int((parsed.status == c).sum()) for c in binance_ws.STATUS_NAMES if (parsed.status == c).any()}
+    info["bad_lines"] = {
+        binance_ws.STATUS_NAMES[c]: int((parsed.status == c).sum())
+        for c in binance_ws.STATUS_NAMES
+        if (parsed.status == c).any()
+    }
     info["ts_unit"] = ",".join(parsed.ts_units.values())
     stamps = parsed.local_ts[parsed.status != binance_ws.MALFORMED]
     if stamps.size:
@@ -169,7 +201,9 @@ def _recording_info(path: Path) -> dict:
 
 
 @app.command()
-def info(file: Path = typer.Argument(..., exists=True, dir_okay=False), as_json: bool = JSON) -> None:
+def info(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], as_json: Json = False
+) -> None:
     """What a file holds: kind, rows, time range, columns (Parquet) or message counts (recording)."""
     try:
         with open(file, "rb") as fh:
@@ -178,7 +212,11 @@ def info(file: Path = typer.Argument(..., exists=True, dir_okay=False), as_json:
             fields = _parquet_info(file)
         else:
             fmt = formats.detect(file)
-            fields = _recording_info(file) if fmt == "binance" else {"kind": fmt, "bytes": file.stat().st_size}
+            fields = (
+                _recording_info(file)
+                if fmt == "binance"
+                else {"kind": fmt, "bytes": file.stat().st_size}
+            )
     except (OSError, ValueError, RuntimeError) as exc:
         _fail(f"{file}: {exc}")
         return

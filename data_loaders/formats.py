@@ -15,7 +15,11 @@ from data_loaders.order_book import resample_book
 from data_loaders.quarantine import Quarantine
 
 FORMATS = ("auto", "binance", "binance-csv", "tardis")
-MODULES = {"binance": "data_loaders.binance_ws", "binance-csv": "data_loaders.binance_csv", "tardis": "data_loaders.tardis"}
+MODULES = {
+    "binance": "data_loaders.binance_ws",
+    "binance-csv": "data_loaders.binance_csv",
+    "tardis": "data_loaders.tardis",
+}
 
 
 class FormatError(ValueError):
@@ -52,17 +56,23 @@ def resolve(files: list[Path], fmt: str = "auto") -> str:
     return kinds.pop()
 
 
-def _with_stats(result: pl.DataFrame | tuple[pl.DataFrame, dict], quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
+def _with_stats(
+    result: pl.DataFrame | tuple[pl.DataFrame, dict], quarantine: Quarantine
+) -> tuple[pl.DataFrame, dict]:
     frame, stats = result if isinstance(result, tuple) else (result, {})
     return frame, {"rows": frame.height, **stats, "bad_lines": dict(quarantine.counts)}
 
 
-def read_trades(files: list[Path], quarantine: Quarantine, fmt: str = "auto") -> tuple[pl.DataFrame, dict]:
+def read_trades(
+    files: list[Path], quarantine: Quarantine, fmt: str = "auto"
+) -> tuple[pl.DataFrame, dict]:
     fmt = resolve(files, fmt)
     return _with_stats(_module(fmt).read_trades(files, quarantine), quarantine)
 
 
-def read_quotes(files: list[Path], quarantine: Quarantine, fmt: str = "auto") -> tuple[pl.DataFrame, dict]:
+def read_quotes(
+    files: list[Path], quarantine: Quarantine, fmt: str = "auto"
+) -> tuple[pl.DataFrame, dict]:
     fmt = resolve(files, fmt)
     if fmt == "tardis":
         raise FormatError("Tardis files give trades and books here, not quotes")
@@ -81,7 +91,9 @@ def read_book(
     if fmt == "binance-csv":
         raise FormatError("Binance public-data CSV files hold trades and quotes, not a book")
     if fmt == "binance":
-        return _with_stats(_module(fmt).read_book(files, quarantine, levels, every, on_gap), quarantine)
+        return _with_stats(
+            _module(fmt).read_book(files, quarantine, levels, every, on_gap), quarantine
+        )
     book, stats = _module(fmt).read_book(files, levels, quarantine, on_gap)
     if every is not None:
         book = resample_book(book, every)

@@ -58,7 +58,7 @@ def _new_side(blocks):
 
 @njit(cache=True)
 def _grow_side(side):
-    keys, qtys, count, order, top, free, meta = side
+    keys, qtys, count, order, top, _, meta = side
     old = count.size
     bigger = _new_side(2 * old)
     bigger[0][:old] = keys
@@ -165,7 +165,7 @@ def _set_level(keys, qtys, count, order, top, free, meta, key, qty):
 @njit(cache=True)
 def _top(side, levels, sign, px_out, qty_out):
     """Write the best `levels` of a side (largest keys first) as prices key*sign."""
-    keys, qtys, count, order, top, free, meta = side
+    keys, qtys, count, order, _, _, meta = side
     r = 0
     for s in range(meta[0] - 1, -1, -1):
         b = order[s]
@@ -179,7 +179,7 @@ def _top(side, levels, sign, px_out, qty_out):
 
 @njit(cache=True)
 def _best(side):
-    keys, qtys, count, order, top, free, meta = side
+    top, meta = side[4], side[6]
     return top[meta[0] - 1] if meta[0] > 0 else np.nan
 
 
@@ -245,7 +245,9 @@ def rebuild_book(
     `order[k]`; default every event. Row r came from `order[position[r]]`.
     """
     n_events = ev_start.size
-    order = np.arange(n_events, dtype=np.int64) if order is None else order.astype(np.int64, copy=False)
+    order = (
+        np.arange(n_events, dtype=np.int64) if order is None else order.astype(np.int64, copy=False)
+    )
     reset = np.zeros(order.size, np.bool_) if reset is None else reset.astype(np.bool_, copy=False)
     emit = np.ones(order.size, np.bool_) if emit is None else emit.astype(np.bool_, copy=False)
     out = _rebuild(
@@ -274,7 +276,12 @@ def book_frame(
     levels = arrays.bid_px.shape[1]
     columns: dict[str, pl.Series] = {
         name: pl.Series(name, values) if isinstance(values, np.ndarray) else values.alias(name)
-        for name, values in (("ts", ts), ("local_ts", local_ts), ("update_id", update_id), ("in_sync", in_sync))
+        for name, values in (
+            ("ts", ts),
+            ("local_ts", local_ts),
+            ("update_id", update_id),
+            ("in_sync", in_sync),
+        )
     }
     names = iter(level_columns(levels))
     for block in (arrays.bid_px, arrays.bid_qty, arrays.ask_px, arrays.ask_qty):

@@ -35,8 +35,19 @@ def _read(tmp_path, lines, on_gap="flag"):
     quotes, _ = bw.quotes_frame(parsed, quarantine)
     book, stats = bw.book_frame_from(parsed, quarantine, on_gap=on_gap)
     quarantine.close()
-    records = [orjson.loads(x) for x in quarantine.path.read_bytes().splitlines()] if quarantine.total else []
-    return {"trades": trades, "quotes": quotes, "book": book, "stats": stats, "records": records, "path": path}
+    records = (
+        [orjson.loads(x) for x in quarantine.path.read_bytes().splitlines()]
+        if quarantine.total
+        else []
+    )
+    return {
+        "trades": trades,
+        "quotes": quotes,
+        "book": book,
+        "stats": stats,
+        "records": records,
+        "path": path,
+    }
 
 
 def _line_of(lines, needle: bytes, after: int = 10) -> int:
@@ -55,13 +66,34 @@ def test_parsed_values_equal_orjson_on_real_files(binance):
             msg = orjson.loads(body)
             d = msg.get("data", {})
             if msg.get("stream", "").endswith("@trade"):
-                ref_t.append((d["T"] * 1_000_000, int(local), d["t"], float(d["p"]), float(d["q"]), -1 if d["m"] else 1))
+                ref_t.append(
+                    (
+                        d["T"] * 1_000_000,
+                        int(local),
+                        d["t"],
+                        float(d["p"]),
+                        float(d["q"]),
+                        -1 if d["m"] else 1,
+                    )
+                )
             elif msg.get("stream", "").endswith("@bookTicker"):
                 ts = d["T"] * 1_000_000 if "T" in d else None
-                ref_q.append((ts, int(local), d["u"], float(d["b"]), float(d["B"]), float(d["a"]), float(d["A"])))
+                ref_q.append(
+                    (
+                        ts,
+                        int(local),
+                        d["u"],
+                        float(d["b"]),
+                        float(d["B"]),
+                        float(d["a"]),
+                        float(d["A"]),
+                    )
+                )
         assert trades.rows() == ref_t
         assert quotes.rows() == ref_q
-        assert trades.schema == pl.Schema(TRADES_SCHEMA) and quotes.schema == pl.Schema(QUOTES_SCHEMA)
+        assert trades.schema == pl.Schema(TRADES_SCHEMA) and quotes.schema == pl.Schema(
+            QUOTES_SCHEMA
+        )
 
 
 @pytest.mark.parametrize("name", ["spot", "usdm"])
@@ -79,23 +111,32 @@ def test_rebuilt_book_agrees_with_bookticker(binance, name):
     assert book.schema == pl.Schema(book_schema(10))
     assert book["local_ts"].is_sorted() and book["update_id"].is_sorted()
     assert (book["bid_px_1"] < book["ask_px_1"]).all()
-    assert book.select(pl.all().null_count()).row(0) == (0,) * book.width  # deep books: all 10 levels
+    assert (
+        book.select(pl.all().null_count()).row(0) == (0,) * book.width
+    )  # deep books: all 10 levels
 
 
 def test_spot_files_are_one_recording(binance):
-    whole, stats = bw.read_book(binance["spot"], Quarantine(None))
+    whole, _ = bw.read_book(binance["spot"], Quarantine(None))
     second, stats2 = bw.read_book(binance["spot"][1:], Quarantine(None))
-    assert second.height == 0 and stats2["never_synced"] == stats2["diffs"] > 3000  # no snapshot of its own
+    assert (
+        second.height == 0 and stats2["never_synced"] == stats2["diffs"] > 3000
+    )  # no snapshot of its own
     start = int(bw.parse_recording(binance["spot"][1:], Quarantine(None)).local_ts.min())
     later = whole.filter(pl.col("local_ts") >= start)
     assert later.height == stats2["diffs"] and later["in_sync"].all()
 
 
 def test_microsecond_timestamps_are_detected(tmp_path, spot_lines, clean):
-    lines = [(b"%d" % (int(ts) // 1000)) + b" " + body for ts, _, body in (x.partition(b" ") for x in spot_lines)]
+    lines = [
+        (b"%d" % (int(ts) // 1000)) + b" " + body
+        for ts, _, body in (x.partition(b" ") for x in spot_lines)
+    ]
     got = _read(tmp_path, lines)
     assert got["stats"]["ts_unit"] == "us" and clean["stats"]["ts_unit"] == "ns"
-    assert got["quotes"]["local_ts"].to_list() == [t // 1000 * 1000 for t in clean["quotes"]["local_ts"]]
+    assert got["quotes"]["local_ts"].to_list() == [
+        t // 1000 * 1000 for t in clean["quotes"]["local_ts"]
+    ]
 
 
 def _assert_quarantined(got, kind, path, line_no, text):
@@ -110,14 +151,22 @@ def _assert_quarantined(got, kind, path, line_no, text):
         ("malformed_line", lambda line: b"not a timestamp " + line),
         ("invalid_json", lambda line: line[: len(line) // 2]),  # truncated
         ("invalid_json", lambda line: line.replace(b'"data":', b'"data"')),
-        ("non_numeric_field", lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"61837.6x"')),
+        (
+            "non_numeric_field",
+            lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"61837.6x"'),
+        ),
         ("non_numeric_field", lambda line: line.replace(b'"u":', b'"u":"x",  "v":')),
         ("negative_size", lambda line: line.replace(b'"B":"', b'"B":"-')),
         ("missing_field", lambda line: line.replace(b'"A":', b'"Z":')),
-        ("crossed_book", lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"71837.63000000"')),
+        (
+            "crossed_book",
+            lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"71837.63000000"'),
+        ),
     ],
 )
-def test_bad_quote_line_is_quarantined_and_nothing_else_changes(tmp_path, spot_lines, clean, kind, make):
+def test_bad_quote_line_is_quarantined_and_nothing_else_changes(
+    tmp_path, spot_lines, clean, kind, make
+):
     lines = list(spot_lines)
     i = _line_of(lines, b'"b":"61837.63000000"', after=20)
     assert b"@bookTicker" in lines[i]
@@ -134,7 +183,9 @@ def test_bad_trade_and_unknown_stream(tmp_path, spot_lines, clean):
     i = _line_of(lines, b"@trade")
     bad = lines[i].replace(b'"m":true', b'"m":"yes"').replace(b'"m":false', b'"m":"yes"')
     lines[i] = bad
-    kline = lines[i + 1].partition(b" ")[0] + b' {"stream":"btcusdt@kline_1m","data":{"k":{"o":"1"}}}'
+    kline = (
+        lines[i + 1].partition(b" ")[0] + b' {"stream":"btcusdt@kline_1m","data":{"k":{"o":"1"}}}'
+    )
     lines.insert(i + 1, kline)
     got = _read(tmp_path, lines)
     _assert_quarantined(got, "non_numeric_field", got["path"], i + 1, bad)
@@ -159,7 +210,9 @@ def test_swapped_diffs_make_a_gap_and_a_stale_diff(tmp_path, spot_lines, clean):
     j = _line_of(lines, b"@depth", after=i + 1)
     lines[i], lines[j] = lines[j], lines[i]
     got = _read(tmp_path, lines)
-    assert got["stats"]["gaps"] == 1 and got["stats"]["bad_lines"] == {"duplicate_or_out_of_order_id": 1}
+    assert got["stats"]["gaps"] == 1 and got["stats"]["bad_lines"] == {
+        "duplicate_or_out_of_order_id": 1
+    }
     assert got["records"][0]["line"] == j + 1  # the earlier diff, received late
     in_sync = got["book"]["in_sync"]
     assert 0 < in_sync.sum() == in_sync.arg_min() < 5  # no later snapshot: out of sync to the end

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data_loaders.order_book import BID, ASK, book_frame, parse_every, rebuild_book, resample_book
+from data_loaders.order_book import ASK, BID, book_frame, parse_every, rebuild_book, resample_book
 from data_loaders.schema import book_schema
 
 
@@ -34,7 +34,13 @@ def _flatten(events):
             price.append(p)
             qty.append(q)
         ends.append(len(side))
-    return (np.array(starts), np.array(ends), np.array(side, np.int8), np.array(price), np.array(qty))
+    return (
+        np.array(starts),
+        np.array(ends),
+        np.array(side, np.int8),
+        np.array(price),
+        np.array(qty),
+    )
 
 
 def test_kernel_matches_reference_on_random_events():
@@ -75,7 +81,10 @@ def test_kernel_emit_and_crossed():
 
 def test_kernel_grows_past_its_initial_capacity():
     n = 5000
-    events = [[(BID, float(1000 + i), 1.0) for i in range(n)], [(BID, float(1000 + i), 0.0) for i in range(0, n, 2)]]
+    events = [
+        [(BID, float(1000 + i), 1.0) for i in range(n)],
+        [(BID, float(1000 + i), 0.0) for i in range(0, n, 2)],
+    ]
     arrays = rebuild_book(*_flatten(events), levels=3)
     assert arrays.bid_px[0].tolist() == [5999.0, 5998.0, 5997.0]
     assert arrays.bid_px[1].tolist() == [5999.0, 5997.0, 5995.0]

@@ -21,7 +21,9 @@ def _json(result) -> dict:
 def test_book_trades_quotes_info(tmp_path, binance):
     spot = [str(f) for f in binance["spot"]]
     out = tmp_path / "book.parquet"
-    summary = _json(runner.invoke(app, ["book", *spot, "--levels", "5", "--out", str(out), "--json"]))
+    summary = _json(
+        runner.invoke(app, ["book", *spot, "--levels", "5", "--out", str(out), "--json"])
+    )
     assert summary["command"] == "book" and summary["format"] == "binance" and summary["gaps"] == 0
     assert summary["messages"] == 41_249 + 58_325 and summary["bad_lines"] == {}
     book = pl.read_parquet(out)
@@ -32,7 +34,9 @@ def test_book_trades_quotes_info(tmp_path, binance):
     _json(runner.invoke(app, ["book", *spot, "--every", "100ms", "--out", str(grid), "--json"]))
     resampled = pl.read_parquet(grid)
     assert (resampled["local_ts"].diff().drop_nulls() == 100_000_000).all()
-    assert resampled.height == pytest.approx((book["local_ts"].max() - book["local_ts"].min()) / 1e8, abs=2)
+    assert resampled.height == pytest.approx(
+        (book["local_ts"].max() - book["local_ts"].min()) / 1e8, abs=2
+    )
 
     usdm = str(binance["usdm"][0])
     for command, schema in (("trades", TRADES_SCHEMA), ("quotes", QUOTES_SCHEMA)):
@@ -47,7 +51,9 @@ def test_book_trades_quotes_info(tmp_path, binance):
     assert info["kind"] == "book" and info["rows"] == book.height and info["symbol"] == "btcusdt"
     assert info["column_names"].split(",") == book.columns
     info = _json(runner.invoke(app, ["info", usdm, "--json"]))
-    assert info["kind"] == "binance-recording" and info["market"] == "usdm" and info["snapshots"] == 1
+    assert (
+        info["kind"] == "binance-recording" and info["market"] == "usdm" and info["snapshots"] == 1
+    )
     assert info["messages"] == 93_954 and info["ts_unit"] == "ns"
 
 
@@ -61,9 +67,15 @@ def test_bad_lines_are_reported_and_quarantined(tmp_path, binance):
     result = runner.invoke(app, ["quotes", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
     bad = next(part for part in result.stdout.split() if part.startswith("bad_lines="))
-    assert sorted(bad.removeprefix("bad_lines=").split(",")) == ["invalid_json=1", "malformed_line=1"]
+    assert sorted(bad.removeprefix("bad_lines=").split(",")) == [
+        "invalid_json=1",
+        "malformed_line=1",
+    ]
     records = [orjson.loads(x) for x in (tmp_path / "q.quarantine.jsonl").read_bytes().splitlines()]
-    assert sorted((r["kind"], r["line"]) for r in records) == [("invalid_json", 3), ("malformed_line", 4)]
+    assert sorted((r["kind"], r["line"]) for r in records) == [
+        ("invalid_json", 3),
+        ("malformed_line", 4),
+    ]
 
 
 def test_failures_exit_nonzero_with_a_message(tmp_path, binance):
@@ -74,9 +86,13 @@ def test_failures_exit_nonzero_with_a_message(tmp_path, binance):
     assert result.exit_code == 1 and "not a Binance recording" in result.output
     result = runner.invoke(app, ["book", str(tmp_path / "missing.gz"), "--out", out])
     assert result.exit_code != 0
-    result = runner.invoke(app, ["book", str(binance["usdm"][0]), "--on-gap", "maybe", "--out", out])
+    result = runner.invoke(
+        app, ["book", str(binance["usdm"][0]), "--on-gap", "maybe", "--out", out]
+    )
     assert result.exit_code == 1 and "--on-gap" in result.output
-    result = runner.invoke(app, ["book", str(binance["usdm"][0]), "--format", "binance-csv", "--out", out])
+    result = runner.invoke(
+        app, ["book", str(binance["usdm"][0]), "--format", "binance-csv", "--out", out]
+    )
     assert result.exit_code == 1 and "not a book" in result.output
 
     lines = gzip.decompress(binance["usdm"][0].read_bytes()).split(b"\n")
@@ -91,7 +107,9 @@ def test_failures_exit_nonzero_with_a_message(tmp_path, binance):
 
 
 def test_synth_is_wired(tmp_path):
-    result = runner.invoke(app, ["synth", "--minutes", "0.2", "--seed", "3", "--out", str(tmp_path / "m"), "--json"])
+    result = runner.invoke(
+        app, ["synth", "--minutes", "0.2", "--seed", "3", "--out", str(tmp_path / "m"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout.strip().splitlines()[-1])["command"] == "synth"
     book = pl.read_parquet(tmp_path / "m" / "book.parquet")
