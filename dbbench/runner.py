@@ -265,8 +265,9 @@ class EngineRun:
                                       "dsn": redact(dsn), "version": None, "settings": {}, "server_time": None,
                                       "load": [], "storage": {}, "queries": {}, "concurrency": [], "cold_method": None}
 
-    def fail(self, step: str, query: str | None, exc: BaseException) -> None:
-        failure = {"step": step, "query": query, "error": f"{type(exc).__name__}: {exc}"}
+    def fail(self, step: str, query: str | None, error: BaseException | str) -> None:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        failure = {"step": step, "query": query, "error": text}
         self.entry["failures"].append(failure)
         if self.entry["status"] == "ok":
             where = f"{step} {query}" if query else step
@@ -337,7 +338,7 @@ class EngineRun:
             entry = measure_query(self.engine, query, params, self.refs[query], self.config.repeat, self.config.warmup)
             self.entry["queries"][query] = entry
             if entry["status"] == "error":
-                self.fail("query (hot)", query, RuntimeError(entry["error"]))
+                self.fail("query (hot)", query, entry["error"])
             self.progress(f"{self.name}: {query}")
         if not self.config.cold:
             return
@@ -369,7 +370,7 @@ class EngineRun:
                 record = concurrency(self.name, self.dsn, valid, self.data["params"], self.refs, clients,
                                      self.config.duration_s)
                 if not record["valid"]:
-                    self.fail(f"concurrency ({clients} clients)", None, RuntimeError("; ".join(record["problems"][:3])))
+                    self.fail(f"concurrency ({clients} clients)", None, "; ".join(record["problems"][:3]) or "no query ran")
                 self.entry["concurrency"].append(record)
             self.progress(f"{self.name}: {clients} client(s)")
 

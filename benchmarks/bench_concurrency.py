@@ -1,0 +1,56 @@
+"""N parallel clients for a bounded time against PostgreSQL and chDB: no errors, no wrong answers.
+
+    python benchmarks/bench_concurrency.py [--rows 100000] [--clients 10] [--seconds 60] [--out DIR]
+
+Each client is a thread with its own connection (chDB: its own session in this process); every
+answer is checked against the Polars reference. nbbo and asof_trades_quotes are left out: on
+PostgreSQL they are per-row lateral lookups whose one run would take most of a short window.
+PostgreSQL is $DBBENCH_TIMESCALEDB_DSN or a scratch server from `dbbench servers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from dbbench import results, servers
+from dbbench.dataset import build_synth
+from dbbench.engines.base import QUERY_NAMES
+from dbbench.runner import RunConfig, run
+
+QUERIES = [q for q in QUERY_NAMES if q not in ("nbbo", "asof_trades_quotes")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="dbbench-concurrency-"))
+    out = args.out or root
+    os.environ.setdefault("DBBENCH_SERVERS_DIR", str(root / "servers"))
+    build_synth(root / "data", args.rows)
+    dsn = os.environ.get("DBBENCH_TIMESCALEDB_DSN")
+    started = None if dsn else servers.up(["timescaledb"])["timescaledb"]
+    try:
+        res = run(RunConfig(data=root / "data", engines=["timescaledb", "clickhouse"], queries=QUERIES, repeat=1,
+                            clients=(1, args.clients), duration_s=args.seconds, out=out / "concurrency.json",
+                            dsns={"timescaledb": dsn or started.dsn, "clickhouse": f"chdb://{root / 'chdb'}"}))
+    finally:
+        if started:
+            servers.down(["timescaledb"])
+    print(f"{args.rows:,} rows, {len(QUERIES)} queries, {args.seconds:g} s per client count; results {out / 'concurrency.json'}")
+    for name, engine in results.validate(res)["engines"].items():
+        for c in engine["concurrency"]:
+            lat = c["latency"] or {}
+            print(f"  {name:11s} clients={c['clients']:3d} {c['duration_s']:6.1f} s queries={c['queries']:6d} "
+                  f"qps={c['qps'] or 0:8.1f} p50={1e3 * lat.get('median', 0):8.2f} ms p95={1e3 * lat.get('p95', 0):8.2f} ms "
+                  f"errors={c['errors']} wrong={c['wrong']} valid={c['valid']}")
+
+
+if __name__ == "__main__":
+    main()
