@@ -91,7 +91,7 @@ def _string_end(buf, p, end):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _number_end(buf, p, end):
     """Validate a JSON number starting at p -> index after it, or -1."""
     if p < end and buf[p] == 45:
@@ -120,7 +120,7 @@ def _number_end(buf, p, end):
     return p
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _literal_end(buf, p, end, word):
     n = len(word)
     if p + n > end:
@@ -136,7 +136,7 @@ FALSE = np.frombuffer(b"false", np.uint8)
 NULL = np.frombuffer(b"null", np.uint8)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _scalar_end(buf, p, end):
     """Validate a JSON string, number or literal at p -> index after it, or -1."""
     c = buf[p]
@@ -153,7 +153,7 @@ def _scalar_end(buf, p, end):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _key_colon(buf, p, end):
     """A member name and its colon at p -> index of the value, or -1."""
     if p >= end or buf[p] != 34:
@@ -224,7 +224,7 @@ def _skip_value(buf, p, end):
 POW10 = 10.0 ** np.arange(23)  # exact powers of ten
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _decimal(buf, s, e):
     """Decimal text [s, e) -> (ok, value); exact (== float(text)) for <= 15 significant digits."""
     p = s
@@ -281,7 +281,7 @@ def _decimal(buf, s, e):
     return True, -value if neg else value
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _int(buf, p, end):
     """JSON integer at p -> (status, value, end). status OK, NON_NUMERIC or BAD_JSON."""
     q = _number_end(buf, p, end)
@@ -998,7 +998,9 @@ def book_frame_from(
 
     on_gap: "flag" keeps out-of-sync rows with in_sync=false, "drop" removes them, "error" raises
     GapError at the first gap. Crossed books (best bid >= best ask) are counted and their rows
-    marked in_sync=false; the diff that crossed an in-sync book is quarantined."""
+    marked in_sync=false; the diff that crossed an in-sync book is quarantined. The stats'
+    `ticker_agreement` is the share of in-sync rows whose top of book equals the bookTicker
+    stream (bookticker_agreement): a self-check of the rebuild."""
     if on_gap not in ("flag", "drop", "error"):
         raise ValueError(f"on_gap must be flag, drop or error, not {on_gap!r}")
     events = np.flatnonzero(
@@ -1057,6 +1059,11 @@ def book_frame_from(
         "out_of_sync_rows": int((~sync).sum()),
         "crossed_rows": int(crossed.sum()),
     }
+    quotes = quotes_frame(parsed, Quarantine(None))[
+        0
+    ]  # its bad lines are the quotes command's to report
+    agree, compared = bookticker_agreement(book, quotes)
+    stats["ticker_agreement"] = round(agree / compared, 6) if compared else None  # self-check
     if on_gap == "drop":
         book = book.filter(pl.col("in_sync"))
     if every is not None:

@@ -105,6 +105,7 @@ def test_rebuilt_book_agrees_with_bookticker(binance, name):
     agree, compared = bw.bookticker_agreement(book, quotes)
     assert compared >= 0.99 * book.height > 6000
     assert agree / compared >= 0.999, (agree, compared)
+    assert stats["ticker_agreement"] == round(agree / compared, 6)
     assert stats["market"] == name and stats["gaps"] == 0 and stats["crossed_rows"] == 0
     assert stats["snapshots"] == 1 and stats["never_synced"] == 0 and stats["stale_dropped"] > 0
     assert quarantine.total == 0 and book["in_sync"].all()
