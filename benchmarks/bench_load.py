@@ -41,8 +41,8 @@ def bench_chdb(data: Path, repeat: int) -> dict:
         ours = best(lambda: engine.load(table, iter_batches(data, table)), repeat)
 
         def native() -> None:
-            engine._sql(f"TRUNCATE TABLE {table}")  # noqa: SLF001 - the benchmark drives the session directly
-            engine._sql(f"INSERT INTO {table} SELECT * FROM file('{data / f'{table}.parquet'}', Parquet)")  # noqa: SLF001
+            engine._sql(f"TRUNCATE TABLE {table}")
+            engine._sql(f"INSERT INTO {table} SELECT * FROM file('{data / f'{table}.parquet'}', Parquet)")
 
         theirs = best(native, repeat)
         out[table] = {"loader_s": ours, "native_s": theirs, "ratio": theirs / ours}
@@ -69,7 +69,7 @@ def bench_postgres(data: Path, dsn: str, repeat: int) -> dict:
             def native() -> None:
                 engine.conn.execute(f"TRUNCATE {table}")
                 engine.conn.execute(f"COPY {table} FROM '{path}' (FORMAT BINARY)")
-                engine._finish(table)  # noqa: SLF001 - same indexes/compression and ANALYZE as the loader
+                engine._finish(table)
 
             theirs = best(native, repeat)
             out[table] = {"loader_s": ours, "native_s": theirs, "ratio": theirs / ours}

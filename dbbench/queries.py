@@ -80,7 +80,7 @@ def default_params(data: Path) -> dict[str, Any]:
     return {
         "start": start,
         "end": end,
-        "symbol": sorted(manifest["symbols"])[0],
+        "symbol": min(manifest["symbols"]),
         "scan_start": start,
         "scan_end": start + SCAN_NS,
     }

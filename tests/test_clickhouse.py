@@ -59,7 +59,7 @@ def test_symbols_are_quoted_and_identifiers_checked(loaded):
 
 
 def test_a_closed_session_mid_load_fails_clearly_and_the_table_is_never_queried(loaded):
-    engine, data = loaded
+    _, data = loaded
     victim = ClickHouse(DSN)
     batches = iter_batches(data, "quotes", 1_000)
 

@@ -1,7 +1,7 @@
 """The Polars reference answers on a hand-made dataset, and compare() catching what it must."""
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -51,7 +51,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def ts(seconds: float) -> datetime:
-    return datetime.fromtimestamp(T0 / S + seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(T0 / S + seconds, tz=UTC)
 
 
 def test_default_params_cover_the_data_in_whole_minutes(tiny):

@@ -3,7 +3,6 @@
 import os
 import signal
 
-import pyarrow as pa
 import pytest
 
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest

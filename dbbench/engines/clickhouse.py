@@ -15,7 +15,15 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, Unsupported, identifier
+from dbbench.engines.base import (
+    QUERY_NAMES,
+    TABLES,
+    Engine,
+    EngineError,
+    LoadResult,
+    Unsupported,
+    identifier,
+)
 from dbbench.queries import check_params
 
 SCHEMA = {
@@ -162,7 +170,7 @@ class ClickHouse(Engine):
     def _sql(self, sql: str) -> pa.Table | None:
         """Run one statement; SELECTs come back as an Arrow table."""
         if self._session is not None:
-            if self._session._conn is None:  # noqa: SLF001 - chDB has no public "is closed"
+            if self._session._conn is None:
                 raise ConnectionError("chDB session is closed")
             result = self._session.query(sql + " SETTINGS use_query_cache = 0" if sql.lstrip().startswith(("SELECT", "WITH")) else sql, "ArrowTable")
             return result if isinstance(result, pa.Table) else None

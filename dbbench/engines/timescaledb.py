@@ -23,7 +23,15 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, Unsupported, identifier
+from dbbench.engines.base import (
+    QUERY_NAMES,
+    TABLES,
+    Engine,
+    EngineError,
+    LoadResult,
+    Unsupported,
+    identifier,
+)
 from dbbench.queries import check_params
 
 SQL_TYPES = {pa.timestamp("ns", tz="UTC"): "bigint", pa.string(): "text", pa.int64(): "bigint",
