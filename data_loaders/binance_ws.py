@@ -891,6 +891,8 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
     ts_units = {}
     for fi, f in enumerate(files):  # per-file unit; an implausible timestamp is a malformed line
         rows = (file_index == fi) & (status != MALFORMED)
+        if not rows.any():
+            continue  # an empty file (or one of malformed lines only) has no unit to tell
         unit = _ts_unit(local_ts[rows])
         ts_units[Path(f).name] = unit
         local_ts[file_index == fi] *= UNIT_FACTORS[unit]

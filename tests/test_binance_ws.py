@@ -268,3 +268,15 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, binance):
     twice = tmp_path / "twice.gz"  # two gzip members are one stream
     twice.write_bytes(data + data)
     assert bw.parse_recording([twice], Quarantine(None)).messages == 2 * 41_249
+
+
+def test_empty_and_garbage_files(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    book, stats = bw.read_book([empty], Quarantine(None))
+    assert book.height == 0 and stats["messages"] == 0 and stats["diffs"] == 0
+    junk = tmp_path / "junk.txt"
+    junk.write_bytes(b"hello world\n\n")
+    quarantine = Quarantine(None)
+    trades, stats = bw.read_trades([junk], quarantine)
+    assert trades.height == 0 and dict(quarantine.counts) == {"malformed_line": 2}
