@@ -88,16 +88,16 @@ def _chdb(engine: Any, name: str, params: dict[str, Any]) -> Sample:
     """The adapter's own path (table check, rendered SQL, cache off), keeping chDB's result object."""
     from dbbench.engines.clickhouse import render
 
-    if not engine._ready:  # noqa: SLF001 - the same check engine.query makes once per connection
+    if not engine._ready:
         missing = set(TABLES) - set(engine.loaded_rows())
         if missing:
             raise EngineError(engine.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
-        engine._ready = True  # noqa: SLF001
-    if engine._session._conn is None:  # noqa: SLF001 - chDB has no public "is closed"
+        engine._ready = True
+    if engine._session._conn is None:
         raise ConnectionError("chDB session is closed")
     sql = render(name, params) + " SETTINGS use_query_cache = 0"
     t0 = time.perf_counter()
-    result = engine._session.query(sql, "Arrow")  # noqa: SLF001
+    result = engine._session.query(sql, "Arrow")
     frame = pl.from_arrow(pa.RecordBatchFileReader(result.get_memview().view()).read_all())
     client = time.perf_counter() - t0
     return Sample(frame, client, float(result.elapsed()))
@@ -120,8 +120,8 @@ def _clickhouse_log(engine: Any, name: str, params: dict[str, Any]) -> float | N
     """query_duration_ms of the latest finished execution of this text in system.query_log."""
     from dbbench.engines.clickhouse import render
 
-    engine._client.command("SYSTEM FLUSH LOGS")  # noqa: SLF001
-    result = engine._client.query(  # noqa: SLF001
+    engine._client.command("SYSTEM FLUSH LOGS")
+    result = engine._client.query(
         "SELECT query_duration_ms FROM system.query_log WHERE type = 'QueryFinish' AND query = {q:String} "
         "ORDER BY event_time_microseconds DESC LIMIT 1",
         parameters={"q": render(name, params)},

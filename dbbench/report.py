@@ -259,13 +259,13 @@ def html_page(runs: list[dict[str, Any]], tables: dict[str, pl.DataFrame]) -> st
     lat = tables["latency"]
     columns = tables["engines"]["column"].to_list()
     colors = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(columns)}
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>dbbench report</title>"
-             f"<style>{CSS}</style></head><body><h1>dbbench report</h1>",
+    parts = [(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>dbbench report</title>"
+             f"<style>{CSS}</style></head><body><h1>dbbench report</h1>"),
              "<h2>Runs</h2>", _html_table(_runs_table(runs)),
              "<h2>Engines</h2>", _html_table(tables["engines"].select("column", "status", "version", "server_time", "reason"))]
     if lat.height:
-        parts += ["<h2>Relative time</h2><p class='note'>Geometric mean of each query's median over the fastest "
-                  "valid median; only correct answers count.</p>", _html_table(geomean_ratio(lat)),
+        parts += [("<h2>Relative time</h2><p class='note'>Geometric mean of each query's median over the fastest "
+                  "valid median; only correct answers count.</p>"), _html_table(geomean_ratio(lat)),
                   "<h2>Latency (median of the timed runs, ratio to the fastest)</h2>", _latency_html(lat, columns, dict(tables["engines"].select("column", "status").iter_rows())),
                   "<h2>Per query</h2>"]
         for (query,), group in lat.group_by("query", maintain_order=True):

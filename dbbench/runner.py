@@ -114,17 +114,17 @@ def restart_server(server: servers.Server) -> servers.Server:
     argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
     cwd, uid = Path(os.readlink(proc / "cwd")), proc.stat().st_uid
     user = pwd.getpwuid(uid).pw_name if uid != os.geteuid() else None
-    servers._stop_pid(server.pid, servers.STOP_SIGNAL[server.engine])  # noqa: SLF001
-    started = servers._spawn(argv, Path(server.log), cwd, user)  # noqa: SLF001
+    servers._stop_pid(server.pid, servers.STOP_SIGNAL[server.engine])
+    started = servers._spawn(argv, Path(server.log), cwd, user)
     deadline = time.monotonic() + servers.START_TIMEOUT_S
-    while not servers._port_open(server.port):  # noqa: SLF001
+    while not servers._port_open(server.port):
         if started.poll() is not None or time.monotonic() > deadline:
             raise servers.ServerError(f"{server.engine}: did not come back after a restart; log {server.log}")
         time.sleep(0.1)
     restarted = replace(server, pid=started.pid)
     state = servers.read_state()
     state[server.engine] = restarted
-    servers._write_state(servers.run_dir(), state)  # noqa: SLF001
+    servers._write_state(servers.run_dir(), state)
     return restarted
 
 

@@ -79,7 +79,7 @@ def test_wrong_answer_is_a_failure_not_a_timing(tiny: Path, chdb_dsn: str, tmp_p
     params = default_params(tiny)
     vwap = reference("vwap", tiny, params).with_columns(pl.col("vwap") * 1.001)
     last = reference("last_quote", tiny, params).head(-1)
-    res = run(RunConfig(data=tiny, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn}, queries=["vwap", "last_quote", "spread"],
+    run(RunConfig(data=tiny, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn}, queries=["vwap", "last_quote", "spread"],
                         repeat=3, out=tmp_path / "r.json"), references={"vwap": vwap, "last_quote": last})
     queries = results.read(tmp_path / "r.json")["engines"]["clickhouse"]["queries"]
     assert queries["spread"]["valid"]
