@@ -796,24 +796,17 @@ class Parsed:
     def messages(self) -> int:
         return int(self.status.size)
 
-    def line_text(self, i: int) -> bytes:
-        text = self.texts[self.file_index[i]]
-        offset = self.file_offset[self.file_index[i]]
-        return text[self.starts[i] - offset : self.ends[i] - offset]
-
-    @property
-    def file_offset(self) -> list[int]:
-        offsets, total = [], 0
-        for t in self.texts:
-            offsets.append(total)
-            total += len(t)
-        return offsets
-
     def quarantine_lines(self, quarantine: Quarantine, kind: str, rows: np.ndarray) -> None:
+        """Quarantine lines by index, quoting each with its file and line number."""
+        if quarantine.path is None:  # counting only: no need to cut out each line
+            if rows.size:
+                quarantine.counts[kind] += int(rows.size)
+            return
+        offsets = np.cumsum([0] + [len(t) for t in self.texts])
         for i in rows.tolist():
-            quarantine.add(
-                kind, str(self.files[self.file_index[i]]), int(self.line_no[i]), self.line_text(i)
-            )
+            f = self.file_index[i]
+            text = self.texts[f][self.starts[i] - offsets[f] : self.ends[i] - offsets[f]]
+            quarantine.add(kind, str(self.files[f]), int(self.line_no[i]), text)
 
 
 def _read_bytes(path: Path) -> bytes:
