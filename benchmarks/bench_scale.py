@@ -44,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="dbbench-scale-"))
     os.environ.setdefault("DBBENCH_SERVERS_DIR", str(root / "servers"))
-    cli = [sys.executable, "-m", "dbbench.run_cli", "run"]
+    cli = [sys.executable, "-m", "dbbench.cli", "run"]
     data = root / f"synth-{args.rows}"
     rc, seconds, rss = measured([sys.executable, "-c", f"from dbbench.dataset import build_synth; build_synth({str(data)!r}, {args.rows})"])
     print(f"dataset {args.rows:,} rows: {seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB (rc {rc})")

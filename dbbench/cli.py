@@ -24,6 +24,7 @@ from dbbench import queries
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import ENGINES, connect, default_dsn, redact
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
+from dbbench.run_cli import register as register_run_and_report
 from dbbench.servers import servers_app
 
 app = typer.Typer(help="Tick-database benchmark: datasets, engines, the checked query suite.", no_args_is_help=True,
@@ -173,6 +174,8 @@ def query(
     if not verdict.ok:
         raise typer.Exit(1)
 
+
+register_run_and_report(app)
 
 if __name__ == "__main__":
     app()

@@ -123,9 +123,3 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
     app.command("report")(report_cmd)
 
-
-app = typer.Typer(help="dbbench run and report (also mounted on the dbbench CLI).", no_args_is_help=True)
-register(app)
-
-if __name__ == "__main__":
-    app()

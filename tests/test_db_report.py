@@ -16,7 +16,7 @@ from dbbench import results
 from dbbench.dataset import build_synth
 from dbbench.engines.base import QUERY_NAMES
 from dbbench.report import LOG_SCALE_RATIO, bar_chart, write_report
-from dbbench.run_cli import app
+from dbbench.cli import app
 from dbbench.runner import RunConfig, run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
