@@ -32,7 +32,7 @@ from hfformer.train import build_model, train
 QS = [0.1, 0.5, 0.9]
 
 
-def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256):
+def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256, compiled: bool = False):
     """A closure doing one training step on the next batch of real (synthetic) windows."""
     cfg = load_config(overrides=[f"model.spiking={str(spiking).lower()}"])
     prep = prepare(data, cfg.data)
@@ -40,6 +40,7 @@ def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256):
     torch.manual_seed(0)
     model = build_model(kind, cfg, prep.features.x.shape[1]).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    forward = torch.compile(model) if compiled else model
     order = np.random.default_rng(0).permutation(len(ds))
     state = {"i": 0}
 
@@ -47,7 +48,7 @@ def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256):
         i = state["i"] % (len(ds) - batch)
         state["i"] += batch
         xb, yb = ds.get_batch(order[i : i + batch])
-        loss = pinball_loss(model(xb), yb, QS)
+        loss = pinball_loss(forward(xb), yb, QS)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -72,19 +73,20 @@ def test_training_step(benchmark, synth, kind, spiking):
     benchmark.pedantic(step, rounds=5, iterations=1)
 
 
-def speed(threads: int, steps: int) -> dict:
+def speed(threads: int, steps: int, compiled: bool = False) -> dict:
     torch.set_num_threads(threads)
     result = {"threads": threads, "batch": 256, "windows_per_s": {}}
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), minutes=30, seed=0)
-        for kind, spiking in [("hfformer", True), ("hfformer", False), ("lstm", True)]:
-            step = step_runner(kind, spiking, Path(tmp))
+        variants = [("hfformer", True, False), ("hfformer", False, False), ("lstm", True, False)]
+        for kind, spiking, comp in variants + [("hfformer", True, True)] * compiled:
+            step = step_runner(kind, spiking, Path(tmp), compiled=comp)
             for _ in range(2):
                 step()
             tic = time.perf_counter()
             for _ in range(steps):
                 step()
-            name = kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu"))
+            name = kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu")) + "_compiled" * comp
             result["windows_per_s"][name] = round(steps * 256 / (time.perf_counter() - tic))
     return result
 
@@ -116,11 +118,12 @@ if __name__ == "__main__":
     parser.add_argument("what", choices=["speed", "oracle"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--compiled", action="store_true", help="also time torch.compile (speed)")
     parser.add_argument("--minutes", type=float, default=240)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.what == "speed":
-        print(json.dumps(speed(args.threads, args.steps), indent=1))
+        print(json.dumps(speed(args.threads, args.steps, args.compiled), indent=1))
     else:
         print(json.dumps(oracle_target(args.minutes, args.overrides, args.out), indent=1))

@@ -76,6 +76,7 @@ class TrainConfig:
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads; 0: torch default
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
+    compile: bool = False  # torch.compile the training forward (fuses dropout/LayerNorm; slow start)
     progress: bool = True
 
 

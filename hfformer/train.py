@@ -243,6 +243,8 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
         state = {k: ckpt[k] for k in state}
         torch.set_rng_state(ckpt["rng"])
     wrapped = nn.parallel.DistributedDataParallel(model) if ddp.world > 1 else model
+    if t.compile:
+        wrapped = torch.compile(wrapped)
     ds = prep.dataset("train")
     train_idx = np.searchsorted(prep.ends["train"], subset(prep.ends["train"], t.max_train_windows))
     val_ends = subset(prep.ends["val"], t.max_val_windows)
