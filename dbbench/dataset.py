@@ -2,7 +2,9 @@
 
 Generating is a separate step from loading (TSBS style), so load timings never include it.
 Both files follow the engine tables' Arrow schemas (`dbbench.engines.base.TRADES` / `QUOTES`),
-and dataset.json records what was written (rows, time range, symbols, venues, source).
+and dataset.json records what was written (rows, time range, symbols, venues, source, and the
+size of each table written as CSV: the raw size storage is compared with, counted once here as
+the batches stream by rather than at every run).
 
 Sources:
 - `binance`: the real recordings, spot and USD-M as two venues of BTCUSDT. `ts` is the local
@@ -25,6 +27,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dbbench.engines.base import TABLES
@@ -36,6 +39,13 @@ SYNTH_ROWS_PER_STEP = 3.0  # one quote + about two trades (data_loaders.synth.Pa
 BINANCE_VENUES = {"spot": "binance_spot", "usdm": "binance_usdm"}
 
 
+def csv_size(rows: pa.Table | pa.RecordBatch, header: bool) -> int:
+    """Bytes of the rows written as CSV (Arrow's writer into a counting sink: nothing is kept)."""
+    sink = pa.MockOutputStream()
+    pacsv.write_csv(rows, sink, pacsv.WriteOptions(include_header=header))
+    return sink.size()
+
+
 class _Writer:
     """Streams batches into DIR/{trades,quotes}.parquet and keeps the manifest's running totals."""
 
@@ -44,6 +54,7 @@ class _Writer:
         self.out = out
         self.writers = {t: pq.ParquetWriter(out / f"{t}.parquet", s, compression="zstd") for t, s in TABLES.items()}
         self.rows = dict.fromkeys(TABLES, 0)
+        self.csv_bytes = dict.fromkeys(TABLES, 0)
         self.min_ts, self.max_ts = None, None
         self.symbols: set[str] = set()
         self.venues: set[str] = set()
@@ -55,6 +66,7 @@ class _Writer:
             raise ValueError("quotes repeat a (symbol, venue, ts): the prevailing quote would be ambiguous")
         arrow = frame.select(TABLES[table].names).to_arrow().cast(TABLES[table])
         self.writers[table].write_table(arrow)
+        self.csv_bytes[table] += csv_size(arrow, header=self.rows[table] == 0)
         self.rows[table] += frame.height
         lo, hi = frame["ts"].dt.epoch("ns").min(), frame["ts"].dt.epoch("ns").max()
         self.min_ts = lo if self.min_ts is None else min(self.min_ts, lo)
@@ -73,6 +85,7 @@ class _Writer:
             "symbols": sorted(self.symbols),
             "venues": sorted(self.venues),
             "bytes": {t: (self.out / f"{t}.parquet").stat().st_size for t in TABLES},
+            "csv_bytes": self.csv_bytes,
         }
         (self.out / "dataset.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         return manifest

@@ -33,17 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from dbbench import results, servers
-from dbbench.dataset import iter_batches, read_manifest
+from dbbench.dataset import csv_size, iter_batches, read_manifest
 from dbbench.engines import connect, default_dsn, redact
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
 from dbbench.machine import machine_info
 from dbbench.measure import server_time_method, stats, timed_query
-from dbbench.queries import compare, default_params, reference
+from dbbench.queries import compare, default_params, params_for, reference
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 MB = 1e6
@@ -75,13 +73,10 @@ def units(config: RunConfig) -> int:
 
 
 def csv_bytes(data: Path, table: str) -> int:
-    """Size of the table written as CSV with a header: the raw size that storage is compared with."""
-    total = 0
-    for i, batch in enumerate(pq.ParquetFile(Path(data) / f"{table}.parquet").iter_batches(batch_size=1_000_000)):
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=i == 0))
-        total += sink.tell()
-    return total
+    """Size of the table written as CSV with a header: the raw size that storage is compared with
+    (datasets record it in dataset.json when built; this counts it for those that do not)."""
+    batches = pq.ParquetFile(Path(data) / f"{table}.parquet").iter_batches(batch_size=1_000_000)
+    return sum(csv_size(batch, header=i == 0) for i, batch in enumerate(batches))
 
 
 def drop_page_cache() -> str:
@@ -169,7 +164,7 @@ def measure_query(engine: Engine, name: str, params: dict[str, Any], ref: pl.Dat
     server: list[float | None] = []
     try:
         for i in range(warmup + repeat):
-            sample = timed_query(engine, name, params)
+            sample = timed_query(engine, name, params_for(name, params))
             verdict = compare(sample.frame, ref, name)
             entry["rows"], entry["verdict"] = verdict.rows, str(verdict)
             if not verdict.ok:
@@ -215,7 +210,7 @@ def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str,
                 i += 1
                 t0 = time.perf_counter()
                 try:
-                    frame = conn.query(name, params)
+                    frame = conn.query(name, params_for(name, params))
                 except Exception as exc:  # noqa: BLE001
                     with lock:
                         counts["errors"] += 1
@@ -353,7 +348,7 @@ class EngineRun:
         """Restart, then one timed run of the query (compared like every other)."""
         try:
             self.engine = _reopen(self.engine, self.name, self.dsn, self.config.drop_caches)
-            sample = timed_query(self.engine, query, self.data["params"])
+            sample = timed_query(self.engine, query, params_for(query, self.data["params"]))
         except Exception as exc:  # noqa: BLE001
             entry.update(status="error", valid=False, error=f"cold run: {type(exc).__name__}: {exc}")
             self.fail("query (cold)", query, exc)
@@ -377,8 +372,9 @@ class EngineRun:
 
 def dataset_info(data: Path) -> dict[str, Any]:
     """The dataset's manifest, raw CSV sizes and query parameters."""
-    return {"path": str(Path(data).resolve()), **read_manifest(data),
-            "csv_bytes": {t: csv_bytes(data, t) for t in TABLES}, "params": default_params(data)}
+    manifest = read_manifest(data)
+    sizes = manifest.get("csv_bytes") or {t: csv_bytes(data, t) for t in TABLES}
+    return {"path": str(Path(data).resolve()), **manifest, "csv_bytes": sizes, "params": default_params(data)}
 
 
 def run(config: RunConfig, progress: Progress | None = None,
@@ -394,7 +390,7 @@ def run(config: RunConfig, progress: Progress | None = None,
     refs = dict(references or {})
     for query in config.queries:
         if query not in refs:
-            refs[query] = reference(query, config.data, data["params"])
+            refs[query] = reference(query, config.data, params_for(query, data["params"]))
     progress("dataset and reference answers")
     out: dict[str, Any] = {
         "schema": results.SCHEMA,

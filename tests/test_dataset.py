@@ -31,6 +31,14 @@ def test_synth_has_every_market_the_schemas_and_about_the_rows_asked(synth):
     assert levels[0] > 5 * levels[1] > 25 * levels[2]  # each symbol its own price level
 
 
+def test_manifest_counts_the_csv_size_of_each_table(synth):
+    from dbbench.runner import csv_bytes
+
+    m = read_manifest(synth)
+    for table in TABLES:  # counted while streaming (many small batches) = the table written as one CSV
+        assert m["csv_bytes"][table] == csv_bytes(synth, table) > m["rows"][table] * 20
+
+
 def test_synth_is_deterministic(synth, tmp_path):
     build_synth(tmp_path, 30_000, seed=3, chunk_steps=7_000)
     for table in TABLES:

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from dbbench.engines.base import QUERY_NAMES, TABLES
-from dbbench.queries import ABS_TOL, SORT_KEYS, check_params, compare, default_params, reference
+from dbbench.queries import (ABS_TOL, MINUTE_NS, ROW_QUERIES, SORT_KEYS, WINDOW_ROWS, check_params, compare, default_params,
+                             params_for, reference)
 
 S = 1_000_000_000
 T0 = 1_723_161_600 * S  # 2024-08-09 00:00 UTC
@@ -60,6 +61,31 @@ def test_default_params_cover_the_data_in_whole_minutes(tiny):
     assert p["scan_end"] - p["scan_start"] == 300 * S
     with pytest.raises(ValueError, match="missing"):
         check_params({"start": 0})
+
+
+def test_per_row_queries_ask_about_a_window_sized_to_the_dataset(tiny, tmp_path):
+    p = default_params(tiny)
+    assert (p["window_start"], p["window_end"]) == (p["start"], p["end"])  # small: the window is everything
+    days = 6 * 24 * 60  # 100 million rows over 6 days: about WINDOW_ROWS of them in the window
+    manifest = {"min_ts": T0, "max_ts": T0 + days * 60 * S - 1, "symbols": ["X"], "rows": {"trades": 66_000_000, "quotes": 34_000_000}}
+    (tmp_path / "dataset.json").write_bytes(orjson.dumps(manifest))
+    big = default_params(tmp_path)
+    minutes = (big["window_end"] - big["window_start"]) // MINUTE_NS
+    assert minutes == days * WINDOW_ROWS // 100_000_000 and (big["window_end"] - big["window_start"]) % MINUTE_NS == 0
+    assert abs((big["window_start"] - big["start"]) - (big["end"] - big["window_end"])) <= MINUTE_NS  # in the middle
+    for name in QUERY_NAMES:
+        q = params_for(name, big)
+        window = (q["start"], q["end"]) == (big["window_start"], big["window_end"])
+        assert window == (name in ROW_QUERIES) and (window or (q["start"], q["end"]) == (big["start"], big["end"]))
+    assert params_for("nbbo", {"start": 1, "end": 2}) == {"start": 1, "end": 2}  # no window given: as given
+
+
+def test_a_window_carries_nothing_in_from_before_it(tiny):
+    p = {**default_params(tiny), "window_start": T0 + 60 * S, "window_end": T0 + 120 * S}
+    asof = reference("asof_trades_quotes", tiny, params_for("asof_trades_quotes", p))
+    assert asof.height == 0  # a's trade at 61 s: a's last quote (5 s) is before the window
+    nbbo = reference("nbbo", tiny, params_for("nbbo", p))
+    assert nbbo.select("venue", "best_bid", "best_ask").rows() == [("b", 98.0, 99.0)]
 
 
 def test_ohlcv_ties_break_on_trade_id(tiny):
