@@ -45,6 +45,10 @@ SCHEMA = {
         ask_qty Float64 CODEC(ZSTD(1))""",
 }
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
+# chDB SELECTs: result cache off; Arrow output uncompressed (its lz4 default costs a decompression per
+# answer) with LowCardinality as dictionaries (Polars Categorical, no per-row string copy).
+SELECT_SETTINGS = ("use_query_cache = 0, output_format_arrow_compression_method = 'none', "
+                   "output_format_arrow_low_cardinality_as_dictionary = 1")
 
 _T = "ts >= {start} AND ts < {end}"
 _MINUTE = "toDateTime64(toStartOfMinute(ts), 9, 'UTC')"  # toStartOfMinute alone gives DateTime (seconds)
@@ -172,7 +176,7 @@ class ClickHouse(Engine):
         if self._session is not None:
             if self._session._conn is None:
                 raise ConnectionError("chDB session is closed")
-            result = self._session.query(sql + " SETTINGS use_query_cache = 0" if sql.lstrip().startswith(("SELECT", "WITH")) else sql, "ArrowTable")
+            result = self._session.query(sql + f" SETTINGS {SELECT_SETTINGS}" if sql.lstrip().startswith(("SELECT", "WITH")) else sql, "ArrowTable")
             return result if isinstance(result, pa.Table) else None
         if sql.lstrip().startswith(("SELECT", "WITH")):
             return self._client.query_arrow(sql)
