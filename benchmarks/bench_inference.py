@@ -15,19 +15,19 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # NumPy's BLAS on one thread, before import
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-from hfformer.export import FastHFformer, export_onnx, onnx_session  # noqa: E402
-from hfformer.model import HFformer, HFformerConfig  # noqa: E402
+from hfformer.export import FastHFformer, export_onnx, onnx_session
+from hfformer.model import HFformer, HFformerConfig
 
 torch.set_num_threads(1)
 T, F, BATCH = 100, 42, 256

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from data_loaders.features import Features
 from hfformer.model import QuantileHead
@@ -71,7 +71,7 @@ class Ridge:
     intercept: np.ndarray  # (H,)
 
     @classmethod
-    def fit(cls, X: np.ndarray, Y: np.ndarray, alpha: float) -> "Ridge":
+    def fit(cls, X: np.ndarray, Y: np.ndarray, alpha: float) -> Ridge:
         mean, std = X.mean(axis=0), X.std(axis=0) + 1e-12
         Z = (X - mean) / std
         y_mean = Y.mean(axis=0)

@@ -36,7 +36,8 @@ def train(
 ) -> None:
     """Train one model into RUN/<name>/ (checkpoint.pt, metrics.csv); RUN/config.toml is the resolved config."""
     from hfformer.config import load_config
-    from hfformer.train import load_checkpoint, train as run_train
+    from hfformer.train import load_checkpoint
+    from hfformer.train import train as run_train
 
     try:
         sets = list(overrides or []) + (["train.per_horizon=true"] if per_horizon else [])
@@ -57,7 +58,8 @@ def evaluate(
     as_json: JSON = False,
 ) -> None:
     """Every model of RUN (+ zero, + oracle on synthetic data) on the same test windows."""
-    from hfformer.evaluate import evaluate as run_evaluate, print_table
+    from hfformer.evaluate import evaluate as run_evaluate
+    from hfformer.evaluate import print_table
 
     try:
         result = run_evaluate(run, data, n_boot=bootstrap)

@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from data_loaders.features import FeatureConfig, Features, build_features, make_targets, target_scale
+from data_loaders.features import (
+    FeatureConfig,
+    Features,
+    build_features,
+    make_targets,
+    target_scale,
+)
 from data_loaders.windows import Split, WindowDataset, time_split, valid_window_ends
 from hfformer.config import DataConfig
 

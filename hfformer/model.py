@@ -27,9 +27,9 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn as nn
-from torch.nn import functional as F
 from snntorch import surrogate
+from torch import nn
+from torch.nn import functional as F
 
 
 @dataclass

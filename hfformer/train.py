@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
 
 from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig, Ridge, ridge_design
 from hfformer.config import Config, quantiles, read_run_config, save_config

@@ -19,7 +19,7 @@ from hfformer.cli import app
 from hfformer.config import Config, load_config, parse_override
 from hfformer.data import prepare
 from hfformer.predict import Forecaster
-from hfformer.train import build_model, load_checkpoint, lr_at, train, validation_loss, Distributed
+from hfformer.train import Distributed, build_model, load_checkpoint, lr_at, train, validation_loss
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_a_run_refuses_models_on_other_windows(synth, tmp_path):
 def test_cli_train_json_and_bad_input(synth, tmp_path):
     runner = CliRunner()
     args = ["train", "--data", str(synth), "--out", str(tmp_path), "--model", "naive", "--json"]
-    result = runner.invoke(app, args + sum((["--set", s] for s in TINY), []))
+    result = runner.invoke(app, args + [a for s in TINY for a in ("--set", s)])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["command"] == "hfformer train" and summary["model"] == "naive"
@@ -142,12 +142,12 @@ def test_ddp_two_processes(synth, tmp_path):
     script = tmp_path / "hf.py"
     script.write_text("from hfformer.cli import app\napp()\n")
     args = ["train", "--data", str(synth), "--out", str(tmp_path / "run"), "--json"]
-    args += sum((["--set", s] for s in [*TINY, "max_epochs=1", "threads=1"]), [])
+    args += [a for s in [*TINY, "max_epochs=1", "threads=1"] for a in ("--set", s)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", "29517", str(script), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][0])
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
     assert summary["world_size"] == 2
     assert summary["steps"] == 256 // 32 // 2  # each rank takes half of every epoch's windows
