@@ -35,7 +35,7 @@ from dbbench.engines.base import TABLES
 SYNTH_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SYNTH_VENUES = ("venue_a", "venue_b")
 SYNTH_STEP_NS = 100_000_000  # one quote per market per step
-SYNTH_ROWS_PER_STEP = 3.0  # one quote + about two trades (data_loaders.synth.Params.trades_per_step)
+SYNTH_ROWS_PER_STEP = 2.81  # one quote + 1.81 trades (measured: Poisson(trades_per_step * volatility) averages that)
 BINANCE_VENUES = {"spot": "binance_spot", "usdm": "binance_usdm"}
 
 

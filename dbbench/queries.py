@@ -201,11 +201,9 @@ def reference(name: str, data: Path, params: dict[str, Any]) -> pl.DataFrame:
                 "symbol", "venue", "ts", "trade_id", "price", "qty", "side", "bid_px", "ask_px",
                 (2e4 * pl.col("side") * (pl.col("price") - mid) / mid).alias("eff_spread_bps"),
             )
-        case "last_quote":  # a semi-join on each market's latest ts: no sort of the whole range
-            latest = quotes.group_by("symbol", "venue").agg(pl.col("ts").max())
-            out = quotes.join(latest, on=["symbol", "venue", "ts"], how="semi").select(
-                "symbol", "venue", "ts", "bid_px", "bid_qty", "ask_px", "ask_qty"
-            )
+        case "last_quote":  # sort_by inside the aggregation streams; sorting the whole range first would not
+            columns = ["ts", "bid_px", "bid_qty", "ask_px", "ask_qty"]
+            out = quotes.group_by("symbol", "venue").agg(pl.col(columns).sort_by("ts").last())
         case "range_scan":
             ts = pl.col("ts").dt.epoch("ns")
             out = (
