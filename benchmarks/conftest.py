@@ -20,7 +20,7 @@ import pytest
 from dbbench.dataset import build_synth, iter_batches, read_manifest
 from dbbench.engines import ENGINES, connect, default_dsn, redact
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
-from dbbench.queries import default_params, reference
+from dbbench.queries import default_params, params_for, reference
 from tests.conftest import influxdb_dsn, timescaledb_dsn  # noqa: F401 - the shared server fixtures
 
 SERVER_FIXTURES = {"timescaledb": "timescaledb_dsn", "influxdb": "influxdb_dsn"}
@@ -81,7 +81,7 @@ def db_reference(db_data: Path, db_params: dict[str, Any]) -> Callable[[str], pl
 
     def answer(query: str) -> pl.DataFrame:
         if query not in cache:
-            cache[query] = reference(query, db_data, db_params)
+            cache[query] = reference(query, db_data, params_for(query, db_params))
         return cache[query]
 
     return answer

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from dbbench.engines.base import Engine
-from dbbench.queries import compare
+from dbbench.queries import compare, params_for
 
 
 def test_query(benchmark: Any, db_engine: Engine, query: str, db_params: dict[str, Any],
@@ -17,7 +17,7 @@ def test_query(benchmark: Any, db_engine: Engine, query: str, db_params: dict[st
     benchmark.group = query
     benchmark.extra_info.update(engine=db_engine.name, version=db_engine.version(), query=query)
     try:
-        answer = benchmark.pedantic(db_engine.query, args=(query, db_params), warmup_rounds=1, iterations=1,
+        answer = benchmark.pedantic(db_engine.query, args=(query, params_for(query, db_params)), warmup_rounds=1, iterations=1,
                                     rounds=pytestconfig.getoption("--db-rounds"))
     except NotImplementedError as exc:
         pytest.skip(str(exc))

@@ -141,7 +141,7 @@ def query(
         _fail(f"unknown format {fmt!r}: csv, json or table")
     data = data or _last_loaded(engine)
     try:
-        params = queries.default_params(data)
+        params = queries.params_for(query, queries.default_params(data))  # per-row queries: their window
     except FileNotFoundError as exc:
         _fail(f"{data} is not a dbbench dataset: {exc}")
     given = {"start": start, "end": end, "symbol": symbol, "scan_start": scan_start}
