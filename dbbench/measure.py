@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
-from dbbench.engines.base import TABLES, Engine, EngineError
+from dbbench.engines.base import Engine
 
 SERVER_TIME_METHODS = {
-    "chdb": "chDB result elapsed() of the timed execution",
+    "chdb": "chDB result elapsed() of the timed execution (the engine records it)",
     "clickhouse": "system.query_log query_duration_ms of the timed execution",
     "postgresql": "EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution",
     "influxdb": None,
@@ -73,35 +72,16 @@ def server_time_method(engine: Engine) -> str | None:
 def timed_query(engine: Engine, name: str, params: dict[str, Any]) -> Sample:
     """Run one query of the suite once: its answer, client seconds and server seconds (or None)."""
     kind = server_time_kind(engine)
-    if kind == "chdb":
-        return _chdb(engine, name, params)
     t0 = time.perf_counter()
     frame = engine.query(name, params)
     client = time.perf_counter() - t0
+    if kind == "chdb":
+        return Sample(frame, client, engine.last_server_seconds)
     if kind == "postgresql":
         return Sample(frame, client, _pg_explain(engine, name, params))
     if kind == "clickhouse":
         return Sample(frame, client, _clickhouse_log(engine, name, params))
     return Sample(frame, client, None)
-
-
-def _chdb(engine: Any, name: str, params: dict[str, Any]) -> Sample:
-    """The adapter's own path (table check, rendered SQL, cache off), keeping chDB's result object."""
-    from dbbench.engines.clickhouse import SELECT_SETTINGS, render
-
-    if not engine._ready:
-        missing = set(TABLES) - set(engine.loaded_rows())
-        if missing:
-            raise EngineError(engine.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
-        engine._ready = True
-    if engine._session._conn is None:
-        raise ConnectionError("chDB session is closed")
-    sql = f"{render(name, params)} SETTINGS {SELECT_SETTINGS}"
-    t0 = time.perf_counter()
-    result = engine._session.query(sql, "Arrow")
-    frame = pl.from_arrow(pa.ipc.open_file(pa.py_buffer(result.get_memview().view())).read_all())
-    client = time.perf_counter() - t0
-    return Sample(frame, client, float(result.elapsed()))
 
 
 def _pg_explain(engine: Any, name: str, params: dict[str, Any]) -> float:

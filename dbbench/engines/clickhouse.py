@@ -8,6 +8,7 @@ Arrow (chDB reads the Arrow table in place through the `Python()` table function
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -133,6 +134,13 @@ ORDER BY venue, ts, trade_id""",
 assert tuple(QUERIES) == QUERY_NAMES
 
 
+# chDB is one embedded server per process, and concurrent queries from several threads corrupted
+# results and crashed the Arrow conversion here (wrong timestamps, a Polars panic). Statements are
+# therefore serialised: several chDB "clients" in one process queue on this lock, and a concurrency
+# figure for chDB measures that queue, not parallel execution (the runner's results say so).
+CHDB_LOCK = threading.Lock()
+
+
 def _literal(value: Any) -> str:
     if isinstance(value, str):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -152,6 +160,7 @@ class ClickHouse(Engine):
 
     def __init__(self, dsn: str) -> None:
         self._session: Any = None
+        self.last_server_seconds: float | None = None  # chDB's own elapsed time of the last SELECT
         self._client: Any = None
         self._ready = False
         if dsn.startswith("chdb://"):
@@ -176,8 +185,17 @@ class ClickHouse(Engine):
         if self._session is not None:
             if self._session._conn is None:
                 raise ConnectionError("chDB session is closed")
-            result = self._session.query(sql + f" SETTINGS {SELECT_SETTINGS}" if sql.lstrip().startswith(("SELECT", "WITH")) else sql, "ArrowTable")
-            return result if isinstance(result, pa.Table) else None
+            if not sql.lstrip().startswith(("SELECT", "WITH")):
+                with CHDB_LOCK:
+                    self._session.query(sql)
+                return None
+            with CHDB_LOCK:
+                result = self._session.query(f"{sql} SETTINGS {SELECT_SETTINGS}", "Arrow")
+                # Copy the Arrow bytes out: a table read in place from chDB's result buffer (what its
+                # "ArrowTable" format does) points at memory that is freed with the result object.
+                arrow = result.bytes()
+            self.last_server_seconds = float(result.elapsed())
+            return pa.ipc.open_file(pa.py_buffer(arrow)).read_all()
         if sql.lstrip().startswith(("SELECT", "WITH")):
             return self._client.query_arrow(sql)
         self._client.command(sql)
