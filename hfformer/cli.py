@@ -113,3 +113,6 @@ from hfformer.analysis_cli import backtest, report  # noqa: E402
 
 app.command()(backtest)
 app.command()(report)
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m hfformer.cli train ...
+    app()

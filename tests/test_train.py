@@ -139,13 +139,11 @@ def test_short_real_training_lowers_validation_loss(binance, tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_processes(synth, tmp_path):
-    script = tmp_path / "hf.py"
-    script.write_text("from hfformer.cli import app\napp()\n")
     args = ["train", "--data", str(synth), "--out", str(tmp_path / "run"), "--json"]
     args += [a for s in [*TINY, "max_epochs=1", "threads=1"] for a in ("--set", s)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", "29517", str(script), *args],
+                           "--master_port", "29517", "-m", "hfformer.cli", *args],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
