@@ -104,6 +104,21 @@ class Engine(ABC):
         """Bulk-load batches into a table; verifies the row count afterwards."""
 
     @abstractmethod
+    def loaded_rows(self) -> dict[str, int]:
+        """Tables whose last load was verified, with their row counts."""
+
+    _ready = False  # every table's load verified; a (re)load resets it
+
+    def require_loaded(self, query: str) -> None:
+        """A partial table is never queried: refuse until every table's load was verified."""
+        if self._ready:
+            return
+        missing = set(TABLES) - set(self.loaded_rows())
+        if missing:
+            raise EngineError(self.name, f"query {query}", f"tables not (completely) loaded: {sorted(missing)}")
+        self._ready = True
+
+    @abstractmethod
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
         """Run a named query of the suite with parameters; raises on Unsupported."""
 

@@ -258,11 +258,7 @@ class ClickHouse(Engine):
         return {t: int(n) for t, n in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
-        if not self._ready:
-            missing = set(TABLES) - set(self.loaded_rows())
-            if missing:
-                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
-            self._ready = True
+        self.require_loaded(name)
         return pl.from_arrow(self._sql(render(name, params)))
 
     def bytes_on_disk(self, table: str) -> int:

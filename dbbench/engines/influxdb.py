@@ -435,11 +435,7 @@ class InfluxDB(Engine):
         return {s["tags"]["tbl"]: int(s["values"][0][1]) for s in series}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
-        if not self._ready:
-            missing = set(TABLES) - set(self.loaded_rows())
-            if missing:
-                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
-            self._ready = True
+        self.require_loaded(name)
         if self.dialect == "flux":
             frame = self._run_flux(render(name, params, "flux", self.db), f"query {name}").rename({"_time": TIME_COLUMN[name]}, strict=False)
             return _typed(name, frame)

@@ -198,11 +198,7 @@ class Kdb(Engine):
         return {str(k): int(v) for k, v in loaded.items()}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
-        if not self._ready:
-            missing = set(TABLES) - set(self.loaded_rows())
-            if missing:
-                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
-            self._ready = True
+        self.require_loaded(name)
         answer = self._q(render(name, params), f"query {name}")
         return _typed(pl.from_arrow(answer.pa()))
 

@@ -262,11 +262,7 @@ class TimescaleDB(Engine):
         text = QUERIES[name]
         if isinstance(text, Unsupported):
             raise NotImplementedError(f"{self.name}: {name} unsupported: {text.reason}")
-        if not self._ready:
-            missing = set(TABLES) - set(self.loaded_rows())
-            if missing:
-                raise EngineError(self.name, f"query {name}", f"tables not (completely) loaded: {sorted(missing)}")
-            self._ready = True
+        self.require_loaded(name)
         with self.conn.cursor() as cur:
             cur.execute(text.replace("{bucket}", self.bucket), check_params(params))
             columns = [d.name for d in cur.description]
