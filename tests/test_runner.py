@@ -90,6 +90,24 @@ def test_wrong_answer_is_a_failure_not_a_timing(tiny: Path, chdb_dsn: str, tmp_p
         assert q["hot"]["client_s"] == [] and q["hot"]["client"] is None  # never timed as a success
 
 
+def test_per_row_queries_run_over_their_window(chdb_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window smaller than the data (as at 100 million rows): engine and reference both ask about it."""
+    from dbbench import queries
+
+    data = tmp_path / "minutes"
+    build_synth(data, 20_000, symbols=("BTCUSDT",))  # two venues, about 6 minutes
+    whole = {q: queries.reference(q, data, queries.default_params(data)).height for q in queries.ROW_QUERIES}
+    monkeypatch.setattr(queries, "WINDOW_ROWS", 2_000)  # a 1-minute window
+    res = run(RunConfig(data=data, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn}, queries=queries.ROW_QUERIES,
+                        repeat=1, clients=(2,)))
+    ch, params = res["engines"]["clickhouse"], res["config"]["params"]
+    assert params["start"] < params["window_start"] < params["window_end"] < params["end"]
+    for name in queries.ROW_QUERIES:
+        q = ch["queries"][name]
+        assert q["valid"] and 0 < q["rows"] < whole[name] / 2, (name, q["rows"], whole[name])
+    assert ch["concurrency"][0]["valid"]
+
+
 def test_failed_load_is_reported_and_nothing_partial_is_valid(tiny: Path, chdb_dsn: str, tmp_path: Path) -> None:
     """quotes.parquet with a column too many: the references read it, the load refuses it."""
     broken = tmp_path / "broken"
