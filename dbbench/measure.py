@@ -4,7 +4,7 @@ Client time is the wall time of the adapter call, Arrow/rows to a Polars frame i
 user of the engine waits for. Server time is what the engine says it spent, where it says it:
 
 - chDB: the query result's `elapsed()`, from the very execution that was timed (it includes writing
-  the Arrow answer; reading it is zero-copy: uncompressed IPC, see clickhouse.SELECT_SETTINGS).
+  the Arrow answer, uncompressed: see clickhouse.SELECT_SETTINGS; the adapter reads it in place).
 - ClickHouse server: `system.query_log` `query_duration_ms` of that execution (ms resolution).
 - PostgreSQL/TimescaleDB: planning + execution time of `EXPLAIN (ANALYZE, TIMING OFF)`, a
   separate execution right after the timed one (no pg_stat_statements on a scratch server).

@@ -2,7 +2,9 @@
 
 Each engine goes: connect (a failure here skips the engine, with the reason), create the schema,
 load the dataset once per batch size of the sweep (the last load stays), measure storage, then
-per query a warm-up and N timed repetitions, every answer compared with the Polars reference.
+per query a warm-up and N timed repetitions, every answer compared with the Polars reference
+(each query with `queries.params_for`: the per-row queries over their window, so no answer, and no
+reference, grows with the dataset; the references are computed by Polars' streaming engine).
 A wrong answer stops that query's repetitions and is recorded as a failure, never as a timing.
 One engine failing never stops the others; a step cut short (a server killed mid-load or
 mid-query) is recorded with engine, step and query and nothing of it is marked valid.

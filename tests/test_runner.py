@@ -131,6 +131,24 @@ def test_results_refuse_a_wrong_answer_marked_valid(full_run: tuple[dict, Path])
         results.validate(res)
 
 
+def test_timed_answers_stay_right_after_later_queries(tiny: Path, chdb_dsn: str, full_run: tuple[dict, Path]) -> None:
+    """chDB answers are read in place from its result buffer: they must outlive later queries (and GC)."""
+    import gc
+
+    from dbbench.engines import connect
+    from dbbench.measure import timed_query
+    from dbbench.queries import compare, default_params, params_for, reference
+
+    params, engine = default_params(tiny), connect("clickhouse", chdb_dsn)
+    try:
+        kept = [(q, timed_query(engine, q, params_for(q, params)).frame) for _ in range(3) for q in QUERY_NAMES]
+    finally:
+        engine.close()
+    gc.collect()
+    for q, frame in kept:
+        assert compare(frame, reference(q, tiny, params_for(q, params)), q).ok, q
+
+
 def test_stats() -> None:
     s = stats([0.4, 0.1, 0.3, 0.2])
     assert s == {"n": 4, "min": 0.1, "median": pytest.approx(0.25), "mean": pytest.approx(0.25),
