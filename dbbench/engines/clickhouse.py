@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -191,11 +192,12 @@ class ClickHouse(Engine):
                 return None
             with CHDB_LOCK:
                 result = self._session.query(f"{sql} SETTINGS {SELECT_SETTINGS}", "Arrow")
-                # Copy the Arrow bytes out: a table read in place from chDB's result buffer (what its
-                # "ArrowTable" format does) points at memory that is freed with the result object.
-                arrow = result.bytes()
+            # Read the Arrow bytes in place, without a copy: chDB frees them with the result object (what
+            # broke its "ArrowTable" format), so the buffer owns that object and keeps it alive.
+            view = np.frombuffer(result.get_memview().view(), dtype=np.uint8)
+            arrow = pa.foreign_buffer(view.ctypes.data, view.size, base=result)
             self.last_server_seconds = float(result.elapsed())
-            return pa.ipc.open_file(pa.py_buffer(arrow)).read_all()
+            return pa.ipc.open_file(arrow).read_all()
         if sql.lstrip().startswith(("SELECT", "WITH")):
             return self._client.query_arrow(sql)
         self._client.command(sql)
