@@ -9,8 +9,18 @@ import polars as pl
 import pytest
 
 from dbbench.engines.base import QUERY_NAMES, TABLES
-from dbbench.queries import (ABS_TOL, MINUTE_NS, ROW_QUERIES, SORT_KEYS, WINDOW_ROWS, check_params, compare, default_params,
-                             params_for, reference)
+from dbbench.queries import (
+    ABS_TOL,
+    MINUTE_NS,
+    ROW_QUERIES,
+    SORT_KEYS,
+    WINDOW_ROWS,
+    check_params,
+    compare,
+    default_params,
+    params_for,
+    reference,
+)
 
 S = 1_000_000_000
 T0 = 1_723_161_600 * S  # 2024-08-09 00:00 UTC

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dbbench import results
+from dbbench.cli import app
 from dbbench.dataset import build_synth
 from dbbench.engines.base import QUERY_NAMES
 from dbbench.measure import stats
-from dbbench.cli import app
 from dbbench.runner import RunConfig, run
 
 NO_SERVER = "postgresql://postgres@127.0.0.1:1/nothing"  # port 1: nothing listens
