@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from data_loaders.synth import generate
 from hfformer.cli import app
 from hfformer.config import load_config
-from hfformer.export import check_onnx, export_onnx, onnx_session
+from data_loaders.windows import WindowDataset
+from hfformer.export import FastHFformer, check_onnx, export_onnx, onnx_session
 from hfformer.model import HFformer, HFformerConfig
 from hfformer.train import train
 
@@ -45,14 +46,32 @@ def test_cli_export_from_a_run(tmp_path):
 
 
 @pytest.mark.parametrize("spiking,pos", [(True, False), (False, True)])
-def test_lean_numpy_numba_path_agrees_with_pytorch(spiking, pos):
-    from hfformer.export import FastHFformer
-
+def test_lean_numba_path_agrees_with_pytorch(spiking, pos):
     torch.manual_seed(1)
     model = HFformer(HFformerConfig(n_features=42, spiking=spiking, pos_encoding=pos)).eval()
-    x = np.random.default_rng(1).standard_normal((40, 100, 42), dtype=np.float32)
+    x = np.random.default_rng(1).standard_normal((40, 100, 42), dtype=np.float32) * 3
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
-    got = FastHFformer(model)(x, chunk=16)  # chunks of 16, 16, 8
+    got = FastHFformer(model)(x)
     assert got.shape == (40, 30, 3)
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_lean_path_zscores_windows_of_the_feature_matrix_as_get_batch():
+    """forecast_ends z-scores inside the kernel; same forecasts as get_batch + the PyTorch model,
+    on features with large offsets and a constant column (std 0: only eps divides)."""
+    torch.manual_seed(2)
+    model = HFformer(HFformerConfig(n_features=5, window=30, horizons=[1, 4], d_model=16, n_heads=4,
+                                    quantiles=[0.1, 0.25, 0.5, 0.9])).eval()
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((200, 5)) * [1, 10, 0.1, 1, 0] + [0, 5e4, -3, 0, 7]).astype(np.float32)
+    ends = np.array([29, 30, 77, 199, 150])
+    xb, _ = WindowDataset(x, np.zeros((200, 1), np.float32), ends, 30).get_batch(np.arange(5))
+    with torch.no_grad():
+        expected = model(xb).numpy()
+    fast = FastHFformer(model)
+    np.testing.assert_allclose(fast.forecast_ends(x, ends), expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(fast(xb.numpy()), expected, atol=1e-4, rtol=0)
+    assert fast.forecast_ends(x, ends[:0]).shape == (0, 2, 4)
+    with pytest.raises(ValueError, match="window ends"):
+        fast.forecast_ends(x, np.array([28]))
