@@ -12,7 +12,9 @@ from hfformer.cli import app
 from hfformer.config import load_config
 from data_loaders.windows import WindowDataset
 from hfformer.export import FastHFformer, check_onnx, export_onnx, onnx_session
+from hfformer.data import prepare
 from hfformer.model import HFformer, HFformerConfig
+from hfformer.predict import Forecaster
 from hfformer.train import train
 
 pytest.importorskip("onnxruntime")
@@ -43,6 +45,14 @@ def test_cli_export_from_a_run(tmp_path):
     assert summary["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").exists()
     bad = runner.invoke(app, ["export", str(tmp_path / "run"), "--format", "tflite", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "only onnx" in bad.output
+    f = Forecaster(tmp_path / "run", "hfformer", lean=True)  # forecasts through the lean kernel...
+    prep = prepare(data, f.cfg.data)
+    ends = prep.ends["test"]
+    xb, _ = prep.dataset("test").get_batch(np.arange(ends.size))
+    with torch.no_grad():
+        expected = f.model(xb).numpy()  # ...the same as the PyTorch model's
+    assert f.fast is not None and ends.size > 10
+    np.testing.assert_allclose(f.forecast(prep, ends), expected, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("spiking,pos", [(True, False), (False, True)])
