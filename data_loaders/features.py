@@ -28,6 +28,10 @@ class FeatureConfig:
     include_ofi: bool = (
         False  # extra feature column "ofi": Cont-Kukanov-Stoikov level-1 order-flow imbalance
     )
+    # extra columns "imbalance_1..L": size imbalance (bid_qty_k - ask_qty_k) / (bid_qty_k + ask_qty_k)
+    include_imbalance: bool = False
+    # "log_return" in basis points (x 1e4): the window z-score's +0.01 then no longer swamps it
+    return_bp: bool = False
     horizons: tuple[int, ...] = tuple(range(1, 31))
 
 
@@ -36,8 +40,9 @@ class Features:
     """Per-snapshot features.
 
     x: float32 (N, F), C-contiguous. Columns (names): "price", "log_return", bid_px_1..L,
-       bid_qty_1..L, ask_px_1..L, ask_qty_1..L, then "microprice" and "ofi" when enabled;
-       F = 2 + 4L (+1 +1), 42 by default. Price-valued columns ("price", "*_px_*", "microprice")
+       bid_qty_1..L, ask_px_1..L, ask_qty_1..L (the paper's 2 + 4L = 42), then "microprice",
+       "ofi" and "imbalance_1..L" when enabled. "log_return" is log(p_t / p_t-1), in basis
+       points when return_bp. Price-valued columns ("price", "*_px_*", "microprice")
        hold `value - price_ref`: float32 has ~0.004 resolution at 60,000 (40% of a 0.01 tick)
        and far better near zero; the per-window z-score is unchanged by this constant shift.
        Rows that are not valid may hold NaN.
@@ -58,6 +63,7 @@ class Features:
 
 def feature_names(cfg: FeatureConfig) -> list[str]:
     extra = ["microprice"] * cfg.include_microprice + ["ofi"] * cfg.include_ofi
+    extra += [f"imbalance_{k}" for k in range(1, cfg.levels + 1)] * cfg.include_imbalance
     return ["price", "log_return", *level_columns(cfg.levels), *extra]
 
 
@@ -155,12 +161,16 @@ def _chunk_features(
         p = {"wmid": wmid, "microprice": micro, "mid": 0.5 * (bid + ask)}[cfg.price]
         logp = np.log(p)
     ret = np.full_like(p, np.nan)
-    ret[1:] = np.diff(logp)
+    ret[1:] = np.diff(logp) * (1e4 if cfg.return_bp else 1.0)
     cols = [p[:, None], ret[:, None], lv]
     if cfg.include_microprice:
         cols.append(micro[:, None])
     if cfg.include_ofi:
         cols.append(_ofi(bid, bq, ask, aq)[:, None])
+    if cfg.include_imbalance:
+        bqs, aqs = lv[:, L : 2 * L], lv[:, 3 * L :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cols.append((bqs - aqs) / (bqs + aqs))
 
     # Reason codes: the first failing check, in INVALID_REASONS order.
     ok_sync = chunk["in_sync"].to_numpy()

@@ -20,6 +20,8 @@ class DataConfig:
     price: str = "wmid"
     include_ofi: bool = False
     include_microprice: bool = False
+    include_imbalance: bool = False
+    return_bp: bool = False
     horizons: list[int] = field(default_factory=lambda: list(range(1, 31)))
     window: int = 100
     fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])

@@ -60,7 +60,9 @@ def resolve_inputs(path: Path) -> tuple[list[Path], Path | None]:
 
 def feature_config(cfg: DataConfig) -> FeatureConfig:
     return FeatureConfig(levels=cfg.levels, price=cfg.price, include_ofi=cfg.include_ofi,
-                         include_microprice=cfg.include_microprice, horizons=tuple(cfg.horizons))
+                         include_microprice=cfg.include_microprice,
+                         include_imbalance=cfg.include_imbalance, return_bp=cfg.return_bp,
+                         horizons=tuple(cfg.horizons))
 
 
 def load_oracle(path: Path, ts: np.ndarray, horizons: list[int]) -> np.ndarray:

@@ -94,6 +94,24 @@ def test_order_flow_imbalance_cont_kukanov_stoikov():
     np.testing.assert_array_equal(column(f, "ofi")[1:], [2, 2, -4, -1])
 
 
+def test_size_imbalance_per_level_and_return_in_basis_points():
+    book = make_book(**HAND)
+    f = build_features(book, FeatureConfig(levels=2, include_imbalance=True, return_bp=True))
+    assert f.names == feature_names(FeatureConfig(levels=2)) + ["imbalance_1", "imbalance_2"]
+    bq, aq = np.array(HAND["bid_qty"], float), np.array(HAND["ask_qty"], float)
+    np.testing.assert_allclose(column(f, "imbalance_1"), (bq - aq) / (bq + aq), rtol=1e-6)
+    np.testing.assert_array_equal(column(f, "imbalance_2"), 0.0)  # make_book: size 1 both sides
+    paper = build_features(book, FeatureConfig(levels=2))
+    np.testing.assert_allclose(column(f, "log_return")[1:], column(paper, "log_return")[1:] * 1e4,
+                               rtol=1e-6)
+    # The paper's z-score adds 0.01 to the window std: a raw log return (std ~1e-4 here) is
+    # flattened toward 0, the same return in bp keeps its unit scale.
+    rng = np.random.default_rng(3)
+    ret = rng.standard_normal((100, 1)) * 1e-4
+    assert np.abs(zscore_windows(ret.astype(np.float32))).max() < 0.1
+    assert zscore_windows((ret * 1e4).astype(np.float32)).std() > 0.99
+
+
 def test_invalid_rows_flagged_and_counted_by_reason_never_dropped():
     n = 10
     book = make_book(
