@@ -87,3 +87,18 @@ def test_forecast_of_a_window_does_not_depend_on_the_batch():
         again = m(x)
     assert torch.allclose(alone[0], batch[3], atol=1e-5)
     assert torch.equal(batch, again)
+
+
+def test_defaults_keep_the_published_architecture_and_match_the_run_config():
+    """Only training-side values (dropout, decoder width) may leave the paper; default.toml,
+    the run config's dataclass and the model's dataclass agree."""
+    from dataclasses import asdict
+
+    from hfformer.config import Config, load_config
+
+    c = HFformerConfig()
+    assert (c.d_model, c.n_heads, c.n_layers, c.d_ff, c.window) == (36, 6, 2, 64, 100)
+    assert c.spiking and not c.pos_encoding and c.quantiles == [0.1, 0.5, 0.9]
+    model_cfg = asdict(load_config().model)
+    assert load_config() == Config()
+    assert all(getattr(c, k) == v for k, v in model_cfg.items()), model_cfg
