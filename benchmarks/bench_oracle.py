@@ -4,7 +4,7 @@
                                       [--set key=value ...] [--keep DIR] [--json OUT.json]
 
 Generates the market (`ticks synth --minutes M --seed S`), trains hfformer, lstm and naive (ridge)
-with default.toml (plus any --set), evaluates every model and the zero forecast on the test split
+with default.toml (or --config FILE over it, plus any --set), evaluates every model and the zero forecast on the test split
 and prints, per horizon, each model's R2 as a fraction of the oracle's R2 with its block-bootstrap
 95% interval. Target (issue 3): at h = 5 HFformer reaches >= 80% of the oracle's R2 and beats the
 zero and LSTM baselines (higher R2). The synthetic oracle is the exact conditional mean, so the
@@ -32,11 +32,11 @@ HORIZONS = (1, 3, 5, 10, 20, 30)
 TARGET_H, TARGET_FRACTION = 5, 0.8
 
 
-def run(minutes: float, seed: int, overrides: list[str], workdir: Path) -> dict:
+def run(minutes: float, seed: int, overrides: list[str], workdir: Path, config: Path | None = None) -> dict:
     data, out = workdir / "synth", workdir / "run"
     tic = time.perf_counter()
     generate(data, minutes=minutes, seed=seed)
-    cfg = load_config(overrides=["train.progress=false", *overrides])
+    cfg = load_config(config, overrides=["train.progress=false", *overrides])
     fitted = {}
     for kind in MODELS:
         fitted[kind] = train(data, out, kind, cfg)
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="train.max_epochs (default: default.toml)")
     parser.add_argument("--threads", type=int, default=2, help="train.threads")
+    parser.add_argument("--config", type=Path, default=None, help="TOML over default.toml, e.g. hfformer/tuned.toml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
     parser.add_argument("--keep", type=Path, default=None, help="keep data and run here (else a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
@@ -93,10 +94,10 @@ def main() -> None:
         overrides.append(f"train.max_epochs={args.epochs}")
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        result = run(args.minutes, args.seed, overrides, args.keep)
+        result = run(args.minutes, args.seed, overrides, args.keep, args.config)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(args.minutes, args.seed, overrides, Path(tmp))
+            result = run(args.minutes, args.seed, overrides, Path(tmp), args.config)
     print_fractions(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
