@@ -3,7 +3,7 @@
 #   data (synthetic market + the real Binance recordings when present) -> train HFformer, LSTM and
 #   the ridge baseline briefly -> evaluate -> backtest -> report -> load the same ticks into every
 #   reachable database -> timed, checked query suite -> database report.
-# Usage: bash benchmarks/main_job.sh [OUT_DIR]   (default runs/main; about 5-10 minutes on 2 cores)
+# Usage: bash benchmarks/main_job.sh [OUT_DIR]   (default runs/main; about 5 minutes on 2 quiet cores)
 set -euo pipefail
 
 out=${1:-runs/main}
@@ -11,6 +11,7 @@ shared=${HFT_SHARED_DATA:-$(cd "$(dirname "$0")/.." && pwd)/../shared/data}
 binance=$shared/binance
 minutes=${MAIN_JOB_MINUTES:-120}
 epochs=${MAIN_JOB_EPOCHS:-3}
+windows=${MAIN_JOB_WINDOWS:-30000}  # training windows per epoch (a brief run, not a converged one)
 export PYKX_UNLICENSED=true
 mkdir -p "$out"
 
@@ -22,7 +23,7 @@ ticks synth --minutes "$minutes" --seed 7 --out "$out/synth"
 train_all() {  # $1 data, $2 run dir
   for model in naive lstm hfformer; do
     hfformer train --data "$1" --out "$2" --model "$model" \
-      --set train.max_epochs="$epochs" --set train.progress=false
+      --set train.max_epochs="$epochs" --set train.max_train_windows="$windows" --set train.progress=false
   done
   hfformer evaluate "$2" --data "$1"
   hfformer backtest "$2" --data "$1"
