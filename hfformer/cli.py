@@ -109,7 +109,7 @@ def export(
 
 
 # `hfformer backtest` and `hfformer report` live in hfformer/analysis_cli.py.
-from hfformer.analysis_cli import backtest, report  # noqa: E402
+from hfformer.analysis_cli import backtest, report
 
 app.command()(backtest)
 app.command()(report)
