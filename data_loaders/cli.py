@@ -20,7 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from data_loaders import formats
 from data_loaders.quarantine import Quarantine, quarantine_path
-from data_loaders.summary import print_summary
+from data_loaders.summary import fail, print_summary
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 err = Console(stderr=True)
@@ -44,9 +44,6 @@ def _progress(what: str) -> Iterator[None]:
         yield
 
 
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
 
 
 def _write(frame: pl.DataFrame, out: Path, kind: str, fmt: str, stats: dict) -> None:
@@ -70,7 +67,7 @@ def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, re
             frame, stats = read(files, quarantine, fmt)
             _write(frame, out, command, fmt, stats)
     except (OSError, ValueError, RuntimeError) as exc:  # includes FormatError and GapError
-        _fail(str(exc))
+        fail(str(exc))
         return
     seconds = time.perf_counter() - started
     fields = {"format": fmt, **stats, "out": str(out), "seconds": round(seconds, 3)}
@@ -97,7 +94,7 @@ def book(
 ) -> None:
     """Rebuild the order book: one row per applied diff, or the last state on a fixed grid."""
     if on_gap not in ("flag", "drop", "error"):
-        _fail(f"--on-gap must be flag, drop or error, not {on_gap!r}")
+        fail(f"--on-gap must be flag, drop or error, not {on_gap!r}")
 
     def read(files: list[Path], quarantine: Quarantine, fmt: str):
         return formats.read_book(files, quarantine, fmt, levels, every, on_gap)
@@ -133,7 +130,7 @@ def synth(
         with _progress(f"synth: {minutes} minutes"):
             stats = generate(out, minutes, seed)
     except (OSError, ValueError, RuntimeError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     print_summary("synth", {"out": str(out), **stats}, as_json)
 
@@ -218,7 +215,7 @@ def info(
                 else {"kind": fmt, "bytes": file.stat().st_size}
             )
     except (OSError, ValueError, RuntimeError) as exc:
-        _fail(f"{file}: {exc}")
+        fail(f"{file}: {exc}")
         return
     print_summary("info", {"file": str(file), **fields}, as_json)
 

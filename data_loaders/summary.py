@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import orjson
+import typer
 
 
 def format_summary(command: str, fields: dict[str, Any]) -> str:
@@ -25,3 +27,9 @@ def print_summary(command: str, fields: dict[str, Any], as_json: bool = False) -
         print(orjson.dumps({"command": command, **fields}, default=str).decode())
     else:
         print(format_summary(command, fields))
+
+
+def fail(message: object) -> NoReturn:
+    """Every command's failure path: one clear line on stderr, then exit status 1."""
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(1)

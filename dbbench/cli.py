@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from data_loaders.summary import print_summary
+from data_loaders.summary import fail, print_summary
 from dbbench import queries
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import ENGINES, connect, default_dsn, redact
@@ -34,14 +33,11 @@ app.add_typer(servers_app, name="servers")
 LAST_LOAD = Path(".dbbench") / "loaded.json"  # engine -> dataset dir of its last verified load
 
 
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(1)
 
 
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        _fail(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+        fail(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
 
 
 def _progress(as_json: bool) -> Progress:
@@ -66,7 +62,7 @@ def dataset(
             task = bar.add_task("synth", total=rows)
             manifest = build_synth(out, rows, seed, progress=lambda n: bar.update(task, advance=n * 3))
     else:
-        _fail(f"unknown source {source!r}: binance or synth")
+        fail(f"unknown source {source!r}: binance or synth")
     print_summary("dbbench dataset", {"source": source, "out": str(out), "rows": manifest["rows"],
                                       "symbols": len(manifest["symbols"]), "venues": len(manifest["venues"]),
                                       "quarantined": manifest["source"].get("quarantined", {}),
@@ -86,7 +82,7 @@ def load(
     try:
         manifest = read_manifest(data)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     dsn = dsn or default_dsn(engine)
     fields: dict[str, Any] = {"engine": engine, "dsn": redact(dsn)}
     try:
@@ -106,7 +102,7 @@ def load(
         finally:
             db.close()
     except (EngineError, OSError, ValueError) as exc:
-        _fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
+        fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
     LAST_LOAD.parent.mkdir(parents=True, exist_ok=True)
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
     LAST_LOAD.write_bytes(orjson.dumps({**loads, engine: str(Path(data).resolve())}))
@@ -116,7 +112,7 @@ def load(
 def _last_loaded(engine: str) -> Path:
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
     if engine not in loads:
-        _fail(f"no --data given and no `dbbench load --engine {engine}` recorded in {LAST_LOAD}")
+        fail(f"no --data given and no `dbbench load --engine {engine}` recorded in {LAST_LOAD}")
     return Path(loads[engine])
 
 
@@ -136,14 +132,14 @@ def query(
     """Run one query, print its answer and whether it matches the Polars reference (exit 1 if not)."""
     _check_engine(engine)
     if query not in QUERY_NAMES:
-        _fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}")
+        fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}")
     if fmt not in ("csv", "json", "table"):
-        _fail(f"unknown format {fmt!r}: csv, json or table")
+        fail(f"unknown format {fmt!r}: csv, json or table")
     data = data or _last_loaded(engine)
     try:
         params = queries.params_for(query, queries.default_params(data))  # per-row queries: their window
     except FileNotFoundError as exc:
-        _fail(f"{data} is not a dbbench dataset: {exc}")
+        fail(f"{data} is not a dbbench dataset: {exc}")
     given = {"start": start, "end": end, "symbol": symbol, "scan_start": scan_start}
     params.update({k: v for k, v in given.items() if v is not None})
     if scan_start is not None:
@@ -159,7 +155,7 @@ def query(
         finally:
             db.close()
     except (EngineError, NotImplementedError, OSError) as exc:
-        _fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
+        fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
     verdict = queries.compare(answer, queries.reference(query, data, params), query)
     if fmt == "csv":
         print(answer.write_csv(), end="")

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from data_loaders.summary import print_summary
+from data_loaders.summary import fail, print_summary
 from dbbench.engines import ENGINES
 from dbbench.engines.base import QUERY_NAMES
 
@@ -114,8 +114,7 @@ def report_cmd(
     try:
         written = write_report(results, out)
     except ResultsError as exc:
-        typer.echo(f"dbbench report: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        fail(f"dbbench report: {exc}")
     print_summary("dbbench report", {"runs": len(results), **{k: str(v) for k, v in written.items()}}, as_json)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 import typer
 
-from data_loaders.summary import print_summary
+from data_loaders.summary import fail, print_summary
 
 PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SERVER_ENGINES = ("timescaledb", "influxdb", "kdb")
@@ -421,8 +421,7 @@ def up_cmd(
     try:
         servers = up(chosen)
     except ServerError as exc:
-        typer.echo(f"dbbench servers up: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        fail(f"dbbench servers up: {exc}")
     for engine, reason in skipped.items():
         typer.echo(f"dbbench servers up: skipped {engine}: {reason}", err=True)
     if export:
@@ -444,8 +443,7 @@ def down_cmd(
     try:
         stopped = down(_parse_engines(engines))
     except ServerError as exc:
-        typer.echo(f"dbbench servers down: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        fail(f"dbbench servers down: {exc}")
     print_summary("servers down", {"stopped": {e: ("stopped" if was else "was-not-running") for e, was in stopped.items()}}, as_json)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from data_loaders.summary import print_summary
+from data_loaders.summary import fail, print_summary
 
 ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 
@@ -44,8 +44,7 @@ def backtest(
         result = backtest_models(load_forecasts(run, data), config)
         written = write_backtest(run, result)
     except ERRORS as error:
-        typer.echo(f"hfformer backtest: {error}", err=True)
-        raise typer.Exit(1) from error
+        fail(f"hfformer backtest: {error}")
 
     def shown(value: float) -> float:  # full precision in JSON, 4 digits in the line
         return value if as_json or isinstance(value, int) else float(f"{value:.4g}")
@@ -83,8 +82,7 @@ def report(
     try:
         written = build_report(run, out)
     except ERRORS as error:
-        typer.echo(f"hfformer report: {error}", err=True)
-        raise typer.Exit(1) from error
+        fail(f"hfformer report: {error}")
     print_summary(
         "hfformer report",
         {

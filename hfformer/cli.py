@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from data_loaders.summary import print_summary
+from data_loaders.summary import fail, print_summary
 
 app = typer.Typer(help="HFformer, LSTM and naive forecasters of order-book returns.",
                   no_args_is_help=True, add_completion=False)
@@ -17,9 +17,6 @@ JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")
 ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 
 
-def fail(command: str, error: Exception) -> None:
-    typer.echo(f"hfformer {command}: {error}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -45,7 +42,7 @@ def train(
         cfg = load_config(config, sets, base=base)
         fields = run_train(data, out, model, cfg, name=name, resume=resume)
     except ERRORS as error:
-        fail("train", error)
+        fail(f"hfformer train: {error}")
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         print_summary("hfformer train", fields, as_json)
 
@@ -64,7 +61,7 @@ def evaluate(
     try:
         result = run_evaluate(run, data, n_boot=bootstrap)
     except ERRORS as error:
-        fail("evaluate", error)
+        fail(f"hfformer evaluate: {error}")
     table = result.pop("table")
     if not as_json:
         print_table(table)
@@ -85,7 +82,7 @@ def predict(
     try:
         fields = run_predict(run, data, out, model=model)
     except ERRORS as error:
-        fail("predict", error)
+        fail(f"hfformer predict: {error}")
     print_summary("hfformer predict", fields, as_json)
 
 
@@ -104,7 +101,7 @@ def export(
     try:
         fields = run_export(run, out, model=model, fmt=fmt, tolerance=tolerance)
     except (*ERRORS, ImportError) as error:
-        fail("export", error)
+        fail(f"hfformer export: {error}")
     print_summary("hfformer export", fields, as_json)
 
 
