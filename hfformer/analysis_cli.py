@@ -9,7 +9,7 @@ import typer
 
 from data_loaders.summary import fail, print_summary
 
-ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)  # bad input, reported by every hfformer command
 
 SET_HELP = (
     "Rule parameter as key=value (TOML value), repeatable: every, delay_ticks, latency_ms, "

@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 
 from data_loaders.summary import fail, print_summary
+from hfformer.analysis_cli import ERRORS, backtest, report
 
 app = typer.Typer(help="HFformer, LSTM and naive forecasters of order-book returns.",
                   no_args_is_help=True, add_completion=False)
 
 JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
-ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)
 
 
 
@@ -106,8 +106,6 @@ def export(
 
 
 # `hfformer backtest` and `hfformer report` live in hfformer/analysis_cli.py.
-from hfformer.analysis_cli import backtest, report
-
 app.command()(backtest)
 app.command()(report)
 
