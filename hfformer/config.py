@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
+PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)  # the horizons the paper reports results for
 
 
 @dataclass

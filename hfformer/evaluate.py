@@ -24,12 +24,11 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from hfformer.config import read_run_config
+from hfformer.config import PAPER_HORIZONS, read_run_config
 from hfformer.data import prepare
 from hfformer.predict import Forecaster, frame
 
 METRICS = ("sign_acc", "r2", "mse", "pinball", "coverage80")
-PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)
 STATS = ("n", "sign_n", "sign_hits", "sse", "sum_y", "sum_y2", "pinball", "covered")
 
 

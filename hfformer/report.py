@@ -29,6 +29,7 @@ from hfformer.backtest import (
     read_backtest,
     write_backtest,
 )
+from hfformer.config import PAPER_HORIZONS
 
 # Published test results (sign accuracy, R2) of the HFformer paper, drawn as reference marks.
 PUBLISHED = {
@@ -49,7 +50,6 @@ PUBLISHED = {
         30: (0.583, 0.030),
     },
 }
-PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)
 FAN_ORIGINS = 8  # forecast fans drawn per model in the fan chart
 
 
