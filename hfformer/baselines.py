@@ -47,11 +47,12 @@ class LSTMForecaster(nn.Module):
 
 
 def ridge_design(features: Features, ends: np.ndarray, lags: int) -> np.ndarray:
-    """(n, lags + 2) float64: log returns (bp) at rows end, end-1, ..., end-lags+1, then the
-    level-1 and whole-book size imbalances (bid - ask) / (bid + ask) at the end row."""
+    """(n, lags + 2) float64: log returns (in the features' unit; the fit standardises them) at rows
+    end, end-1, ..., end-lags+1, then the level-1 and whole-book size imbalances
+    (bid - ask) / (bid + ask) at the end row."""
     names = features.names
     x = features.x
-    ret = x[ends[:, None] - np.arange(lags)[None, :], names.index("log_return")].astype(np.float64) * 1e4
+    ret = x[ends[:, None] - np.arange(lags)[None, :], names.index("log_return")].astype(np.float64)
     bid = [i for i, n in enumerate(names) if n.startswith("bid_qty_")]
     ask = [i for i, n in enumerate(names) if n.startswith("ask_qty_")]
     b1, a1 = x[ends, names.index("bid_qty_1")], x[ends, names.index("ask_qty_1")]
