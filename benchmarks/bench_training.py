@@ -1,12 +1,8 @@
-"""HFformer training speed, and the synthetic-market quality target.
+"""HFformer training speed (the synthetic-market quality target is benchmarks/bench_oracle.py).
 
     python benchmarks/bench_training.py speed [--threads 2] [--steps 20]
         windows/s of full training steps (z-scored batch gather, forward, pinball loss, backward,
         clipping, AdamW) at the default size and batch 256, HFformer (spiking and ReLU) and LSTM;
-    python benchmarks/bench_training.py oracle [--minutes 240] [--set key=value ...]
-        trains hfformer, lstm and naive on the default synthetic market (seed 0), evaluates them on
-        the test split and checks the target: HFformer reaches >= 80% of the oracle's R2 at h = 5
-        and beats the zero and LSTM baselines there.
     python -m pytest benchmarks/bench_training.py --benchmark-only     (the speed part)
 """
 
@@ -25,9 +21,8 @@ import torch
 from data_loaders.synth import generate
 from hfformer.config import load_config
 from hfformer.data import prepare
-from hfformer.evaluate import evaluate
 from hfformer.losses import pinball_loss
-from hfformer.train import build_model, train
+from hfformer.train import build_model
 
 QS = [0.1, 0.5, 0.9]
 
@@ -91,39 +86,11 @@ def speed(threads: int, steps: int, compiled: bool = False) -> dict:
     return result
 
 
-def oracle_target(minutes: float, overrides: list[str], out: Path | None) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "synth"
-        generate(data, minutes=minutes, seed=0)
-        run = out or Path(tmp) / "run"
-        cfg = load_config(overrides=["progress=false", *overrides])
-        fitted = {kind: train(data, run, kind, cfg) for kind in ("hfformer", "lstm", "naive")}
-        table = evaluate(run, data, n_boot=200)["table"]
-    rows = {r["model"]: r for r in table.filter(table["horizon"] == 5).iter_rows(named=True)}
-    hf = rows["hfformer"]
-    return {
-        "minutes": minutes, "overrides": overrides, "test_windows": hf["windows"],
-        "training": {k: {f: v.get(f) for f in ("epochs", "steps", "best_val_loss", "last_windows_per_s",
-                                                "stopped", "seconds", "device")} for k, v in fitted.items()},
-        "h5": {m: {"r2": round(r["r2"], 4), "r2_lo": round(r["r2_lo"], 4), "r2_hi": round(r["r2_hi"], 4),
-                   "sign_acc": round(r["sign_acc"], 4), "r2_oracle_frac": round(r["r2_oracle_frac"], 3)}
-               for m, r in rows.items()},
-        "target_met": bool(hf["r2_oracle_frac"] >= 0.8 and hf["r2"] > rows["zero"]["r2"]
-                           and hf["r2"] > rows["lstm"]["r2"]),
-    }
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "oracle"])
+    parser.add_argument("what", choices=["speed"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compiled", action="store_true", help="also time torch.compile (speed)")
-    parser.add_argument("--minutes", type=float, default=240)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if args.what == "speed":
-        print(json.dumps(speed(args.threads, args.steps, args.compiled), indent=1))
-    else:
-        print(json.dumps(oracle_target(args.minutes, args.overrides, args.out), indent=1))
+    print(json.dumps(speed(args.threads, args.steps, args.compiled), indent=1))
