@@ -6,8 +6,11 @@ user of the engine waits for. Server time is what the engine says it spent, wher
 - chDB: the query result's `elapsed()`, from the very execution that was timed (it includes writing
   the Arrow answer, uncompressed: see clickhouse.SELECT_SETTINGS; the adapter reads it in place).
 - ClickHouse server: `system.query_log` `query_duration_ms` of that execution (ms resolution).
-- PostgreSQL/TimescaleDB: planning + execution time of `EXPLAIN (ANALYZE, TIMING OFF)`, a
-  separate execution right after the timed one (no pg_stat_statements on a scratch server).
+- PostgreSQL/TimescaleDB: `pg_stat_statements` total_exec_time of the timed `COPY (query) TO STDOUT`
+  itself (read before and after it: planning, executing and sending every row to the client), when
+  the server preloads it (`dbbench servers up` and docker/compose.yml do); otherwise planning +
+  execution time of `EXPLAIN (ANALYZE, TIMING OFF)`, a separate execution right after the timed one,
+  which leaves out sending the rows. The results say which (`server_time`).
 - InfluxDB 1.x and kdb+ through these adapters: none reported (`server_s` is None).
 
 Client minus server time is the harness overhead (driver, transfer, conversion).
@@ -28,7 +31,8 @@ from dbbench.engines.base import Engine
 SERVER_TIME_METHODS = {
     "chdb": "chDB result elapsed() of the timed execution (the engine records it)",
     "clickhouse": "system.query_log query_duration_ms of the timed execution",
-    "postgresql": "EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution",
+    "pg_stat_statements": "pg_stat_statements total_exec_time of the timed COPY (query) TO STDOUT (rows sent included)",
+    "pg_explain": "EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution (rows not sent)",
     "influxdb": None,
     "kdb": None,
 }
@@ -61,7 +65,7 @@ def server_time_kind(engine: Engine) -> str:
     if engine.name == "clickhouse":
         return "chdb" if getattr(engine, "_session", None) is not None else "clickhouse"
     if engine.name in ("timescaledb", "postgresql"):
-        return "postgresql"
+        return "pg_stat_statements" if engine.statements_reason is None else "pg_explain"
     return engine.name
 
 
@@ -72,16 +76,35 @@ def server_time_method(engine: Engine) -> str | None:
 def timed_query(engine: Engine, name: str, params: dict[str, Any]) -> Sample:
     """Run one query of the suite once: its answer, client seconds and server seconds (or None)."""
     kind = server_time_kind(engine)
+    if kind == "pg_stat_statements":
+        statement = engine.statement(name, params)
+        before = _pg_statement_totals(engine, statement)
     t0 = time.perf_counter()
     frame = engine.query(name, params)
     client = time.perf_counter() - t0
     if kind == "chdb":
         return Sample(frame, client, engine.last_server_seconds)
-    if kind == "postgresql":
+    if kind == "pg_stat_statements":
+        calls, total = _pg_statement_totals(engine, statement)
+        # Another session running the same text in between would be counted too: then no figure at all.
+        return Sample(frame, client, total - before[1] if calls == before[0] + 1 else None)
+    if kind == "pg_explain":
         return Sample(frame, client, _pg_explain(engine, name, params))
     if kind == "clickhouse":
         return Sample(frame, client, _clickhouse_log(engine, name, params))
     return Sample(frame, client, None)
+
+
+def _pg_statement_totals(engine: Any, statement: str) -> tuple[int, float]:
+    """Calls and total execution seconds pg_stat_statements holds for this exact top-level statement
+    text, run by this user in this database ((0, 0.0) before its first run)."""
+    with engine.conn.cursor() as cur:
+        cur.execute(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
+            "WHERE toplevel AND query = %s AND userid = (SELECT oid FROM pg_roles WHERE rolname = current_user) "
+            "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())", (statement,))
+        (calls, total_ms), = cur.fetchall()
+    return int(calls), total_ms / 1e3
 
 
 def _pg_explain(engine: Any, name: str, params: dict[str, Any]) -> float:

@@ -1,6 +1,7 @@
 """Start and stop native database servers on loopback, with scratch data directories (no Docker needed).
 
-`dbbench servers up|down|status` starts PostgreSQL 15 (`initdb` in a scratch directory), InfluxDB 1.x
+`dbbench servers up|down|status` starts PostgreSQL 15 (`initdb` in a scratch directory, with
+pg_stat_statements and, when installed, timescaledb preloaded), InfluxDB 1.x
 (`influxd` with a generated config) and kdb+ (`q -p PORT`, only when licensed), each on a free
 127.0.0.1 port. A state file in the run directory ($DBBENCH_SERVERS_DIR, default
 ~/.cache/dbbench/servers) records pids, ports and DSNs, so that `status` and `down` work from
@@ -29,6 +30,7 @@ import typer
 from data_loaders.summary import fail, print_summary
 
 PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of the extensions to preload
 SERVER_ENGINES = ("timescaledb", "influxdb", "kdb")
 # What each engine exports for the tests and benchmarks (`up --export`).
 DSN_ENV = {"timescaledb": "DBBENCH_TIMESCALEDB_DSN", "influxdb": "DBBENCH_INFLUXDB_DSN", "kdb": "DBBENCH_KDB_DSN"}
@@ -211,8 +213,13 @@ def start_postgres(directory: Path) -> Server:
         f"port = {port}",
         f"unix_socket_directories = '{scratch}'",
     ]
-    if (Path("/usr/share/postgresql/15/extension") / "timescaledb.control").exists():
-        conf += ["shared_preload_libraries = 'timescaledb'", "timescaledb.telemetry_level = off"]
+    preload = [name for name in ("timescaledb", "pg_stat_statements") if (PG_EXTENSIONS / f"{name}.control").exists()]
+    if preload:
+        conf.append(f"shared_preload_libraries = '{','.join(preload)}'")
+    if "timescaledb" in preload:
+        conf.append("timescaledb.telemetry_level = off")
+    if "pg_stat_statements" in preload:  # server time of each timed COPY ... TO STDOUT (see dbbench.measure)
+        conf.append("pg_stat_statements.track_utility = on")
     with open(data / "postgresql.conf", "a") as f:
         f.write("\n# dbbench servers up\n" + "\n".join(conf) + "\n")
     proc = _spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)

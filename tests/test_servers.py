@@ -39,6 +39,7 @@ def test_up_export_status_down_round_trip_from_other_processes(tmp_path: Path):
     try:
         with psycopg.connect(exports["DBBENCH_TIMESCALEDB_DSN"]) as conn:
             assert conn.execute("SELECT current_database(), inet_server_addr()::text").fetchone() == ("dbbench", "127.0.0.1/32")
+            assert "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
         influx = exports["DBBENCH_INFLUXDB_DSN"].replace("influxdb://", "http://").rsplit("/", 1)[0]
         assert requests.get(f"{influx}/ping", timeout=5).status_code == 204
 

@@ -9,6 +9,7 @@ from dbbench.dataset import build_binance, build_synth, iter_batches, read_manif
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
 from dbbench.engines.timescaledb import QUERIES, TimescaleDB, copy_binary
+from dbbench.measure import _pg_statement_totals, server_time_method, timed_query
 from dbbench.queries import MINUTE_NS, compare, default_params, reference
 
 pytestmark = pytest.mark.server
@@ -72,6 +73,37 @@ def test_binary_copy_rows_round_trip(loaded):
 def test_symbol_is_a_bound_parameter(loaded):
     engine, data = loaded
     assert engine.query("range_scan", {**params_for(data), "symbol": "x' OR 1=1 --"}).height == 0
+
+
+def test_server_time_is_the_timed_copy_in_pg_stat_statements(loaded, timescaledb_dsn):
+    """`dbbench servers up` preloads pg_stat_statements: the server time is that of the very COPY timed."""
+    engine, data = loaded
+    if engine.statements_reason and os.environ.get("DBBENCH_TIMESCALEDB_DSN"):
+        pytest.skip(f"the server in DBBENCH_TIMESCALEDB_DSN: {engine.statements_reason}")
+    assert engine.statements_reason is None and engine.settings()["server_time"] == "pg_stat_statements"
+    assert server_time_method(engine).startswith("pg_stat_statements")
+    p = params_for(data)
+    before = _pg_statement_totals(engine, engine.statement("asof_trades_quotes", p))
+    samples = [timed_query(engine, "asof_trades_quotes", p) for _ in range(2)]
+    calls, total = _pg_statement_totals(engine, engine.statement("asof_trades_quotes", p))
+    assert calls == before[0] + 2 and total - before[1] == pytest.approx(sum(s.server_s for s in samples))
+    assert all(0 < s.server_s < s.client_s for s in samples)
+    assert compare(samples[-1].frame, reference("asof_trades_quotes", data, p), "asof_trades_quotes").ok
+
+
+def test_without_pg_stat_statements_tracking_copy_the_server_time_is_explain(loaded, timescaledb_dsn):
+    engine, data = loaded
+    fallback = TimescaleDB(timescaledb_dsn + ("&" if "?" in timescaledb_dsn else "?")
+                           + "options=-c%20pg_stat_statements.track_utility%3Doff")
+    try:
+        if engine.statements_reason is None:
+            assert "track_utility is off" in fallback.statements_reason
+        assert fallback.settings()["server_time"].startswith("EXPLAIN ANALYZE (")
+        assert server_time_method(fallback).startswith("EXPLAIN")
+        sample = timed_query(fallback, "spread", params_for(data))
+        assert sample.server_s > 0 and sample.frame.height > 0
+    finally:
+        fallback.close()
 
 
 def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(tmp_path, binance):

@@ -10,10 +10,12 @@ Loading is one binary `COPY ... FROM STDIN` per table. Each Arrow batch is encod
 Python loop over rows: rows of one (symbol, venue) all have the same length, so each group is one
 numpy structured array in COPY's binary row layout, written with `.tobytes()`.
 
-Answers are read with `COPY (query) TO STDOUT (FORMAT csv)` straight into `pl.read_csv`, with the
-parameters rendered as quoted literals by psycopg: no Python tuple per row (reading a 150k-row as-of
-answer through `fetchall` cost more than 10% of the query). PostgreSQL writes float8 in its
-shortest exact form, so the floats read back bit for bit.
+Answers are read with `COPY (query) TO STDOUT (FORMAT csv)` into one buffer, then `pl.read_csv` with
+the answer's schema, with the parameters rendered as quoted literals by psycopg: no Python tuple per
+row (reading a 150k-row as-of answer through `fetchall` cost more than 10% of the query). PostgreSQL
+writes float8 in its shortest exact form, so the floats read back bit for bit. The server time of
+that very COPY statement is in pg_stat_statements when the server preloads it (`statement()` gives
+the text to look it up by; see dbbench.measure).
 """
 
 from __future__ import annotations
@@ -198,6 +200,21 @@ class TimescaleDB(Engine):
             self.name = "postgresql"
             self.reason = "timescaledb extension not available on this server: plain PostgreSQL (never reported as TimescaleDB)"
         self.bucket = "time_bucket" if self.timescale else "dbbench_bucket"
+        self.statements_reason = self._statements()
+
+    def _statements(self) -> str | None:
+        """None when pg_stat_statements can time each answer's COPY (the extension is created here if it
+        is preloaded but missing), else why not: the server time then comes from EXPLAIN ANALYZE."""
+        (preload,), = self._rows("SHOW shared_preload_libraries")
+        if "pg_stat_statements" not in [lib.strip() for lib in preload.split(",")]:
+            return "pg_stat_statements is not in shared_preload_libraries"
+        try:
+            if not self._rows("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'"):
+                self.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        except psycopg.Error as exc:
+            return f"CREATE EXTENSION pg_stat_statements failed: {exc}"
+        (track,), = self._rows("SHOW pg_stat_statements.track_utility")
+        return None if track == "on" else "pg_stat_statements.track_utility is off: COPY statements are not tracked"
 
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         with self.conn.cursor() as cur:
@@ -214,7 +231,10 @@ class TimescaleDB(Engine):
     def settings(self) -> dict[str, Any]:
         layout = ("hypertable (1-day chunks), compressed: segmentby symbol, venue; orderby ts"
                   if self.timescale else "heap + btree (symbol, venue, ts) + BRIN (ts)")
-        return {"engine": self.name, "reason": self.reason, "layout": layout, "ts": "bigint UTC ns"}
+        server_time = ("pg_stat_statements" if self.statements_reason is None
+                       else f"EXPLAIN ANALYZE ({self.statements_reason})")
+        return {"engine": self.name, "reason": self.reason, "layout": layout, "ts": "bigint UTC ns",
+                "server_time": server_time}
 
     def create_schema(self) -> None:
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl text PRIMARY KEY, rows bigint NOT NULL)")
@@ -272,14 +292,22 @@ class TimescaleDB(Engine):
         """Tables whose last load was verified, with their row counts."""
         return dict(self._rows(f"SELECT tbl, rows FROM {LOADED}"))
 
-    def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+    def statement(self, name: str, params: dict[str, Any]) -> str:
+        """The exact text `query` sends (pg_stat_statements finds its server time by this text)."""
         text = QUERIES[name]
         if isinstance(text, Unsupported):
             raise NotImplementedError(f"{self.name}: {name} unsupported: {text.reason}")
-        self.require_loaded(name)
         sql = psycopg.ClientCursor(self.conn).mogrify(text.replace("{bucket}", self.bucket), check_params(params))
-        with self.conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)") as copy:
-            data = b"".join(copy)
+        return f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)"
+
+    def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+        statement = self.statement(name, params)
+        self.require_loaded(name)
+        received = bytearray()
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in copy:  # one message per row: append and let it go (holding them all cost 3x the time)
+                received += row
+        data = bytes(received)  # pl.read_csv takes bytes, not bytearray
         names = data[:data.index(b"\n")].decode().split(",")
         return pl.read_csv(data, schema={name: ANSWER_TYPES[name] for name in names})
 
