@@ -82,8 +82,9 @@ def export(run_dir: Path, out: Path, model: str = "hfformer", fmt: str = "onnx",
 # The lean CPU path: the whole HFformer eval forward of one window in one numba kernel, float32,
 # every buffer allocated once per call, weights pre-transposed (and 1/sqrt(head size) folded into
 # the query weights). Where it beats PyTorch for this shape: only the causal triangle s <= t of
-# the attention is computed, exp is a vectorisable polynomial (relative error ~2e-7), the LIF
-# neuron is a scan along time instead of a (T, T) matmul, and there is no per-op dispatch.
+# the attention is computed, its exp is a vectorisable polynomial run over the whole triangle in
+# one loop, the LIF neuron is a scan along time instead of a (T, T) matmul, and there is no
+# per-op dispatch.
 # Windows are z-scored in the kernel when given as rows of the feature matrix (forecast_ends).
 
 _F = np.float32
@@ -114,62 +115,84 @@ def _add_layernorm(h, a, g, b):
             h[t, c] = (h[t, c] - mean) * inv * g[c] + b[c]
 
 
-@nb.njit(fastmath=True, cache=True)
-def _causal_attention(qkv, n_heads, kt, vt, row, y):
+@nb.njit(fastmath=True, error_model="numpy", cache=True, inline="always")
+def _exp_nonpositive(v):
+    # exp(v) for v <= 0; below -24 (a weight < 4e-11 of the largest) it returns exp(-24).
+    # (degree-7 Taylor of exp(v/64))^64: vectorisable, relative error ~1e-6
+    r = max(v, _F(-24.0)) * _F(1 / 64)
+    e = _F(1.0) + r * (_F(1.0) + r * (_F(1 / 2) + r * (_F(1 / 6) + r * (_F(1 / 24) + r * (
+        _F(1 / 120) + r * (_F(1 / 720) + r * _F(1 / 5040)))))))
+    e *= e
+    e *= e
+    e *= e
+    e *= e
+    e *= e
+    e *= e
+    return e
+
+
+@nb.njit(fastmath=True, error_model="numpy", cache=True)
+def _causal_attention(qkv, n_heads, kt, vt, scores, y):
     # y (T, C) = causal softmax(q k^T) v per head (q already scaled). kt, vt (hsp, Tp): one head's
-    # keys and values along time, zero-padded to hsp (head size rounded up to 4: four dims per pass)
-    # and Tp (T rounded up to 16). Only s <= t is computed, in runs of 16 (one AVX-512 vector);
-    # scores for t < s < run end are masked. exp(v), v in [-24, 0] (smaller weights are < 4e-11 of
-    # the largest), is (degree-7 Taylor of exp(v/64))^64: vectorisable, relative error ~1e-6.
+    # keys and values along time, zero-padded to hsp (head size rounded up to 3: three dims per
+    # pass) and Tp (T rounded up to 16). Row t scores keys s < n(t) = t+1 rounded up to 16 (the
+    # causal triangle, in whole vectors); the rows lie packed in `scores`, so the exp, the costly
+    # part, runs as one long vectorised loop over the whole triangle instead of 100 short ones
+    # (short loops here are latency bound). Scores of s > t are zeroed after the exp.
     T, C = y.shape
     hs, hsp, Tp = C // n_heads, kt.shape[0], kt.shape[1]
     for hh in range(n_heads):
+        o = hh * hs
         for d in range(hs):
             for s in range(T):
-                kt[d, s] = qkv[s, C + hh * hs + d]
-                vt[d, s] = qkv[s, 2 * C + hh * hs + d]
-        for t in range(T):
+                kt[d, s] = qkv[s, C + o + d]
+                vt[d, s] = qkv[s, 2 * C + o + d]
+        start = 0
+        for t in range(T):  # scores minus the row's causal maximum
             n = min((t + 16) // 16 * 16, Tp)
-            for s in range(n):
-                row[s] = _F(0.0)
-            for d in range(0, hsp, 4):
-                q0 = qkv[t, hh * hs + d]
-                q1 = qkv[t, hh * hs + d + 1] if d + 1 < hs else _F(0.0)
-                q2 = qkv[t, hh * hs + d + 2] if d + 2 < hs else _F(0.0)
-                q3 = qkv[t, hh * hs + d + 3] if d + 3 < hs else _F(0.0)
-                k0, k1, k2, k3 = kt[d], kt[d + 1], kt[d + 2], kt[d + 3]
-                for s in range(n):
-                    row[s] += q0 * k0[s] + q1 * k1[s] + q2 * k2[s] + q3 * k3[s]
-            for s in range(t + 1, n):
-                row[s] = _F(-1e30)
+            row = scores[start : start + n]
+            for d in range(0, hsp, 3):
+                q0 = qkv[t, o + d]
+                q1 = qkv[t, o + d + 1] if d + 1 < hs else _F(0.0)
+                q2 = qkv[t, o + d + 2] if d + 2 < hs else _F(0.0)
+                k0, k1, k2 = kt[d], kt[d + 1], kt[d + 2]
+                if d == 0:
+                    for s in range(n):
+                        row[s] = q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                else:
+                    for s in range(n):
+                        row[s] += q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
             m = row[0]
-            for s in range(n):
+            for s in range(t + 1):
                 m = max(m, row[s])
+            for s in range(n):
+                row[s] -= m
+            start += n
+        for i in range(start):
+            scores[i] = _exp_nonpositive(scores[i])
+        start = 0
+        for t in range(T):  # weights @ values
+            n = min((t + 16) // 16 * 16, Tp)
+            row = scores[start : start + n]
+            for s in range(t + 1, n):
+                row[s] = _F(0.0)
             total = _F(0.0)
             for s in range(n):
-                r = max(row[s] - m, _F(-24.0)) * _F(1 / 64)
-                e = _F(1.0) + r * (_F(1.0) + r * (_F(1 / 2) + r * (_F(1 / 6) + r * (_F(1 / 24) + r * (
-                    _F(1 / 120) + r * (_F(1 / 720) + r * _F(1 / 5040)))))))
-                e *= e
-                e *= e
-                e *= e
-                e *= e
-                e *= e
-                e *= e
-                row[s] = e
-                total += e
+                total += row[s]
             inv = _F(1.0) / total
-            for d in range(0, hsp, 4):
-                v0, v1, v2, v3 = vt[d], vt[d + 1], vt[d + 2], vt[d + 3]
-                a0 = a1 = a2 = a3 = _F(0.0)
+            for d in range(0, hsp, 3):
+                v0, v1, v2 = vt[d], vt[d + 1], vt[d + 2]
+                a0 = a1 = a2 = _F(0.0)
                 for s in range(n):
                     a0 += row[s] * v0[s]
                     a1 += row[s] * v1[s]
                     a2 += row[s] * v2[s]
-                    a3 += row[s] * v3[s]
-                for j, a in enumerate((a0, a1, a2, a3)):
-                    if d + j < hs:
-                        y[t, hh * hs + d + j] = a * inv
+                y[t, o + d] = a0 * inv
+                if d + 1 < hs:
+                    y[t, o + d + 1] = a1 * inv
+                if d + 2 < hs:
+                    y[t, o + d + 2] = a2 * inv
+            start += n
 
 
 @nb.njit(fastmath=True, cache=True, inline="always")
@@ -191,10 +214,10 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
     y = np.empty((T, C), np.float32)
     qkv = np.empty((T, 3 * C), np.float32)
     f = np.empty((T, FF), np.float32)
-    hsp, Tp = (C // n_heads + 3) // 4 * 4, (T + 15) // 16 * 16  # see _causal_attention
+    hsp, Tp = (C // n_heads + 2) // 3 * 3, (T + 15) // 16 * 16  # see _causal_attention
     kt = np.zeros((hsp, Tp), np.float32)
     vt = np.zeros((hsp, Tp), np.float32)
-    row = np.empty(Tp, np.float32)
+    scores = np.empty(T * Tp, np.float32)
     dec = np.empty((T, wd.shape[1]), np.float32)
     raw = np.empty(H * Q, np.float32)
     mean = np.empty(F, np.float64)
@@ -224,7 +247,7 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
         h += pe
         for layer in range(L):
             _linear(h, wqkv[layer], bqkv[layer], qkv)
-            _causal_attention(qkv, n_heads, kt, vt, row, y)
+            _causal_attention(qkv, n_heads, kt, vt, scores, y)
             _linear(y, wp[layer], bp[layer], a)
             _add_layernorm(h, a, g1[layer], b1[layer])
             _linear(h, wfc[layer], bfc[layer], f)
