@@ -10,6 +10,10 @@ A file is recognised by the shape of its data rows (field count and where the tr
 never by its name, and a first line counts as a header only if it looks like one and has that shape,
 so a data row is never swallowed. Times are ms, or us in spot files since 2025: the unit is read per
 file from the magnitude. Files given in order are one dataset: order checks run across them.
+
+The symbol and market (as the recordings reader names them: `btcusdt`, `spot` / `usdm`) come from
+the data.binance.vision layout, `.../spot|futures/um/.../BTCUSDT-trades-2025-01-01.zip`, or from
+the caller (`--symbol`, `--venue`) where the path does not say; the rows never name them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from data_loaders.csv_lines import (
+    agreed,
     first_problem,
     head_lines,
     parse_bool,
@@ -171,12 +176,50 @@ def _parse_file(path: Path, kind: str) -> tuple[Layout, pl.DataFrame]:
     return layout, rows.with_columns(problem)
 
 
+FILE_NAME = re.compile(
+    r"(?P<symbol>[A-Z0-9_]+)-(?:trades|aggTrades|bookTicker)-\d{4}-\d{2}(?:-\d{2})?\.(?:csv|zip)(?:\.gz)?"
+)
+MARKET_DIRS = {("spot",): "spot", ("futures", "um"): "usdm", ("futures", "cm"): "coinm"}
+
+
+def named_instrument(path: Path) -> tuple[str | None, str | None]:
+    """(symbol, market) as the data.binance.vision path names them; None where it does not."""
+    found = FILE_NAME.fullmatch(path.name)
+    dirs = path.parent.parts
+    market = next(
+        (
+            market
+            for i in range(len(dirs), 0, -1)  # the nearest market folder
+            for parts, market in MARKET_DIRS.items()
+            if dirs[max(i - len(parts), 0) : i] == parts
+        ),
+        None,
+    )
+    return (found["symbol"] if found else None), market
+
+
+def instrument(
+    files: list[Path], layout: Layout, symbol: str | None = None, market: str | None = None
+) -> dict[str, str]:
+    """{"symbol", "market"} of the files, from their paths or else the caller; a market the rows' layout rules out is an error."""
+    named = {Path(f).name: named_instrument(Path(f)) for f in files}
+    found = {
+        "symbol": agreed("symbol", "--symbol", {**{n: s for n, (s, _) in named.items()}, "--symbol": symbol}),
+        "market": agreed("market", "--venue", {**{n: m for n, (_, m) in named.items()}, "--venue": market}),
+    }  # fmt: skip
+    if layout.name.startswith("spot") != (found["market"] == "spot"):
+        raise ValueError(
+            f"{files[0]}: rows in the {layout.name} layout cannot be the {found['market']} market"
+        )
+    return found
+
+
 def _running_max_before(name: str) -> pl.Expr:
     """The largest `name` among the good rows before this one (null before the first)."""
     return pl.when(pl.col("problem").is_null()).then(pl.col(name)).cum_max().forward_fill().shift(1)
 
 
-def _read(files: list[Path], kind: str) -> pl.DataFrame:
+def _read(files: list[Path], kind: str) -> tuple[Layout, pl.DataFrame]:
     """All files in order: per-row checks, then the order checks, which run across file boundaries."""
     layouts, parts = zip(*(_parse_file(Path(f), kind) for f in files))
     if len(set(layouts)) > 1:
@@ -194,19 +237,23 @@ def _read(files: list[Path], kind: str) -> pl.DataFrame:
         rows = rows.with_columns(
             pl.when(flagged).then(pl.lit(kind_name)).otherwise(pl.col("problem")).alias("problem")
         )
-    return rows
+    return layouts[0], rows
 
 
-def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
-    """Binance trades or aggTrades CSV files -> TRADES_SCHEMA (side -1 when the buyer was the maker, else +1).
+def read_trades(
+    files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
+) -> tuple[pl.DataFrame, dict]:
+    """Binance trades or aggTrades CSV files -> TRADES_SCHEMA (side -1 when the buyer was the maker, else +1)
+    and stats {"symbol", "market"}.
 
     For aggTrades, `trade_id` is the aggregate trade id. `local_ts` is null: the files carry no receive time.
     """
     if not files:
-        return pl.DataFrame(schema=TRADES_SCHEMA)
-    rows = _read(files, "trades")
+        raise ValueError("no input files")
+    layout, rows = _read(files, "trades")
+    stats = instrument(files, layout, symbol, market)
     quarantine_rows(rows, quarantine)
-    return (
+    frame = (
         rows.filter(pl.col("problem").is_null())
         .select(
             pl.col("ts"),
@@ -218,15 +265,20 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
         )
         .cast(TRADES_SCHEMA)
     )
+    return frame, stats
 
 
-def read_quotes(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
-    """Binance bookTicker CSV files -> QUOTES_SCHEMA; `ts` is the transaction time, `local_ts` is null."""
+def read_quotes(
+    files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
+) -> tuple[pl.DataFrame, dict]:
+    """Binance bookTicker CSV files -> QUOTES_SCHEMA and stats {"symbol", "market"}; `ts` is the
+    transaction time, `local_ts` is null."""
     if not files:
-        return pl.DataFrame(schema=QUOTES_SCHEMA)
-    rows = _read(files, "quotes")
+        raise ValueError("no input files")
+    layout, rows = _read(files, "quotes")
+    stats = instrument(files, layout, symbol, market)
     quarantine_rows(rows, quarantine)
-    return (
+    frame = (
         rows.filter(pl.col("problem").is_null())
         .select(
             pl.col("ts"),
@@ -239,3 +291,4 @@ def read_quotes(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
         )
         .cast(QUOTES_SCHEMA)
     )
+    return frame, stats

@@ -32,6 +32,14 @@ Files = Annotated[
 Out = Annotated[Path, typer.Option("--out", help="output Parquet file")]
 Format = Annotated[str, typer.Option("--format", help="auto|binance|binance-csv|tardis")]
 Json = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+Symbol = Annotated[
+    str | None,
+    typer.Option("--symbol", help="instrument, e.g. BTCUSDT, where the file names do not say"),
+]
+Venue = Annotated[
+    str | None,
+    typer.Option("--venue", help="market, e.g. spot or usdm, where the file names do not say"),
+]
 
 
 @contextmanager
@@ -90,6 +98,8 @@ def book(
         str, typer.Option("--on-gap", help="flag|drop|error: what an update-id gap does")
     ] = "flag",
     fmt: Format = "auto",
+    symbol: Symbol = None,
+    venue: Venue = None,
     as_json: Json = False,
 ) -> None:
     """Rebuild the order book: one row per applied diff, or the last state on a fixed grid."""
@@ -97,21 +107,41 @@ def book(
         fail(f"--on-gap must be flag, drop or error, not {on_gap!r}")
 
     def read(files: list[Path], quarantine: Quarantine, fmt: str):
-        return formats.read_book(files, quarantine, fmt, levels, every, on_gap)
+        return formats.read_book(files, quarantine, fmt, levels, every, on_gap, symbol, venue)
 
     _run("book", files, out, fmt, as_json, read)
 
 
 @app.command()
-def trades(files: Files, out: Out, fmt: Format = "auto", as_json: Json = False) -> None:
+def trades(
+    files: Files,
+    out: Out,
+    fmt: Format = "auto",
+    symbol: Symbol = None,
+    venue: Venue = None,
+    as_json: Json = False,
+) -> None:
     """Trades to Parquet (ts, local_ts, trade_id, price, qty, side)."""
-    _run("trades", files, out, fmt, as_json, lambda f, q, fmt: formats.read_trades(f, q, fmt))
+    def read(files: list[Path], quarantine: Quarantine, fmt: str):
+        return formats.read_trades(files, quarantine, fmt, symbol, venue)
+
+    _run("trades", files, out, fmt, as_json, read)
 
 
 @app.command()
-def quotes(files: Files, out: Out, fmt: Format = "auto", as_json: Json = False) -> None:
+def quotes(
+    files: Files,
+    out: Out,
+    fmt: Format = "auto",
+    symbol: Symbol = None,
+    venue: Venue = None,
+    as_json: Json = False,
+) -> None:
     """Best bid/offer quotes (bookTicker) to Parquet."""
-    _run("quotes", files, out, fmt, as_json, lambda f, q, fmt: formats.read_quotes(f, q, fmt))
+    def read(files: list[Path], quarantine: Quarantine, fmt: str):
+        return formats.read_quotes(files, quarantine, fmt, symbol, venue)
+
+    _run("quotes", files, out, fmt, as_json, read)
 
 
 @app.command()

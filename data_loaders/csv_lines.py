@@ -138,3 +138,18 @@ def quarantine_rows(rows: pl.DataFrame, quarantine: Quarantine) -> None:
     bad = rows.filter(pl.col("problem").is_not_null()).select("problem", "file", "line", "text")
     for kind, file, line, text in bad.iter_rows():
         quarantine.add(kind, file, line, text or "")
+
+
+def agreed(what: str, option: str, said: dict[str, str | None]) -> str:
+    """The one value (lowercased) of `what` that every source naming it gives: file names, rows, `option`.
+
+    `said` maps each source to its value, or None where it does not say. Output never carries a
+    guessed instrument: sources that disagree, or none that says, are a clear error."""
+    values = {source: value.lower() for source, value in said.items() if value}
+    if len(set(values.values())) > 1:
+        found = ", ".join(f"{source}: {value}" for source, value in values.items())
+        raise ValueError(f"the {what} is ambiguous ({found})")
+    if not values:
+        names = ", ".join(source for source in said if source != option)
+        raise ValueError(f"cannot tell the {what}: {names} do not name it; pass {option}")
+    return next(iter(values.values()))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from data_loaders.csv_lines import agreed
 from data_loaders.order_book import resample_book
 from data_loaders.quarantine import Quarantine
 
@@ -63,20 +64,47 @@ def _with_stats(
     return frame, {"rows": frame.height, **stats, "bad_lines": dict(quarantine.counts)}
 
 
+def _named(fmt: str, symbol: str | None, market: str | None) -> dict[str, str | None]:
+    """The caller's symbol and market, for the CSV readers (a recording names its own)."""
+    return {} if fmt == "binance" else {"symbol": symbol, "market": market}
+
+
+def _checked(
+    result: tuple[pl.DataFrame, dict], fmt: str, symbol: str | None, market: str | None
+) -> tuple[pl.DataFrame, dict]:
+    """A recording's own symbol and market, which a given --symbol/--venue must match."""
+    frame, stats = result
+    if fmt == "binance":
+        for key, option, value in (("symbol", "--symbol", symbol), ("market", "--venue", market)):
+            if value:
+                stats[key] = agreed(key, option, {"the recording": stats.get(key), option: value})
+    return frame, stats
+
+
 def read_trades(
-    files: list[Path], quarantine: Quarantine, fmt: str = "auto"
+    files: list[Path],
+    quarantine: Quarantine,
+    fmt: str = "auto",
+    symbol: str | None = None,
+    market: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     fmt = resolve(files, fmt)
-    return _with_stats(_module(fmt).read_trades(files, quarantine), quarantine)
+    result = _module(fmt).read_trades(files, quarantine, **_named(fmt, symbol, market))
+    return _with_stats(_checked(result, fmt, symbol, market), quarantine)
 
 
 def read_quotes(
-    files: list[Path], quarantine: Quarantine, fmt: str = "auto"
+    files: list[Path],
+    quarantine: Quarantine,
+    fmt: str = "auto",
+    symbol: str | None = None,
+    market: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     fmt = resolve(files, fmt)
     if fmt == "tardis":
         raise FormatError("Tardis files give trades and books here, not quotes")
-    return _with_stats(_module(fmt).read_quotes(files, quarantine), quarantine)
+    result = _module(fmt).read_quotes(files, quarantine, **_named(fmt, symbol, market))
+    return _with_stats(_checked(result, fmt, symbol, market), quarantine)
 
 
 def read_book(
@@ -86,15 +114,16 @@ def read_book(
     levels: int = 10,
     every: str | None = None,
     on_gap: str = "flag",
+    symbol: str | None = None,
+    market: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     fmt = resolve(files, fmt)
     if fmt == "binance-csv":
         raise FormatError("Binance public-data CSV files hold trades and quotes, not a book")
     if fmt == "binance":
-        return _with_stats(
-            _module(fmt).read_book(files, quarantine, levels, every, on_gap), quarantine
-        )
-    book, stats = _module(fmt).read_book(files, levels, quarantine, on_gap)
+        result = _module(fmt).read_book(files, quarantine, levels, every, on_gap)
+        return _with_stats(_checked(result, fmt, symbol, market), quarantine)
+    book, stats = _module(fmt).read_book(files, levels, quarantine, on_gap, symbol, market)
     if every is not None:
         book = resample_book(book, every)
     return _with_stats((book, {**stats, "rows": book.height}), quarantine)

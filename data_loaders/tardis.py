@@ -7,15 +7,22 @@ Every file has a header naming its data type; times are microseconds since the e
   incremental_book_L2  exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount
 `timestamp` is the exchange's time and `local_timestamp` the arrival time; rows come in arrival order, so
 out-of-order checks run on `local_timestamp`, across files given in order. Plain or gzipped.
+
+The symbol and market go in the stats as the recordings reader names them (`btcusdt`; Binance's
+exchanges as `spot` / `usdm` / `coinm`, any other exchange by its Tardis id), from the rows'
+`exchange,symbol`, the file name (`binance-futures_trades_2025-01-01_BTCUSDT.csv.gz`) and the
+caller (`--symbol`, `--venue`), which must all agree.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
 
 from data_loaders.csv_lines import (
+    agreed,
     first_problem,
     head_lines,
     parse_float,
@@ -34,6 +41,32 @@ COMMON = ["exchange", "symbol", "timestamp", "local_timestamp"]
 TRADES_HEADER = [*COMMON, "id", "side", "price", "amount"]
 INCREMENTAL_HEADER = [*COMMON, "is_snapshot", "side", "price", "amount"]
 SIDES = {"buy": 1, "sell": -1, "unknown": None}  # the aggressor (liquidity taker) side
+
+
+FILE_NAME = re.compile(
+    r"(?P<exchange>[a-z0-9-]+)_[A-Za-z0-9_]+_\d{4}-\d{2}-\d{2}_(?P<symbol>.+?)\.csv(?:\.gz)?"
+)
+MARKETS = {"binance": "spot", "binance-futures": "usdm", "binance-delivery": "coinm"}
+
+
+def _market(exchange: str | None) -> str | None:
+    return MARKETS.get(exchange, exchange) if exchange else None
+
+
+def instrument(
+    files: list[Path], rows: pl.DataFrame, symbol: str | None = None, market: str | None = None
+) -> dict[str, str]:
+    """{"symbol", "market"} from the rows' exchange and symbol, the file names and the caller; all must agree."""
+    first = rows.row(0, named=True) if rows.height else {"symbol": None, "exchange": None}
+    said = {"symbol": {"rows": first["symbol"]}, "market": {"rows": _market(first["exchange"])}}
+    for f in files:
+        found = FILE_NAME.fullmatch(Path(f).name)
+        said["symbol"][Path(f).name] = found["symbol"] if found else None
+        said["market"][Path(f).name] = _market(found["exchange"]) if found else None
+    return {
+        "symbol": agreed("symbol", "--symbol", {**said["symbol"], "--symbol": symbol}),
+        "market": agreed("market", "--venue", {**said["market"], "--venue": market}),
+    }
 
 
 def _snapshot_header(depth: int) -> list[str]:
@@ -90,8 +123,11 @@ def _read_file(path: Path) -> tuple[str, int, pl.DataFrame]:
     return kind, depth, rows.with_columns(file=pl.lit(str(path)))
 
 
-def _read_all(files: list[Path], kinds: tuple[str, ...]) -> tuple[str, int, pl.DataFrame]:
-    """All files, checked to be one dataset: one data type and depth, one exchange and symbol."""
+def _read_all(
+    files: list[Path], kinds: tuple[str, ...], symbol: str | None, market: str | None
+) -> tuple[str, int, pl.DataFrame, dict[str, str]]:
+    """All files, checked to be one dataset: one data type and depth, one exchange and symbol
+    (returned as {"symbol", "market"})."""
     read = [_read_file(Path(f)) for f in files]
     types = {(kind, depth) for kind, depth, _ in read}
     if len(types) > 1:
@@ -109,7 +145,7 @@ def _read_all(files: list[Path], kinds: tuple[str, ...]) -> tuple[str, int, pl.D
     )
     if instruments.height > 1:
         raise ValueError(f"files hold several instruments, expected one: {instruments.rows()}")
-    return kind, depth, rows
+    return kind, depth, rows, instrument(files, instruments, symbol, market)
 
 
 def _times() -> list[pl.Expr]:
@@ -137,11 +173,14 @@ def _with_order_check(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.coalesce("problem", late).alias("problem"))
 
 
-def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
-    """Tardis trades CSV files -> TRADES_SCHEMA. side: buy +1, sell -1, unknown null; an empty id is null."""
+def read_trades(
+    files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
+) -> tuple[pl.DataFrame, dict]:
+    """Tardis trades CSV files -> TRADES_SCHEMA and stats {"symbol", "market"}.
+    side: buy +1, sell -1, unknown null; an empty id is null."""
     if not files:
-        return pl.DataFrame(schema=TRADES_SCHEMA)
-    kind, depth, rows = _read_all(files, ("trades",))
+        raise ValueError("no input files")
+    kind, depth, rows, stats = _read_all(files, ("trades",), symbol, market)
     rows = rows.with_columns(
         parse_int("timestamp"),
         parse_int("local_timestamp"),
@@ -167,7 +206,7 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
     )
     rows = _with_order_check(rows.with_columns(problem))
     quarantine_rows(rows, quarantine)
-    return (
+    frame = (
         rows.filter(pl.col("problem").is_null())
         .select(
             "ts",
@@ -179,6 +218,7 @@ def read_trades(files: list[Path], quarantine: Quarantine) -> pl.DataFrame:
         )
         .cast(TRADES_SCHEMA)
     )
+    return frame, stats
 
 
 def _read_snapshots(
@@ -360,19 +400,24 @@ def _read_incremental(
 
 
 def read_book(
-    files: list[Path], levels: int, quarantine: Quarantine, on_gap: str = "flag"
+    files: list[Path],
+    levels: int,
+    quarantine: Quarantine,
+    on_gap: str = "flag",
+    symbol: str | None = None,
+    market: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    """Tardis book_snapshot_N or incremental_book_L2 CSV files -> book rows with `levels` levels, and stats."""
+    """Tardis book_snapshot_N or incremental_book_L2 CSV files -> book rows with `levels` levels,
+    and stats (with "symbol" and "market")."""
     if on_gap not in ("flag", "drop", "error"):
         raise ValueError(f"on_gap must be flag, drop or error, not {on_gap!r}")
     if not files:
-        return pl.DataFrame(schema=book_schema(levels)), {
-            "rows": 0,
-            "snapshots": 0,
-            "crossed": 0,
-            "quarantined": 0,
-        }
-    kind, depth, rows = _read_all(files, ("book_snapshot", "incremental_book_L2"))
+        raise ValueError("no input files")
+    kind, depth, rows, names = _read_all(
+        files, ("book_snapshot", "incremental_book_L2"), symbol, market
+    )
     if kind == "incremental_book_L2":
-        return _read_incremental(rows, levels, quarantine, on_gap)
-    return _read_snapshots(rows, depth, levels, quarantine)
+        book, stats = _read_incremental(rows, levels, quarantine, on_gap)
+    else:
+        book, stats = _read_snapshots(rows, depth, levels, quarantine)
+    return book, {**names, **stats}

@@ -44,9 +44,7 @@ def spot(binance) -> dict:
     snapshot_ns, last_id = snapshot[0], snapshot[1]["lastUpdateId"]
     diffs = [(max(local_ns, snapshot_ns), d) for local_ns, d in diffs if d["u"] > last_id][:N_DIFFS]
     assert diffs[0][1]["U"] <= last_id + 1 <= diffs[0][1]["u"]
-    assert all(
-        b["U"] == a["u"] + 1 for (_, a), (_, b) in pairwise(diffs)
-    )  # no update missing
+    assert all(b["U"] == a["u"] + 1 for (_, a), (_, b) in pairwise(diffs))  # no update missing
     return {"trades": trades, "snapshot": snapshot, "diffs": diffs}
 
 
@@ -169,8 +167,9 @@ def test_trades_round_trip(spot, tmp_path, name):
     path = write(tmp_path / name, TRADES_HEADER, trade_lines(spot["trades"]))
     assert tardis.sniff(path) and not binance_csv.sniff(path)
     quarantine = Quarantine(None)
-    got = tardis.read_trades([path], quarantine)
+    got, stats = tardis.read_trades([path], quarantine)
     assert quarantine.total == 0 and got.height > 5_000
+    assert stats == {"symbol": "btcusdt", "market": "spot"}  # from the rows: binance,BTCUSDT
     assert got.equals(expected_trades(spot["trades"]))
 
 
@@ -178,11 +177,11 @@ def test_trades_in_several_files_are_one_dataset(spot, tmp_path):
     half = len(spot["trades"]) // 2
     first = write(tmp_path / "a.csv.gz", TRADES_HEADER, trade_lines(spot["trades"][:half]))
     second = write(tmp_path / "b.csv", TRADES_HEADER, trade_lines(spot["trades"][half:]))
-    assert tardis.read_trades([first, second], Quarantine(None)).equals(
+    assert tardis.read_trades([first, second], Quarantine(None))[0].equals(
         expected_trades(spot["trades"])
     )
     quarantine = Quarantine(None)
-    reversed_order = tardis.read_trades([second, first], quarantine)
+    reversed_order, _ = tardis.read_trades([second, first], quarantine)
     assert dict(quarantine.counts) == {
         "out_of_order": half
     }  # arrival times go back across the files
@@ -206,7 +205,7 @@ def test_bad_trade_rows_are_quarantined_and_good_rows_untouched(spot, tmp_path):
         lines.insert(line_no - 2, injected[line_no][1])
     path = write(tmp_path / "bad.csv.gz", TRADES_HEADER, lines)
     quarantine = Quarantine(tmp_path / "bad.jsonl")
-    got = tardis.read_trades([path], quarantine)
+    got, _ = tardis.read_trades([path], quarantine)
     quarantine.close()
     assert got.equals(expected_trades(trades))
     written = read_quarantine(tmp_path / "bad.jsonl")
@@ -222,8 +221,12 @@ def test_empty_id_and_unknown_side_are_null_not_invented(tmp_path):
         TRADES_HEADER,
         ["deribit,BTC-PERPETUAL,1723161255342000,1723161255350000,,unknown,61000.5,10"],
     )
-    got = tardis.read_trades([path], Quarantine(None))
+    got, stats = tardis.read_trades([path], Quarantine(None))
     assert got.select("trade_id", "side").row(0) == (None, None)
+    assert stats == {
+        "symbol": "btc-perpetual",
+        "market": "deribit",
+    }  # other exchanges by their Tardis id
 
 
 def test_incremental_book_rebuild_matches_an_independent_book(spot, tmp_path):
@@ -397,3 +400,43 @@ def test_sniff_and_clear_errors(binance, spot, tmp_path):
         )
     with pytest.raises(ValueError, match="on_gap"):
         tardis.read_book([incremental], 5, Quarantine(None), "ignore")
+
+
+def test_symbol_and_market_from_rows_file_name_or_caller(spot, tmp_path):
+    lines = trade_lines(spot["trades"][:50])
+    named = write(tmp_path / "binance_trades_2024-08-08_BTCUSDT.csv.gz", TRADES_HEADER, lines)
+    assert tardis.read_trades([named], Quarantine(None))[1] == {
+        "symbol": "btcusdt",
+        "market": "spot",
+    }
+    futures = write(
+        tmp_path / "binance-futures_trades_2024-08-08_BTCUSDT.csv", TRADES_HEADER, lines
+    )
+    with pytest.raises(
+        ValueError, match=r"market is ambiguous \(rows: spot, binance-futures_trades.*: usdm\)"
+    ):
+        tardis.read_trades([futures], Quarantine(None))  # binance rows in a binance-futures file
+    with pytest.raises(ValueError, match=r"symbol is ambiguous.*--symbol: ethusdt"):
+        tardis.read_trades([named], Quarantine(None), symbol="ETHUSDT")
+
+    # no good row names the instrument: the file name or the caller must
+    empty = write(
+        tmp_path / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv",
+        INCREMENTAL_HEADER,
+        [],
+    )
+    book, stats = tardis.read_book([empty], 5, Quarantine(None))
+    assert book.height == 0 and (stats["symbol"], stats["market"]) == ("btcusdt", "usdm")
+    bare = write(tmp_path / "i.csv", INCREMENTAL_HEADER, [])
+    with pytest.raises(
+        ValueError, match="cannot tell the symbol: rows, i.csv do not name it; pass --symbol"
+    ):
+        tardis.read_book([bare], 5, Quarantine(None))
+    stats = tardis.read_book([bare], 5, Quarantine(None), symbol="BTCUSDT", market="usdm")[1]
+    assert (stats["symbol"], stats["market"]) == ("btcusdt", "usdm")
+    rows = [row_line(r) for r in incremental_rows(spot)[:300]]
+    snapshot = write(
+        tmp_path / "binance_incremental_book_L2_2024-08-08_BTCUSDT.csv", INCREMENTAL_HEADER, rows
+    )
+    stats = tardis.read_book([snapshot], 5, Quarantine(None))[1]
+    assert (stats["symbol"], stats["market"]) == ("btcusdt", "spot")
