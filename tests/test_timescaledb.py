@@ -3,12 +3,14 @@
 import os
 import signal
 
+import polars as pl
+import pyarrow as pa
 import pytest
 
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.timescaledb import QUERIES, TimescaleDB, copy_binary
+from dbbench.engines.timescaledb import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
 from dbbench.measure import _pg_statement_totals, server_time_method, timed_query
 from dbbench.queries import MINUTE_NS, compare, default_params, reference
 
@@ -68,6 +70,26 @@ def test_binary_copy_rows_round_trip(loaded):
     assert len(encoded) > 50 * row_bytes
     with pytest.raises(ValueError, match="invalid identifier"):
         engine.load("trades; DROP TABLE quotes", [])
+
+
+def test_binary_copy_of_texts_of_any_length_round_trips(loaded):
+    """Rows whose symbols differ in byte length (empty, multi-byte) get their own layouts; a slice keeps its offset."""
+    engine, data = loaded
+    batch = next(iter_batches(data, "quotes", 2_000)).slice(3)
+    symbols = pa.array([("", "BTCUSDT", "é", "ETH")[i % 4] for i in range(batch.num_rows)])
+    batch = batch.set_column(batch.schema.get_field_index("symbol"), "symbol", symbols)
+    buffers = copy_binary(batch, TABLES["quotes"])
+    assert len(buffers) == 4
+    engine.conn.execute("CREATE TEMP TABLE quotes_copy (LIKE quotes)")
+    try:
+        with engine.conn.cursor() as cur, cur.copy(f"COPY quotes_copy ({', '.join(TABLES['quotes'].names)}) FROM STDIN (FORMAT BINARY)") as copy:
+            for chunk in (_HEADER, *buffers, _TRAILER):
+                copy.write(chunk)
+        back = pl.DataFrame(engine._rows("SELECT * FROM quotes_copy"), schema=TABLES["quotes"].names, orient="row")
+    finally:
+        engine.conn.execute("DROP TABLE quotes_copy")
+    sent = pl.from_arrow(batch).with_columns(pl.col("ts").dt.epoch("ns"))
+    assert back.sort(back.columns).equals(sent.sort(sent.columns))
 
 
 def test_symbol_is_a_bound_parameter(loaded):

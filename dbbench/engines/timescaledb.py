@@ -7,8 +7,10 @@ same bucketing from a one-line SQL function (`ts - ts % width`, inlined by the p
 btree (symbol, venue, ts) and BRIN (ts) indexes built after the data is in.
 
 Loading is one binary `COPY ... FROM STDIN` per table. Each Arrow batch is encoded without a
-Python loop over rows: rows of one (symbol, venue) all have the same length, so each group is one
-numpy structured array in COPY's binary row layout, written with `.tobytes()`.
+Python loop over rows: rows whose symbol and venue have the same byte lengths have one layout, so
+each such group (usually the whole batch) is one numpy structured array in COPY's binary row layout,
+handed to psycopg as a memoryview. Batches go in slices of 64k rows, the next one read and encoded in
+a thread while the server stores the last: the server is the bottleneck, not the client.
 
 Answers are read with `COPY (query) TO STDOUT (FORMAT csv)` into one buffer, then `pl.read_csv` with
 the answer's schema, with the parameters rendered as quoted literals by psycopg: no Python tuple per
@@ -21,8 +23,9 @@ the text to look it up by; see dbbench.measure).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -62,6 +65,8 @@ ANSWER_TYPES: dict[str, pl.DataType] = {
                      "bid_px", "ask_px", "bid_qty", "ask_qty", "eff_spread_bps"], pl.Float64()),
 }
 CHUNK_NS = 86_400_000_000_000  # hypertable chunks of one day
+COPY_SLICE_ROWS = 65_536  # rows encoded at a time while the server stores the previous ones
+T = TypeVar("T")
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
 
 _T = "ts >= %(start)s AND ts < %(end)s"
@@ -152,34 +157,68 @@ _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header exte
 _TRAILER = b"\xff\xff"
 
 
-def copy_binary(batch: pa.RecordBatch, schema: pa.Schema) -> list[bytes]:
-    """COPY BINARY rows of a batch (no header): one buffer per (symbol, venue) group, rows equal length."""
-    table = pa.Table.from_batches([batch]).select(schema.names)
-    groups = table.group_by(["symbol", "venue"]).aggregate([]).to_pylist()
-    out = []
-    for key in groups:
-        mask = pc.and_(pc.equal(table["symbol"], key["symbol"]), pc.equal(table["venue"], key["venue"]))
-        part = table.filter(mask)
-        fields: list[tuple[str, Any]] = [("n", ">i2")]
-        values: dict[str, Any] = {"n": len(schema)}
-        for field in schema:
-            sql = SQL_TYPES[field.type]
-            if sql == "text":
-                data = key[field.name].encode()
-                fields += [(f"{field.name}_len", ">i4"), (field.name, f"S{len(data)}")]
-            else:
-                column = part[field.name]
-                if pa.types.is_timestamp(field.type):
-                    column = column.cast(pa.int64())
-                data = column.to_numpy()
-                fields += [(f"{field.name}_len", ">i4"), (field.name, COPY_TYPES[sql])]
-            values[f"{field.name}_len"] = np.dtype(fields[-1][1]).itemsize
-            values[field.name] = data
-        rows = np.empty(part.num_rows, dtype=np.dtype(fields))
-        for name, value in values.items():
-            rows[name] = value
-        out.append(rows.tobytes())
-    return out
+def copy_binary(batch: pa.RecordBatch, schema: pa.Schema) -> list[memoryview]:
+    """COPY BINARY rows of a batch (no header), without a Python loop over rows: rows whose text values
+    have the same byte lengths share one layout, so each such group (usually the whole batch) is one
+    numpy structured array in COPY's row layout, text columns read in place from Arrow's data buffer."""
+    if batch.num_rows == 0:
+        return []
+    table = pa.Table.from_batches([batch]).select(schema.names).combine_chunks()
+    nulls = [name for name in schema.names if table[name].null_count]
+    if nulls:
+        raise ValueError(f"null values in {nulls}: every column is NOT NULL")
+    texts = [f.name for f in schema if SQL_TYPES[f.type] == "text"]
+    widths = np.stack([pc.binary_length(table[name]).to_numpy() for name in texts], axis=1)  # (rows, texts)
+    layouts = widths[:1] if (widths == widths[0]).all() else np.unique(widths, axis=0)
+    return [_copy_rows(table if len(layouts) == 1 else table.filter(pa.array((widths == layout).all(axis=1))),
+                       schema, dict(zip(texts, layout.tolist())))
+            for layout in layouts]
+
+
+def _copy_rows(part: pa.Table, schema: pa.Schema, widths: dict[str, int]) -> memoryview:
+    """Rows whose text columns have these byte widths, as one buffer in COPY BINARY's row layout."""
+    fields: list[tuple[str, Any]] = [("n", ">i2")]
+    values: dict[str, Any] = {"n": len(schema)}
+    for field in schema:
+        column = part[field.name].combine_chunks()
+        if field.name in widths:  # length, then the bytes (none for an empty string)
+            width = values[f"{field.name}_len"] = widths[field.name]
+            fields.append((f"{field.name}_len", ">i4"))
+            if width:
+                start = int(np.frombuffer(column.buffers()[1], np.int32, count=1, offset=4 * column.offset)[0])
+                fields.append((field.name, f"S{width}"))
+                values[field.name] = np.frombuffer(column.buffers()[2], f"S{width}", count=len(column), offset=start)
+        else:
+            if pa.types.is_timestamp(field.type):
+                column = column.view(pa.int64())
+            kind = COPY_TYPES[SQL_TYPES[field.type]]
+            fields += [(f"{field.name}_len", ">i4"), (field.name, kind)]
+            values[f"{field.name}_len"] = np.dtype(kind).itemsize
+            values[field.name] = column.to_numpy()
+    rows = np.empty(part.num_rows, dtype=np.dtype(fields))
+    for name, value in values.items():
+        rows[name] = value
+    return memoryview(rows.view(np.uint8))
+
+
+def _encoded(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, list[memoryview]]]:
+    """Slices of COPY_SLICE_ROWS rows, each with its COPY rows: small enough that the server starts
+    storing the first while the next is read and encoded."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, COPY_SLICE_ROWS):
+            part = batch.slice(start, COPY_SLICE_ROWS)
+            yield part, copy_binary(part, schema)
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """The same items, the next one computed in a thread meanwhile (Arrow, Parquet and numpy release the
+    GIL): reading and encoding overlap sending."""
+    done = object()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(next, items, done)
+        while (item := future.result()) is not done:
+            future = pool.submit(next, items, done)
+            yield item
 
 
 class TimescaleDB(Engine):
@@ -262,11 +301,11 @@ class TimescaleDB(Engine):
             self.conn.execute(f"TRUNCATE {table}")
             with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(schema.names)}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(_HEADER)
-                for batch in batches:
-                    for buffer in copy_binary(batch, schema):
+                for part, buffers in _ahead(_encoded(batches, schema)):
+                    for buffer in buffers:
                         copy.write(buffer)
-                    rows += batch.num_rows
-                    bytes_in += batch.nbytes
+                    rows += part.num_rows
+                    bytes_in += part.nbytes
                 copy.write(_TRAILER)
             (after,), = self._rows(f"SELECT count(*) FROM {table}")
             self._finish(table)
