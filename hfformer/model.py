@@ -75,6 +75,21 @@ class QuantileHead(nn.Module):
         return torch.cat([down, median, up], dim=-1)
 
 
+class Dropout(nn.Module):
+    """nn.Dropout (zero with probability p, scale the rest by 1/(1-p)) with a cheaper mask: one
+    uniform draw compared with p in place costs less than half of bernoulli_ on CPU (forward and
+    backward), and dropout was a fifth of a training step."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        return x * torch.rand_like(x).ge_(self.p).div_(1.0 - self.p)  # mask in {0, 1/(1-p)}
+
+
 class LIF(nn.Module):
     """Leaky integrate-and-fire neurons run along each window's time axis (no reset).
 
@@ -128,7 +143,7 @@ class FeedForward(nn.Module):
         self.act = (
             LIF(config.window, config.beta, config.threshold) if config.spiking else nn.ReLU()
         )
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.proj = nn.Linear(config.d_ff, config.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +159,7 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
         self.ln_2 = nn.LayerNorm(config.d_model)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.ln_1(x + self.drop(self.attn(x)))  # (B, T, C)
