@@ -134,8 +134,8 @@ def _exp_nonpositive(v):
 @nb.njit(fastmath=True, error_model="numpy", cache=True)
 def _causal_attention(qkv, n_heads, kt, vt, scores, y):
     # y (T, C) = causal softmax(q k^T) v per head (q already scaled). kt, vt (hsp, Tp): one head's
-    # keys and values along time, zero-padded to hsp (head size rounded up to 3: three dims per
-    # pass) and Tp (T rounded up to 16). Row t scores keys s < n(t) = t+1 rounded up to 16 (the
+    # keys and values along time, zero-padded to hsp (head size rounded up to 6: six dims per
+    # score pass, three per weights @ values pass) and Tp (T rounded up to 16). Row t scores keys s < n(t) = t+1 rounded up to 16 (the
     # causal triangle, in whole vectors); the rows lie packed in `scores`, so the exp, the costly
     # part, runs as one long vectorised loop over the whole triangle instead of 100 short ones
     # (short loops here are latency bound). Scores of s > t are zeroed after the exp.
@@ -151,17 +151,22 @@ def _causal_attention(qkv, n_heads, kt, vt, scores, y):
         for t in range(T):  # scores minus the row's causal maximum
             n = min((t + 16) // 16 * 16, Tp)
             row = scores[start : start + n]
-            for d in range(0, hsp, 3):
+            for d in range(0, hsp, 6):
                 q0 = qkv[t, o + d]
                 q1 = qkv[t, o + d + 1] if d + 1 < hs else _F(0.0)
                 q2 = qkv[t, o + d + 2] if d + 2 < hs else _F(0.0)
-                k0, k1, k2 = kt[d], kt[d + 1], kt[d + 2]
+                q3 = qkv[t, o + d + 3] if d + 3 < hs else _F(0.0)
+                q4 = qkv[t, o + d + 4] if d + 4 < hs else _F(0.0)
+                q5 = qkv[t, o + d + 5] if d + 5 < hs else _F(0.0)
+                k0, k1, k2, k3, k4, k5 = kt[d], kt[d + 1], kt[d + 2], kt[d + 3], kt[d + 4], kt[d + 5]
                 if d == 0:
                     for s in range(n):
-                        row[s] = q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                        row[s] = (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                                  + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
                 else:
                     for s in range(n):
-                        row[s] += q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                        row[s] += (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                                   + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
             m = row[0]
             for s in range(t + 1):
                 m = max(m, row[s])
@@ -214,7 +219,7 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
     y = np.empty((T, C), np.float32)
     qkv = np.empty((T, 3 * C), np.float32)
     f = np.empty((T, FF), np.float32)
-    hsp, Tp = (C // n_heads + 2) // 3 * 3, (T + 15) // 16 * 16  # see _causal_attention
+    hsp, Tp = (C // n_heads + 5) // 6 * 6, (T + 15) // 16 * 16  # see _causal_attention
     kt = np.zeros((hsp, Tp), np.float32)
     vt = np.zeros((hsp, Tp), np.float32)
     scores = np.empty(T * Tp, np.float32)
