@@ -6,7 +6,9 @@ gzip or plain; JSON is the combined-stream wrapper {"stream", "data"} (`@depth`,
 depth snapshot {"lastUpdateId", "bids", "asks"}. Files given together are one recording.
 
 Speed: each file is decompressed whole and parsed by one numba pass over its bytes (a strict
-JSON scanner that extracts the few fields we use), so nothing loops over lines in Python.
+JSON scanner that extracts the few fields we use), so nothing loops over lines in Python. The
+scanner's helpers are compiled without numba's reference counting (`_nrt=False`: they allocate
+nothing): an atomic refcount per array argument per token cost more than the scanning itself.
 Decimal strings with at most 15 significant digits and no exponent (all Binance prices and sizes)
 parse to exactly `float(text)`.
 
@@ -48,7 +50,7 @@ try:  # ISA-L inflates about twice as fast as zlib; the zlib path gives the same
             parts.append(member.decompress(data))
             if not member.eof:
                 raise GunzipError("incomplete or truncated stream")
-            data = member.unused_data.lstrip(b"\0")  # zero padding after a member is allowed (as gzip)
+            data = member.unused_data.lstrip(b"\0")  # zero padding may follow a member
         return b"".join(parts)
 
 except ImportError:
@@ -103,7 +105,7 @@ def _string_end(buf, p, end):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _number_end(buf, p, end):
     """Validate a JSON number starting at p -> index after it, or -1."""
     if p < end and buf[p] == 45:
@@ -132,7 +134,7 @@ def _number_end(buf, p, end):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _literal_end(buf, p, end, word):
     n = len(word)
     if p + n > end:
@@ -148,7 +150,7 @@ FALSE = np.frombuffer(b"false", np.uint8)
 NULL = np.frombuffer(b"null", np.uint8)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _scalar_end(buf, p, end):
     """Validate a JSON string, number or literal at p -> index after it, or -1."""
     c = buf[p]
@@ -165,7 +167,7 @@ def _scalar_end(buf, p, end):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _key_colon(buf, p, end):
     """A member name and its colon at p -> index of the value, or -1."""
     if p >= end or buf[p] != 34:
@@ -179,7 +181,7 @@ def _key_colon(buf, p, end):
     return _ws(buf, p + 1, end)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _skip_value(buf, p, end):
     """Validate one JSON value at p -> index after it, or -1 (iterative: at most 64 deep)."""
     p = _ws(buf, p, end)
@@ -187,7 +189,7 @@ def _skip_value(buf, p, end):
         return -1
     if buf[p] != 123 and buf[p] != 91:
         return _scalar_end(buf, p, end)
-    stack = np.empty(64, np.uint8)  # the closing bracket of each open container
+    objects = 0  # one bit per open container, innermost lowest: 1 an object, 0 an array
     depth = 0
     need_value = True
     while True:
@@ -198,10 +200,11 @@ def _skip_value(buf, p, end):
             if c == 123 or c == 91:
                 if depth == 64:
                     return -1
-                stack[depth] = 125 if c == 123 else 93
+                objects = (objects << 1) | (c == 123)
                 depth += 1
                 p = _ws(buf, p + 1, end)
-                if p < end and buf[p] == stack[depth - 1]:
+                if p < end and buf[p] == c + 2:  # {} or []
+                    objects >>= 1
                     depth -= 1
                     p += 1
                     need_value = False
@@ -221,12 +224,13 @@ def _skip_value(buf, p, end):
             return -1
         if buf[p] == 44:
             p = _ws(buf, p + 1, end)
-            if stack[depth - 1] == 125:
+            if objects & 1:
                 p = _key_colon(buf, p, end)
                 if p < 0:
                     return -1
             need_value = True
-        elif buf[p] == stack[depth - 1]:
+        elif buf[p] == (125 if objects & 1 else 93):
+            objects >>= 1
             depth -= 1
             p += 1
         else:
@@ -236,7 +240,7 @@ def _skip_value(buf, p, end):
 POW10 = 10.0 ** np.arange(23)  # exact powers of ten
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _decimal(buf, s, e):
     """Decimal text [s, e) -> (ok, value); exact (== float(text)) for <= 15 significant digits."""
     p = s
@@ -309,7 +313,7 @@ def _int(buf, p, end):
     return _int_slow(buf, p, end)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _int_slow(buf, p, end):
     q = _number_end(buf, p, end)
     if q < 0:
@@ -359,7 +363,7 @@ def _quoted_decimal(buf, p, end):
     return (OK if ok else NON_NUMERIC), v, q
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
     """A list of ["price", "qty"] pairs at p -> (status, end, new n)."""
     p = _ws(buf, p + 1, end)
@@ -490,7 +494,7 @@ def _member(buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px
     return (OK if q >= 0 else BAD_JSON), q, n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _stream_kind(buf, s, e, sym):
     """Stream name [s, e) -> kind; streams of another symbol count as other streams."""
     at = s
@@ -517,7 +521,7 @@ def _stream_kind(buf, s, e, sym):
     return K_OTHER
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _object(
     buf, p, end, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n
 ):

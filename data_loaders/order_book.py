@@ -6,6 +6,9 @@ level. `rebuild_book` applies the events in a given order (optionally clearing t
 a snapshot) and returns the top N levels after every emitted event. The per-venue sequencing
 rules (update ids, gaps, buffering) stay in the reader; this module only keeps the book.
 
+The per-update helpers are compiled without numba's reference counting (`_nrt=False`), which
+would otherwise take an atomic increment and decrement per array argument per update.
+
 Each side is a sorted sequence of small sorted blocks (bids keyed by price, asks by negated
 price, best level last), so an insert or delete moves at most one block's worth of levels
 wherever in the book it lands; Binance diffs touch levels at every depth.
@@ -93,7 +96,7 @@ def _lower_bound(values, lo, hi, key):
     return lo
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False)  # no reference counting: it allocates nothing
 def _set_level(keys, qtys, count, order, top, free, meta, key, qty):
     """Set (qty > 0) or delete (qty == 0) the level `key` of a side.
 
@@ -139,8 +142,9 @@ def _set_level(keys, qtys, count, order, top, free, meta, key, qty):
         meta[1] -= 1
         nb = free[meta[1]]
         half = BLOCK // 2
-        keys[nb, : BLOCK - half] = keys[b, half:]
-        qtys[nb, : BLOCK - half] = qtys[b, half:]
+        for j in range(BLOCK - half):  # a loop, not a slice copy: no temporary array
+            keys[nb, j] = keys[b, half + j]
+            qtys[nb, j] = qtys[b, half + j]
         count[nb] = BLOCK - half
         count[b] = half
         for t in range(used, s + 1, -1):
@@ -162,7 +166,7 @@ def _set_level(keys, qtys, count, order, top, free, meta, key, qty):
     top[s] = keys[b, n]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _top(side, levels, sign, px_out, qty_out):
     """Write the best `levels` of a side (largest keys first) as prices key*sign."""
     keys, qtys, count, order, _, _, meta = side
@@ -177,7 +181,7 @@ def _top(side, levels, sign, px_out, qty_out):
             r += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _best(side):
     top, meta = side[4], side[6]
     return top[meta[0] - 1] if meta[0] > 0 else np.nan
