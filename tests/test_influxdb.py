@@ -13,7 +13,15 @@ import pytest
 
 from dbbench import queries, servers
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
-from dbbench.engines.influxdb import FLUX, QUERIES, InfluxDB, _Sequencer, line_protocol, render
+from dbbench.engines.influxdb import (
+    FLUX,
+    QUERIES,
+    InfluxDB,
+    _Sequencer,
+    bodies,
+    line_protocol,
+    render,
+)
 
 PARAMS = {"start": 0, "end": 60_000_000_000, "symbol": "BTCUSDT", "scan_start": 0, "scan_end": 60_000_000_000}
 
@@ -83,9 +91,12 @@ def test_line_protocol_escapes_tags_types_fields_and_keeps_float_digits():
         "trade_id": [7, -1], "price": [61837.63, 1e-5], "qty": [0.1 + 0.2, 3.0], "side": [1, -1], "seq": ["0", "1"],
     })
     lines = line_protocol("trades", frame).to_list()
-    assert lines[0] == ("trades,symbol=BTC\\ USDT,venue=v,seq=0 trade_id=7i,price=61837.63,qty=0.30000000000000004,side=1i"
+    assert lines[0] == ("trades,seq=0,symbol=BTC\\ USDT,venue=v trade_id=7i,price=61837.63,qty=0.30000000000000004,side=1i"
                         " 1723161254087896568")
-    assert lines[1].startswith("trades,symbol=A\\,B\\=C,venue=w,seq=1 trade_id=-1i,price=0.00001,qty=3.0,side=-1i 5")
+    assert lines[1].startswith("trades,seq=1,symbol=A\\,B\\=C,venue=w trade_id=-1i,price=0.00001,qty=3.0,side=-1i 5")
+    cut = list(bodies("trades", frame, 1))  # the same lines, newline-terminated, one body per point
+    assert [(n, bytes(b).decode()) for n, b in cut] == [(1, lines[0] + "\n"), (1, lines[1] + "\n")]
+    assert [n for n, _ in bodies("trades", pl.concat([frame] * 3), 4)] == [4, 2]
 
 
 def test_sequencer_separates_trades_at_the_same_time_within_and_across_batches():
@@ -104,6 +115,8 @@ def test_dsn_parsing_keeps_credentials_out_of_repr(monkeypatch):
     assert InfluxDB("https://127.0.0.1:8086/db").base == "https://127.0.0.1:8086"
     with pytest.raises(ValueError, match="invalid identifier"):
         InfluxDB("influxdb://127.0.0.1:9/bad-name")
+    with pytest.raises(ValueError, match="ISA-L level"):
+        InfluxDB("influxdb://127.0.0.1:9/bench?gzip=6")
     monkeypatch.delenv("INFLUX_TOKEN", raising=False)
     with pytest.raises(ValueError, match="token"):
         InfluxDB("influxdb2://127.0.0.1:9/bench")

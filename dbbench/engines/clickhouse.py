@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,9 @@ SCHEMA = {
         ask_px Float64 CODEC(Gorilla, ZSTD(1)),
         ask_qty Float64 CODEC(ZSTD(1))""",
 }
-LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
+# Load events, appended and never deleted (a DELETE is a mutation: it stalled loads for up to a second):
+# a table counts as loaded when its latest event is a verified row count; a load starts with an unverified one.
+LOADED = "dbbench_loads"
 # chDB SELECTs: result cache off; Arrow output uncompressed (its lz4 default costs a decompression per
 # answer) with LowCardinality as dictionaries (Polars Categorical, no per-row string copy).
 SELECT_SETTINGS = ("use_query_cache = 0, output_format_arrow_compression_method = 'none', "
@@ -215,40 +217,53 @@ class ClickHouse(Engine):
         return {"engine": "MergeTree ORDER BY (symbol, ts)", "ts": "DateTime64(9, 'UTC')", "query_cache": "off"}
 
     def create_schema(self) -> None:
-        self._sql(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl String, rows UInt64) ENGINE = MergeTree ORDER BY tbl")
+        self._sql(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl String, verified Bool, rows UInt64, "
+                  "at DateTime64(9) DEFAULT now64(9)) ENGINE = MergeTree ORDER BY (tbl, at)")
         for table, columns in SCHEMA.items():
             self._sql(f"DROP TABLE IF EXISTS {table}")
             self._sql(f"CREATE TABLE {table} ({columns}\n) ENGINE = MergeTree ORDER BY (symbol, ts)")
-            self._sql(f"DELETE FROM {LOADED} WHERE tbl = '{table}'")
+            self._mark(table, verified=False, rows=0)
         self._ready = False
+
+    def _mark(self, table: str, verified: bool, rows: int) -> None:
+        self._sql(f"INSERT INTO {LOADED} (tbl, verified, rows) VALUES ('{table}', {verified}, {rows})")
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
         """Replace the table's rows with the batches; it counts as loaded only once its row count is verified.
 
-        A failed load leaves a partial table without its `dbbench_loaded` row: never queried, and
-        emptied by the next load."""
+        A failed load leaves a partial table whose latest `dbbench_loads` event is unverified: never
+        queried, and emptied by the next load. chDB takes all the batches in one INSERT that pulls
+        them as an Arrow stream, so reading the next batch overlaps writing the last (as in its own
+        `INSERT ... SELECT FROM file()`) and parts are cut at its insert block size, not per batch."""
         schema = TABLES[identifier(table)]
         columns = ", ".join(schema.names)
-        rows = bytes_in = 0
+        sent = {"rows": 0, "bytes": 0}
+
+        def counted() -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                batch = batch.select(schema.names)
+                sent["rows"] += batch.num_rows
+                sent["bytes"] += batch.nbytes
+                yield batch
+
         t0 = time.perf_counter()
         try:
-            self._sql(f"DELETE FROM {LOADED} WHERE tbl = '{table}'")
+            self._mark(table, verified=False, rows=0)
             self._sql(f"TRUNCATE TABLE {table}")
-            for batch in batches:
-                arrow = pa.Table.from_batches([batch]).select(schema.names)
-                if self._session is not None:
-                    self._sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(arrow)")
-                else:
-                    self._client.insert_arrow(table, arrow)
-                rows += batch.num_rows
-                bytes_in += batch.nbytes
+            if self._session is not None:
+                stream = pa.RecordBatchReader.from_batches(schema, counted())  # noqa: F841 (Python() finds it by name)
+                self._sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(stream)")
+            else:
+                for batch in counted():
+                    self._client.insert_arrow(table, pa.Table.from_batches([batch]))
             stored = self._count(table)
         except Exception as exc:
-            raise EngineError(self.name, f"load {table}", f"{rows:,} rows loaded before the error: {exc}") from exc
+            raise EngineError(self.name, f"load {table}", f"{sent['rows']:,} rows sent before the error: {exc}") from exc
+        rows, bytes_in = sent["rows"], sent["bytes"]
         if stored != rows:
             raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,}")
         seconds = time.perf_counter() - t0
-        self._sql(f"INSERT INTO {LOADED} VALUES ('{table}', {rows})")
+        self._mark(table, verified=True, rows=rows)
         return LoadResult(table, rows, bytes_in, seconds)
 
     def _count(self, table: str) -> int:
@@ -256,7 +271,7 @@ class ClickHouse(Engine):
 
     def loaded_rows(self) -> dict[str, int]:
         """Tables whose last load was verified, with their row counts."""
-        table = self._sql(f"SELECT tbl, max(rows) FROM {LOADED} GROUP BY tbl")
+        table = self._sql(f"SELECT tbl, argMax(rows, at) FROM {LOADED} GROUP BY tbl HAVING argMax(verified, at)")
         return {t: int(n) for t, n in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
