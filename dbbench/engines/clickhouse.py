@@ -2,8 +2,8 @@
 
 Tables are MergeTree ordered by (symbol, ts) with DateTime64(9, 'UTC') times, delta-coded times
 and ids, Gorilla-coded prices, ZSTD everywhere and LowCardinality symbol/venue. Batches go in as
-Arrow (chDB reads the Arrow table in place through the `Python()` table function; a server gets
-`insert_arrow`). The query result cache is off so every timed run is computed.
+Arrow (chDB pulls them all through one `INSERT ... SELECT FROM Python(stream)` of an Arrow stream;
+a server gets `insert_arrow` per batch). The query result cache is off so every timed run is computed.
 """
 
 from __future__ import annotations
