@@ -165,7 +165,6 @@ class ClickHouse(Engine):
         self._session: Any = None
         self.last_server_seconds: float | None = None  # chDB's own elapsed time of the last SELECT
         self._client: Any = None
-        self._ready = False
         if dsn.startswith("chdb://"):
             import chdb.session
 
@@ -185,10 +184,11 @@ class ClickHouse(Engine):
 
     def _sql(self, sql: str) -> pa.Table | None:
         """Run one statement; SELECTs come back as an Arrow table."""
+        select = sql.lstrip().startswith(("SELECT", "WITH"))
         if self._session is not None:
             if self._session._conn is None:
                 raise ConnectionError("chDB session is closed")
-            if not sql.lstrip().startswith(("SELECT", "WITH")):
+            if not select:
                 with CHDB_LOCK:
                     self._session.query(sql)
                 return None
@@ -200,7 +200,7 @@ class ClickHouse(Engine):
             arrow = pa.foreign_buffer(view.ctypes.data, view.size, base=result)
             self.last_server_seconds = float(result.elapsed())
             return pa.ipc.open_file(arrow).read_all()
-        if sql.lstrip().startswith(("SELECT", "WITH")):
+        if select:
             return self._client.query_arrow(sql)
         self._client.command(sql)
         return None

@@ -278,7 +278,6 @@ class InfluxDB(Engine):
             raise ValueError(f"influxdb: gzip must be an ISA-L level 1-3, or 0 for plain text, got {self.gzip_level}")
         self.backoff_s, self.timeout_s = backoff_s, timeout_s
         self.storage_source = ""
-        self._ready = False
         self._http = requests.Session()
         user = unquote(url.username) if url.username else os.environ.get("INFLUXDB_USERNAME")
         password = unquote(url.password) if url.password else os.environ.get("INFLUXDB_PASSWORD")

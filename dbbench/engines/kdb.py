@@ -130,7 +130,6 @@ class Kdb(Engine):
             raise ValueError(f"kdb dir {self.dir!r} must not contain quotes, backslashes or newlines")
         self.chunk_rows = int(chunk_rows or options.get("chunk", 500_000))
         self.save_seconds: dict[str, float] = {}
-        self._ready = False
         import pykx as kx
 
         self._kx = kx

@@ -229,7 +229,6 @@ class TimescaleDB(Engine):
             self.conn = psycopg.connect(dsn, autocommit=True)
         except psycopg.Error as exc:  # psycopg's message names host and port, never the password
             raise EngineError(self.name, "connect", str(exc)) from exc
-        self._ready = False
         available = self._rows("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
         self.timescale = bool(available)
         if self.timescale:
