@@ -74,7 +74,8 @@ class TrainConfig:
     max_steps: int = 0  # 0: no limit
     max_train_windows: int = 0  # 0: all; else an evenly spaced subset per epoch (quick runs)
     max_val_windows: int = 20_000  # evenly spaced subset of the validation windows; 0: all
-    patience: int = 3  # epochs without validation improvement before stopping
+    val_every_steps: int = 0  # validate (and checkpoint) every N optimiser steps; 0: once per epoch
+    patience: int = 3  # validations without improvement before stopping
     seed: int = 0
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads; 0: torch default
@@ -163,6 +164,9 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"train.loss must be 'pinball' or 'mse', got {cfg.train.loss!r}")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"train.device must be auto, cpu or cuda, got {cfg.train.device!r}")
+    if cfg.train.val_every_steps < 0 or cfg.train.patience < 1:
+        raise ValueError(f"train.val_every_steps must be >= 0 and train.patience >= 1, got "
+                         f"{cfg.train.val_every_steps} and {cfg.train.patience}")
     if not cfg.data.horizons or min(cfg.data.horizons) < 1:
         raise ValueError(f"data.horizons must be positive, got {cfg.data.horizons}")
 

@@ -1,8 +1,9 @@
 """Train one model of a run: `hfformer train --data PATH --out RUN --model hfformer|lstm|naive`.
 
 AdamW with linear warm-up then exponential decay per step, gradient clipping, early stopping on
-validation loss, atomic checkpoints every epoch and --resume. Multi-process data parallel under
-torchrun (gloo on CPU, NCCL on CUDA): each rank takes every world-th window of the epoch's order.
+validation loss (checked once per epoch, or every train.val_every_steps optimiser steps, to keep a
+mid-epoch best), an atomic checkpoint at every validation, and --resume, which continues from the
+checkpoint's step, mid-epoch if need be. Multi-process data parallel under torchrun (gloo on CPU, NCCL on CUDA): each rank takes every world-th window of the epoch's order.
 
 RUN layout: RUN/config.toml (resolved config), RUN/<name>/checkpoint.pt, RUN/<name>/metrics.csv.
 """
@@ -235,7 +236,9 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
     model = build_model(kind, cfg, prep.features.x.shape[1]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     ckpt_path = model_dir / "checkpoint.pt"
-    state = {"epoch": 0, "step": 0, "best_val": math.inf, "bad_epochs": 0, "best_state": None}
+    # epoch: completed epochs; epoch_step: batches done in the epoch in progress (resume point)
+    state = {"epoch": 0, "step": 0, "epoch_step": 0, "best_val": math.inf, "bad_validations": 0,
+             "best_state": None}
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
@@ -256,18 +259,44 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.4f}  {task.fields[wps]:,.0f} windows/s"),
                         TimeElapsedColumn(), disable=not (t.progress and ddp.main), transient=True)
+
+    def validate(epoch: int, loss_sum: float, seen: int, tic: float) -> dict[str, Any]:
+        """Validation loss, best weights, patience count, metrics row and an atomic checkpoint."""
+        train_loss, count = ddp.sum([loss_sum, seen], device)
+        wps = count / (time.perf_counter() - tic)
+        val_loss = validation_loss(wrapped, prep, val_ends, cfg, device, ddp)
+        if val_loss < state["best_val"]:
+            state["best_val"], state["bad_validations"] = val_loss, 0
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state["bad_validations"] += 1
+        row = {"epoch": epoch, "step": state["step"], "train_loss": train_loss / max(count, 1),
+               "val_loss": val_loss, "lr": lr_at(state["step"], cfg), "windows_per_s": wps}
+        if ddp.main:
+            append_metrics(model_dir / "metrics.csv", row)
+            if tb is not None:
+                for key in ("train_loss", "val_loss", "lr", "windows_per_s"):
+                    tb.add_scalar(key, row[key], state["step"])
+            save_checkpoint({
+                "kind": kind, "config": cfg.to_dict(), "feature_names": prep.features.names,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), **state,
+            }, ckpt_path)
+        return row
+
     stopped, row = "max_epochs", None
+    loss_sum, seen, tic = 0.0, 0, time.perf_counter()  # training loss and speed since the last validation
     model.train()
     with progress:
-        while state["epoch"] < t.max_epochs:
+        while state["epoch"] < t.max_epochs and stopped == "max_epochs":
             epoch = state["epoch"] + 1
             order = np.random.default_rng([t.seed, epoch]).permutation(train_idx)
-            per_rank = order.size // ddp.world // t.batch_size * t.batch_size
-            mine = order[ddp.rank :: ddp.world][:per_rank]
-            task = progress.add_task(f"{model_dir.name} epoch {epoch}", total=per_rank // t.batch_size,
-                                     loss=float("nan"), wps=0.0)
-            loss_sum, seen, tic = 0.0, 0, time.perf_counter()
-            for i in range(0, per_rank, t.batch_size):
+            batches = order.size // ddp.world // t.batch_size
+            mine = order[ddp.rank :: ddp.world][: batches * t.batch_size]
+            task = progress.add_task(f"{model_dir.name} epoch {epoch}", total=batches,
+                                     completed=state["epoch_step"], loss=float("nan"), wps=0.0)
+            while state["epoch_step"] < batches:
+                i = state["epoch_step"] * t.batch_size
                 xb, yb = ds.get_batch(mine[i : i + t.batch_size])
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 for group in optimizer.param_groups:
@@ -279,42 +308,32 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
                 state["step"] += 1
+                state["epoch_step"] += 1
                 loss_sum += loss.item() * len(xb)
                 seen += len(xb)
-                wps = seen * ddp.world / (time.perf_counter() - tic)
-                progress.update(task, advance=1, loss=loss_sum / seen, wps=wps)
-                if t.max_steps and state["step"] >= t.max_steps:
+                progress.update(task, advance=1, loss=loss_sum / seen,
+                                wps=seen * ddp.world / (time.perf_counter() - tic))
+                at_max_steps = bool(t.max_steps) and state["step"] >= t.max_steps
+                if state["epoch_step"] == batches:  # epoch complete: a resume starts the next one
+                    state["epoch"], state["epoch_step"] = epoch, 0
+                end_of_epoch = state["epoch_step"] == 0
+                due = (state["step"] % t.val_every_steps == 0 if t.val_every_steps
+                       else end_of_epoch)
+                last = at_max_steps or (end_of_epoch and state["epoch"] == t.max_epochs)
+                if due or last:
+                    row = validate(epoch, loss_sum, seen, tic)
+                    loss_sum, seen, tic = 0.0, 0, time.perf_counter()
+                    if state["bad_validations"] >= t.patience:
+                        stopped = "early_stopping"
+                        break
+                if at_max_steps:
+                    stopped = "max_steps"
                     break
-            train_loss, count = ddp.sum([loss_sum, seen], device)
-            wps = count / (time.perf_counter() - tic)
-            val_loss = validation_loss(wrapped, prep, val_ends, cfg, device, ddp)
-            state["epoch"] = epoch
-            if val_loss < state["best_val"]:
-                state["best_val"], state["bad_epochs"] = val_loss, 0
-                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                state["bad_epochs"] += 1
-            row = {"epoch": epoch, "step": state["step"], "train_loss": train_loss / max(count, 1),
-                   "val_loss": val_loss, "lr": lr_at(state["step"], cfg), "windows_per_s": wps}
-            if ddp.main:
-                append_metrics(model_dir / "metrics.csv", row)
-                if tb is not None:
-                    for key in ("train_loss", "val_loss", "lr", "windows_per_s"):
-                        tb.add_scalar(key, row[key], state["step"])
-                save_checkpoint({
-                    "kind": kind, "config": cfg.to_dict(), "feature_names": prep.features.names,
-                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), **state,
-                }, ckpt_path)
-            if state["bad_epochs"] >= t.patience:
-                stopped = "early_stopping"
-                break
-            if t.max_steps and state["step"] >= t.max_steps:
-                stopped = "max_steps"
-                break
+                if end_of_epoch:
+                    break
     if tb is not None:
         tb.close()
-    return {"epochs": state["epoch"], "steps": state["step"], "train_windows": int(train_idx.size),
+    return {"epochs": state["epoch"] + (state["epoch_step"] > 0), "steps": state["step"], "train_windows": int(train_idx.size),
             "val_windows": int(val_ends.size), "best_val_loss": state["best_val"],
             "last_windows_per_s": round(row["windows_per_s"], 1) if row else 0.0,
             "stopped": stopped}

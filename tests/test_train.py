@@ -19,7 +19,7 @@ from hfformer.cli import app
 from hfformer.config import Config, load_config, parse_override
 from hfformer.data import prepare
 from hfformer.predict import Forecaster
-from hfformer.train import Distributed, build_model, load_checkpoint, lr_at, train, validation_loss
+from hfformer.train import Distributed, build_model, load_checkpoint, lr_at, subset, train, validation_loss
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +93,49 @@ def test_resume_equals_uninterrupted_training(synth, tmp_path):
     assert pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv")["epoch"].to_list() == [1, 2]
 
 
+def test_val_every_steps_validates_on_schedule_and_keeps_the_best(synth, tmp_path):
+    """2 epochs of 8 steps, validated every 3 steps and at the end; best_state is the best validation's."""
+    cfg = load_config(overrides=[*TINY, "val_every_steps=3", "patience=100"])
+    fields = train(synth, tmp_path, "hfformer", cfg)
+    metrics = pl.read_csv(tmp_path / "hfformer" / "metrics.csv")
+    assert metrics["step"].to_list() == [3, 6, 9, 12, 15, 16]
+    assert metrics["epoch"].to_list() == [1, 1, 2, 2, 2, 2] and fields["epochs"] == 2
+    ckpt = load_checkpoint(tmp_path / "hfformer" / "checkpoint.pt")
+    assert ckpt["best_val"] == pytest.approx(metrics["val_loss"].min())
+    prep = prepare(synth, cfg.data)
+    model = build_model("hfformer", cfg, len(ckpt["feature_names"]))
+    model.load_state_dict(ckpt["best_state"])
+    val = validation_loss(model, prep, subset(prep.ends["val"], 128), cfg, torch.device("cpu"),
+                          Distributed(torch.device("cpu")))
+    assert val == pytest.approx(ckpt["best_val"], rel=1e-6)
+
+
+def test_val_every_steps_stops_early_in_validations(synth, tmp_path):
+    cfg = load_config(overrides=[*TINY, "val_every_steps=1", "patience=1", "lr=0.5", "grad_clip=0"])
+    fields = train(synth, tmp_path, "hfformer", cfg)
+    metrics = pl.read_csv(tmp_path / "hfformer" / "metrics.csv")
+    assert fields["stopped"] == "early_stopping" and fields["steps"] == metrics["step"].max() < 16
+    assert metrics["step"].to_list() == list(range(1, fields["steps"] + 1))
+    assert metrics["val_loss"][-1] >= metrics["val_loss"][:-1].min()  # the last one did not improve
+
+
+def test_resume_mid_epoch_equals_uninterrupted_training(synth, tmp_path):
+    every = [*TINY, "val_every_steps=3", "patience=100"]
+    straight = train(synth, tmp_path / "a", "hfformer", load_config(overrides=every))
+    train(synth, tmp_path / "b", "hfformer", load_config(overrides=[*every, "max_steps=6"]))
+    assert load_checkpoint(tmp_path / "b" / "hfformer" / "checkpoint.pt")["epoch_step"] == 6
+    resumed = train(synth, tmp_path / "b", "hfformer", load_config(overrides=every), resume=True)
+    assert resumed["steps"] == straight["steps"] == 16
+    a = load_checkpoint(tmp_path / "a" / "hfformer" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "hfformer" / "checkpoint.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["best_val"] == b["best_val"]
+    a_metrics = pl.read_csv(tmp_path / "a" / "hfformer" / "metrics.csv")
+    b_metrics = pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv")
+    assert a_metrics.select("step", "val_loss").equals(b_metrics.select("step", "val_loss"))
+
+
 def test_baselines_and_per_horizon_train(synth, tmp_path):
     assert train(synth, tmp_path, "naive", load_config(overrides=TINY))["val_loss"] > 0
     lstm = train(synth, tmp_path, "lstm", load_config(overrides=[*TINY, "max_epochs=1"]))
@@ -130,7 +173,6 @@ def test_short_real_training_lowers_validation_loss(binance, tmp_path):
     prep = prepare(path, cfg.data)
     torch.manual_seed(cfg.train.seed)
     fresh = build_model("hfformer", cfg, prep.features.x.shape[1])
-    from hfformer.train import subset
     before = validation_loss(fresh, prep, subset(prep.ends["val"], 512), cfg, torch.device("cpu"),
                              Distributed(torch.device("cpu")))
     fields = train(path, tmp_path / "run", "hfformer", cfg)
