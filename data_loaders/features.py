@@ -223,3 +223,72 @@ def make_targets(
         t = np.arange(start, min(start + block_rows, n))
         y[t] = (logp[t[:, None] + h] - logp[t, None]) * scale  # (B, H)
     return y
+
+
+SIZE_NORMS = ("window", "train")
+
+
+def train_scaled_columns(names: list[str]) -> tuple[list[int], list[bool]]:
+    """(column indices, log first?) of the columns `size_norm = "train"` takes out of the window
+    z-score: every size (log) and size imbalance. They are stationary, so their level carries
+    signal that a per-window z-score removes; prices and returns stay window z-scored."""
+    cols = [i for i, n in enumerate(names) if "_qty_" in n or n.startswith("imbalance_")]
+    return cols, ["_qty_" in names[i] for i in cols]
+
+
+@dataclass
+class TrainScaling:
+    """Sizes (as logs) and imbalances standardised with statistics of the training rows only.
+
+    inputs(x) is what a model sees before the window z-score, which then applies only where
+    zscore_mask is true: a test window is scaled with numbers fitted before its time (no leak).
+    """
+
+    names: list[str]  # every feature name, in x's column order
+    columns: np.ndarray  # int64 (K,) scaled columns
+    log: np.ndarray  # bool (K,) take the log first (sizes)
+    mean: np.ndarray  # float64 (K,)
+    std: np.ndarray  # float64 (K,)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, names: list[str], rows: np.ndarray) -> TrainScaling:
+        """Mean and population std of each scaled column over x[rows] (rows: the training rows)."""
+        columns, log = train_scaled_columns(names)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size < 2:
+            raise ValueError(f"train scaling needs training rows, got {rows.size}")
+        mean, std = np.empty(len(columns)), np.empty(len(columns))
+        for k, (c, lg) in enumerate(zip(columns, log)):  # one column at a time: bounded memory
+            v = x[rows, c].astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.log(v) if lg else v
+            if not np.isfinite(v).all():
+                raise ValueError(f"train scaling: column {names[c]} has non-finite values on training rows")
+            mean[k], std[k] = v.mean(), v.std()
+        return cls(list(names), np.asarray(columns, dtype=np.int64), np.asarray(log), mean, std + 1e-12)
+
+    def zscore_mask(self) -> np.ndarray:
+        """bool (F,): true for the columns the window z-score still applies to."""
+        mask = np.ones(len(self.names), dtype=bool)
+        mask[self.columns] = False
+        return mask
+
+    def inputs(self, x: np.ndarray) -> np.ndarray:
+        """float32 (N, F) copy of x with the scaled columns replaced by (log) standardised values."""
+        if x.shape[1] != len(self.names):
+            raise ValueError(f"train scaling fitted on {len(self.names)} features, x has {x.shape[1]}")
+        out = x.copy()
+        with np.errstate(divide="ignore", invalid="ignore"):  # invalid rows may hold 0 or NaN
+            for c, lg, m, s in zip(self.columns, self.log, self.mean, self.std):
+                v = x[:, c].astype(np.float64)
+                out[:, c] = ((np.log(v) if lg else v) - m) / s
+        return out
+
+    def state_dict(self) -> dict:
+        return {"names": list(self.names), "columns": self.columns.tolist(), "log": self.log.tolist(),
+                "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> TrainScaling:
+        return cls(list(state["names"]), np.asarray(state["columns"], dtype=np.int64),
+                   np.asarray(state["log"], dtype=bool), np.asarray(state["mean"]), np.asarray(state["std"]))

@@ -17,27 +17,33 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 ZSCORE_EPS = 0.01
 
 
-def zscore_windows(w: np.ndarray, eps: float = ZSCORE_EPS) -> np.ndarray:
+def zscore_windows(w: np.ndarray, eps: float = ZSCORE_EPS, mask: np.ndarray | None = None) -> np.ndarray:
     """float32 (..., T, F): (w - mean) / (std + eps) per feature over the T axis.
 
     Population std (ddof=0); mean and std are computed in float64, so the result does not depend
-    on how the float32 inputs are offset.
+    on how the float32 inputs are offset. mask: bool (F,), z-score only those features and pass
+    the others through (columns already scaled by train statistics, features.TrainScaling).
     """
     w64 = w.astype(np.float64)
     d = w64 - w64.mean(axis=-2, keepdims=True)
     std = np.sqrt(np.mean(d * d, axis=-2, keepdims=True))
-    return (d / (std + eps)).astype(np.float32)
+    z = d / (std + eps)
+    if mask is not None:
+        z = np.where(mask, z, w64)
+    return z.astype(np.float32)
 
 
 class WindowDataset(Dataset):
     """Item i: (z-scored window (T, F) float32 tensor, y[ends[i]] (H,) float32 tensor), T = window.
 
-    x: (N, F) float32 features; y: (N, H) float32 targets; ends: the last row of each window
+    x: (N, F) float32 features (zscore: bool (F,), the features the window z-score applies to;
+    None: all); y: (N, H) float32 targets; ends: the last row of each window
     (e.g. from valid_window_ends / time_split). Indexing with a sequence of indices returns a
     batch ((B, T, F), (B, H)), which is what make_loader's DataLoader relies on.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int = 100):
+    def __init__(self, x: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int = 100,
+                 zscore: np.ndarray | None = None):
         if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
             raise ValueError(f"x (N, F) and y (N, H) must share N, got {x.shape} and {y.shape}")
         ends = np.asarray(ends, dtype=np.int64)
@@ -48,7 +54,10 @@ class WindowDataset(Dataset):
                 raise ValueError(
                     "some window ends have NaN targets; take ends from valid_window_ends"
                 )
+        if zscore is not None and np.shape(zscore) != (x.shape[1],):
+            raise ValueError(f"zscore must be a bool mask of the {x.shape[1]} features, got {np.shape(zscore)}")
         self.x, self.y, self.ends, self.window = x, y, ends, window
+        self.zscore = None if zscore is None or np.all(zscore) else np.asarray(zscore, dtype=bool)
         self._offsets = np.arange(1 - window, 1, dtype=np.int64)  # (T,)
 
     def __len__(self) -> int:
@@ -63,13 +72,13 @@ class WindowDataset(Dataset):
         if np.ndim(i) != 0:
             return self.get_batch(i)
         y = self.y[self.ends[i]].copy()  # (H,), copied like get_batch's rows: never aliases y
-        return torch.from_numpy(zscore_windows(self.window_view(i))), torch.from_numpy(y)
+        return torch.from_numpy(zscore_windows(self.window_view(i), mask=self.zscore)), torch.from_numpy(y)
 
     def get_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Vectorised batch: xb (B, T, F) float32 z-scored, yb (B, H) float32."""
         ends = self.ends[np.asarray(indices, dtype=np.int64)]  # (B,)
         rows = ends[:, None] + self._offsets  # (B, T)
-        return torch.from_numpy(zscore_windows(self.x[rows])), torch.from_numpy(self.y[ends])
+        return torch.from_numpy(zscore_windows(self.x[rows], mask=self.zscore)), torch.from_numpy(self.y[ends])
 
 
 class BatchIndices(Sampler):

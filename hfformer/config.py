@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from data_loaders.features import SIZE_NORMS
+
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
 PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)  # the horizons the paper reports results for
 
@@ -23,6 +25,7 @@ class DataConfig:
     include_microprice: bool = False
     include_imbalance: bool = False
     return_bp: bool = False  # True: bp, which the window z-score's +0.01 no longer flattens (tuned.toml)
+    size_norm: str = "window"  # "window": z-score every feature per window (paper); "train": see below
     horizons: list[int] = field(default_factory=lambda: list(range(1, 31)))
     window: int = 100
     fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
@@ -164,6 +167,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"train.loss must be 'pinball' or 'mse', got {cfg.train.loss!r}")
     if cfg.train.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"train.device must be auto, cpu or cuda, got {cfg.train.device!r}")
+    if cfg.data.size_norm not in SIZE_NORMS:
+        raise ValueError(f"data.size_norm must be one of {SIZE_NORMS}, got {cfg.data.size_norm!r}")
     if cfg.train.val_every_steps < 0 or cfg.train.patience < 1:
         raise ValueError(f"train.val_every_steps must be >= 0 and train.patience >= 1, got "
                          f"{cfg.train.val_every_steps} and {cfg.train.patience}")

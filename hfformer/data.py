@@ -15,6 +15,7 @@ import polars as pl
 from data_loaders.features import (
     FeatureConfig,
     Features,
+    TrainScaling,
     build_features,
     make_targets,
     target_scale,
@@ -35,9 +36,12 @@ class Prepared:
     oracle: np.ndarray | None  # (N, H) float32 oracle forecast in scaled-target units (synthetic)
     sources: list[Path]
     cfg: DataConfig
+    scaling: TrainScaling | None  # data.size_norm = "train": fitted on this data's training rows
+    inputs: np.ndarray  # (N, F) float32 what the models' windows are cut from: x, or scaling.inputs(x)
 
     def dataset(self, part: str) -> WindowDataset:
-        return WindowDataset(self.features.x, self.y, self.ends[part], self.cfg.window)
+        zscore = None if self.scaling is None else self.scaling.zscore_mask()
+        return WindowDataset(self.inputs, self.y, self.ends[part], self.cfg.window, zscore)
 
 
 def resolve_inputs(path: Path) -> tuple[list[Path], Path | None]:
@@ -96,4 +100,16 @@ def prepare(path: Path, cfg: DataConfig) -> Prepared:
     split: Split = time_split(ends, feats.x.shape[0], tuple(cfg.fractions), gap=cfg.gap)
     parts = {"train": split.train, "val": split.val, "test": split.test, "all": ends}
     oracle = load_oracle(oracle_path, feats.ts, cfg.horizons) if oracle_path is not None else None
-    return Prepared(feats, y, parts, book, oracle, files, cfg)
+    scaling, inputs = None, feats.x
+    if cfg.size_norm == "train":
+        scaling = TrainScaling.fit(feats.x, feats.names, training_rows(feats.valid, split.train))
+        inputs = scaling.inputs(feats.x)
+    return Prepared(feats, y, parts, book, oracle, files, cfg, scaling, inputs)
+
+
+def training_rows(valid: np.ndarray, train_ends: np.ndarray) -> np.ndarray:
+    """The valid rows up to the last training window's end: all the train split may learn from.
+    Every later part's window ends more than `gap` rows after it (time_split)."""
+    if train_ends.size == 0:
+        raise ValueError("data.size_norm = 'train' needs a non-empty training split")
+    return np.flatnonzero(valid[: int(train_ends.max()) + 1])

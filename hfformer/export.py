@@ -1,7 +1,7 @@
 """`hfformer export RUN --format onnx --out model.onnx`, and the fast CPU inference paths.
 
-The graph takes z-scored windows x (B, T, F) float32 and returns forecasts (B, H, Q) float32;
-the batch axis is dynamic. The check runs ONNX Runtime (the `[onnx]` extra) on random windows and
+The graph takes normalised windows x (B, T, F) float32 (z-scored per window; `preprocessing` says
+how for a run) and returns forecasts (B, H, Q) float32; the batch axis is dynamic. The check runs ONNX Runtime (the `[onnx]` extra) on random windows and
 requires every output within `tolerance` of the PyTorch forward.
 """
 
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from data_loaders.windows import ZSCORE_EPS
+from hfformer.attention import exp_nonpositive
 from hfformer.model import HFformer
 from hfformer.predict import Forecaster
 
@@ -54,6 +55,15 @@ def check_onnx(model: torch.nn.Module, path: Path, n_features: int, window: int,
     return float(np.abs(got - expected).max())
 
 
+def preprocessing(f: Forecaster) -> str:
+    """How the graph's input windows are made from the run's features (Prepared.dataset)."""
+    if f.scaling is None:
+        return "every feature z-scored per window: (x - mean) / (std + 0.01)"
+    names = [f.scaling.names[c] for c in f.scaling.columns]
+    return (f"{', '.join(names)}: standardised (sizes as logs) with the training statistics in the "
+            f"checkpoint's 'scaling'; the other features z-scored per window: (x - mean) / (std + 0.01)")
+
+
 def export(run_dir: Path, out: Path, model: str = "hfformer", fmt: str = "onnx",
            tolerance: float = 1e-4) -> dict[str, Any]:
     if fmt != "onnx":
@@ -73,7 +83,7 @@ def export(run_dir: Path, out: Path, model: str = "hfformer", fmt: str = "onnx",
         raise ValueError(f"ONNX Runtime disagrees with PyTorch: max |diff| {err:.3g} > {tolerance:g}")
     tmp.replace(out)
     return {"model": model, "format": fmt, "out": str(out), "bytes": out.stat().st_size,
-            "inputs": f"x (batch, {window}, {n_features})",
+            "inputs": f"x (batch, {window}, {n_features})", "preprocessing": preprocessing(f),
             "outputs": f"forecast (batch, {len(f.cfg.data.horizons)}, {len(f.quantiles)})",
             "max_abs_diff": err, "seconds": round(time.perf_counter() - started, 3)}
 
@@ -113,22 +123,6 @@ def _add_layernorm(h, a, g, b):
         inv = _F(1.0) / np.sqrt(var / C + _F(1e-5))
         for c in range(C):
             h[t, c] = (h[t, c] - mean) * inv * g[c] + b[c]
-
-
-@nb.njit(fastmath=True, error_model="numpy", cache=True, inline="always")
-def _exp_nonpositive(v):
-    # exp(v) for v <= 0; below -24 (a weight < 4e-11 of the largest) it returns exp(-24).
-    # (degree-7 Taylor of exp(v/64))^64: vectorisable, relative error ~1e-6
-    r = max(v, _F(-24.0)) * _F(1 / 64)
-    e = _F(1.0) + r * (_F(1.0) + r * (_F(1 / 2) + r * (_F(1 / 6) + r * (_F(1 / 24) + r * (
-        _F(1 / 120) + r * (_F(1 / 720) + r * _F(1 / 5040)))))))
-    e *= e
-    e *= e
-    e *= e
-    e *= e
-    e *= e
-    e *= e
-    return e
 
 
 @nb.njit(fastmath=True, error_model="numpy", cache=True)
@@ -174,7 +168,7 @@ def _causal_attention(qkv, n_heads, kt, vt, scores, y):
                 row[s] -= m
             start += n
         for i in range(start):
-            scores[i] = _exp_nonpositive(scores[i])
+            scores[i] = exp_nonpositive(scores[i])
         start = 0
         for t in range(T):  # weights @ values
             n = min((t + 16) // 16 * 16, Tp)
@@ -208,8 +202,8 @@ def _softplus(x):
 @nb.njit(fastmath=True, cache=True)
 def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, out):
     """out (B, H, Q) <- HFformer(window b) for each b: window b is rows ends[b]-T+1 .. ends[b] of
-    xs (N, F), z-scored here when zscore (per feature, float64 mean and population std,
-    / (std + eps), as data_loaders.windows.zscore_windows)."""
+    xs (N, F), its features c with zscore[c] z-scored here (float64 mean and population std,
+    / (std + eps), as data_loaders.windows.zscore_windows), the others taken as they are."""
     (we, be, pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, wd, bd, ww, bw) = w
     T, C, L, FF, F = pe.shape[0], pe.shape[1], wqkv.shape[0], wfc.shape[2], we.shape[0]
     H, Q = out.shape[1], out.shape[2]
@@ -230,7 +224,7 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
     mem = np.empty(FF, np.float32)
     for b in range(out.shape[0]):
         first = ends[b] - T + 1
-        if not zscore:
+        if not zscore.any():
             x[:] = xs[first : first + T]
         else:
             mean[:] = 0.0
@@ -247,7 +241,7 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
                 var[c] = 1.0 / (np.sqrt(var[c] / T) + eps)
             for t in range(T):
                 for c in range(F):
-                    x[t, c] = (xs[first + t, c] - mean[c]) * var[c]
+                    x[t, c] = (xs[first + t, c] - mean[c]) * var[c] if zscore[c] else xs[first + t, c]
         _linear(x, we, be, h)
         h += pe
         for layer in range(L):
@@ -314,7 +308,7 @@ class FastHFformer:
             arr(model.decode_step.weight.T), arr(model.decode_step.bias),
             arr(model.decode_window.weight.T), arr(model.decode_window.bias))
 
-    def _run(self, xs: np.ndarray, ends: np.ndarray, zscore: bool, eps: float) -> np.ndarray:
+    def _run(self, xs: np.ndarray, ends: np.ndarray, zscore: np.ndarray, eps: float) -> np.ndarray:
         c = self.config
         out = np.empty((ends.size, len(c.horizons), len(c.quantiles)), np.float32)
         _forward(xs, ends, zscore, eps, self.weights, c.n_heads, c.spiking, _F(c.beta),
@@ -328,13 +322,16 @@ class FastHFformer:
         if x.ndim != 3 or x.shape[1:] != (c.window, c.n_features):
             raise ValueError(f"expected windows (B, {c.window}, {c.n_features}), got {x.shape}")
         B, T, F = x.shape
-        return self._run(x.reshape(B * T, F), np.arange(T - 1, B * T, T), False, 0.0)
+        return self._run(x.reshape(B * T, F), np.arange(T - 1, B * T, T), np.zeros(F, bool), 0.0)
 
-    def forecast_ends(self, features: np.ndarray, ends: np.ndarray, eps: float = ZSCORE_EPS) -> np.ndarray:
+    def forecast_ends(self, features: np.ndarray, ends: np.ndarray, eps: float = ZSCORE_EPS,
+                      zscore: np.ndarray | None = None) -> np.ndarray:
         """Forecasts (n, H, Q) float32 of the windows of `features` (N, F) ending at rows `ends`,
-        z-scored inside the kernel exactly as WindowDataset.get_batch does."""
+        z-scored inside the kernel exactly as WindowDataset.get_batch does (zscore: bool (F,), the
+        features to z-score; None: all)."""
         c = self.config
         ends = np.ascontiguousarray(ends, dtype=np.int64)
         if ends.size and (ends.min() < c.window - 1 or ends.max() >= features.shape[0]):
             raise ValueError(f"window ends must lie in [{c.window - 1}, {features.shape[0] - 1}]")
-        return self._run(np.ascontiguousarray(features, dtype=np.float32), ends, True, eps)
+        mask = np.ones(features.shape[1], bool) if zscore is None else np.asarray(zscore, bool)
+        return self._run(np.ascontiguousarray(features, dtype=np.float32), ends, mask, eps)

@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import torch
 
+from data_loaders.features import TrainScaling
 from data_loaders.windows import WindowDataset, valid_window_ends
 from hfformer.baselines import Ridge, ridge_design
 from hfformer.config import Config, merge, quantiles, read_run_config
@@ -38,6 +39,8 @@ class Forecaster:
         self.kind = name
         self.quantiles = [0.5]
         self.fast = None  # the lean kernel (export.FastHFformer) when the model is an HFformer
+        self.scaling: TrainScaling | None = None  # data.size_norm = "train": the training statistics
+        self._inputs: tuple[Prepared, np.ndarray] | None = None
         if name in POINT_MODELS:
             return
         self.ckpt = load_checkpoint(Path(run_dir) / name / "checkpoint.pt")
@@ -47,6 +50,8 @@ class Forecaster:
             self.ridge = Ridge(**{k: v.numpy() for k, v in self.ckpt["ridge"].items()})
             return
         self.quantiles = quantiles(self.cfg)
+        if self.ckpt.get("scaling") is not None:
+            self.scaling = TrainScaling.from_state_dict(self.ckpt["scaling"])
         self.model = build_model(self.kind, self.cfg, len(self.ckpt["feature_names"]))
         best = self.ckpt["best_state"] if self.ckpt["best_state"] is not None else self.ckpt["model"]
         self.model.load_state_dict(best)
@@ -74,16 +79,27 @@ class Forecaster:
         if self.kind == "naive":
             X = ridge_design(prep.features, ends, self.cfg.ridge.lags)
             return self.ridge.predict(X).astype(np.float32)[:, :, None]
+        x, zscore = self.inputs(prep)
         if self.fast is not None:
-            return self.fast.forecast_ends(prep.features.x, ends)
-        ds = WindowDataset(prep.features.x, np.empty((prep.features.x.shape[0], 0), np.float32),
-                           ends, prep.cfg.window)
+            return self.fast.forecast_ends(x, ends, zscore=zscore)
+        ds = WindowDataset(x, np.empty((x.shape[0], 0), np.float32), ends, prep.cfg.window, zscore)
         out = np.empty((ends.size, H, len(self.quantiles)), dtype=np.float32)
         with torch.inference_mode():
             for i in range(0, ends.size, BATCH):
                 xb, _ = ds.get_batch(np.arange(i, min(i + BATCH, ends.size)))
                 out[i : i + BATCH] = self.model(xb).numpy()
         return out
+
+
+    def inputs(self, prep: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
+        """(features the windows are cut from, bool mask of those the window z-score applies to):
+        with train scaling, the training run's statistics, whatever data `prep` was fitted on."""
+        if self.scaling is None:
+            return prep.features.x, None
+        if self._inputs is None or self._inputs[0] is not prep:
+            same = prep.scaling is not None and prep.scaling.state_dict() == self.scaling.state_dict()
+            self._inputs = (prep, prep.inputs if same else self.scaling.inputs(prep.features.x))
+        return self._inputs[1], self.scaling.zscore_mask()
 
 
 def quantile_tag(q: float) -> str:

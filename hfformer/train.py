@@ -279,6 +279,7 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
                     tb.add_scalar(key, row[key], state["step"])
             save_checkpoint({
                 "kind": kind, "config": cfg.to_dict(), "feature_names": prep.features.names,
+                "scaling": None if prep.scaling is None else prep.scaling.state_dict(),
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), **state,
             }, ckpt_path)

@@ -6,6 +6,7 @@ import torch
 from data_loaders.features import (
     INVALID_REASONS,
     FeatureConfig,
+    TrainScaling,
     build_features,
     feature_names,
     make_targets,
@@ -223,3 +224,32 @@ def test_features_and_windows_on_the_real_binance_book(binance):
     split = time_split(ends, len(f.price), gap=max(cfg.horizons) + 99)
     xb, yb = WindowDataset(f.x, y, split.train).get_batch(np.arange(min(64, len(split.train))))
     assert len(split.test) > 0 and torch.isfinite(xb).all() and torch.isfinite(yb).all()
+
+
+def test_train_scaling_is_fitted_on_the_training_rows_only():
+    rng = np.random.default_rng(0)
+    names = ["price", "log_return", "bid_px_1", "bid_qty_1", "ask_px_1", "ask_qty_1", "imbalance_1"]
+    x = rng.uniform(0.5, 20, (1000, len(names))).astype(np.float32)
+    x[:, -1] = rng.uniform(-1, 1, 1000)
+    rows = np.arange(600)
+    scaling = TrainScaling.fit(x, names, rows)
+    assert [names[c] for c in scaling.columns] == ["bid_qty_1", "ask_qty_1", "imbalance_1"]
+    assert scaling.log.tolist() == [True, True, False]
+    assert scaling.zscore_mask().tolist() == [True, True, True, False, True, False, False]
+    later = x.copy()
+    later[600:, 3:] *= 9  # what happens after the training rows changes nothing
+    refit = TrainScaling.fit(later, names, rows)
+    np.testing.assert_array_equal(refit.mean, scaling.mean)
+    np.testing.assert_array_equal(refit.std, scaling.std)
+    inputs = scaling.inputs(x)
+    np.testing.assert_array_equal(inputs[:, :3], x[:, :3])  # prices and returns as they were
+    np.testing.assert_allclose(inputs[rows][:, scaling.columns].mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(inputs[rows][:, scaling.columns].std(axis=0), 1, atol=1e-5)
+    log_bid = np.log(x[:, 3].astype(np.float64))
+    expected = (log_bid - log_bid[rows].mean()) / log_bid[rows].std()
+    np.testing.assert_allclose(inputs[:, 3], expected, rtol=1e-5, atol=1e-5)
+    again = TrainScaling.from_state_dict(scaling.state_dict())
+    np.testing.assert_array_equal(again.inputs(x), inputs)
+    x[5, 3] = 0.0  # log(0) on a training row
+    with pytest.raises(ValueError, match="bid_qty_1 has non-finite"):
+        TrainScaling.fit(x, names, rows)

@@ -15,11 +15,20 @@ from typer.testing import CliRunner
 from data_loaders import formats
 from data_loaders.quarantine import Quarantine
 from data_loaders.synth import generate
+from data_loaders.windows import WindowDataset
 from hfformer.cli import app
 from hfformer.config import Config, load_config, parse_override
 from hfformer.data import prepare
 from hfformer.predict import Forecaster
-from hfformer.train import Distributed, build_model, load_checkpoint, lr_at, subset, train, validation_loss
+from hfformer.train import (
+    Distributed,
+    build_model,
+    load_checkpoint,
+    lr_at,
+    subset,
+    train,
+    validation_loss,
+)
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +143,56 @@ def test_resume_mid_epoch_equals_uninterrupted_training(synth, tmp_path):
     a_metrics = pl.read_csv(tmp_path / "a" / "hfformer" / "metrics.csv")
     b_metrics = pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv")
     assert a_metrics.select("step", "val_loss").equals(b_metrics.select("step", "val_loss"))
+
+
+def test_size_norm_train_statistics_come_from_the_training_split_only(synth, tmp_path):
+    cfg = load_config(overrides=[*TINY, "data.size_norm=train"])
+    prep = prepare(synth, cfg.data)
+    book = pl.read_parquet(synth / "book.parquet")
+    first = int(prep.ends["val"].min()) - cfg.data.window + 1  # first row any later window reads
+    qty = [c for c in book.columns if "_qty_" in c]
+    later = book.with_row_index().with_columns(
+        [pl.when(pl.col("index") >= first).then(pl.col(c) * 9).otherwise(pl.col(c)).alias(c) for c in qty])
+    later.drop("index").write_parquet(tmp_path / "book.parquet")
+    changed = prepare(tmp_path / "book.parquet", cfg.data)
+    assert changed.scaling.state_dict() == prep.scaling.state_dict()
+    assert not np.array_equal(changed.inputs[first:], prep.inputs[first:])
+    # the sizes in a window are the standardised logs, not z-scored again per window
+    xb, _ = prep.dataset("test").get_batch(np.arange(2))
+    col = prep.features.names.index("bid_qty_3")
+    end = prep.ends["test"][1]
+    np.testing.assert_array_equal(xb[1, :, col].numpy(), prep.inputs[end - cfg.data.window + 1 : end + 1, col])
+    assert abs(float(xb[:, :, col].mean())) > 1e-3  # its level survives
+    with pytest.raises(ValueError, match="size_norm"):
+        load_config(overrides=["data.size_norm=run"])
+
+
+def test_size_norm_train_forecasts_agree_on_every_path(synth, tmp_path):
+    """PyTorch and the numba kernel see the same inputs; other data is scaled with the run's statistics."""
+    cfg = load_config(overrides=[*TINY, "data.size_norm=train", "max_epochs=1"])
+    train(synth, tmp_path, "hfformer", cfg)
+    prep = prepare(synth, cfg.data)
+    ckpt = load_checkpoint(tmp_path / "hfformer" / "checkpoint.pt")
+    assert ckpt["scaling"] == prep.scaling.state_dict()
+    ends = prep.ends["test"][:64]
+    torch_fc = Forecaster(tmp_path, "hfformer").forecast(prep, ends)
+    np.testing.assert_allclose(Forecaster(tmp_path, "hfformer", lean=True).forecast(prep, ends), torch_fc,
+                               atol=1e-4, rtol=0)
+    other_dir = tmp_path / "other"
+    generate(other_dir, minutes=2, seed=5)
+    other = prepare(other_dir, cfg.data)
+    assert other.scaling.state_dict() != prep.scaling.state_dict()
+    model = build_model("hfformer", cfg, len(ckpt["feature_names"]))
+    model.load_state_dict(ckpt["best_state"])
+    model.eval()
+    scaling = prep.scaling
+    ds = WindowDataset(scaling.inputs(other.features.x), other.y, other.ends["all"][:32], cfg.data.window,
+                       scaling.zscore_mask())
+    with torch.no_grad():
+        expected = model(ds.get_batch(np.arange(32))[0]).numpy()
+    for lean in (False, True):
+        got = Forecaster(tmp_path, "hfformer", lean=lean).forecast(other, other.ends["all"][:32])
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
 def test_baselines_and_per_horizon_train(synth, tmp_path):

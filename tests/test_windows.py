@@ -138,3 +138,22 @@ def test_time_split_rejects_bad_fractions():
         time_split(np.arange(100), 100, (0.5, 0.2, 0.2), gap=5)
     with pytest.raises(ValueError):
         time_split(np.arange(100), 100, gap=-1)
+
+
+def test_zscore_mask_passes_the_other_features_through():
+    x, y = random_set(n=300, f=4)
+    mask = np.array([True, False, True, False])
+    w = x[:50]
+    z = zscore_windows(w, mask=mask)
+    np.testing.assert_array_equal(z[:, ~mask], w[:, ~mask])
+    np.testing.assert_array_equal(z[:, mask], zscore_windows(w)[:, mask])
+    ends = np.arange(49, 290, 7)
+    ds = WindowDataset(x, y, ends, 50, zscore=mask)
+    xb, _ = ds.get_batch(np.arange(3))
+    np.testing.assert_array_equal(xb[2].numpy(), ds[2][0].numpy())
+    np.testing.assert_array_equal(xb[1].numpy(), zscore_windows(x[ends[1] - 49 : ends[1] + 1], mask=mask))
+    all_on = WindowDataset(x, y, ends, 50, zscore=np.ones(4, bool)).get_batch(np.arange(3))[0]
+    plain = WindowDataset(x, y, ends, 50).get_batch(np.arange(3))[0]
+    np.testing.assert_array_equal(all_on.numpy(), plain.numpy())
+    with pytest.raises(ValueError, match="bool mask of the 4 features"):
+        WindowDataset(x, y, ends, 50, zscore=np.ones(3, bool))
