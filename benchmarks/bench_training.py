@@ -3,12 +3,15 @@
     python benchmarks/bench_training.py speed [--threads 2] [--steps 20]
         windows/s of full training steps (z-scored batch gather, forward, pinball loss, backward,
         clipping, AdamW) at the default size and batch 256, HFformer (spiking and ReLU) and LSTM;
+        hfformer_spiking_sdpa is the same step with plain PyTorch attention (SDPA) instead of
+        hfformer/attention.py's kernels;
     python -m pytest benchmarks/bench_training.py --benchmark-only     (the speed part)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -19,6 +22,7 @@ import pytest
 import torch
 
 from data_loaders.synth import generate
+from hfformer import attention
 from hfformer.config import load_config
 from hfformer.data import prepare
 from hfformer.losses import pinball_loss
@@ -73,16 +77,20 @@ def speed(threads: int, steps: int, compiled: bool = False) -> dict:
     result = {"threads": threads, "batch": 256, "windows_per_s": {}}
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), minutes=30, seed=0)
-        variants = [("hfformer", True, False), ("hfformer", False, False), ("lstm", True, False)]
-        for kind, spiking, comp in variants + [("hfformer", True, True)] * compiled:
+        variants = [("hfformer", True, False, False), ("hfformer", True, False, True),
+                    ("hfformer", False, False, False), ("lstm", True, False, False)]
+        for kind, spiking, comp, sdpa in variants + [("hfformer", True, True, False)] * compiled:
             step = step_runner(kind, spiking, Path(tmp), compiled=comp)
-            for _ in range(2):
-                step()
-            tic = time.perf_counter()
-            for _ in range(steps):
-                step()
-            name = kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu")) + "_compiled" * comp
-            result["windows_per_s"][name] = round(steps * 256 / (time.perf_counter() - tic))
+            with attention.sdpa_only() if sdpa else contextlib.nullcontext():
+                for _ in range(2):
+                    step()
+                tic = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                seconds = time.perf_counter() - tic
+            name = (kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu"))
+                    + "_compiled" * comp + "_sdpa" * sdpa)
+            result["windows_per_s"][name] = round(steps * 256 / seconds)
     return result
 
 

@@ -16,7 +16,9 @@ Deliberate differences from the published reference code (see ARCHITECTURE.md):
 - the membrane has no reset ("none" in snnTorch), which makes it a causal linear filter of the
   input: mem[t] = sum_{s<=t} beta^(t-s) x[s], computed as one (T, T) matmul instead of a Python
   loop over time steps (tests check it equals snnTorch's Leaky stepped over time);
-- the causal mask is passed as is_causal=True, so torch.compile and ONNX export work;
+- the causal mask is passed as is_causal=True, so torch.compile and ONNX export work; on CPU
+  in eager mode attention runs as two numba kernels (hfformer/attention.py): PyTorch's CPU
+  attention is slow for 6-wide heads and took most of a training step;
 - one model forecasts every horizon and quantile; quantiles are built as median +/- cumulative
   softplus offsets, so they never cross;
 - the defaults are the paper's; hfformer/tuned.toml holds the measured departures (dropout
@@ -33,6 +35,8 @@ import torch
 from snntorch import surrogate
 from torch import nn
 from torch.nn import functional as F
+
+from hfformer import attention
 
 
 @dataclass
@@ -125,7 +129,10 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
+        qkv = self.qkv(x)  # (B, T, 3C)
+        if attention.usable(x) and not (self.training and self.attn_dropout > 0):
+            return self.proj(attention.causal_attention(qkv, self.n_heads))  # numba kernels: CPU
+        q, k, v = qkv.split(C, dim=2)  # 3 x (B, T, C)
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)

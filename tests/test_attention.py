@@ -1,0 +1,52 @@
+"""The numba causal attention kernels against PyTorch's scaled_dot_product_attention."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from hfformer import attention
+from hfformer.model import HFformer, HFformerConfig
+
+torch.set_num_threads(1)
+
+
+def sdpa(qkv: torch.Tensor, n_heads: int) -> torch.Tensor:
+    B, T, C3 = qkv.shape
+    q, k, v = (t.view(B, T, n_heads, -1).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, -1)
+
+
+@pytest.mark.parametrize("B,T,C,n_heads", [(3, 100, 36, 6), (2, 17, 8, 2), (1, 1, 6, 1)])
+def test_forward_and_gradients_match_sdpa(B, T, C, n_heads):
+    torch.manual_seed(0)
+    qkv = (torch.randn(B, T, 3 * C) * 3).requires_grad_()  # * 3: peaked softmax rows too
+    dy = torch.randn(B, T, C)
+    y_ref = sdpa(qkv, n_heads)
+    (grad_ref,) = torch.autograd.grad(y_ref, qkv, dy)
+    y = attention.causal_attention(qkv, n_heads)
+    (grad,) = torch.autograd.grad(y, qkv, dy)
+    torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(grad, grad_ref, atol=5e-4, rtol=1e-3)
+
+
+def test_model_training_step_agrees_with_the_sdpa_path():
+    torch.manual_seed(0)
+    m = HFformer(HFformerConfig(n_features=5, dropout=0.0)).train()
+    x = torch.randn(4, 100, 5)
+    assert attention.usable(x)
+    out = m(x)
+    (g,) = torch.autograd.grad(out.square().sum(), m.blocks[0].attn.qkv.weight)
+    with attention.sdpa_only():
+        assert not attention.usable(x)
+        out_ref = m(x)
+        (g_ref,) = torch.autograd.grad(out_ref.square().sum(), m.blocks[0].attn.qkv.weight)
+    assert attention.usable(x)
+    torch.testing.assert_close(out, out_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(g, g_ref, atol=1e-3, rtol=1e-3)
+
+
+def test_other_dtypes_and_tracing_take_the_sdpa_path():
+    assert not attention.usable(torch.zeros(1, 4, 6, dtype=torch.float64))
+    m = HFformer(HFformerConfig(n_features=3, window=8)).eval()
+    traced = torch.jit.trace(m, torch.randn(2, 8, 3), check_trace=False)
+    assert "scaled_dot_product_attention" in str(traced.inlined_graph)
