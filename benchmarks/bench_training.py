@@ -1,6 +1,6 @@
 """HFformer training speed (the synthetic-market quality target is benchmarks/bench_oracle.py).
 
-    python benchmarks/bench_training.py speed [--threads 2] [--steps 20]
+    python benchmarks/bench_training.py speed [--threads 2] [--steps 20] [--device cuda]
         windows/s of full training steps (z-scored batch gather, forward, pinball loss, backward,
         clipping, AdamW) at the default size and batch 256, HFformer (spiking and ReLU) and LSTM;
         hfformer_spiking_sdpa is the same step with plain PyTorch attention (SDPA) instead of
@@ -31,13 +31,14 @@ from hfformer.train import build_model
 QS = [0.1, 0.5, 0.9]
 
 
-def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256, compiled: bool = False):
+def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256, compiled: bool = False,
+                device: str = "cpu"):
     """A closure doing one training step on the next batch of real (synthetic) windows."""
     cfg = load_config(overrides=[f"model.spiking={str(spiking).lower()}"])
     prep = prepare(data, cfg.data)
     ds = prep.dataset("train")
     torch.manual_seed(0)
-    model = build_model(kind, cfg, prep.features.x.shape[1]).train()
+    model = build_model(kind, cfg, prep.features.x.shape[1]).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     forward = torch.compile(model) if compiled else model
     order = np.random.default_rng(0).permutation(len(ds))
@@ -47,7 +48,7 @@ def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256, compiled
         i = state["i"] % (len(ds) - batch)
         state["i"] += batch
         xb, yb = ds.get_batch(order[i : i + batch])
-        loss = pinball_loss(forward(xb), yb, QS)
+        loss = pinball_loss(forward(xb.to(device)), yb.to(device), QS)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -72,21 +73,25 @@ def test_training_step(benchmark, synth, kind, spiking):
     benchmark.pedantic(step, rounds=5, iterations=1)
 
 
-def speed(threads: int, steps: int, compiled: bool = False) -> dict:
+def speed(threads: int, steps: int, compiled: bool = False, device: str = "cpu") -> dict:
     torch.set_num_threads(threads)
-    result = {"threads": threads, "batch": 256, "windows_per_s": {}}
+    result = {"threads": threads, "batch": 256, "device": device, "windows_per_s": {}}
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), minutes=30, seed=0)
         variants = [("hfformer", True, False, False), ("hfformer", True, False, True),
                     ("hfformer", False, False, False), ("lstm", True, False, False)]
         for kind, spiking, comp, sdpa in variants + [("hfformer", True, True, False)] * compiled:
-            step = step_runner(kind, spiking, Path(tmp), compiled=comp)
+            step = step_runner(kind, spiking, Path(tmp), compiled=comp, device=device)
             with attention.sdpa_only() if sdpa else contextlib.nullcontext():
                 for _ in range(2):
                     step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
                 tic = time.perf_counter()
                 for _ in range(steps):
                     step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
                 seconds = time.perf_counter() - tic
             name = (kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu"))
                     + "_compiled" * comp + "_sdpa" * sdpa)
@@ -100,5 +105,6 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--compiled", action="store_true", help="also time torch.compile (speed)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
-    print(json.dumps(speed(args.threads, args.steps, args.compiled), indent=1))
+    print(json.dumps(speed(args.threads, args.steps, args.compiled, args.device), indent=1))
