@@ -201,6 +201,10 @@ def train(data: Path, out: Path, kind: str, cfg: Config, name: str | None = None
         raise ValueError(f"unknown model {kind!r}: expected one of {MODELS}")
     out, name = Path(out), name or kind
     device = pick_device(cfg.train.device)
+    if device.type == "cuda" and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > torch.cuda.device_count():
+        raise RuntimeError(f"torchrun started {os.environ['LOCAL_WORLD_SIZE']} processes on this machine "
+                           f"but {torch.cuda.device_count()} GPU(s) are visible: one process per GPU "
+                           "(--nproc_per_node), or train.device=cpu for gloo on CPU")
     ddp = Distributed(device)
     if ddp.world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -34,7 +34,7 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.window=20", "data.horizons=[1,2,5]", "data.gap=25", "model.d_model=12", "model.n_heads=2",
         "model.d_ff=16", "batch_size=32", "max_epochs=2", "max_train_windows=256", "max_val_windows=128",
-        "progress=false", "warmup_steps=4", "deterministic=true", "lstm.hidden=8"]
+        "progress=false", "warmup_steps=4", "deterministic=true", "lstm.hidden=8", "device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +239,18 @@ def test_short_real_training_lowers_validation_loss(binance, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_train_and_resume_on_cuda(synth, tmp_path):
+    cuda = [*TINY, "device=cuda", "deterministic=false"]  # later settings win
+    fields = train(synth, tmp_path, "hfformer", load_config(overrides=[*cuda, "max_epochs=1"]))
+    assert fields["device"].startswith("cuda")
+    resumed = train(synth, tmp_path, "hfformer", load_config(overrides=cuda), resume=True)
+    assert resumed["steps"] == 16 and resumed["device"].startswith("cuda")
+    ckpt = load_checkpoint(tmp_path / "hfformer" / "checkpoint.pt")
+    assert all(v.device.type == "cpu" for v in ckpt["model"].values())  # loadable without a GPU
+    assert np.isfinite(pl.read_csv(tmp_path / "hfformer" / "metrics.csv")["val_loss"]).all()
+
+
 def test_ddp_two_processes(synth, tmp_path):
     args = ["train", "--data", str(synth), "--out", str(tmp_path / "run"), "--json"]
     args += [a for s in [*TINY, "max_epochs=1", "threads=1"] for a in ("--set", s)]
