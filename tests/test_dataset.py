@@ -2,10 +2,11 @@
 
 import orjson
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dbbench.dataset import _Writer, build_binance, build_synth, iter_batches, read_manifest
+from dbbench.dataset import DICTIONARY_COLUMNS, _Writer, build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines.base import TABLES
 
 
@@ -50,7 +51,13 @@ def test_iter_batches_streams_the_table_in_its_schema(synth, tmp_path):
     batches = list(iter_batches(synth, "trades", 1_000))
     assert max(b.num_rows for b in batches) <= 1_000
     assert sum(b.num_rows for b in batches) == read_manifest(synth)["rows"]["trades"]
-    assert batches[0].schema.remove_metadata() == TABLES["trades"]
+    assert [batches[0].schema.field(c).type for c in DICTIONARY_COLUMNS] == [pa.dictionary(pa.int32(), pa.string())] * 2
+    assert batches[0].schema.remove_metadata() == pa.schema(
+        [f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in DICTIONARY_COLUMNS else f for f in TABLES["trades"]])
+    # Decoded, the batches are the table as written, whole and in order, however the dictionaries change.
+    for size in (1_000, 10_000_000):
+        decoded = pa.Table.from_batches([b.cast(TABLES["trades"]) for b in iter_batches(synth, "trades", size)])
+        assert decoded.equals(pq.read_table(synth / "trades.parquet").cast(TABLES["trades"]))
     with pytest.raises(ValueError, match="unknown table"):
         next(iter_batches(synth, "book"))
     pl.read_parquet(synth / "quotes.parquet").drop("venue").write_parquet(tmp_path / "trades.parquet")

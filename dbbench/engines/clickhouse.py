@@ -46,6 +46,7 @@ SCHEMA = {
         ask_px Float64 CODEC(Gorilla, ZSTD(1)),
         ask_qty Float64 CODEC(ZSTD(1))""",
 }
+LOW_CARDINALITY = ("symbol", "venue")
 # Load events, appended and never deleted (a DELETE is a mutation: it stalled loads for up to a second):
 # a table counts as loaded when its latest event is a verified row count; a load starts with an unverified one.
 LOADED = "dbbench_loads"
@@ -144,6 +145,12 @@ assert tuple(QUERIES) == QUERY_NAMES
 CHDB_LOCK = threading.Lock()
 
 
+def _arrow_layout(schema: pa.Schema) -> pa.Schema:
+    """The table's Arrow schema with its LowCardinality columns as dictionaries of strings: ClickHouse
+    takes those as they are, and `dbbench.dataset.iter_batches` reads them so."""
+    return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in LOW_CARDINALITY else f for f in schema])
+
+
 def _literal(value: Any) -> str:
     if isinstance(value, str):
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -238,10 +245,13 @@ class ClickHouse(Engine):
         schema = TABLES[identifier(table)]
         columns = ", ".join(schema.names)
         sent = {"rows": 0, "bytes": 0}
+        layout = _arrow_layout(schema)
 
         def counted() -> Iterator[pa.RecordBatch]:
             for batch in batches:
                 batch = batch.select(schema.names)
+                if batch.schema == schema:  # plain strings: encoded here (the reader takes one layout)
+                    batch = batch.cast(layout)
                 sent["rows"] += batch.num_rows
                 sent["bytes"] += batch.nbytes
                 yield batch
@@ -251,7 +261,7 @@ class ClickHouse(Engine):
             self._mark(table, verified=False, rows=0)
             self._sql(f"TRUNCATE TABLE {table}")
             if self._session is not None:
-                stream = pa.RecordBatchReader.from_batches(schema, counted())  # noqa: F841 (Python() finds it by name)
+                stream = pa.RecordBatchReader.from_batches(layout, counted())  # noqa: F841 (Python() finds it by name)
                 self._sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM Python(stream)")
             else:
                 for batch in counted():

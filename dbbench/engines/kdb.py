@@ -171,7 +171,7 @@ class Kdb(Engine):
         self._q(f"{LOADED}:(enlist `{table}) _ {LOADED}", f"load {table}")
         before = int(self._q(f"count {table}", f"count {table}").py())
         for batch in batches:
-            arrow = pa.Table.from_batches([batch]).select(schema.names)
+            arrow = pa.Table.from_batches([batch]).select(schema.names).cast(schema)  # dictionaries decoded
             if "side" in schema.names:  # q has no signed byte: side travels as a short
                 arrow = arrow.set_column(arrow.schema.get_field_index("side"), "side", arrow["side"].cast(pa.int16()))
             for start in range(0, arrow.num_rows, self.chunk_rows):
