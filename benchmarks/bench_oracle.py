@@ -50,7 +50,8 @@ def run(minutes: float, seed: int, overrides: list[str], workdir: Path, config: 
     hf, lstm, zero = (rows[m, TARGET_H]["r2"] for m in ("hfformer", "lstm", "zero"))
     frac = rows["hfformer", TARGET_H]["r2_oracle_frac"]
     return {
-        "minutes": minutes, "seed": seed, "overrides": overrides,
+        "minutes": minutes, "seed": seed, "config": None if config is None else str(config),
+        "overrides": overrides,
         "test_windows": rows["hfformer", TARGET_H]["windows"],
         "training": {k: {f: v.get(f) for f in ("epochs", "steps", "best_val_loss", "stopped",
                                                 "last_windows_per_s", "seconds")} for k, v in fitted.items()},
