@@ -1,5 +1,6 @@
 """ClickHouse (embedded chDB): every query against the Polars reference, load verification, faults."""
 
+import pyarrow.parquet as pq
 import pytest
 
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
@@ -87,3 +88,11 @@ def test_a_failure_mid_load_is_clear_and_the_partial_table_is_never_queried(load
 def test_bad_dsn_is_refused():
     with pytest.raises(ValueError, match="DSN"):
         ClickHouse("mysql://x")
+
+
+def test_plain_string_batches_load_as_the_dataset_dictionaries_do(loaded):
+    engine, data = loaded
+    plain = pq.ParquetFile(data / "quotes.parquet").iter_batches(batch_size=5_000)  # symbol, venue: plain strings
+    assert engine.load("quotes", plain).rows == read_manifest(data)["rows"]["quotes"]
+    params = default_params(data)
+    assert compare(engine.query("last_quote", params), reference("last_quote", data, params), "last_quote").ok

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dbbench import queries, servers
+from dbbench import dataset, queries, servers
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
 from dbbench.engines.influxdb import (
     FLUX,
@@ -107,6 +107,10 @@ def test_sequencer_separates_trades_at_the_same_time_within_and_across_batches()
     second = seq(pl.DataFrame({"ts": [2, 2, 3], "symbol": ["s"] * 3, "venue": ["v"] * 3, "trade_id": [4, 5, 6]}))
     assert first["seq"].to_list() == ["0", "1", "0"]  # trade 2 ranks before trade 3 at ts 2
     assert second["seq"].to_list() == ["2", "3", "0"]
+    third = seq(pl.DataFrame({"ts": [3, 4], "symbol": ["s"] * 2, "venue": ["v"] * 2, "trade_id": [7, 8]}))
+    assert third["seq"].to_list() == ["1", "0"]  # rising times, yet the first shares ts 3 with the last batch's
+    markets = seq(pl.DataFrame({"ts": [9, 9, 10], "symbol": ["s", "t", "s"], "venue": ["v"] * 3, "trade_id": [9, 1, 10]}))
+    assert markets["seq"].to_list() == ["0", "0", "0"]  # one time, two markets: nothing shared
 
 
 def test_dsn_parsing_keeps_credentials_out_of_repr(monkeypatch):
@@ -131,7 +135,8 @@ def test_dsn_parsing_keeps_credentials_out_of_repr(monkeypatch):
 def loaded(influxdb_dsn: str, binance_data: Path):
     engine = InfluxDB(influxdb_dsn, batch_rows=7_000)
     engine.create_schema()
-    results = {t: engine.load(t, _batches(binance_data, t)) for t in TABLES}
+    # The dataset's own batches (symbol and venue as Arrow dictionaries); other tests send plain strings.
+    results = {t: engine.load(t, dataset.iter_batches(binance_data, t, 20_000)) for t in TABLES}
     yield engine, results
     engine.drop()
     engine.close()

@@ -54,8 +54,8 @@ FIELDS = {  # field -> line-protocol suffix ("i": integer, "": float)
     "trades": {"trade_id": "i", "price": "", "qty": "", "side": "i"},
     "quotes": {"bid_px": "", "bid_qty": "", "ask_px": "", "ask_qty": ""},
 }
-# The field each point count reads: every point has every field, and these decode fastest (measured).
-COUNTED = {"trades": "side", "quotes": "bid_qty"}
+# The field a point count reads (every point has every field): trades' small integers count ~10% faster.
+COUNTED = {"trades": "side", "quotes": "bid_px"}
 POSTS_AHEAD = 3  # bodies built and waiting for the posting thread
 LOADED = "dbbench_loaded"  # one point per table whose load was verified (in the default policy)
 _BAD_TAG = r"[\\\n\r]"  # line protocol cannot carry these in a tag value
@@ -249,9 +249,12 @@ class _Sequencer:
 
     def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
         keys = ["symbol", "venue", "ts"]
-        # Shared times are rare: looked for on ts alone first (integers hash cheaply), then on the whole key.
         carried = self.carry is not None and frame.select(pl.col("ts").is_in(self.carry["ts"].implode()).any()).item()
-        shared = frame.select(pl.col("ts").is_duplicated().any()).item() and frame.select(pl.struct(keys).is_duplicated().any()).item()
+        # Shared times are rare: ruled out at once when ts only rises (the usual batch: one market in time
+        # order), else looked for on ts alone (integers hash cheaply), then on the whole key.
+        shared = (frame.height > 1 and not frame["ts"].diff().min() > 0
+                  and frame.select(pl.col("ts").is_duplicated().any()).item()
+                  and frame.select(pl.struct(keys).is_duplicated().any()).item())
         last = frame.group_by("symbol", "venue").agg(pl.col("ts").max())
         if not (carried or shared):  # the common case, cheaply: no two trades share a time
             self.carry = last.with_columns(pl.lit(1, pl.Int64).alias("seq_offset"))
