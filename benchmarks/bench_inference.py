@@ -1,7 +1,7 @@
 """HFformer inference speed on one CPU core: batch-1 latency and batched throughput, per path.
 
-Paths: eager PyTorch (the plain forward with SDPA attention, the reference point; the model's
-CPU attention kernels of hfformer/attention.py are switched off for it), ONNX Runtime (single thread), the
+Paths: eager PyTorch (the plain forward, the reference point: SDPA attention and matmul LIF, with
+hfformer/kernels.py switched off), ONNX Runtime (single thread), the
 lean numba kernel (export.FastHFformer) on z-scored windows, and the same kernel z-scoring windows
 of a feature matrix itself (forecast_ends: what `hfformer predict` runs). Default model size,
 random weights (speed does not depend on training). Run one core:
@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from hfformer import attention
+from hfformer import kernels
 from hfformer.export import FastHFformer, export_onnx, onnx_session
 from hfformer.model import HFformer, HFformerConfig
 
@@ -46,11 +46,11 @@ def make_paths(workdir: Path) -> dict:
     features = np.random.default_rng(1).standard_normal((BATCH * T, F), dtype=np.float32)
 
     def eager(x):
-        with torch.no_grad(), attention.sdpa_only():
+        with torch.no_grad(), kernels.plain_torch():
             return model(torch.from_numpy(x))
 
     def inference_mode(x):
-        with torch.inference_mode(), attention.sdpa_only():
+        with torch.inference_mode(), kernels.plain_torch():
             return model(torch.from_numpy(x))
 
     return {"eager": eager, "inference_mode": inference_mode,

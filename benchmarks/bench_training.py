@@ -3,8 +3,8 @@
     python benchmarks/bench_training.py speed [--threads 2] [--steps 20] [--device cuda]
         windows/s of full training steps (z-scored batch gather, forward, pinball loss, backward,
         clipping, AdamW) at the default size and batch 256, HFformer (spiking and ReLU) and LSTM;
-        hfformer_spiking_sdpa is the same step with plain PyTorch attention (SDPA) instead of
-        hfformer/attention.py's kernels;
+        hfformer_spiking_torch is the same step on plain PyTorch ops (SDPA attention, matmul
+        LIF) instead of hfformer/kernels.py;
     python -m pytest benchmarks/bench_training.py --benchmark-only     (the speed part)
 """
 
@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from data_loaders.synth import generate
-from hfformer import attention
+from hfformer import kernels
 from hfformer.config import load_config
 from hfformer.data import prepare
 from hfformer.losses import pinball_loss
@@ -80,9 +80,9 @@ def speed(threads: int, steps: int, compiled: bool = False, device: str = "cpu")
         generate(Path(tmp), minutes=30, seed=0)
         variants = [("hfformer", True, False, False), ("hfformer", True, False, True),
                     ("hfformer", False, False, False), ("lstm", True, False, False)]
-        for kind, spiking, comp, sdpa in variants + [("hfformer", True, True, False)] * compiled:
+        for kind, spiking, comp, plain in variants + [("hfformer", True, True, False)] * compiled:
             step = step_runner(kind, spiking, Path(tmp), compiled=comp, device=device)
-            with attention.sdpa_only() if sdpa else contextlib.nullcontext():
+            with kernels.plain_torch() if plain else contextlib.nullcontext():
                 for _ in range(2):
                     step()
                 if device == "cuda":
@@ -94,7 +94,7 @@ def speed(threads: int, steps: int, compiled: bool = False, device: str = "cpu")
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - tic
             name = (kind + ("" if kind == "lstm" else ("_spiking" if spiking else "_relu"))
-                    + "_compiled" * comp + "_sdpa" * sdpa)
+                    + "_compiled" * comp + "_torch" * plain)
             result["windows_per_s"][name] = round(steps * 256 / seconds)
     return result
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from data_loaders.windows import ZSCORE_EPS
-from hfformer.attention import exp_nonpositive
+from hfformer.kernels import exp_nonpositive
 from hfformer.model import HFformer
 from hfformer.predict import Forecaster
 

@@ -16,9 +16,9 @@ Deliberate differences from the published reference code (see ARCHITECTURE.md):
 - the membrane has no reset ("none" in snnTorch), which makes it a causal linear filter of the
   input: mem[t] = sum_{s<=t} beta^(t-s) x[s], computed as one (T, T) matmul instead of a Python
   loop over time steps (tests check it equals snnTorch's Leaky stepped over time);
-- the causal mask is passed as is_causal=True, so torch.compile and ONNX export work; on CPU
-  in eager mode attention runs as two numba kernels (hfformer/attention.py): PyTorch's CPU
-  attention is slow for 6-wide heads and took most of a training step;
+- the causal mask is passed as is_causal=True, so torch.compile and ONNX export work;
+- on CPU in eager mode, attention and the LIF neuron run as numba kernels (hfformer/kernels.py):
+  PyTorch's CPU attention is slow for 6-wide heads and took most of a training step;
 - one model forecasts every horizon and quantile; quantiles are built as median +/- cumulative
   softplus offsets, so they never cross;
 - the defaults are the paper's; hfformer/tuned.toml holds the measured departures (dropout
@@ -36,7 +36,7 @@ from snntorch import surrogate
 from torch import nn
 from torch.nn import functional as F
 
-from hfformer import attention
+from hfformer import kernels
 
 
 @dataclass
@@ -107,11 +107,13 @@ class LIF(nn.Module):
         lag = (t[:, None] - t[None, :]).float()  # (T, T): t - s
         decay = torch.where(lag >= 0, beta ** lag.clamp(min=0), torch.zeros(()))
         self.register_buffer("decay", decay, persistent=False)  # (T, T) lower triangular
-        self.threshold = threshold
-        self.spike_grad = surrogate.fast_sigmoid(slope=25)
+        self.beta, self.threshold, self.slope = beta, threshold, 25.0
+        self.spike_grad = surrogate.fast_sigmoid(slope=self.slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, C) -> spikes (B, T, C) in {0, 1}
+        if kernels.usable(x):
+            return kernels.lif(x, self.beta, self.threshold, self.slope)  # numba scans: CPU
         mem = self.decay @ x  # (T, T) @ (B, T, C) -> (B, T, C)
         if torch.is_grad_enabled():
             return self.spike_grad(mem - self.threshold)
@@ -130,8 +132,8 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x)  # (B, T, 3C)
-        if attention.usable(x) and not (self.training and self.attn_dropout > 0):
-            return self.proj(attention.causal_attention(qkv, self.n_heads))  # numba kernels: CPU
+        if kernels.usable(x) and not (self.training and self.attn_dropout > 0):
+            return self.proj(kernels.causal_attention(qkv, self.n_heads))  # numba kernels: CPU
         q, k, v = qkv.split(C, dim=2)  # 3 x (B, T, C)
         q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)

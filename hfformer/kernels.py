@@ -1,14 +1,16 @@
-"""Causal self-attention for narrow heads on CPU: forward and backward as two numba kernels.
+"""HFformer's two costly layers on CPU as numba kernels, forward and backward: causal
+self-attention for narrow heads and the LIF neuron.
 
-Why: with HFformer's 6-wide heads, PyTorch's CPU flash-attention kernel (the fastest of its
-SDPA backends here) took about 70% of a training step; these kernels, one (window, head) pair
-per task, run its forward and backward about 2.5x faster. They follow FlashAttention's algebra:
-the forward keeps only each row's log-sum-exp, the backward recomputes the probabilities from
-it. Results agree with F.scaled_dot_product_attention(is_causal=True) to float32 rounding
-(tests/test_attention.py).
-
+Why: with 6-wide heads, PyTorch's CPU flash-attention kernel (the fastest of its SDPA backends
+here) took about 70% of a training step; the attention kernels, one (window, head) pair per task,
+run its forward and backward about 2.5x faster. They follow FlashAttention's algebra: the
+forward keeps only each row's log-sum-exp, the backward recomputes the probabilities from it.
 Layout: qkv (B, T, 3C) is the qkv projection's output as it is (q | k | v, each C = n_heads *
 head_size wide), y (B, T, C) is what the output projection reads: no transposes or copies.
+The LIF neuron, a (T, T) matmul plus snnTorch's surrogate (about eight elementwise passes) in
+PyTorch, becomes one scan along time each way.
+Results agree with the PyTorch paths to float32 rounding (tests/test_kernels.py); tracing (ONNX
+export), torch.compile and other devices or dtypes take the PyTorch paths.
 """
 
 from __future__ import annotations
@@ -129,6 +131,34 @@ def _backward(qkv, y, lse, dy, n_heads, dqkv):
                 dqkv[b, t, v0 + d] = dvT[d, t]
 
 
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def _lif_forward(x, beta, threshold, slope, spikes, slopes):
+    # mem[t] = beta * mem[t-1] + x[t]; spikes = mem > threshold; slopes: the surrogate's derivative
+    # 1 / (slope * |mem - threshold| + 1)^2 (snnTorch's fast sigmoid), kept for the backward
+    B, T, C = x.shape
+    for b in nb.prange(B):
+        mem = np.zeros(C, np.float32)
+        for t in range(T):
+            for c in range(C):
+                mem[c] = beta * mem[c] + x[b, t, c]
+                u = mem[c] - threshold
+                spikes[b, t, c] = np.float32(1.0) if u > 0 else np.float32(0.0)
+                a = slope * abs(u) + np.float32(1.0)
+                slopes[b, t, c] = np.float32(1.0) / (a * a)
+
+
+@nb.njit(parallel=True, fastmath=True, cache=True)
+def _lif_backward(dy, slopes, beta, dx):
+    # dx[s] = sum_{t >= s} beta^(t-s) dy[t] slopes[t]: the same filter run backwards in time
+    B, T, C = dy.shape
+    for b in nb.prange(B):
+        acc = np.zeros(C, np.float32)
+        for t in range(T - 1, -1, -1):
+            for c in range(C):
+                acc[c] = beta * acc[c] + dy[b, t, c] * slopes[b, t, c]
+                dx[b, t, c] = acc[c]
+
+
 def _threads() -> None:
     """Use as many numba threads as torch does (one per process under torchrun)."""
     nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
@@ -157,6 +187,33 @@ class _CausalAttention(torch.autograd.Function):
         return dqkv, None
 
 
+class _LIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, beta: float, threshold: float, slope: float) -> torch.Tensor:
+        x = x.detach().contiguous()
+        spikes, slopes = torch.empty_like(x), torch.empty_like(x)
+        _threads()
+        _lif_forward(x.numpy(), np.float32(beta), np.float32(threshold), np.float32(slope),
+                     spikes.numpy(), slopes.numpy())
+        ctx.save_for_backward(slopes)
+        ctx.beta = beta
+        return spikes
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        (slopes,) = ctx.saved_tensors
+        dx = torch.empty_like(slopes)
+        _threads()
+        _lif_backward(dy.detach().contiguous().numpy(), slopes.numpy(), np.float32(ctx.beta), dx.numpy())
+        return dx, None, None, None
+
+
+def lif(x: torch.Tensor, beta: float, threshold: float, slope: float) -> torch.Tensor:
+    """Spikes (B, T, C) in {0, 1} of LIF neurons (no reset) driven by x (B, T, C) along time,
+    with the fast-sigmoid surrogate gradient of the given slope."""
+    return _LIF.apply(x, beta, threshold, slope)
+
+
 def causal_attention(qkv: torch.Tensor, n_heads: int) -> torch.Tensor:
     """Causal softmax attention of the q | k | v projection qkv (B, T, 3C) -> (B, T, C)."""
     return _CausalAttention.apply(qkv, n_heads)
@@ -167,14 +224,14 @@ _enabled = True
 
 def usable(x: torch.Tensor) -> bool:
     """The kernels take float32 CPU tensors in eager mode; tracing (ONNX export) and
-    torch.compile see the SDPA path instead."""
+    torch.compile see the PyTorch paths instead."""
     return (_enabled and x.device.type == "cpu" and x.dtype == torch.float32
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
 
 
 @contextmanager
-def sdpa_only() -> Iterator[None]:
-    """Plain PyTorch attention (SDPA) inside the block: the reference the benchmarks compare with."""
+def plain_torch() -> Iterator[None]:
+    """The PyTorch paths (SDPA attention, matmul LIF) inside the block: what benchmarks compare with."""
     global _enabled
     before, _enabled = _enabled, False
     try:

@@ -1,11 +1,11 @@
-"""The numba causal attention kernels against PyTorch's scaled_dot_product_attention."""
+"""The numba kernels (causal attention, LIF neuron) against the PyTorch paths they replace."""
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from hfformer import attention
-from hfformer.model import HFformer, HFformerConfig
+from hfformer import kernels
+from hfformer.model import LIF, HFformer, HFformerConfig
 
 torch.set_num_threads(1)
 
@@ -23,30 +23,45 @@ def test_forward_and_gradients_match_sdpa(B, T, C, n_heads):
     dy = torch.randn(B, T, C)
     y_ref = sdpa(qkv, n_heads)
     (grad_ref,) = torch.autograd.grad(y_ref, qkv, dy)
-    y = attention.causal_attention(qkv, n_heads)
+    y = kernels.causal_attention(qkv, n_heads)
     (grad,) = torch.autograd.grad(y, qkv, dy)
     torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=1e-5)
     torch.testing.assert_close(grad, grad_ref, atol=5e-4, rtol=1e-3)
+
+
+def test_lif_kernel_matches_the_matmul_and_surrogate_path():
+    torch.manual_seed(0)
+    lif = LIF(window=100, beta=0.9, threshold=1.0)
+    x = (torch.randn(8, 100, 64) * 0.5).requires_grad_()
+    dy = torch.randn(8, 100, 64)
+    spikes = lif(x)
+    (grad,) = torch.autograd.grad(spikes, x, dy)
+    with kernels.plain_torch():
+        spikes_ref = lif(x)
+        (grad_ref,) = torch.autograd.grad(spikes_ref, x, dy)
+    assert 0.05 < spikes.mean() < 0.95  # both sides of the threshold are exercised
+    assert torch.equal(spikes, spikes_ref)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-4, rtol=1e-4)
 
 
 def test_model_training_step_agrees_with_the_sdpa_path():
     torch.manual_seed(0)
     m = HFformer(HFformerConfig(n_features=5, dropout=0.0)).train()
     x = torch.randn(4, 100, 5)
-    assert attention.usable(x)
+    assert kernels.usable(x)
     out = m(x)
     (g,) = torch.autograd.grad(out.square().sum(), m.blocks[0].attn.qkv.weight)
-    with attention.sdpa_only():
-        assert not attention.usable(x)
+    with kernels.plain_torch():  # SDPA attention and the matmul LIF
+        assert not kernels.usable(x)
         out_ref = m(x)
         (g_ref,) = torch.autograd.grad(out_ref.square().sum(), m.blocks[0].attn.qkv.weight)
-    assert attention.usable(x)
+    assert kernels.usable(x)
     torch.testing.assert_close(out, out_ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(g, g_ref, atol=1e-3, rtol=1e-3)
 
 
 def test_other_dtypes_and_tracing_take_the_sdpa_path():
-    assert not attention.usable(torch.zeros(1, 4, 6, dtype=torch.float64))
+    assert not kernels.usable(torch.zeros(1, 4, 6, dtype=torch.float64))
     m = HFformer(HFformerConfig(n_features=3, window=8)).eval()
     traced = torch.jit.trace(m, torch.randn(2, 8, 3), check_trace=False)
     assert "scaled_dot_product_attention" in str(traced.inlined_graph)
