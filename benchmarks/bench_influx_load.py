@@ -6,8 +6,10 @@ beforehand (by the engine's own `line_protocol`, so the server parses the same t
 per request on one keep-alive connection, as `curl --data-binary` of each batch would; its bodies
 are prepared (and gzipped) before the clock starts, so it times the posts only.
 The loader's time is everything `InfluxDB.load` does: reading the Parquet batches, checking them,
-numbering same-time trades, building line protocol, compressing, posting (one post in flight while
-the next body is built) and verifying the stored point count before and after.
+numbering same-time trades, building line protocol, compressing, posting (one post at a time from a
+thread, while the next bodies are built) and verifying the stored point count before and after.
+Beside wall time, each side's process CPU time (all threads): what the client costs the machine,
+which on a shared 2-core box slows the server's side too.
 
 Every repetition runs each side once, interleaved, into freshly emptied retention policies; the
 figures are medians. Compare like with like: the loader with gzip against the gzipped file, the
@@ -18,6 +20,7 @@ loader without against the plain file (`--gzip 0` sets the loader's DSN option).
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -44,6 +47,11 @@ def prepared_bodies(data: Path, table: str, batch: int, level: int) -> list[byte
     return [igzip.compress(b, level) for b in bodies] if level else bodies
 
 
+def cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def post_all(engine: InfluxDB, table: str, bodies: list[bytes], gzipped: bool) -> None:
     headers = {"Content-Encoding": "gzip"} if gzipped else {}
     params = {"db": engine.db, "rp": table, "precision": "ns"}
@@ -64,16 +72,18 @@ def main(dsn: str = typer.Option(..., help="influxdb://host:port/db"), rows: int
         result: dict = {"version": engine.version(), "batch": batch, "gzip_level": gzip, "repeat": repeat}
         for table in TABLES:
             bodies = prepared_bodies(data, table, batch, gzip)
-            times: dict[str, list[float]] = {"prepared_post_s": [], "loader_s": []}
+            times: dict[str, list[float]] = {"prepared_post_s": [], "loader_s": [], "prepared_post_cpu_s": [], "loader_cpu_s": []}
             for _ in range(repeat):
                 engine.create_schema()
-                t0 = time.perf_counter()
+                c0, t0 = cpu_seconds(), time.perf_counter()
                 post_all(engine, table, bodies, gzipped=bool(gzip))
                 times["prepared_post_s"].append(time.perf_counter() - t0)
+                times["prepared_post_cpu_s"].append(cpu_seconds() - c0)
                 engine.create_schema()
-                t0 = time.perf_counter()
+                c0, t0 = cpu_seconds(), time.perf_counter()
                 loaded = engine.load(table, dataset.iter_batches(data, table))
                 times["loader_s"].append(time.perf_counter() - t0)
+                times["loader_cpu_s"].append(cpu_seconds() - c0)
             medians = {k: statistics.median(v) for k, v in times.items()}
             result[table] = {"rows": loaded.rows, **{k: round(v, 3) for k, v in medians.items()},
                              "loader_rows_per_s": round(loaded.rows / medians["loader_s"]),

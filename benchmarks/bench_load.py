@@ -4,8 +4,8 @@
 
 - chDB: `ClickHouse.load` vs `INSERT INTO t SELECT * FROM file('t.parquet', Parquet)` into the same emptied
   table. The loader's time is all of `load`: marking the table unverified, TRUNCATE, reading the Parquet
-  with pyarrow (`iter_batches`, 1M rows a batch), the INSERT that streams them, the count() check and
-  the verified mark; the bulk path's is TRUNCATE and its INSERT. `--chdb-repeat` alternations, medians
+  with pyarrow (`iter_batches`: at most 1M rows a batch, symbol and venue as Arrow dictionaries), the
+  INSERT that streams them, the count() check and the verified mark; the bulk path's is TRUNCATE and its INSERT. `--chdb-repeat` alternations, medians
   of wall time, and of process CPU time (all threads), which other work on a busy machine disturbs less.
 - PostgreSQL: `TimescaleDB.load` (binary COPY FROM STDIN, encoded from Arrow) vs `COPY t FROM 'file'` of
   the same rows in COPY BINARY, read by the server itself; both then build the same indexes and ANALYZE.
