@@ -254,7 +254,8 @@ def test_train_and_resume_on_cuda(synth, tmp_path):
 def test_ddp_two_processes(synth, tmp_path):
     args = ["train", "--data", str(synth), "--out", str(tmp_path / "run"), "--json"]
     args += [a for s in [*TINY, "max_epochs=1", "threads=1"] for a in ("--set", s)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)  # keeps the caller's
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", "29517", "-m", "hfformer.cli", *args],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
