@@ -23,6 +23,7 @@ default 1).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -407,9 +408,20 @@ class InfluxDB(Engine):
         self._forget(table)
         before = self._count(table)
         # One thread posts the bodies in order, one at a time; up to POSTS_AHEAD wait for it, built and
-        # compressed meanwhile (Polars and ISA-L release the GIL). A failed post cancels those waiting.
+        # compressed meanwhile (Polars and ISA-L release the GIL). After a failed post none is sent.
         pool = ThreadPoolExecutor(max_workers=1)
         pending: deque[tuple[Future, int]] = deque()
+        failed = threading.Event()
+
+        def post(body: bytes, rows_done: int) -> None:
+            if failed.is_set():
+                return
+            try:
+                self._write(table, body, rows_done)
+            except BaseException:
+                failed.set()
+                raise
+
         try:
             for batch in batches:
                 # Tags as categoricals (Arrow dictionaries convert as they are): checked and escaped on their few values.
@@ -425,7 +437,7 @@ class InfluxDB(Engine):
                     body = igzip.compress(text, self.gzip_level) if self.gzip_level else bytes(text)
                     if len(pending) == POSTS_AHEAD:
                         rows += _posted(pending.popleft())
-                    pending.append((pool.submit(self._write, table, body, sent), points))
+                    pending.append((pool.submit(post, body, sent), points))
                     sent += points
                 bytes_in += batch.nbytes
             while pending:
