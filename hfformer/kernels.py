@@ -41,22 +41,35 @@ def exp_nonpositive(v):
     return e
 
 
+@nb.njit(cache=True, inline="always")
+def _dims(qkv, n_heads):
+    # windows B, steps T, model width C, head size hs, score scale 1/sqrt(hs)
+    B, T, C3 = qkv.shape
+    hs = C3 // 3 // n_heads
+    return B, T, C3 // 3, hs, np.float32(1.0 / math.sqrt(hs))
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _keys_values(qkv, b, k0, v0, hs):
+    # one head's keys and values of window b, by head dimension (hs, T): rows vectorise
+    T = qkv.shape[1]
+    kT = np.empty((hs, T), np.float32)
+    vT = np.empty((hs, T), np.float32)
+    for t in range(T):
+        for d in range(hs):
+            kT[d, t] = qkv[b, t, k0 + d]
+            vT[d, t] = qkv[b, t, v0 + d]
+    return kT, vT
+
+
 @nb.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
 def _forward(qkv, n_heads, y, lse):
     # qkv (B, T, 3C) float32 -> y (B, T, C), lse (B, nh, T): log-sum-exp of each row's scores
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    hs = C // n_heads
-    scale = np.float32(1.0 / math.sqrt(hs))
+    B, T, C, hs, scale = _dims(qkv, n_heads)
     for task in nb.prange(B * n_heads):
         b, h = task // n_heads, task % n_heads
         q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
-        kT = np.empty((hs, T), np.float32)  # keys and values by head dimension: rows vectorise
-        vT = np.empty((hs, T), np.float32)
-        for t in range(T):
-            for d in range(hs):
-                kT[d, t] = qkv[b, t, k0 + d]
-                vT[d, t] = qkv[b, t, v0 + d]
+        kT, vT = _keys_values(qkv, b, k0, v0, hs)
         p = np.empty(T, np.float32)
         for i in range(T):
             n = i + 1  # causal: row i sees steps 0..i
@@ -83,21 +96,13 @@ def _forward(qkv, n_heads, y, lse):
 @nb.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
 def _backward(qkv, y, lse, dy, n_heads, dqkv):
     # gradients of sum(dy * y) with respect to qkv, written to dqkv (B, T, 3C)
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    hs = C // n_heads
-    scale = np.float32(1.0 / math.sqrt(hs))
+    B, T, C, hs, scale = _dims(qkv, n_heads)
     for task in nb.prange(B * n_heads):
         b, h = task // n_heads, task % n_heads
         q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
-        kT = np.empty((hs, T), np.float32)
-        vT = np.empty((hs, T), np.float32)
+        kT, vT = _keys_values(qkv, b, k0, v0, hs)
         dkT = np.zeros((hs, T), np.float32)
         dvT = np.zeros((hs, T), np.float32)
-        for t in range(T):
-            for d in range(hs):
-                kT[d, t] = qkv[b, t, k0 + d]
-                vT[d, t] = qkv[b, t, v0 + d]
         p = np.empty(T, np.float32)  # probabilities of row i
         ds = np.empty(T, np.float32)  # gradient of row i's scores
         for i in range(T):
