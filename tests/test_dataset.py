@@ -6,7 +6,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dbbench.dataset import DICTIONARY_COLUMNS, _Writer, build_binance, build_synth, iter_batches, read_manifest
+from dbbench.dataset import (
+    DICTIONARY_COLUMNS,
+    _Writer,
+    build_binance,
+    build_synth,
+    iter_batches,
+    read_manifest,
+)
 from dbbench.engines.base import TABLES
 
 
