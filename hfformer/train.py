@@ -247,6 +247,10 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        missing = [k for k in state if k not in ckpt]
+        if missing:
+            raise ValueError(f"{ckpt_path} has no {missing}: written by an older version, it cannot be "
+                             "resumed (train afresh, or keep it for evaluate/predict)")
         state = {k: ckpt[k] for k in state}
         torch.set_rng_state(ckpt["rng"])
     wrapped = nn.parallel.DistributedDataParallel(model) if ddp.world > 1 else model

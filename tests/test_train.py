@@ -102,6 +102,16 @@ def test_resume_equals_uninterrupted_training(synth, tmp_path):
     assert pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv")["epoch"].to_list() == [1, 2]
 
 
+def test_resume_of_a_checkpoint_without_the_resume_point_is_a_clear_error(synth, tmp_path):
+    train(synth, tmp_path, "hfformer", load_config(overrides=[*TINY, "max_epochs=1"]))
+    path = tmp_path / "hfformer" / "checkpoint.pt"
+    old = load_checkpoint(path)
+    del old["epoch_step"]  # as checkpoints written before val_every_steps
+    torch.save(old, path)
+    with pytest.raises(ValueError, match="epoch_step.*cannot be resumed"):
+        train(synth, tmp_path, "hfformer", load_config(overrides=TINY), resume=True)
+
+
 def test_val_every_steps_validates_on_schedule_and_keeps_the_best(synth, tmp_path):
     """2 epochs of 8 steps, validated every 3 steps and at the end; best_state is the best validation's."""
     cfg = load_config(overrides=[*TINY, "val_every_steps=3", "patience=100"])
