@@ -48,6 +48,7 @@ class ModelConfig:
     beta: float = 0.9
     threshold: float = 1.0
     pos_encoding: bool = False
+    norm_first: bool = False
 
 
 @dataclass

@@ -200,7 +200,7 @@ def _softplus(x):
 
 
 @nb.njit(fastmath=True, cache=True)
-def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, out):
+def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, threshold, mid, out):
     """out (B, H, Q) <- HFformer(window b) for each b: window b is rows ends[b]-T+1 .. ends[b] of
     xs (N, F), its features c with zscore[c] z-scored here (float64 mean and population std,
     / (std + eps), as data_loaders.windows.zscore_windows), the others taken as they are."""
@@ -222,6 +222,8 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
     mean = np.empty(F, np.float64)
     var = np.empty(F, np.float64)
     mem = np.empty(FF, np.float32)
+    n = np.empty((T, C), np.float32)  # pre-norm: LayerNorm(h), the sublayer's input
+    zero = np.zeros((T, C), np.float32)
     for b in range(out.shape[0]):
         first = ends[b] - T + 1
         if not zscore.any():
@@ -245,11 +247,20 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
         _linear(x, we, be, h)
         h += pe
         for layer in range(L):
-            _linear(h, wqkv[layer], bqkv[layer], qkv)
+            n[:] = h
+            if norm_first:
+                _add_layernorm(n, zero, g1[layer], b1[layer])
+            _linear(n, wqkv[layer], bqkv[layer], qkv)
             _causal_attention(qkv, n_heads, kt, vt, scores, y)
             _linear(y, wp[layer], bp[layer], a)
-            _add_layernorm(h, a, g1[layer], b1[layer])
-            _linear(h, wfc[layer], bfc[layer], f)
+            if norm_first:
+                h += a
+                n[:] = h
+                _add_layernorm(n, zero, g2[layer], b2[layer])
+            else:
+                _add_layernorm(h, a, g1[layer], b1[layer])
+                n[:] = h
+            _linear(n, wfc[layer], bfc[layer], f)
             if spiking:
                 mem[:] = 0.0
                 for t in range(T):
@@ -261,7 +272,10 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, beta, threshold, mid, o
                     for c in range(FF):
                         f[t, c] = max(f[t, c], _F(0.0))
             _linear(f, wfp[layer], bfp[layer], a)
-            _add_layernorm(h, a, g2[layer], b2[layer])
+            if norm_first:
+                h += a
+            else:
+                _add_layernorm(h, a, g2[layer], b2[layer])
         _linear(h, wd, bd, dec)
         raw[:] = bw
         for t in range(T):
@@ -311,7 +325,7 @@ class FastHFformer:
     def _run(self, xs: np.ndarray, ends: np.ndarray, zscore: np.ndarray, eps: float) -> np.ndarray:
         c = self.config
         out = np.empty((ends.size, len(c.horizons), len(c.quantiles)), np.float32)
-        _forward(xs, ends, zscore, eps, self.weights, c.n_heads, c.spiking, _F(c.beta),
+        _forward(xs, ends, zscore, eps, self.weights, c.n_heads, c.spiking, c.norm_first, _F(c.beta),
                  _F(c.threshold), self.mid, out)
         return out
 

@@ -57,6 +57,7 @@ class HFformerConfig:
     beta: float = 0.9  # LIF membrane decay per step
     threshold: float = 1.0  # LIF firing threshold
     pos_encoding: bool = False  # the paper uses none; sinusoidal when True (ablation)
+    norm_first: bool = False  # pre-norm blocks (LayerNorm before each sublayer); the paper: post-norm
 
 
 class QuantileHead(nn.Module):
@@ -160,10 +161,12 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """Post-norm encoder layer, as torch.nn.TransformerEncoderLayer (and the paper) uses."""
+    """Post-norm encoder layer, as torch.nn.TransformerEncoderLayer (and the paper) uses; pre-norm
+    (its norm_first=True) when config.norm_first, which leaves the inputs a linear path to the decoder."""
 
     def __init__(self, config: HFformerConfig):
         super().__init__()
+        self.norm_first = config.norm_first
         self.attn = CausalSelfAttention(config)
         self.ln_1 = nn.LayerNorm(config.d_model)
         self.ff = FeedForward(config)
@@ -171,6 +174,9 @@ class Block(nn.Module):
         self.drop = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self.drop(self.attn(self.ln_1(x)))  # (B, T, C)
+            return x + self.drop(self.ff(self.ln_2(x)))  # (B, T, C)
         x = self.ln_1(x + self.drop(self.attn(x)))  # (B, T, C)
         x = self.ln_2(x + self.drop(self.ff(x)))  # (B, T, C)
         return x

@@ -55,10 +55,12 @@ def test_cli_export_from_a_run(tmp_path):
     np.testing.assert_allclose(f.forecast(prep, ends), expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("spiking,pos", [(True, False), (False, True)])
-def test_lean_numba_path_agrees_with_pytorch(spiking, pos):
+@pytest.mark.parametrize("spiking,pos,norm_first", [(True, False, False), (False, True, False),
+                                                    (True, False, True)])
+def test_lean_numba_path_agrees_with_pytorch(spiking, pos, norm_first):
     torch.manual_seed(1)
-    model = HFformer(HFformerConfig(n_features=42, spiking=spiking, pos_encoding=pos)).eval()
+    model = HFformer(HFformerConfig(n_features=42, spiking=spiking, pos_encoding=pos,
+                                    norm_first=norm_first)).eval()
     x = np.random.default_rng(1).standard_normal((40, 100, 42), dtype=np.float32) * 3
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
