@@ -91,7 +91,7 @@ def test_forecast_of_a_window_does_not_depend_on_the_batch():
 
 def test_defaults_keep_the_published_architecture_and_match_the_run_config():
     """The defaults are the paper's; default.toml, the run config's dataclass and the model's
-    dataclass agree; tuned.toml changes only training-side values."""
+    dataclass agree."""
     from dataclasses import asdict
 
     from hfformer.config import Config, load_config
@@ -99,13 +99,13 @@ def test_defaults_keep_the_published_architecture_and_match_the_run_config():
     c = HFformerConfig()
     assert (c.d_model, c.n_heads, c.n_layers, c.d_ff, c.window) == (36, 6, 2, 64, 100)
     assert (c.dropout, c.d_dec) == (0.3, 1)
-    assert c.spiking and not c.pos_encoding and c.quantiles == [0.1, 0.5, 0.9]
+    assert c.spiking and not c.pos_encoding and not c.norm_first and c.quantiles == [0.1, 0.5, 0.9]
     model_cfg = asdict(load_config().model)
     assert load_config() == Config()
     assert all(getattr(c, k) == v for k, v in model_cfg.items()), model_cfg
 
 
-def test_tuned_config_keeps_the_architecture():
+def test_tuned_config_keeps_the_model_size():
     from pathlib import Path
 
     from hfformer.config import load_config
@@ -113,4 +113,4 @@ def test_tuned_config_keeps_the_architecture():
     tuned = load_config(Path(__file__).resolve().parents[1] / "hfformer" / "tuned.toml")
     m = tuned.model
     assert (m.d_model, m.n_heads, m.n_layers, m.d_ff, m.spiking, m.pos_encoding) == (36, 6, 2, 64, True, False)
-    assert (m.dropout, m.d_dec, tuned.train.lr, tuned.data.return_bp) == (0.1, 8, 2e-3, True)
+    assert (m.dropout, m.d_dec, m.norm_first, tuned.train.lr, tuned.data.return_bp) == (0.2, 8, True, 2e-3, True)
