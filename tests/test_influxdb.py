@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 from pathlib import Path
 
@@ -163,6 +164,28 @@ def test_query_matches_the_polars_reference(loaded, binance_data: Path, name: st
     verdict = queries.compare(answer, queries.reference(name, binance_data, params), name)
     assert verdict.ok, str(verdict)
     assert verdict.rows > 0
+
+
+NO_INFLUXDB2 = ("no InfluxDB 2.x server: Debian ships 1.6.7, which has no Flux, and no 2.x server is "
+                "installable here; set DBBENCH_INFLUXDB2_DSN=influxdb2://host:8086/bench?org=ORG and INFLUX_TOKEN")
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("DBBENCH_INFLUXDB2_DSN"), reason=NO_INFLUXDB2)
+def test_flux_dialect_loads_and_answers_like_the_reference(binance_data: Path):
+    engine = InfluxDB(os.environ["DBBENCH_INFLUXDB2_DSN"], batch_rows=7_000)
+    try:
+        engine.create_schema()
+        for table in TABLES:
+            rows = pq.ParquetFile(binance_data / f"{table}.parquet").metadata.num_rows
+            assert engine.load(table, dataset.iter_batches(binance_data, table, 20_000)).rows == rows
+        params = queries.default_params(binance_data)
+        for name in (n for n in QUERY_NAMES if not isinstance(FLUX[n], Unsupported)):
+            verdict = queries.compare(engine.query(name, params), queries.reference(name, binance_data, params), name)
+            assert verdict.ok and verdict.rows > 0, f"{name}: {verdict}"
+    finally:
+        engine.drop()
+        engine.close()
 
 
 @pytest.mark.server
