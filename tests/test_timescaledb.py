@@ -62,6 +62,15 @@ def test_plain_postgresql_is_never_reported_as_timescaledb(loaded):
     assert set(QUERIES) == set(QUERY_NAMES)
 
 
+def test_with_the_extension_tables_are_compressed_hypertables(loaded):
+    engine, _ = loaded
+    if not engine.timescale:
+        pytest.skip(f"{engine.reason}; point DBBENCH_TIMESCALEDB_DSN at a server with it (docker/compose.yml)")
+    rows = engine._rows("SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables")
+    assert {(t, True) for t in TABLES} <= {tuple(r) for r in rows}
+    assert engine.bucket == "time_bucket" and engine.settings()["layout"].startswith("hypertable")
+
+
 def test_binary_copy_rows_round_trip(loaded):
     engine, data = loaded
     batch = next(iter_batches(data, "trades", 50))
