@@ -199,6 +199,53 @@ def _softplus(x):
     return x if x > 20.0 else np.log1p(np.exp(x))  # torch's threshold: no overflow
 
 
+@nb.njit(fastmath=True, cache=True, inline="always")
+def _activation(f, spiking, beta, threshold, mem):
+    # the feed-forward activation in place on f (T, FF): LIF spikes along time (no reset), or ReLU
+    if spiking:
+        mem[:] = 0.0
+        for t in range(f.shape[0]):
+            for c in range(f.shape[1]):
+                mem[c] = beta * mem[c] + f[t, c]
+                f[t, c] = _F(1.0) if mem[c] > threshold else _F(0.0)
+    else:
+        for t in range(f.shape[0]):
+            for c in range(f.shape[1]):
+                f[t, c] = max(f[t, c], _F(0.0))
+
+
+@nb.njit(fastmath=True, cache=True)
+def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores, y, a, f, mem):
+    # one post-norm block (the paper's): h = LN1(h + attention(h)); h = LN2(h + feed_forward(h))
+    (we, be, pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, wd, bd, ww, bw) = w
+    _linear(h, wqkv[layer], bqkv[layer], qkv)
+    _causal_attention(qkv, n_heads, kt, vt, scores, y)
+    _linear(y, wp[layer], bp[layer], a)
+    _add_layernorm(h, a, g1[layer], b1[layer])
+    _linear(h, wfc[layer], bfc[layer], f)
+    _activation(f, spiking, beta, threshold, mem)
+    _linear(f, wfp[layer], bfp[layer], a)
+    _add_layernorm(h, a, g2[layer], b2[layer])
+
+
+@nb.njit(fastmath=True, cache=True)
+def _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores, y, a, f, mem):
+    # one pre-norm block (model.norm_first): h += attention(LN1(h)); h += feed_forward(LN2(h)).
+    (we, be, pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, wd, bd, ww, bw) = w
+    n[:] = 0.0
+    _add_layernorm(n, h, g1[layer], b1[layer])  # n = LN(0 + h)
+    _linear(n, wqkv[layer], bqkv[layer], qkv)
+    _causal_attention(qkv, n_heads, kt, vt, scores, y)
+    _linear(y, wp[layer], bp[layer], a)
+    h += a
+    n[:] = 0.0
+    _add_layernorm(n, h, g2[layer], b2[layer])
+    _linear(n, wfc[layer], bfc[layer], f)
+    _activation(f, spiking, beta, threshold, mem)
+    _linear(f, wfp[layer], bfp[layer], a)
+    h += a
+
+
 @nb.njit(fastmath=True, cache=True)
 def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, threshold, mid, out):
     """out (B, H, Q) <- HFformer(window b) for each b: window b is rows ends[b]-T+1 .. ends[b] of
@@ -223,7 +270,6 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, thres
     var = np.empty(F, np.float64)
     mem = np.empty(FF, np.float32)
     n = np.empty((T, C), np.float32)  # pre-norm: LayerNorm(h), the sublayer's input
-    zero = np.zeros((T, C), np.float32)
     for b in range(out.shape[0]):
         first = ends[b] - T + 1
         if not zscore.any():
@@ -247,35 +293,12 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, thres
         _linear(x, we, be, h)
         h += pe
         for layer in range(L):
-            n[:] = h
             if norm_first:
-                _add_layernorm(n, zero, g1[layer], b1[layer])
-            _linear(n, wqkv[layer], bqkv[layer], qkv)
-            _causal_attention(qkv, n_heads, kt, vt, scores, y)
-            _linear(y, wp[layer], bp[layer], a)
-            if norm_first:
-                h += a
-                n[:] = h
-                _add_layernorm(n, zero, g2[layer], b2[layer])
+                _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores,
+                               y, a, f, mem)
             else:
-                _add_layernorm(h, a, g1[layer], b1[layer])
-                n[:] = h
-            _linear(n, wfc[layer], bfc[layer], f)
-            if spiking:
-                mem[:] = 0.0
-                for t in range(T):
-                    for c in range(FF):
-                        mem[c] = beta * mem[c] + f[t, c]
-                        f[t, c] = _F(1.0) if mem[c] > threshold else _F(0.0)
-            else:
-                for t in range(T):
-                    for c in range(FF):
-                        f[t, c] = max(f[t, c], _F(0.0))
-            _linear(f, wfp[layer], bfp[layer], a)
-            if norm_first:
-                h += a
-            else:
-                _add_layernorm(h, a, g2[layer], b2[layer])
+                _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores,
+                                y, a, f, mem)
         _linear(h, wd, bd, dec)
         raw[:] = bw
         for t in range(T):

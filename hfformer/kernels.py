@@ -23,15 +23,16 @@ import numba as nb
 import numpy as np
 import torch
 
+_F = np.float32
+
 
 @nb.njit(fastmath=True, error_model="numpy", cache=True, inline="always")
 def exp_nonpositive(v):
     # exp(v) for v <= 0; below -24 (a weight < 4e-11 of the largest) it returns exp(-24).
     # (degree-7 Taylor of exp(v/64))^64: vectorisable, relative error ~1e-6
-    f = np.float32
-    r = max(v, f(-24.0)) * f(1 / 64)
-    e = f(1.0) + r * (f(1.0) + r * (f(1 / 2) + r * (f(1 / 6) + r * (f(1 / 24) + r * (
-        f(1 / 120) + r * (f(1 / 720) + r * f(1 / 5040)))))))
+    r = max(v, _F(-24.0)) * _F(1 / 64)
+    e = _F(1.0) + r * (_F(1.0) + r * (_F(1 / 2) + r * (_F(1 / 6) + r * (_F(1 / 24) + r * (
+        _F(1 / 120) + r * (_F(1 / 720) + r * _F(1 / 5040)))))))
     e *= e
     e *= e
     e *= e
