@@ -140,6 +140,10 @@ class Distributed:
         dist.all_reduce(t)
         return t.tolist()
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -233,6 +237,7 @@ def train(data: Path, out: Path, kind: str, cfg: Config, name: str | None = None
         # a rank abort (SIGABRT; not reproduced in six isolated runs, cause not found).
         with kernels.plain_torch() if ddp.world > 1 else contextlib.nullcontext():
             fields.update(train_torch(prep, cfg, kind, model_dir, device, ddp, resume))
+        ddp.barrier()  # no rank tears its connections down while another still writes or reduces
         return {**fields, "device": str(device), "world_size": ddp.world,
                 "seconds": round(time.perf_counter() - started, 3)}
     finally:
