@@ -270,9 +270,10 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, thres
     var = np.empty(F, np.float64)
     mem = np.empty(FF, np.float32)
     n = np.empty((T, C), np.float32)  # pre-norm: LayerNorm(h), the sublayer's input
+    any_zscore = zscore.any()
     for b in range(out.shape[0]):
         first = ends[b] - T + 1
-        if not zscore.any():
+        if not any_zscore:
             x[:] = xs[first : first + T]
         else:
             mean[:] = 0.0

@@ -90,7 +90,6 @@ class Forecaster:
                 out[i : i + BATCH] = self.model(xb).numpy()
         return out
 
-
     def inputs(self, prep: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
         """(features the windows are cut from, bool mask of those the window z-score applies to):
         with train scaling, the training run's statistics, whatever data `prep` was fitted on."""
