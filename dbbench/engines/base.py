@@ -64,6 +64,12 @@ def identifier(name: str) -> str:
     return name
 
 
+def plain_table(batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """The batch as a table of exactly `schema`: columns in its order, dictionary columns (as
+    `dbbench.dataset.iter_batches` reads symbol and venue) decoded to plain values."""
+    return pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+
+
 @dataclass(frozen=True)
 class Unsupported:
     """A query the dialect cannot express natively; never computed client-side in its place."""

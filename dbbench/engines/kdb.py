@@ -24,7 +24,7 @@ os.environ.setdefault("PYKX_UNLICENSED", "true")  # before pykx is imported anyw
 import polars as pl
 import pyarrow as pa
 
-from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, identifier
+from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, identifier, plain_table
 from dbbench.queries import check_params
 
 Q_EPOCH_NS = 946_684_800_000_000_000  # q timestamps count ns from 2000.01.01
@@ -171,7 +171,7 @@ class Kdb(Engine):
         self._q(f"{LOADED}:(enlist `{table}) _ {LOADED}", f"load {table}")
         before = int(self._q(f"count {table}", f"count {table}").py())
         for batch in batches:
-            arrow = pa.Table.from_batches([batch]).select(schema.names).cast(schema)  # dictionaries decoded
+            arrow = plain_table(batch, schema)
             if "side" in schema.names:  # q has no signed byte: side travels as a short
                 arrow = arrow.set_column(arrow.schema.get_field_index("side"), "side", arrow["side"].cast(pa.int16()))
             for start in range(0, arrow.num_rows, self.chunk_rows):

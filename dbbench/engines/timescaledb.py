@@ -41,6 +41,7 @@ from dbbench.engines.base import (
     LoadResult,
     Unsupported,
     identifier,
+    plain_table,
 )
 from dbbench.queries import check_params
 
@@ -163,7 +164,7 @@ def copy_binary(batch: pa.RecordBatch, schema: pa.Schema) -> list[memoryview]:
     numpy structured array in COPY's row layout, text columns read in place from Arrow's data buffer."""
     if batch.num_rows == 0:
         return []
-    table = pa.Table.from_batches([batch]).select(schema.names).cast(schema).combine_chunks()  # dictionaries decoded
+    table = plain_table(batch, schema).combine_chunks()
     nulls = [name for name in schema.names if table[name].null_count]
     if nulls:
         raise ValueError(f"null values in {nulls}: every column is NOT NULL")
