@@ -80,6 +80,8 @@ class TrainConfig:
     max_val_windows: int = 20_000  # evenly spaced subset of the validation windows; 0: all
     val_every_steps: int = 0  # validate (and checkpoint) every N optimiser steps; 0: once per epoch
     patience: int = 3  # validations without improvement before stopping
+    ema_decay: float = 0.0  # > 0: validate, keep and save an exponential moving average of the
+    # weights (per optimiser step, torch.optim.swa_utils); 0: the weights themselves
     seed: int = 0
     deterministic: bool = False
     threads: int = 0  # torch intra-op threads; 0: torch default
@@ -170,6 +172,8 @@ def validate(cfg: Config) -> None:
         raise ValueError(f"train.device must be auto, cpu or cuda, got {cfg.train.device!r}")
     if cfg.data.size_norm not in SIZE_NORMS:
         raise ValueError(f"data.size_norm must be one of {SIZE_NORMS}, got {cfg.data.size_norm!r}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
     if cfg.train.val_every_steps < 0 or cfg.train.patience < 1:
         raise ValueError(f"train.val_every_steps must be >= 0 and train.patience >= 1, got "
                          f"{cfg.train.val_every_steps} and {cfg.train.patience}")

@@ -3,7 +3,8 @@
 AdamW with linear warm-up then exponential decay per step, gradient clipping, early stopping on
 validation loss (checked once per epoch, or every train.val_every_steps optimiser steps, to keep a
 mid-epoch best), an atomic checkpoint at every validation, and --resume, which continues from the
-checkpoint's step, mid-epoch if need be. Multi-process data parallel under torchrun (gloo on CPU, NCCL on CUDA): each rank takes every world-th window of the epoch's order.
+checkpoint's step, mid-epoch if need be. With train.ema_decay, an exponential moving average of
+the weights is what gets validated and kept: on targets this noisy it moves less from step to step. Multi-process data parallel under torchrun (gloo on CPU, NCCL on CUDA): each rank takes every world-th window of the epoch's order.
 
 RUN layout: RUN/config.toml (resolved config), RUN/<name>/checkpoint.pt, RUN/<name>/metrics.csv.
 """
@@ -24,6 +25,7 @@ import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hfformer import kernels
 from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig, Ridge, ridge_design
@@ -249,6 +251,9 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
     t = cfg.train
     model = build_model(kind, cfg, prep.features.x.shape[1]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+           if t.ema_decay > 0 else None)
+    scored = model if ema is None else ema.module  # the weights validated, kept as best and saved
     ckpt_path = model_dir / "checkpoint.pt"
     # epoch: completed epochs; epoch_step: batches done in the epoch in progress (resume point)
     state = {"epoch": 0, "step": 0, "epoch_step": 0, "best_val": math.inf, "bad_validations": 0,
@@ -257,12 +262,15 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
         ckpt = load_checkpoint(ckpt_path)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        missing = [k for k in state if k not in ckpt]
+        missing = [k for k in (*state, *([] if ema is None else ["ema"])) if k not in ckpt]
         if missing:
-            raise ValueError(f"{ckpt_path} has no {missing}: written by an older version, it cannot be "
-                             "resumed (train afresh, or keep it for evaluate/predict)")
+            raise ValueError(f"{ckpt_path} has no {missing}: written by an older version (or without "
+                             "train.ema_decay), it cannot be resumed (train afresh, or keep it for "
+                             "evaluate/predict)")
         state = {k: ckpt[k] for k in state}
         torch.set_rng_state(ckpt["rng"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
     wrapped = nn.parallel.DistributedDataParallel(model) if ddp.world > 1 else model
     if t.compile:
         wrapped = torch.compile(wrapped)
@@ -282,10 +290,10 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
         """Validation loss, best weights, patience count, metrics row and an atomic checkpoint."""
         train_loss, count = ddp.sum([loss_sum, seen], device)
         wps = count / (time.perf_counter() - tic)
-        val_loss = validation_loss(wrapped, prep, val_ends, cfg, device, ddp)
+        val_loss = validation_loss(wrapped if ema is None else scored, prep, val_ends, cfg, device, ddp)
         if val_loss < state["best_val"]:
             state["best_val"], state["bad_validations"] = val_loss, 0
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
         else:
             state["bad_validations"] += 1
         row = {"epoch": epoch, "step": state["step"], "train_loss": train_loss / max(count, 1),
@@ -300,6 +308,7 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
                 "scaling": None if prep.scaling is None else prep.scaling.state_dict(),
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), **state,
+                **({} if ema is None else {"ema": ema.state_dict()}),
             }, ckpt_path)
         return row
 
@@ -326,6 +335,8 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
                 if t.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 state["step"] += 1
                 state["epoch_step"] += 1
                 loss_sum += loss.item() * len(xb)

@@ -58,6 +58,8 @@ def test_overrides_and_errors():
         load_config(overrides=["dropout=0.1"])  # model.dropout and lstm.dropout
     with pytest.raises(ValueError, match="must be int"):
         load_config(overrides=["model.d_model=1.5"])
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        load_config(overrides=["ema_decay=1.0"])
 
 
 def test_lr_warmup_then_exponential_decay():
@@ -110,6 +112,8 @@ def test_resume_of_a_checkpoint_without_the_resume_point_is_a_clear_error(synth,
     torch.save(old, path)
     with pytest.raises(ValueError, match="epoch_step.*cannot be resumed"):
         train(synth, tmp_path, "hfformer", load_config(overrides=TINY), resume=True)
+    with pytest.raises(ValueError, match="'ema'.*without train.ema_decay"):  # EMA asked, none saved
+        train(synth, tmp_path, "hfformer", load_config(overrides=[*TINY, "ema_decay=0.9"]), resume=True)
 
 
 def test_val_every_steps_validates_on_schedule_and_keeps_the_best(synth, tmp_path):
@@ -138,8 +142,9 @@ def test_val_every_steps_stops_early_in_validations(synth, tmp_path):
     assert metrics["val_loss"][-1] >= metrics["val_loss"][:-1].min()  # the last one did not improve
 
 
-def test_resume_mid_epoch_equals_uninterrupted_training(synth, tmp_path):
-    every = [*TINY, "val_every_steps=3", "patience=100"]
+@pytest.mark.parametrize("ema", [[], ["ema_decay=0.9"]], ids=["weights", "ema"])
+def test_resume_mid_epoch_equals_uninterrupted_training(synth, tmp_path, ema):
+    every = [*TINY, "val_every_steps=3", "patience=100", *ema]
     straight = train(synth, tmp_path / "a", "hfformer", load_config(overrides=every))
     train(synth, tmp_path / "b", "hfformer", load_config(overrides=[*every, "max_steps=6"]))
     assert load_checkpoint(tmp_path / "b" / "hfformer" / "checkpoint.pt")["epoch_step"] == 6
@@ -147,12 +152,38 @@ def test_resume_mid_epoch_equals_uninterrupted_training(synth, tmp_path):
     assert resumed["steps"] == straight["steps"] == 16
     a = load_checkpoint(tmp_path / "a" / "hfformer" / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "b" / "hfformer" / "checkpoint.pt")
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
+    for part in ("model", "best_state", *(["ema"] if ema else [])):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), (part, key)
     assert a["best_val"] == b["best_val"]
     a_metrics = pl.read_csv(tmp_path / "a" / "hfformer" / "metrics.csv")
     b_metrics = pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv")
     assert a_metrics.select("step", "val_loss").equals(b_metrics.select("step", "val_loss"))
+
+
+def test_ema_averages_the_weights_and_is_what_gets_validated_and_kept(synth, tmp_path):
+    """EMA after two steps is decay * w1 + (1 - decay) * w2 (the first update copies w1); the best
+    validation is scored, kept and saved as the averaged weights, not the raw ones."""
+    one = [*TINY, "val_every_steps=1", "patience=100", "ema_decay=0.7"]
+    train(synth, tmp_path / "a", "hfformer", load_config(overrides=[*one, "max_steps=1"]))
+    train(synth, tmp_path / "b", "hfformer", load_config(overrides=[*one, "max_steps=2"]))
+    w1 = load_checkpoint(tmp_path / "a" / "hfformer" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "hfformer" / "checkpoint.pt")
+    for key, w2 in b["model"].items():
+        if w2.is_floating_point():
+            torch.testing.assert_close(b["ema"][f"module.{key}"], 0.7 * w1[key] + 0.3 * w2)
+    assert not torch.equal(b["ema"]["module.embed.weight"], b["model"]["embed.weight"])
+    cfg = load_config(overrides=[*one, "max_steps=2"])
+    prep = prepare(synth, cfg.data)
+    model = build_model("hfformer", cfg, len(b["feature_names"]))
+    model.load_state_dict(b["best_state"])
+    val = validation_loss(model, prep, subset(prep.ends["val"], 128), cfg, torch.device("cpu"),
+                          Distributed(torch.device("cpu")))
+    assert val == pytest.approx(b["best_val"], rel=1e-6)
+    best_step = pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv").sort("val_loss")["step"][0]
+    kept = w1 if best_step == 1 else {k[len("module."):]: v for k, v in b["ema"].items() if k != "n_averaged"}
+    for key, value in b["best_state"].items():
+        torch.testing.assert_close(value, kept[key])
 
 
 def test_size_norm_train_statistics_come_from_the_training_split_only(synth, tmp_path):
