@@ -1,14 +1,18 @@
-"""The HFformer quality target on the default synthetic market, with the shipped defaults.
+"""The HFformer quality target on the default synthetic market, judged over several training seeds.
 
-    python benchmarks/bench_oracle.py [--minutes 240] [--seed 0] [--epochs N] [--threads 2]
-                                      [--set key=value ...] [--keep DIR] [--json OUT.json]
+    python benchmarks/bench_oracle.py [--minutes 240] [--seed 0] [--train-seeds 0,1,2] [--epochs N]
+                                      [--threads 2] [--config FILE] [--set key=value ...]
+                                      [--keep DIR] [--json OUT.json]
 
-Generates the market (`ticks synth --minutes M --seed S`), trains hfformer, lstm and naive (ridge)
-with default.toml (or --config FILE over it, plus any --set), evaluates every model and the zero forecast on the test split
-and prints, per horizon, each model's R2 as a fraction of the oracle's R2 with its block-bootstrap
-95% interval. Target (issue 3): at h = 5 HFformer reaches >= 80% of the oracle's R2 and beats the
-zero and LSTM baselines (higher R2). The synthetic oracle is the exact conditional mean, so the
-fraction is how much of the predictable part a model captured.
+Generates the market (`ticks synth --minutes M --seed S`), trains hfformer and lstm once per
+training seed (models hfformer_s0, lstm_s0, ...) and the ridge baseline once, with default.toml
+(or --config FILE over it, plus any --set), evaluates every model and the zero forecast on the
+test split and prints, per horizon, each model's R2 as a fraction of the oracle's R2 with its
+block-bootstrap 95% interval. Target (issue 3): at h = 5 HFformer reaches >= 80% of the oracle's
+R2 and beats the zero and LSTM baselines (higher R2), judged on the mean over the training seeds:
+one seed's R2 moves by about 0.02 of the oracle's, as much as the gap between the two models.
+The synthetic oracle is the exact conditional mean, so the fraction is how much of the
+predictable part a model captured.
 """
 
 from __future__ import annotations
@@ -26,63 +30,74 @@ from hfformer.config import load_config
 from hfformer.evaluate import evaluate
 from hfformer.train import train
 
-MODELS = ("hfformer", "lstm", "naive")
-SHOWN = ("hfformer", "lstm", "naive", "zero")
+SEEDED = ("hfformer", "lstm")  # trained once per training seed; the ridge baseline has no seed
 HORIZONS = (1, 3, 5, 10, 20, 30)
 TARGET_H, TARGET_FRACTION = 5, 0.8
 
 
-def run(minutes: float, seed: int, overrides: list[str], workdir: Path, config: Path | None = None) -> dict:
+def run(minutes: float, seed: int, train_seeds: list[int], overrides: list[str], workdir: Path,
+        config: Path | None = None) -> dict:
     data, out = workdir / "synth", workdir / "run"
     tic = time.perf_counter()
     generate(data, minutes=minutes, seed=seed)
-    cfg = load_config(config, overrides=["train.progress=false", *overrides])
     fitted = {}
-    for kind in MODELS:
-        fitted[kind] = train(data, out, kind, cfg)
-        print(f"trained {kind}: {({k: fitted[kind].get(k) for k in ('epochs', 'best_val_loss', 'stopped', 'seconds')})}",
+    for train_seed in train_seeds:
+        cfg = load_config(config, overrides=["train.progress=false", *overrides, f"train.seed={train_seed}"])
+        for kind in SEEDED:
+            fitted[f"{kind}_s{train_seed}"] = train(data, out, kind, cfg, name=f"{kind}_s{train_seed}")
+    fitted["naive"] = train(data, out, "naive", cfg)
+    for name, fit in fitted.items():
+        print(f"trained {name}: {({k: fit.get(k) for k in ('epochs', 'best_val_loss', 'stopped', 'seconds')})}",
               flush=True)
     table = evaluate(out, data, n_boot=200)["table"]
     rows = {(r["model"], r["horizon"]): r for r in table.iter_rows(named=True)}
-    fractions = {m: {h: {k: round(rows[m, h][k], 3) for k in ("r2_oracle_frac", "r2_oracle_frac_lo",
-                                                                "r2_oracle_frac_hi", "r2", "sign_acc")}
-                     for h in HORIZONS} for m in SHOWN + ("oracle",)}
-    hf, lstm, zero = (rows[m, TARGET_H]["r2"] for m in ("hfformer", "lstm", "zero"))
-    frac = rows["hfformer", TARGET_H]["r2_oracle_frac"]
+    names = [*fitted, "zero"]
+    by_horizon = {m: {h: {k: round(rows[m, h][k], 3) for k in ("r2_oracle_frac", "r2_oracle_frac_lo",
+                                                                 "r2_oracle_frac_hi", "r2", "sign_acc")}
+                      for h in HORIZONS} for m in [*names, "oracle"]}
+    mean = {kind: {h: {k: round(sum(rows[f"{kind}_s{s}", h][k] for s in train_seeds) / len(train_seeds), 4)
+                       for k in ("r2_oracle_frac", "r2")} for h in HORIZONS} for kind in SEEDED}
+    hf, lstm = (mean[kind][TARGET_H] for kind in SEEDED)
+    zero = rows["zero", TARGET_H]["r2"]
+    wins = sum(rows[f"hfformer_s{s}", TARGET_H]["r2"] > rows[f"lstm_s{s}", TARGET_H]["r2"] for s in train_seeds)
     return {
-        "minutes": minutes, "seed": seed, "config": None if config is None else str(config),
-        "overrides": overrides,
-        "test_windows": rows["hfformer", TARGET_H]["windows"],
-        "training": {k: {f: v.get(f) for f in ("epochs", "steps", "best_val_loss", "stopped",
-                                                "last_windows_per_s", "seconds")} for k, v in fitted.items()},
-        "by_horizon": fractions,
-        "target": {"h": TARGET_H, "hfformer_oracle_fraction": round(frac, 3),
-                   "reaches_80pct": bool(frac >= TARGET_FRACTION), "beats_zero": bool(hf > zero),
-                   "beats_lstm": bool(hf > lstm),
-                   "met": bool(frac >= TARGET_FRACTION and hf > zero and hf > lstm)},
+        "minutes": minutes, "seed": seed, "train_seeds": train_seeds,
+        "config": None if config is None else str(config), "overrides": overrides,
+        "test_windows": rows["naive", TARGET_H]["windows"],
+        "training": {name: {f: v.get(f) for f in ("epochs", "steps", "best_val_loss", "stopped",
+                                                   "last_windows_per_s", "seconds")} for name, v in fitted.items()},
+        "by_horizon": by_horizon, "mean_over_seeds": mean,
+        "target": {"h": TARGET_H, "hfformer_oracle_fraction": hf["r2_oracle_frac"],
+                   "lstm_oracle_fraction": lstm["r2_oracle_frac"],
+                   "reaches_80pct": bool(hf["r2_oracle_frac"] >= TARGET_FRACTION),
+                   "beats_zero": bool(hf["r2"] > zero), "beats_lstm": bool(hf["r2"] > lstm["r2"]),
+                   "seeds_hfformer_ahead_of_lstm": f"{wins}/{len(train_seeds)}",
+                   "met": bool(hf["r2_oracle_frac"] >= TARGET_FRACTION and hf["r2"] > zero and hf["r2"] > lstm["r2"])},
         "seconds": round(time.perf_counter() - tic, 1),
     }
 
 
 def print_fractions(result: dict) -> None:
-    by = result["by_horizon"]
-    table = pl.DataFrame({"h": list(HORIZONS), **{
-        m: [f"{by[m][h]['r2_oracle_frac']:.2f} [{by[m][h]['r2_oracle_frac_lo']:.2f}, "
-            f"{by[m][h]['r2_oracle_frac_hi']:.2f}]" for h in HORIZONS] for m in SHOWN},
-        "oracle R2": [by["oracle"][h]["r2"] for h in HORIZONS]})
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+    by, mean = result["by_horizon"], result["mean_over_seeds"]
+    columns = {m: [f"{by[m][h]['r2_oracle_frac']:.2f} [{by[m][h]['r2_oracle_frac_lo']:.2f}, "
+                   f"{by[m][h]['r2_oracle_frac_hi']:.2f}]" for h in HORIZONS] for m in by if m != "oracle"}
+    columns.update({f"{kind} mean": [f"{mean[kind][h]['r2_oracle_frac']:.3f}" for h in HORIZONS] for kind in SEEDED})
+    table = pl.DataFrame({"h": list(HORIZONS), **columns, "oracle R2": [by["oracle"][h]["r2"] for h in HORIZONS]})
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=400, tbl_hide_dataframe_shape=True):
         print("test split: R2 as a fraction of the oracle's R2 [95% block-bootstrap interval]")
         print(table)
     t = result["target"]
-    print(f"target h={t['h']}: hfformer {t['hfformer_oracle_fraction']:.3f} of oracle (>= 0.8: "
-          f"{t['reaches_80pct']}), beats zero: {t['beats_zero']}, beats lstm: {t['beats_lstm']} -> "
-          f"{'MET' if t['met'] else 'NOT MET'}")
+    print(f"target h={t['h']}, mean over training seeds {result['train_seeds']}: hfformer "
+          f"{t['hfformer_oracle_fraction']:.3f} of oracle (>= 0.8: {t['reaches_80pct']}), lstm "
+          f"{t['lstm_oracle_fraction']:.3f}; beats zero: {t['beats_zero']}, beats lstm: {t['beats_lstm']} "
+          f"(ahead in {t['seeds_hfformer_ahead_of_lstm']} seeds) -> {'MET' if t['met'] else 'NOT MET'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=240)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="market seed")
+    parser.add_argument("--train-seeds", default="0,1,2", help="comma-separated train.seed values")
     parser.add_argument("--epochs", type=int, default=None, help="train.max_epochs (default: default.toml)")
     parser.add_argument("--threads", type=int, default=2, help="train.threads")
     parser.add_argument("--config", type=Path, default=None, help="TOML over default.toml, e.g. hfformer/tuned.toml")
@@ -90,15 +105,16 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep data and run here (else a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     args = parser.parse_args()
+    train_seeds = [int(v) for v in args.train_seeds.split(",")]
     overrides = [f"train.threads={args.threads}", *args.overrides]
     if args.epochs is not None:
         overrides.append(f"train.max_epochs={args.epochs}")
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        result = run(args.minutes, args.seed, overrides, args.keep, args.config)
+        result = run(args.minutes, args.seed, train_seeds, overrides, args.keep, args.config)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(args.minutes, args.seed, overrides, Path(tmp), args.config)
+            result = run(args.minutes, args.seed, train_seeds, overrides, Path(tmp), args.config)
     print_fractions(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
