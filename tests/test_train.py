@@ -116,6 +116,16 @@ def test_resume_of_a_checkpoint_without_the_resume_point_is_a_clear_error(synth,
         train(synth, tmp_path, "hfformer", load_config(overrides=[*TINY, "ema_decay=0.9"]), resume=True)
 
 
+def assert_best_state_scores_best_val(data: Path, cfg: Config, ckpt: dict) -> None:
+    """The kept weights, reloaded, give the validation loss recorded as the best."""
+    prep = prepare(data, cfg.data)
+    model = build_model("hfformer", cfg, len(ckpt["feature_names"]))
+    model.load_state_dict(ckpt["best_state"])
+    val = validation_loss(model, prep, subset(prep.ends["val"], cfg.train.max_val_windows), cfg,
+                          torch.device("cpu"), Distributed(torch.device("cpu")))
+    assert val == pytest.approx(ckpt["best_val"], rel=1e-6)
+
+
 def test_val_every_steps_validates_on_schedule_and_keeps_the_best(synth, tmp_path):
     """2 epochs of 8 steps, validated every 3 steps and at the end; best_state is the best validation's."""
     cfg = load_config(overrides=[*TINY, "val_every_steps=3", "patience=100"])
@@ -125,12 +135,7 @@ def test_val_every_steps_validates_on_schedule_and_keeps_the_best(synth, tmp_pat
     assert metrics["epoch"].to_list() == [1, 1, 2, 2, 2, 2] and fields["epochs"] == 2
     ckpt = load_checkpoint(tmp_path / "hfformer" / "checkpoint.pt")
     assert ckpt["best_val"] == pytest.approx(metrics["val_loss"].min())
-    prep = prepare(synth, cfg.data)
-    model = build_model("hfformer", cfg, len(ckpt["feature_names"]))
-    model.load_state_dict(ckpt["best_state"])
-    val = validation_loss(model, prep, subset(prep.ends["val"], 128), cfg, torch.device("cpu"),
-                          Distributed(torch.device("cpu")))
-    assert val == pytest.approx(ckpt["best_val"], rel=1e-6)
+    assert_best_state_scores_best_val(synth, cfg, ckpt)
 
 
 def test_val_every_steps_stops_early_in_validations(synth, tmp_path):
@@ -173,13 +178,7 @@ def test_ema_averages_the_weights_and_is_what_gets_validated_and_kept(synth, tmp
         if w2.is_floating_point():
             torch.testing.assert_close(b["ema"][f"module.{key}"], 0.7 * w1[key] + 0.3 * w2)
     assert not torch.equal(b["ema"]["module.embed.weight"], b["model"]["embed.weight"])
-    cfg = load_config(overrides=[*one, "max_steps=2"])
-    prep = prepare(synth, cfg.data)
-    model = build_model("hfformer", cfg, len(b["feature_names"]))
-    model.load_state_dict(b["best_state"])
-    val = validation_loss(model, prep, subset(prep.ends["val"], 128), cfg, torch.device("cpu"),
-                          Distributed(torch.device("cpu")))
-    assert val == pytest.approx(b["best_val"], rel=1e-6)
+    assert_best_state_scores_best_val(synth, load_config(overrides=[*one, "max_steps=2"]), b)
     best_step = pl.read_csv(tmp_path / "b" / "hfformer" / "metrics.csv").sort("val_loss")["step"][0]
     kept = w1 if best_step == 1 else {k[len("module."):]: v for k, v in b["ema"].items() if k != "n_averaged"}
     for key, value in b["best_state"].items():
