@@ -40,12 +40,13 @@ def run(minutes: float, seed: int, train_seeds: list[int], overrides: list[str],
     data, out = workdir / "synth", workdir / "run"
     tic = time.perf_counter()
     generate(data, minutes=minutes, seed=seed)
+    base = ["train.progress=false", *overrides]
     fitted = {}
     for train_seed in train_seeds:
-        cfg = load_config(config, overrides=["train.progress=false", *overrides, f"train.seed={train_seed}"])
+        cfg = load_config(config, overrides=[*base, f"train.seed={train_seed}"])
         for kind in SEEDED:
             fitted[f"{kind}_s{train_seed}"] = train(data, out, kind, cfg, name=f"{kind}_s{train_seed}")
-    fitted["naive"] = train(data, out, "naive", cfg)
+    fitted["naive"] = train(data, out, "naive", load_config(config, overrides=base))
     for name, fit in fitted.items():
         print(f"trained {name}: {({k: fit.get(k) for k in ('epochs', 'best_val_loss', 'stopped', 'seconds')})}",
               flush=True)

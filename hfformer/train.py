@@ -4,7 +4,9 @@ AdamW with linear warm-up then exponential decay per step, gradient clipping, ea
 validation loss (checked once per epoch, or every train.val_every_steps optimiser steps, to keep a
 mid-epoch best), an atomic checkpoint at every validation, and --resume, which continues from the
 checkpoint's step, mid-epoch if need be. With train.ema_decay, an exponential moving average of
-the weights is what gets validated and kept: on targets this noisy it moves less from step to step. Multi-process data parallel under torchrun (gloo on CPU, NCCL on CUDA): each rank takes every world-th window of the epoch's order.
+the weights is what gets validated and kept: on targets this noisy it moves less from step to step.
+Multi-process data parallel under torchrun (gloo on CPU, NCCL on CUDA): each rank takes every
+world-th window of the epoch's order.
 
 RUN layout: RUN/config.toml (resolved config), RUN/<name>/checkpoint.pt, RUN/<name>/metrics.csv.
 """
