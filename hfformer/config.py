@@ -83,7 +83,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # > 0: validate, keep and save an exponential moving average of the
     # weights (per optimiser step, torch.optim.swa_utils); 0: the weights themselves
     seed: int = 0
-    deterministic: bool = False  # PyTorch deterministic algorithms; the numba CPU kernels stay off
+    deterministic: bool = False  # PyTorch deterministic algorithms (CPU runs repeat exactly either way)
     threads: int = 0  # torch intra-op threads; 0: torch default
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     compile: bool = False  # torch.compile the training forward (fuses dropout/LayerNorm; slow start)

@@ -166,8 +166,16 @@ def _lif_backward(dy, slopes, beta, dx):
 
 
 def _threads() -> None:
-    """Use as many numba threads as torch does (one per process under torchrun)."""
-    nb.set_num_threads(max(1, min(torch.get_num_threads(), nb.config.NUMBA_NUM_THREADS)))
+    """Use as many numba threads as torch does (one per process under torchrun).
+
+    The first call starts numba's OpenMP pool, which sets the thread count of the libgomp that
+    torch shares to all cores: torch's own count is put back, or a run set to one thread would
+    go on with more (and, its sums split differently, give other last bits than the same run
+    started later in the process)."""
+    torch_threads = torch.get_num_threads()
+    nb.set_num_threads(max(1, min(torch_threads, nb.config.NUMBA_NUM_THREADS)))
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
 
 
 class _CausalAttention(torch.autograd.Function):

@@ -237,11 +237,9 @@ def train(data: Path, out: Path, kind: str, cfg: Config, name: str | None = None
             if ddp.main:
                 fields.update(train_ridge(prep, cfg, model_dir))
             return {**fields, "seconds": round(time.perf_counter() - started, 3)}
-        # The CPU kernels stay off under torchrun (one CI run of the two-process test saw a rank
-        # abort with them: SIGABRT, not reproduced in six isolated runs, cause not found) and in
-        # deterministic mode (their fastmath sums are vectorised with an alignment-dependent split,
-        # so the same seed can differ in the last bits from one call to the next).
-        with kernels.plain_torch() if ddp.world > 1 or cfg.train.deterministic else contextlib.nullcontext():
+        # Under torchrun the CPU kernels stay off: with them, one CI run of the two-process test saw
+        # a rank abort (SIGABRT; not reproduced in twenty isolated runs, cause not found).
+        with kernels.plain_torch() if ddp.world > 1 else contextlib.nullcontext():
             fields.update(train_torch(prep, cfg, kind, model_dir, device, ddp, resume))
         ddp.barrier()  # no rank tears its connections down while another still writes or reduces
         return {**fields, "device": str(device), "world_size": ddp.world,

@@ -1,5 +1,9 @@
 """The numba kernels (causal attention, LIF neuron) against the PyTorch paths they replace."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -65,3 +69,14 @@ def test_other_dtypes_and_tracing_take_the_sdpa_path():
     m = HFformer(HFformerConfig(n_features=3, window=8)).eval()
     traced = torch.jit.trace(m, torch.randn(2, 8, 3), check_trace=False)
     assert "scaled_dot_product_attention" in str(traced.inlined_graph)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to see a thread count change")
+def test_first_kernel_call_keeps_torch_on_its_thread_count():
+    # numba's OpenMP pool starts on the first call, once per process, and used to set the libgomp it
+    # shares with torch to all cores: a one-thread run went on with two, and its first model then
+    # differed in the last bits from the same seed trained later in the process.
+    code = ("import torch; from hfformer import kernels; torch.set_num_threads(1); "
+            "kernels.causal_attention(torch.randn(2, 5, 6), 1); print(torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == ["1"]
