@@ -12,13 +12,15 @@ block-bootstrap 95% interval. Target (issue 3): at h = 5 HFformer reaches >= 80%
 R2 and beats the zero and LSTM baselines (higher R2), judged on the mean over the training seeds:
 one seed's R2 moves by about 0.02 of the oracle's, as much as the gap between the two models.
 The synthetic oracle is the exact conditional mean, so the fraction is how much of the
-predictable part a model captured.
+predictable part a model captured. Means come with their standard deviation over the seeds.
+The paper's one-model-per-horizon mode at the target's horizon: --set 'data.horizons=[5]'.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,12 +37,22 @@ HORIZONS = (1, 3, 5, 10, 20, 30)
 TARGET_H, TARGET_FRACTION = 5, 0.8
 
 
+def over_seeds(per_seed: list[dict]) -> dict:
+    """Mean R2 and oracle fraction of one model kind over its training seeds, with the fraction's spread."""
+    fractions = [r["r2_oracle_frac"] for r in per_seed]
+    return {"r2_oracle_frac": round(statistics.fmean(fractions), 4),
+            "r2": round(statistics.fmean(r["r2"] for r in per_seed), 4),
+            "r2_oracle_frac_sd": round(statistics.stdev(fractions), 4) if len(fractions) > 1 else None}
+
+
 def run(minutes: float, seed: int, train_seeds: list[int], overrides: list[str], workdir: Path,
         config: Path | None = None) -> dict:
+    base = ["train.progress=false", *overrides]
+    if TARGET_H not in load_config(config, overrides=base).data.horizons:
+        raise ValueError(f"data.horizons must include the target's horizon h={TARGET_H}")
     data, out = workdir / "synth", workdir / "run"
     tic = time.perf_counter()
     generate(data, minutes=minutes, seed=seed)
-    base = ["train.progress=false", *overrides]
     fitted = {}
     for train_seed in train_seeds:
         cfg = load_config(config, overrides=[*base, f"train.seed={train_seed}"])
@@ -52,12 +64,13 @@ def run(minutes: float, seed: int, train_seeds: list[int], overrides: list[str],
               flush=True)
     table = evaluate(out, data, n_boot=200)["table"]
     rows = {(r["model"], r["horizon"]): r for r in table.iter_rows(named=True)}
+    horizons = [h for h in HORIZONS if h in set(table["horizon"])]
     names = [*fitted, "zero"]
     by_horizon = {m: {h: {k: round(rows[m, h][k], 3) for k in ("r2_oracle_frac", "r2_oracle_frac_lo",
                                                                  "r2_oracle_frac_hi", "r2", "sign_acc")}
-                      for h in HORIZONS} for m in [*names, "oracle"]}
-    mean = {kind: {h: {k: round(sum(rows[f"{kind}_s{s}", h][k] for s in train_seeds) / len(train_seeds), 4)
-                       for k in ("r2_oracle_frac", "r2")} for h in HORIZONS} for kind in SEEDED}
+                      for h in horizons} for m in [*names, "oracle"]}
+    mean = {kind: {h: over_seeds([rows[f"{kind}_s{s}", h] for s in train_seeds]) for h in horizons}
+            for kind in SEEDED}
     hf, lstm = (mean[kind][TARGET_H] for kind in SEEDED)
     zero = rows["zero", TARGET_H]["r2"]
     wins = sum(rows[f"hfformer_s{s}", TARGET_H]["r2"] > rows[f"lstm_s{s}", TARGET_H]["r2"] for s in train_seeds)
@@ -78,12 +91,18 @@ def run(minutes: float, seed: int, train_seeds: list[int], overrides: list[str],
     }
 
 
+def mean_with_spread(stats: dict) -> str:
+    sd = stats["r2_oracle_frac_sd"]
+    return f"{stats['r2_oracle_frac']:.3f}" + ("" if sd is None else f" ({sd:.3f})")
+
+
 def print_fractions(result: dict) -> None:
     by, mean = result["by_horizon"], result["mean_over_seeds"]
     columns = {m: [f"{by[m][h]['r2_oracle_frac']:.2f} [{by[m][h]['r2_oracle_frac_lo']:.2f}, "
-                   f"{by[m][h]['r2_oracle_frac_hi']:.2f}]" for h in HORIZONS] for m in by if m != "oracle"}
-    columns.update({f"{kind} mean": [f"{mean[kind][h]['r2_oracle_frac']:.3f}" for h in HORIZONS] for kind in SEEDED})
-    table = pl.DataFrame({"h": list(HORIZONS), **columns, "oracle R2": [by["oracle"][h]["r2"] for h in HORIZONS]})
+                   f"{by[m][h]['r2_oracle_frac_hi']:.2f}]" for h in by[m]] for m in by if m != "oracle"}
+    horizons = list(by["oracle"])
+    columns.update({f"{kind} mean (sd)": [mean_with_spread(mean[kind][h]) for h in horizons] for kind in SEEDED})
+    table = pl.DataFrame({"h": horizons, **columns, "oracle R2": [by["oracle"][h]["r2"] for h in horizons]})
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=400, tbl_hide_dataframe_shape=True):
         print("test split: R2 as a fraction of the oracle's R2 [95% block-bootstrap interval]")
         print(table)
