@@ -44,6 +44,7 @@ class ModelConfig:
     dropout: float = 0.3
     attn_dropout: float = 0.0
     d_dec: int = 1
+    dec_rank: int = 0
     spiking: bool = True
     beta: float = 0.9
     threshold: float = 1.0

@@ -335,6 +335,7 @@ class FastHFformer:
         scale = torch.ones(3 * C)
         scale[:C] = 1.0 / math.sqrt(hs)  # fold the attention scale into the query projection
         pe = model.pe if c.pos_encoding else torch.zeros(c.window, C)
+        dec_weight, dec_bias = model.decode_window_map()
         self.weights = (
             arr(model.embed.weight.T), arr(model.embed.bias), arr(pe),
             stack(lambda k: k.attn.qkv.weight.T * scale), stack(lambda k: k.attn.qkv.bias * scale),
@@ -344,7 +345,7 @@ class FastHFformer:
             stack(lambda k: k.ff.proj.weight.T), stack(lambda k: k.ff.proj.bias),
             stack(lambda k: k.ln_2.weight), stack(lambda k: k.ln_2.bias),
             arr(model.decode_step.weight.T), arr(model.decode_step.bias),
-            arr(model.decode_window.weight.T), arr(model.decode_window.bias))
+            arr(dec_weight.T), arr(dec_bias))
 
     def _run(self, xs: np.ndarray, ends: np.ndarray, zscore: np.ndarray, eps: float) -> np.ndarray:
         c = self.config

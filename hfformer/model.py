@@ -53,6 +53,9 @@ class HFformerConfig:
     attn_dropout: float = 0.0  # on attention weights: the reference used 0.3, which costs a random
     # draw per attention score (B*6*100*100 per layer) and halves CPU training speed
     d_dec: int = 1  # per-step decoder width (the paper decodes each step to one number)
+    dec_rank: int = 0  # 0: the across-window decoder is one full linear map (the paper); r > 0: the
+    # same linear map factorised through r numbers (rank <= r), far fewer weights for many outputs;
+    # an r that constrains nothing (>= its inputs or outputs, as with one horizon) keeps the full map
     spiking: bool = True  # LIF spiking activation in the feed-forward block; False = ReLU
     beta: float = 0.9  # LIF membrane decay per step
     threshold: float = 1.0  # LIF firing threshold
@@ -203,8 +206,20 @@ class HFformer(nn.Module):
             )
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layers)])
         self.decode_step = nn.Linear(config.d_model, config.d_dec)
-        self.decode_window = nn.Linear(config.window * config.d_dec, H * Q)
+        n_in, r = config.window * config.d_dec, config.dec_rank
+        if r < 0:
+            raise ValueError(f"dec_rank must be >= 0 (0 = full rank), got {r}")
+        self.factorised = 0 < r < min(n_in, H * Q)
+        self.decode_window = nn.Sequential(
+            nn.Linear(n_in, r, bias=False), nn.Linear(r, H * Q)) if self.factorised else nn.Linear(n_in, H * Q)
         self.head = QuantileHead(config.quantiles)
+
+    def decode_window_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """decode_window as one weight (H*Q, T*d_dec) and bias (H*Q,): a factorised map multiplied out."""
+        if not self.factorised:
+            return self.decode_window.weight, self.decode_window.bias
+        down, up = self.decode_window
+        return up.weight @ down.weight, up.bias
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, F) -> (B, T, C); step t only sees steps <= t

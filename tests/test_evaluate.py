@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 from data_loaders.synth import generate
 from hfformer.cli import app
 from hfformer.config import load_config
-from hfformer.evaluate import evaluate, metrics_from_sums, sample_stats
+from hfformer.evaluate import (
+    evaluate,
+    metrics_from_sums,
+    oracle_frac_from_sums,
+    oracle_stats,
+    sample_stats,
+)
 from hfformer.predict import forecast_frame, predict
 from hfformer.train import train
 
@@ -41,17 +47,41 @@ def test_metrics_hand_case():
     assert m["coverage80"][0] == pytest.approx(3 / 4)  # y=2 lies above [0, 1]
 
 
+def test_oracle_frac_hand_case():
+    fc = np.array([[[0.0, 1.0, 2.0]], [[-2.0, -1.0, 3.0]], [[0.0, 2.0, 4.0]]])  # medians 1, -1, 2
+    o = np.array([[0.0], [-1.0], [4.0]])
+    frac = oracle_frac_from_sums(oracle_stats(fc, [0.1, 0.5, 0.9], o).sum(axis=0))
+    assert frac[0] == pytest.approx(1 - (1 + 0 + 4) / np.sum((o - o.mean()) ** 2))
+
+
+def test_both_oracle_fractions_estimate_the_same_thing_and_the_direct_one_is_sharper():
+    """f = o + error (variance 0.25), y = o + unpredictable noise (variance 9): the fraction is 0.75."""
+    rng = np.random.default_rng(0)
+    realised, direct = [], []
+    for _ in range(40):
+        o = rng.standard_normal((4000, 1))
+        y, f = o + 3 * rng.standard_normal(o.shape), o + 0.5 * rng.standard_normal(o.shape)
+        fc = f[:, :, None]
+        r2 = [metrics_from_sums(sample_stats(y, g, [0.5]).sum(axis=0))["r2"][0] for g in (fc, o[:, :, None])]
+        realised.append(r2[0] / r2[1])
+        direct.append(oracle_frac_from_sums(oracle_stats(fc, [0.5], o).sum(axis=0))[0])
+    assert np.mean(direct) == pytest.approx(0.75, abs=0.01)
+    assert np.mean(realised) == pytest.approx(0.75, abs=0.05)
+    assert np.std(direct) < np.std(realised) / 3
+
+
 def test_evaluate_every_model_on_the_same_windows(run):
     out, data = run
     r = evaluate(out, data, n_boot=50)
     assert r["models"] == ["hfformer", "lstm", "naive", "zero", "oracle"]
     table = pl.read_csv(out / "evaluation.csv")
     assert table.height == 5 * 3 and table["windows"].n_unique() == 1
-    for m in ("sign_acc", "r2", "mse", "pinball", "r2_oracle_frac"):
+    for m in ("sign_acc", "r2", "mse", "pinball", "r2_oracle_frac", "oracle_frac"):
         ok = table.filter(pl.col(f"{m}_lo").is_not_nan())
         assert ((ok[f"{m}_lo"] <= ok[m] + 1e-9) & (ok[m] <= ok[f"{m}_hi"] + 1e-9)).all(), m
     oracle = table.filter(pl.col("model") == "oracle")
     assert (oracle["r2_oracle_frac"] == 1.0).all() and (oracle["r2"] > 0.02).all()
+    assert (oracle["oracle_frac"] == 1.0).all()
     zero = table.filter(pl.col("model") == "zero")
     assert (zero["sign_acc"] == 0.5).all() and zero["coverage80"].is_nan().all()
     stamps = [pl.read_parquet(out / "forecasts" / f"{m}.parquet")["ts"] for m in r["models"]]

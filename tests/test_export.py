@@ -21,10 +21,10 @@ pytest.importorskip("onnxruntime")
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("spiking", [True, False])
-def test_default_size_hfformer_onnx_agrees(tmp_path, spiking):
+@pytest.mark.parametrize("spiking,dec_rank", [(True, 0), (False, 0), (True, 4)])
+def test_default_size_hfformer_onnx_agrees(tmp_path, spiking, dec_rank):
     torch.manual_seed(0)
-    model = HFformer(HFformerConfig(n_features=42, spiking=spiking)).eval()
+    model = HFformer(HFformerConfig(n_features=42, spiking=spiking, dec_rank=dec_rank)).eval()
     export_onnx(model, 42, 100, tmp_path / "m.onnx")
     assert check_onnx(model, tmp_path / "m.onnx", 42, 100) < 1e-4
     out = onnx_session(tmp_path / "m.onnx").run(None, {"x": np.zeros((3, 100, 42), np.float32)})[0]
@@ -55,12 +55,12 @@ def test_cli_export_from_a_run(tmp_path):
     np.testing.assert_allclose(f.forecast(prep, ends), expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("spiking,pos,norm_first", [(True, False, False), (False, True, False),
-                                                    (True, False, True)])
-def test_lean_numba_path_agrees_with_pytorch(spiking, pos, norm_first):
+@pytest.mark.parametrize("spiking,pos,norm_first,dec_rank", [(True, False, False, 0), (False, True, False, 0),
+                                                             (True, False, True, 0), (True, False, True, 4)])
+def test_lean_numba_path_agrees_with_pytorch(spiking, pos, norm_first, dec_rank):
     torch.manual_seed(1)
     model = HFformer(HFformerConfig(n_features=42, spiking=spiking, pos_encoding=pos,
-                                    norm_first=norm_first)).eval()
+                                    norm_first=norm_first, dec_rank=dec_rank)).eval()
     x = np.random.default_rng(1).standard_normal((40, 100, 42), dtype=np.float32) * 3
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()

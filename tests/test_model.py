@@ -21,6 +21,24 @@ def test_hfformer_shapes(spiking, pos):
     assert m.encode(torch.randn(B, T, F)).shape == (B, T, 36)
 
 
+def test_factorised_decoder_is_one_linear_map_of_lower_rank():
+    torch.manual_seed(0)
+    full = HFformer(HFformerConfig(n_features=F))
+    low = HFformer(HFformerConfig(n_features=F, dec_rank=4)).eval()
+    weight, bias = low.decode_window_map()
+    assert weight.shape == full.decode_window.weight.shape and torch.linalg.matrix_rank(weight) == 4
+    n_params = [sum(p.numel() for p in m.decode_window.parameters()) for m in (full, low)]
+    assert n_params == [100 * 90 + 90, 100 * 4 + 4 * 90 + 90]
+    x = torch.randn(B, T, F)
+    with torch.no_grad():
+        steps = low.decode_step(low.encode(x)).reshape(B, -1)
+        assert torch.allclose(low.decode_window(steps), steps @ weight.T + bias, atol=1e-5)
+    with pytest.raises(ValueError, match="dec_rank"):
+        HFformer(HFformerConfig(n_features=F, dec_rank=-1))
+    one_horizon = HFformer(HFformerConfig(n_features=F, horizons=[5], dec_rank=16))  # 3 outputs: no constraint
+    assert isinstance(one_horizon.decode_window, torch.nn.Linear)
+
+
 def test_lstm_and_per_horizon_shapes():
     lstm = LSTMForecaster(LSTMForecasterConfig(F, [1, 5, 10], [0.1, 0.5, 0.9]))
     assert lstm(torch.randn(B, T, F)).shape == (B, 3, 3)
@@ -98,7 +116,7 @@ def test_defaults_keep_the_published_architecture_and_match_the_run_config():
 
     c = HFformerConfig()
     assert (c.d_model, c.n_heads, c.n_layers, c.d_ff, c.window) == (36, 6, 2, 64, 100)
-    assert (c.dropout, c.d_dec) == (0.3, 1)
+    assert (c.dropout, c.d_dec, c.dec_rank) == (0.3, 1, 0)
     assert c.spiking and not c.pos_encoding and not c.norm_first and c.quantiles == [0.1, 0.5, 0.9]
     model_cfg = asdict(load_config().model)
     assert load_config() == Config()
@@ -113,4 +131,5 @@ def test_tuned_config_keeps_the_model_size():
     tuned = load_config(Path(__file__).resolve().parents[1] / "hfformer" / "tuned.toml")
     m = tuned.model
     assert (m.d_model, m.n_heads, m.n_layers, m.d_ff, m.spiking, m.pos_encoding) == (36, 6, 2, 64, True, False)
-    assert (m.dropout, m.d_dec, m.norm_first, tuned.train.lr, tuned.data.return_bp) == (0.2, 8, True, 2e-3, True)
+    assert (m.dropout, m.d_dec, m.dec_rank, m.norm_first) == (0.2, 8, 16, True)
+    assert (tuned.train.lr, tuned.data.return_bp) == (2e-3, True)
