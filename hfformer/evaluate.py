@@ -157,13 +157,12 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
 
 def print_table(table: pl.DataFrame, console: Console | None = None) -> None:
     """The paper's layout: one row per horizon, sign accuracy / R2 per model; on synthetic data also
-    R2 as a fraction of the oracle's, realised (and without the realised noise)."""
+    oracle_frac (r2_oracle_frac is R2 over the oracle column's R2)."""
     console = console or Console()
     horizons = [h for h in PAPER_HORIZONS if h in set(table["horizon"])] or sorted(set(table["horizon"]))
     models = list(dict.fromkeys(table["model"]))
-    oracle = "r2_oracle_frac" in table.columns
-    t = Table(title="test split: sign accuracy / R2"
-              + (" / R2 as fraction of oracle's (without the realised noise)" if oracle else ""))
+    oracle = "oracle_frac" in table.columns
+    t = Table(title="test split: sign accuracy / R2" + (" / fraction of the oracle's R2 (oracle_frac)" if oracle else ""))
     t.add_column("h", justify="right")
     for m in models:
         t.add_column(m, justify="right")
@@ -172,6 +171,6 @@ def print_table(table: pl.DataFrame, console: Console | None = None) -> None:
         for m in models:
             r = table.filter((pl.col("model") == m) & (pl.col("horizon") == h)).row(0, named=True)
             cell = f"{r['sign_acc']:.3f} / {r['r2']:.3f}"
-            cells.append(cell + (f" / {r['r2_oracle_frac']:.2f} ({r['oracle_frac']:.3f})" if oracle else ""))
+            cells.append(cell + (f" / {r['oracle_frac']:.3f}" if oracle else ""))
         t.add_row(str(h), *cells)
     console.print(t)
