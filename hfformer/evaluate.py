@@ -45,10 +45,15 @@ def run_models(run_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in Path(run_dir).glob("*/checkpoint.pt"))
 
 
+def median_forecast(fc: np.ndarray, qs: list[float]) -> np.ndarray:
+    """(n, H) float64 point forecast: the quantile nearest 0.5 of forecasts fc (n, H, Q)."""
+    mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
+    return fc[:, :, mid].astype(np.float64)
+
+
 def sample_stats(y: np.ndarray, fc: np.ndarray, qs: list[float]) -> np.ndarray:
     """(n, S, H) per-window additive statistics (STATS order) of forecasts fc (n, H, Q)."""
-    mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
-    f = fc[:, :, mid].astype(np.float64)
+    f = median_forecast(fc, qs)
     y = y.astype(np.float64)
     hit = np.where(f == 0, 0.5, np.sign(f) == np.sign(y)) * (y != 0)
     q = np.asarray(qs)
@@ -64,8 +69,7 @@ def sample_stats(y: np.ndarray, fc: np.ndarray, qs: list[float]) -> np.ndarray:
 def oracle_stats(fc: np.ndarray, qs: list[float], oracle: np.ndarray) -> np.ndarray:
     """(n, 4, H) per-window additive statistics (ORACLE_STATS order) of forecasts fc (n, H, Q)
     against the oracle's forecast (n, H)."""
-    mid = min(range(len(qs)), key=lambda i: abs(qs[i] - 0.5))
-    f, o = fc[:, :, mid].astype(np.float64), oracle.astype(np.float64)
+    f, o = median_forecast(fc, qs), oracle.astype(np.float64)
     return np.stack([np.ones_like(o), (f - o) ** 2, o, o * o], axis=1)
 
 
@@ -162,7 +166,8 @@ def print_table(table: pl.DataFrame, console: Console | None = None) -> None:
     horizons = [h for h in PAPER_HORIZONS if h in set(table["horizon"])] or sorted(set(table["horizon"]))
     models = list(dict.fromkeys(table["model"]))
     oracle = "oracle_frac" in table.columns
-    t = Table(title="test split: sign accuracy / R2" + (" / fraction of the oracle's R2 (oracle_frac)" if oracle else ""))
+    t = Table(title="test split: sign accuracy / R2"
+              + (" / fraction of the oracle's R2 (oracle_frac)" if oracle else ""))
     t.add_column("h", justify="right")
     for m in models:
         t.add_column(m, justify="right")
