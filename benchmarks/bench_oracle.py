@@ -41,8 +41,6 @@ from hfformer.train import train
 SEEDED = ("hfformer", "lstm")  # trained once per training seed; the ridge baseline has no seed
 HORIZONS = (1, 3, 5, 10, 20, 30)
 TARGET_H, TARGET_FRACTION = 5, 0.8
-
-
 FRACTIONS = ("oracle_frac", "r2_oracle_frac")  # judged on the first; see the docstring
 
 

@@ -133,22 +133,20 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
             dev = block_sums(oracle_stats(fc, f.quantiles, oracle), block)
             point[name]["oracle_frac"] = oracle_frac_from_sums(dev.sum(axis=0))
             boot[name]["oracle_frac"] = oracle_frac_from_sums(np.einsum("bk,ksh->bsh", counts, dev))
+    metrics = list(METRICS)
+    if oracle is not None:
+        metrics += ["r2_oracle_frac", "oracle_frac"]
+        for name in models:  # the oracle is scored last, so its R2 is known only now
+            for scores in (point, boot):
+                scores[name]["r2_oracle_frac"] = scores[name]["r2"] / scores["oracle"]["r2"]
     records = []
     for name in models:
         for j, h in enumerate(horizons):
             rec: dict[str, Any] = {"model": name, "horizon": h, "windows": int(ends.size)}
-            for m in METRICS:
-                lo, hi = np.nanpercentile(boot[name][m][:, j], [2.5, 97.5]) if np.isfinite(
-                    boot[name][m][:, j]).any() else (np.nan, np.nan)
+            for m in metrics:
+                samples = boot[name][m][:, j]
+                lo, hi = np.nanpercentile(samples, [2.5, 97.5]) if np.isfinite(samples).any() else (np.nan, np.nan)
                 rec.update({m: float(point[name][m][j]), f"{m}_lo": float(lo), f"{m}_hi": float(hi)})
-            if "oracle" in point:
-                frac = boot[name]["r2"][:, j] / boot["oracle"]["r2"][:, j]
-                lo, hi = np.nanpercentile(frac, [2.5, 97.5])
-                rec.update({"r2_oracle_frac": float(point[name]["r2"][j] / point["oracle"]["r2"][j]),
-                            "r2_oracle_frac_lo": float(lo), "r2_oracle_frac_hi": float(hi)})
-                lo, hi = np.nanpercentile(boot[name]["oracle_frac"][:, j], [2.5, 97.5])
-                rec.update({"oracle_frac": float(point[name]["oracle_frac"][j]),
-                            "oracle_frac_lo": float(lo), "oracle_frac_hi": float(hi)})
             records.append(rec)
     table = pl.DataFrame(records)
     table.write_csv(run_dir / "evaluation.csv")
