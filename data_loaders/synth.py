@@ -44,7 +44,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA, book_schema
 
@@ -319,7 +318,6 @@ def generate(
     levels: int = 10,
     step_ms: int = 100,
     chunk_rows: int = 1_000_000,
-    progress: bool = False,
 ) -> dict:
     """Write out_dir/{trades,quotes,book,oracle}.parquet: `minutes` of market, a book row per step.
 
@@ -381,17 +379,12 @@ def generate(
         for name in FILES
     }
     try:
-        with tqdm(total=rows, unit="row", disable=not progress, desc="synth") as bar:
-            for first in range(0, rows, chunk_rows):
-                ts = (
-                    start_ns
-                    + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
-                )
-                for name, columns in market.chunk(ts).items():
-                    table = pa.Table.from_pydict(columns, schema=schemas[name])
-                    writers[name].write_table(table)
-                    counts[name] += table.num_rows
-                bar.update(ts.shape[0])
+        for first in range(0, rows, chunk_rows):
+            ts = start_ns + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
+            for name, columns in market.chunk(ts).items():
+                table = pa.Table.from_pydict(columns, schema=schemas[name])
+                writers[name].write_table(table)
+                counts[name] += table.num_rows
     finally:
         for writer in writers.values():
             writer.close()
