@@ -43,12 +43,14 @@ def main() -> None:
     finally:
         if started:
             servers.down(["timescaledb"])
-    print(f"{args.rows:,} rows, {len(QUERY_NAMES)} queries, {args.seconds:g} s per client count; results {out / 'concurrency.json'}")
+    print(f"{args.rows:,} rows, {len(QUERY_NAMES)} queries, {args.seconds:g} s per client count; "
+          f"results {out / 'concurrency.json'}")
     for name, engine in results.validate(res)["engines"].items():
         for c in engine["concurrency"]:
             lat = c["latency"] or {}
             print(f"  {name:11s} clients={c['clients']:3d} {c['duration_s']:6.1f} s queries={c['queries']:6d} "
-                  f"qps={c['qps'] or 0:8.1f} p50={1e3 * lat.get('median', 0):8.2f} ms p95={1e3 * lat.get('p95', 0):8.2f} ms "
+                  f"qps={c['qps'] or 0:8.1f} p50={1e3 * lat.get('median', 0):8.2f} ms "
+                  f"p95={1e3 * lat.get('p95', 0):8.2f} ms "
                   f"errors={c['errors']} wrong={c['wrong']} valid={c['valid']}")
 
 

@@ -72,7 +72,8 @@ def main(dsn: str = typer.Option(..., help="influxdb://host:port/db"), rows: int
         result: dict = {"version": engine.version(), "batch": batch, "gzip_level": gzip, "repeat": repeat}
         for table in TABLES:
             bodies = prepared_bodies(data, table, batch, gzip)
-            times: dict[str, list[float]] = {"prepared_post_s": [], "loader_s": [], "prepared_post_cpu_s": [], "loader_cpu_s": []}
+            times: dict[str, list[float]] = {"prepared_post_s": [], "loader_s": [],
+                                             "prepared_post_cpu_s": [], "loader_cpu_s": []}
             for _ in range(repeat):
                 engine.create_schema()
                 c0, t0 = cpu_seconds(), time.perf_counter()

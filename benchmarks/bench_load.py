@@ -5,8 +5,9 @@
 - chDB: `ClickHouse.load` vs `INSERT INTO t SELECT * FROM file('t.parquet', Parquet)` into the same emptied
   table. The loader's time is all of `load`: marking the table unverified, TRUNCATE, reading the Parquet
   with pyarrow (`iter_batches`: at most 1M rows a batch, symbol and venue as Arrow dictionaries), the
-  INSERT that streams them, the count() check and the verified mark; the bulk path's is TRUNCATE and its INSERT. `--chdb-repeat` alternations, medians
-  of wall time, and of process CPU time (all threads), which other work on a busy machine disturbs less.
+  INSERT that streams them, the count() check and the verified mark; the bulk path's is TRUNCATE and its
+  INSERT. `--chdb-repeat` alternations, medians of wall time, and of process CPU time (all threads), which
+  other work on a busy machine disturbs less.
 - PostgreSQL: `TimescaleDB.load` (binary COPY FROM STDIN, encoded from Arrow) vs `COPY t FROM 'file'` of
   the same rows in COPY BINARY, read by the server itself; both then build the same indexes and ANALYZE.
 Each side runs `--repeat` times into freshly emptied tables (PostgreSQL: the two sides alternate);
@@ -49,11 +50,11 @@ def bench_chdb(data: Path, repeat: int) -> dict:
     engine.create_schema()
     out = {}
     for table in TABLES:
-        def native() -> None:
+        def native(table: str = table) -> None:
             engine._sql(f"TRUNCATE TABLE {table}")
             engine._sql(f"INSERT INTO {table} SELECT * FROM file('{data / f'{table}.parquet'}', Parquet)")
 
-        sides = {"loader": lambda: engine.load(table, iter_batches(data, table)), "native": native}
+        sides = {"loader": lambda table=table: engine.load(table, iter_batches(data, table)), "native": native}
         wall: dict[str, list[float]] = {side: [] for side in sides}
         cpu: dict[str, list[float]] = {side: [] for side in sides}
         for _ in range(repeat):  # alternating, so that other work on the machine weighs on both sides alike
@@ -85,13 +86,13 @@ def bench_postgres(data: Path, dsn: str, repeat: int) -> dict:
                 f.write(_TRAILER)
             path.chmod(0o644)
 
-            def native() -> None:
+            def native(table: str = table, path: Path = path) -> None:
                 engine.conn.execute(f"TRUNCATE {table}")
                 engine.conn.execute(f"COPY {table} FROM '{path}' (FORMAT BINARY)")
                 engine._finish(table)
 
             # Interleaved, so that the other work on the machine weighs on both sides alike.
-            runs = [(best(lambda: engine.load(table, iter_batches(data, table)), 1), best(native, 1))
+            runs = [(best(lambda table=table: engine.load(table, iter_batches(data, table)), 1), best(native, 1))
                     for _ in range(repeat)]
             ours, theirs = min(r[0] for r in runs), min(r[1] for r in runs)
             out[table] = {"loader_s": ours, "native_s": theirs, "ratio": theirs / ours}

@@ -67,7 +67,8 @@ def main() -> None:
     for name in args.queries.split(","):
         params = params_for(name, base)
         engine.query(name, params)  # warm-up
-        times: dict[str, list[float]] = {k: [] for k in ("buffer", "buffer_server", "joined", "joined_server", "explain")}
+        times: dict[str, list[float]] = {k: [] for k in ("buffer", "buffer_server", "joined", "joined_server",
+                                                         "explain")}
         for _ in range(args.repeat):
             for path, fn in paths.items():
                 answer, client, server = timed(engine, fn, name, params)
@@ -77,7 +78,8 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         result[name] = {"rows": answer.height, **{f"{k}_s": round(v, 4) for k, v in med.items()},
                         **{f"{p}_overhead_pct": round(100 * (med[p] - med[f"{p}_server"]) / med[p], 1) for p in paths},
-                        **{f"{p}_overhead_vs_explain_pct": round(100 * (med[p] - med["explain"]) / med[p], 1) for p in paths}}
+                        **{f"{p}_overhead_vs_explain_pct": round(100 * (med[p] - med["explain"]) / med[p], 1)
+                           for p in paths}}
     engine.close()
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 

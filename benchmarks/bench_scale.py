@@ -69,7 +69,8 @@ def measured(argv: list[str]) -> tuple[int, float, int]:
 def dataset(root: Path, rows: int) -> Path:
     data = root / f"synth-{rows}"
     if not (data / "dataset.json").exists():
-        rc, seconds, rss = measured([sys.executable, "-c", f"from dbbench.dataset import build_synth; build_synth({str(data)!r}, {rows})"])
+        rc, seconds, rss = measured([sys.executable, "-c",
+                                     f"from dbbench.dataset import build_synth; build_synth({str(data)!r}, {rows})"])
         print(f"dataset {rows:,} rows: {seconds:.1f} s, peak RSS {rss / GB:.2f} GB (rc {rc})", flush=True)
     return data
 
@@ -84,13 +85,16 @@ def report(engine: str, out: Path, rc: int, seconds: float, rss: int, server_pea
           f"status {e['status']} {e['reason'] or ''}; answers correct {statuses.count('ok')}/{len(statuses)}")
     for table, t in e["load"][-1]["tables"].items():
         s = e["storage"].get(table, {})
-        print(f"  load {table}: {t['rows']:,} rows {t['seconds']:.1f} s {t['rows_per_s']:,.0f} rows/s {t['csv_mb_per_s']:.1f} CSV-MB/s; "
-              f"{s.get('bytes_per_row', 0):.1f} B/row on disk, compression vs CSV {s.get('compression_vs_csv') or 0:.2f}x")
+        print(f"  load {table}: {t['rows']:,} rows {t['seconds']:.1f} s {t['rows_per_s']:,.0f} rows/s "
+              f"{t['csv_mb_per_s']:.1f} CSV-MB/s; {s.get('bytes_per_row', 0):.1f} B/row on disk, "
+              f"compression vs CSV {s.get('compression_vs_csv') or 0:.2f}x")
     for name, q in e["queries"].items():
         hot = q["hot"] or {}
         client, server_t = hot.get("client") or {}, hot.get("server") or {}
-        over = f" overhead {hot['overhead_pct']:.1f}%" if hot.get("overhead_pct") is not None and client.get("median", 0) > 0.02 else ""
-        print(f"  {name:20s} {q['status']:6s} {q.get('rows') or 0:>8,} rows median {1e3 * client.get('median', 0):9.1f} ms "
+        over = (f" overhead {hot['overhead_pct']:.1f}%"
+                if hot.get("overhead_pct") is not None and client.get("median", 0) > 0.02 else "")
+        print(f"  {name:20s} {q['status']:6s} {q.get('rows') or 0:>8,} rows "
+              f"median {1e3 * client.get('median', 0):9.1f} ms "
               f"server {1e3 * server_t.get('median', 0):9.1f} ms{over}", flush=True)
 
 
@@ -111,7 +115,8 @@ def main() -> None:
         data = dataset(root, rows)
         started = servers.up(["timescaledb"])["timescaledb"] if engine == "timescaledb" else None
         limit = int(args.chdb_memory_gb * GB)
-        dsn = started.dsn if started else f"chdb://{root / 'chdb'}?max_server_memory_usage={limit}&max_memory_usage={int(0.8 * limit)}"
+        dsn = started.dsn if started else (f"chdb://{root / 'chdb'}?max_server_memory_usage={limit}"
+                                           f"&max_memory_usage={int(0.8 * limit)}")
         sampler = PeakSampler(started.pid) if started else None
         out = root / f"{engine}-{rows}.json"
         try:

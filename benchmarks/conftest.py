@@ -87,7 +87,8 @@ def db_reference(db_data: Path, db_params: dict[str, Any]) -> Callable[[str], pl
     return answer
 
 
-def _dsn(engine: str, dsns: dict[str, str], request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def _dsn(engine: str, dsns: dict[str, str], request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> str:
     if engine in dsns:
         return dsns[engine]
     if engine == "clickhouse":

@@ -17,8 +17,8 @@ def test_query(benchmark: Any, db_engine: Engine, query: str, db_params: dict[st
     benchmark.group = query
     benchmark.extra_info.update(engine=db_engine.name, version=db_engine.version(), query=query)
     try:
-        answer = benchmark.pedantic(db_engine.query, args=(query, params_for(query, db_params)), warmup_rounds=1, iterations=1,
-                                    rounds=pytestconfig.getoption("--db-rounds"))
+        answer = benchmark.pedantic(db_engine.query, args=(query, params_for(query, db_params)), warmup_rounds=1,
+                                    iterations=1, rounds=pytestconfig.getoption("--db-rounds"))
     except NotImplementedError as exc:
         pytest.skip(str(exc))
     verdict = compare(answer, db_reference(query), query)

@@ -201,7 +201,8 @@ def named_instrument(path: Path) -> tuple[str | None, str | None]:
 def instrument(
     files: list[Path], layout: Layout, symbol: str | None = None, market: str | None = None
 ) -> dict[str, str]:
-    """{"symbol", "market"} of the files, from their paths or else the caller; a market the rows' layout rules out is an error."""
+    """{"symbol", "market"} of the files, from their paths or else the caller; a market the rows' layout
+    rules out is an error."""
     named = {Path(f).name: named_instrument(Path(f)) for f in files}
     found = {
         "symbol": agreed("symbol", "--symbol", {**{n: s for n, (s, _) in named.items()}, "--symbol": symbol}),

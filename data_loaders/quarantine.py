@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import orjson
 
@@ -37,7 +37,7 @@ class Quarantine:
             self._out.close()
             self._out = None
 
-    def __enter__(self) -> "Quarantine":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -92,7 +92,8 @@ class _Writer:
         return manifest
 
 
-def _bench_frame(columns: dict[str, Any] | pl.DataFrame, symbol: str, venue: str, table: str, ts: str = "ts") -> pl.DataFrame:
+def _bench_frame(columns: dict[str, Any] | pl.DataFrame, symbol: str, venue: str, table: str,
+                 ts: str = "ts") -> pl.DataFrame:
     """A ticks-contract frame (Int64 ns times) -> the engine table's columns, symbol and venue added."""
     frame = pl.DataFrame(columns) if isinstance(columns, dict) else columns
     return frame.with_columns(
@@ -115,7 +116,8 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
     markets = [(s, v) for s in symbols for v in venues]
     steps = max(1, round(rows / SYNTH_ROWS_PER_STEP / len(markets)))
     # Venues of one symbol share its latent price path (same seed); each symbol has its own, a decade lower.
-    gens = [Market(seed + symbols.index(s), s, v, 1, SYNTH_STEP_NS, replace(PARAMS, price0=PARAMS.price0 / 10 ** symbols.index(s)))
+    gens = [Market(seed + symbols.index(s), s, v, 1, SYNTH_STEP_NS,
+                   replace(PARAMS, price0=PARAMS.price0 / 10 ** symbols.index(s)))
             for s, v in markets]
     writer = _Writer(Path(out))
     try:

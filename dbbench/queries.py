@@ -119,7 +119,7 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"query parameters missing: {missing}")
     checked: dict[str, Any] = {k: int(params[k]) for k in ("start", "end", "scan_start", "scan_end")}
     if not isinstance(params["symbol"], str):
-        raise ValueError(f"symbol must be a string, got {params['symbol']!r}")
+        raise TypeError(f"symbol must be a string, got {params['symbol']!r}")
     checked["symbol"] = params["symbol"]
     return checked
 
@@ -178,7 +178,8 @@ def reference(name: str, data: Path, params: dict[str, Any]) -> pl.DataFrame:
         case "spread":
             spread = pl.col("ask_px") - pl.col("bid_px")
             out = quotes.group_by("symbol", "venue", _minute()).agg(
-                pl.len().cast(pl.Int64).alias("quotes"), spread.mean().alias("avg_spread"), spread.max().alias("max_spread")
+                pl.len().cast(pl.Int64).alias("quotes"), spread.mean().alias("avg_spread"),
+                spread.max().alias("max_spread"),
             )
         case "nbbo":
             out = _nbbo(quotes)

@@ -42,7 +42,8 @@ def frames(runs: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
     """Long tables: latency, ingest, storage, concurrency and engines (status, reason, version)."""
     labels = run_labels(runs)
     several = len(runs) > 1
-    rows: dict[str, list[dict[str, Any]]] = {"latency": [], "ingest": [], "storage": [], "concurrency": [], "engines": []}
+    rows: dict[str, list[dict[str, Any]]] = {"latency": [], "ingest": [], "storage": [], "concurrency": [],
+                                             "engines": []}
     for run, lab in zip(runs, labels):
         for name, e in run["engines"].items():
             col = _column(name, lab, several)
@@ -80,7 +81,8 @@ def frames(runs: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
     schemas = {
         "latency": {"run": pl.String, "engine": pl.String, "column": pl.String, "query": pl.String, "status": pl.String,
                     "valid": pl.Boolean, "median_s": pl.Float64, "p95_s": pl.Float64, "min_s": pl.Float64,
-                    "server_median_s": pl.Float64, "overhead_pct": pl.Float64, "cold_s": pl.Float64, "detail": pl.String},
+                    "server_median_s": pl.Float64, "overhead_pct": pl.Float64, "cold_s": pl.Float64,
+                    "detail": pl.String},
     }
     out = {k: pl.DataFrame(v, schema=schemas.get(k), infer_schema_length=None) for k, v in rows.items()}
     lat = out["latency"]
@@ -149,11 +151,13 @@ def _runs_table(runs: list[dict[str, Any]]) -> pl.DataFrame:
 def markdown(runs: list[dict[str, Any]], tables: dict[str, pl.DataFrame]) -> str:
     lat = tables["latency"]
     parts = ["# dbbench report", "", "## Runs", "", _md_table(_runs_table(runs)), ""]
-    parts += ["## Engines", "", _md_table(tables["engines"].select("column", "status", "version", "server_time", "reason")), ""]
+    parts += ["## Engines", "",
+              _md_table(tables["engines"].select("column", "status", "version", "server_time", "reason")), ""]
     if lat.height:
         parts += ["## Relative time (geometric mean of the ratio to the fastest, valid answers only)", "",
                   _md_table(geomean_ratio(lat)), ""]
-        parts += ["## Latency: median of the timed runs (ratio to the fastest)", "", _md_table(latency_matrix(lat, "median_s", "ratio")), ""]
+        parts += ["## Latency: median of the timed runs (ratio to the fastest)", "",
+                  _md_table(latency_matrix(lat, "median_s", "ratio")), ""]
         parts += ["## Latency: p95 of the timed runs (ratio to the fastest p95)", "",
                   _md_table(latency_matrix(lat, "p95_s", "ratio_p95")), ""]
         over = lat.filter(pl.col("valid") & pl.col("server_median_s").is_not_null())
@@ -246,7 +250,8 @@ def bar_chart(title: str, bars: list[tuple[str, float | None, str]], colors: dic
             rows.append(f'<text x="{label_w + 4}" y="{y + 13}" fill="#900">{html.escape(note)}</text>')
             continue
         w = max(1.0, length(value))
-        rows.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colors.get(label, "#888")}"/>')
+        rows.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" '
+                    f'fill="{colors.get(label, "#888")}"/>')
         rows.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 13}">{html.escape(_ms(value))}</text>')
     height = len(bars) * (bar_h + gap)
     scale = "log scale" if log else "linear scale"
@@ -262,11 +267,13 @@ def html_page(runs: list[dict[str, Any]], tables: dict[str, pl.DataFrame]) -> st
     parts = [(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>dbbench report</title>"
              f"<style>{CSS}</style></head><body><h1>dbbench report</h1>"),
              "<h2>Runs</h2>", _html_table(_runs_table(runs)),
-             "<h2>Engines</h2>", _html_table(tables["engines"].select("column", "status", "version", "server_time", "reason"))]
+             "<h2>Engines</h2>",
+             _html_table(tables["engines"].select("column", "status", "version", "server_time", "reason"))]
     if lat.height:
         parts += [("<h2>Relative time</h2><p class='note'>Geometric mean of each query's median over the fastest "
                   "valid median; only correct answers count.</p>"), _html_table(geomean_ratio(lat)),
-                  "<h2>Latency (median of the timed runs, ratio to the fastest)</h2>", _latency_html(lat, columns, dict(tables["engines"].select("column", "status").iter_rows())),
+                  "<h2>Latency (median of the timed runs, ratio to the fastest)</h2>",
+                  _latency_html(lat, columns, dict(tables["engines"].select("column", "status").iter_rows())),
                   "<h2>Per query</h2>"]
         for (query,), group in lat.group_by("query", maintain_order=True):
             by_col = {r["column"]: r for r in group.iter_rows(named=True)}

@@ -47,7 +47,8 @@ def dataset_dir(data: Path | None, rows: int | None) -> Path:
     directory = data or Path(".dbbench/data") / f"synth-{rows}"
     if not (directory / "dataset.json").exists():
         if rows is None:
-            raise typer.BadParameter(f"{directory} holds no dataset.json; build it with `dbbench dataset` or give --rows")
+            raise typer.BadParameter(f"{directory} holds no dataset.json; "
+                                     "build it with `dbbench dataset` or give --rows")
         build_synth(directory, rows)
     return directory
 
@@ -56,12 +57,14 @@ def run_cmd(
     engines: str = typer.Option(",".join(ENGINES), help="Comma-separated engines, run one at a time."),
     rows: int = typer.Option(None, help="Build (once) and use a synthetic dataset of about this many rows."),
     data: Path = typer.Option(None, help="A dataset directory (trades.parquet, quotes.parquet, dataset.json)."),
-    dsn: list[str] = typer.Option([], help="ENGINE=DSN (repeatable); default $DBBENCH_<ENGINE>_DSN or `dbbench servers`."),
+    dsn: list[str] = typer.Option([], help="ENGINE=DSN (repeatable); default $DBBENCH_<ENGINE>_DSN "
+                                           "or `dbbench servers`."),
     queries: str = typer.Option(",".join(QUERY_NAMES), help="Comma-separated queries of the suite."),
     repeat: int = typer.Option(10, min=1, help="Timed repetitions per query."),
     warmup: int = typer.Option(1, min=0, help="Untimed (but checked) runs before the timed ones."),
     clients: str = typer.Option("1", help="Concurrency: comma-separated client counts, e.g. 1,10."),
-    duration: float = typer.Option(None, min=0.1, help="Concurrency: seconds per client count (default: one pass each)."),
+    duration: float = typer.Option(None, min=0.1,
+                                   help="Concurrency: seconds per client count (default: one pass each)."),
     cold: bool = typer.Option(False, "--cold", help="Also time each query once right after an engine restart."),
     drop_caches: bool = typer.Option(True, help="On --cold, drop the OS page cache where permitted."),
     batch_rows: str = typer.Option("1000000", help="Load batch-size sweep, comma-separated; the last load stays."),

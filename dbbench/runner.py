@@ -147,7 +147,8 @@ def _reopen(engine: Engine, name: str, dsn: str, drop_caches: bool) -> Engine:
 def timings(client: list[float], server: list[float | None]) -> dict[str, Any]:
     """Samples, their statistics, and the harness overhead (median client minus median server time)."""
     server_s = None if not server or any(s is None for s in server) else server
-    out: dict[str, Any] = {"client_s": client, "server_s": server_s, "client": stats(client), "server": stats(server_s or [])}
+    out: dict[str, Any] = {"client_s": client, "server_s": server_s, "client": stats(client),
+                           "server": stats(server_s or [])}
     if out["client"] and out["server"]:
         overhead = out["client"]["median"] - out["server"]["median"]
         out["overhead_s"] = overhead
@@ -276,7 +277,8 @@ class EngineRun:
             self.entry.update(name=self.engine.name, version=self.engine.version(), settings=self.engine.settings(),
                               server_time=server_time_method(self.engine))
         except Exception as exc:  # noqa: BLE001 - no server, no driver, no license: skipped with the reason
-            self.entry.update(status="skipped", reason=f"cannot connect to {redact(self.dsn)}: {type(exc).__name__}: {exc}")
+            self.entry.update(status="skipped",
+                              reason=f"cannot connect to {redact(self.dsn)}: {type(exc).__name__}: {exc}")
             return self.entry
         try:
             if self.load():
@@ -324,7 +326,8 @@ class EngineRun:
                 rows = self.data["rows"][table]
                 self.entry["storage"][table] = {"bytes_on_disk": size, "rows": rows,
                                                 "bytes_per_row": size / rows if rows else None,
-                                                "compression_vs_csv": self.data["csv_bytes"][table] / size if size else None}
+                                                "compression_vs_csv": (self.data["csv_bytes"][table] / size
+                                                                       if size else None)}
         except Exception as exc:  # noqa: BLE001
             self.fail("storage", None, exc)
         return True
@@ -367,7 +370,8 @@ class EngineRun:
                 record = concurrency(self.name, self.dsn, valid, self.data["params"], self.refs, clients,
                                      self.config.duration_s)
                 if not record["valid"]:
-                    self.fail(f"concurrency ({clients} clients)", None, "; ".join(record["problems"][:3]) or "no query ran")
+                    self.fail(f"concurrency ({clients} clients)", None,
+                              "; ".join(record["problems"][:3]) or "no query ran")
                 self.entry["concurrency"].append(record)
             self.progress(f"{self.name}: {clients} client(s)")
 

@@ -1,8 +1,9 @@
 """`hfformer export RUN --format onnx --out model.onnx`, and the fast CPU inference paths.
 
 The graph takes normalised windows x (B, T, F) float32 (z-scored per window; `preprocessing` says
-how for a run) and returns forecasts (B, H, Q) float32; the batch axis is dynamic. The check runs ONNX Runtime (the `[onnx]` extra) on random windows and
-requires every output within `tolerance` of the PyTorch forward.
+how for a run) and returns forecasts (B, H, Q) float32; the batch axis is dynamic. The check runs
+ONNX Runtime (the `[onnx]` extra) on random windows and requires every output within `tolerance`
+of the PyTorch forward.
 """
 
 from __future__ import annotations
@@ -129,10 +130,11 @@ def _add_layernorm(h, a, g, b):
 def _causal_attention(qkv, n_heads, kt, vt, scores, y):
     # y (T, C) = causal softmax(q k^T) v per head (q already scaled). kt, vt (hsp, Tp): one head's
     # keys and values along time, zero-padded to hsp (head size rounded up to 6: six dims per
-    # score pass, three per weights @ values pass) and Tp (T rounded up to 16). Row t scores keys s < n(t) = t+1 rounded up to 16 (the
-    # causal triangle, in whole vectors); the rows lie packed in `scores`, so the exp, the costly
-    # part, runs as one long vectorised loop over the whole triangle instead of 100 short ones
-    # (short loops here are latency bound). Scores of s > t are zeroed after the exp.
+    # score pass, three per weights @ values pass) and Tp (T rounded up to 16). Row t scores keys
+    # s < n(t) = t+1 rounded up to 16 (the causal triangle, in whole vectors); the rows lie packed in
+    # `scores`, so the exp, the costly part, runs as one long vectorised loop over the whole triangle
+    # instead of 100 short ones (short loops here are latency bound). Scores of s > t are zeroed after
+    # the exp.
     T, C = y.shape
     hs, hsp, Tp = C // n_heads, kt.shape[0], kt.shape[1]
     for hh in range(n_heads):
@@ -217,7 +219,7 @@ def _activation(f, spiking, beta, threshold, mem):
 @nb.njit(fastmath=True, cache=True)
 def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores, y, a, f, mem):
     # one post-norm block (the paper's): h = LN1(h + attention(h)); h = LN2(h + feed_forward(h))
-    (we, be, pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, wd, bd, ww, bw) = w
+    (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
     _linear(h, wqkv[layer], bqkv[layer], qkv)
     _causal_attention(qkv, n_heads, kt, vt, scores, y)
     _linear(y, wp[layer], bp[layer], a)
@@ -231,7 +233,7 @@ def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt,
 @nb.njit(fastmath=True, cache=True)
 def _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores, y, a, f, mem):
     # one pre-norm block (model.norm_first): h += attention(LN1(h)); h += feed_forward(LN2(h)).
-    (we, be, pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, wd, bd, ww, bw) = w
+    (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
     n[:] = 0.0
     _add_layernorm(n, h, g1[layer], b1[layer])  # n = LN(0 + h)
     _linear(n, wqkv[layer], bqkv[layer], qkv)
@@ -251,7 +253,7 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, thres
     """out (B, H, Q) <- HFformer(window b) for each b: window b is rows ends[b]-T+1 .. ends[b] of
     xs (N, F), its features c with zscore[c] z-scored here (float64 mean and population std,
     / (std + eps), as data_loaders.windows.zscore_windows), the others taken as they are."""
-    (we, be, pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, wd, bd, ww, bw) = w
+    (we, be, pe, wqkv, _bqkv, _wp, _bp, _g1, _b1, wfc, _bfc, _wfp, _bfp, _g2, _b2, wd, bd, ww, bw) = w
     T, C, L, FF, F = pe.shape[0], pe.shape[1], wqkv.shape[0], wfc.shape[2], we.shape[0]
     H, Q = out.shape[1], out.shape[2]
     x = np.empty((T, F), np.float32)

@@ -365,7 +365,7 @@ def train_torch(prep: Prepared, cfg: Config, kind: str, model_dir: Path, device:
                     break
     if tb is not None:
         tb.close()
-    return {"epochs": state["epoch"] + (state["epoch_step"] > 0), "steps": state["step"], "train_windows": int(train_idx.size),
-            "val_windows": int(val_ends.size), "best_val_loss": state["best_val"],
+    return {"epochs": state["epoch"] + (state["epoch_step"] > 0), "steps": state["step"],
+            "train_windows": int(train_idx.size), "val_windows": int(val_ends.size), "best_val_loss": state["best_val"],
             "last_windows_per_s": round(row["windows_per_s"], 1) if row else 0.0,
             "stopped": stopped}

@@ -81,7 +81,8 @@ def test_a_failure_mid_load_is_clear_and_the_partial_table_is_never_queried(load
     fresh = ClickHouse(DSN)
     assert "quotes" not in fresh.loaded_rows()
     fresh.load("quotes", iter_batches(data, "quotes"))  # a full reload makes it queryable again
-    assert compare(fresh.query("spread", default_params(data)), reference("spread", data, default_params(data)), "spread").ok
+    assert compare(fresh.query("spread", default_params(data)), reference("spread", data, default_params(data)),
+                   "spread").ok
     fresh.close()
 
 

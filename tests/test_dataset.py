@@ -60,7 +60,8 @@ def test_iter_batches_streams_the_table_in_its_schema(synth, tmp_path):
     assert sum(b.num_rows for b in batches) == read_manifest(synth)["rows"]["trades"]
     assert [batches[0].schema.field(c).type for c in DICTIONARY_COLUMNS] == [pa.dictionary(pa.int32(), pa.string())] * 2
     assert batches[0].schema.remove_metadata() == pa.schema(
-        [f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in DICTIONARY_COLUMNS else f for f in TABLES["trades"]])
+        [f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in DICTIONARY_COLUMNS else f
+         for f in TABLES["trades"]])
     # Decoded, the batches are the table as written, whole and in order, however the dictionaries change.
     for size in (1_000, 10_000_000):
         decoded = pa.Table.from_batches([b.cast(TABLES["trades"]) for b in iter_batches(synth, "trades", size)])

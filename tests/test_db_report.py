@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dbbench import results
+from dbbench.cli import app
 from dbbench.dataset import build_synth
 from dbbench.engines.base import QUERY_NAMES
 from dbbench.report import LOG_SCALE_RATIO, bar_chart, write_report
-from dbbench.cli import app
 from dbbench.runner import RunConfig, run
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,7 +36,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for q in other["engines"]["clickhouse"]["queries"].values():
         for key in ("min", "median", "mean", "p95", "max"):
             q["hot"]["client"][key] *= 30
-    other["engines"]["clickhouse"]["queries"]["vwap"].update(status="wrong", valid=False, verdict="run 1: WRONG: column vwap")
+    other["engines"]["clickhouse"]["queries"]["vwap"].update(status="wrong", valid=False,
+                                                             verdict="run 1: WRONG: column vwap")
     second = results.write(root / "b.json", other)
     return [first, second]
 
@@ -79,17 +80,18 @@ def test_bar_chart_switches_to_log_scale() -> None:
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed (Debian package chromium)")
 def test_page_renders_in_headless_chromium(report: dict[str, Path], tmp_path: Path) -> None:
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-             "--enable-logging=stderr", "--v=0"]
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
     url = report["html"].resolve().as_uri()
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr
     assert "<svg" in dom.stdout and "dbbench report" in dom.stdout
     for name in (*QUERY_NAMES, "clickhouse", "timescaledb", "slowbox"):
         assert name in dom.stdout, name
     shot = tmp_path / "report.png"
-    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", url], capture_output=True, timeout=120,
+                   check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
 
 

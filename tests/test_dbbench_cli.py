@@ -11,7 +11,7 @@ import pytest
 
 def dbbench(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dbbench.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,14 @@ def test_load_then_query_prints_answer_and_verdict(workdir):
     summary = orjson.loads(done.stdout.splitlines()[-1])
     assert summary["trades"]["rows"] > 0 and summary["quotes"]["bytes_on_disk"] > 0
     assert summary["trades"]["rows_per_s"] > 0 and summary["trades"]["MB_per_s"] > 0
-    done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "ohlcv_1m", "--format", "csv", cwd=workdir)
+    done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "ohlcv_1m", "--format", "csv",
+                   cwd=workdir)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "symbol,venue,minute,open,high,low,close,volume,trades"
     assert "verdict=correct" in lines[-1]
-    done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "last_quote", "--format", "json", "--json",
-                   cwd=workdir)
+    done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "last_quote", "--format", "json",
+                   "--json", cwd=workdir)
     assert orjson.loads(done.stdout.splitlines()[-1])["correct"] is True
     assert len(orjson.loads(done.stdout.splitlines()[0])) == 6
 

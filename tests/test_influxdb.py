@@ -94,8 +94,8 @@ def test_line_protocol_escapes_tags_types_fields_and_keeps_float_digits():
         "trade_id": [7, -1], "price": [61837.63, 1e-5], "qty": [0.1 + 0.2, 3.0], "side": [1, -1], "seq": ["0", "1"],
     })
     lines = line_protocol("trades", frame).to_list()
-    assert lines[0] == ("trades,seq=0,symbol=BTC\\ USDT,venue=v trade_id=7i,price=61837.63,qty=0.30000000000000004,side=1i"
-                        " 1723161254087896568")
+    assert lines[0] == ("trades,seq=0,symbol=BTC\\ USDT,venue=v "
+                        "trade_id=7i,price=61837.63,qty=0.30000000000000004,side=1i 1723161254087896568")
     assert lines[1].startswith("trades,seq=1,symbol=A\\,B\\=C,venue=w trade_id=-1i,price=0.00001,qty=3.0,side=-1i 5")
     cut = list(bodies("trades", frame, 1))  # the same lines, newline-terminated, one body per point
     assert [(n, bytes(b).decode()) for n, b in cut] == [(1, lines[0] + "\n"), (1, lines[1] + "\n")]
@@ -110,7 +110,8 @@ def test_sequencer_separates_trades_at_the_same_time_within_and_across_batches()
     assert second["seq"].to_list() == ["2", "3", "0"]
     third = seq(pl.DataFrame({"ts": [3, 4], "symbol": ["s"] * 2, "venue": ["v"] * 2, "trade_id": [7, 8]}))
     assert third["seq"].to_list() == ["1", "0"]  # rising times, yet the first shares ts 3 with the last batch's
-    markets = seq(pl.DataFrame({"ts": [9, 9, 10], "symbol": ["s", "t", "s"], "venue": ["v"] * 3, "trade_id": [9, 1, 10]}))
+    markets = seq(pl.DataFrame({"ts": [9, 9, 10], "symbol": ["s", "t", "s"], "venue": ["v"] * 3,
+                                "trade_id": [9, 1, 10]}))
     assert markets["seq"].to_list() == ["0", "0", "0"]  # one time, two markets: nothing shared
 
 

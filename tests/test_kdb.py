@@ -40,7 +40,8 @@ def test_every_query_has_a_q_lambda_of_the_five_parameters():
     assert tuple(QUERIES) == QUERY_NAMES
     for name, text in QUERIES.items():
         assert text.startswith("{[S;E;SYM;SS;SE]") and _balanced(text), name
-        assert all(line.startswith("  ") for line in text.splitlines()[1:]), f"{name}: q continuation lines must be indented"
+        assert all(line.startswith("  ") for line in text.splitlines()[1:]), \
+            f"{name}: q continuation lines must be indented"
 
 
 def test_query_texts_use_the_native_q_idioms():

@@ -30,11 +30,13 @@ def write_dataset(out: Path, trades: list[tuple], quotes: list[tuple]) -> Path:
     """trades: (ts, symbol, venue, trade_id, price, qty, side); quotes: (ts, symbol, venue, bid, bq, ask, aq)."""
     for name, rows in (("trades", trades), ("quotes", quotes)):
         frame = pl.DataFrame(rows, schema=TABLES[name].names, orient="row")
-        frame = frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("side").cast(pl.Int8)) if name == "trades" else frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+        frame = (frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("side").cast(pl.Int8))
+                 if name == "trades" else frame.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC"))))
         frame.write_parquet(out / f"{name}.parquet")
     all_ts = [r[0] for r in trades + quotes]
     manifest = {"min_ts": min(all_ts), "max_ts": max(all_ts), "symbols": sorted({r[1] for r in trades + quotes}),
-                "venues": sorted({r[2] for r in trades + quotes}), "rows": {"trades": len(trades), "quotes": len(quotes)}}
+                "venues": sorted({r[2] for r in trades + quotes}),
+                "rows": {"trades": len(trades), "quotes": len(quotes)}}
     (out / "dataset.json").write_bytes(orjson.dumps(manifest))
     return out
 
@@ -77,7 +79,8 @@ def test_per_row_queries_ask_about_a_window_sized_to_the_dataset(tiny, tmp_path)
     p = default_params(tiny)
     assert (p["window_start"], p["window_end"]) == (p["start"], p["end"])  # small: the window is everything
     days = 6 * 24 * 60  # 100 million rows over 6 days: about WINDOW_ROWS of them in the window
-    manifest = {"min_ts": T0, "max_ts": T0 + days * 60 * S - 1, "symbols": ["X"], "rows": {"trades": 66_000_000, "quotes": 34_000_000}}
+    manifest = {"min_ts": T0, "max_ts": T0 + days * 60 * S - 1, "symbols": ["X"],
+                "rows": {"trades": 66_000_000, "quotes": 34_000_000}}
     (tmp_path / "dataset.json").write_bytes(orjson.dumps(manifest))
     big = default_params(tmp_path)
     minutes = (big["window_end"] - big["window_start"]) // MINUTE_NS
@@ -101,7 +104,8 @@ def test_a_window_carries_nothing_in_from_before_it(tiny):
 def test_ohlcv_ties_break_on_trade_id(tiny):
     bars = reference("ohlcv_1m", tiny, default_params(tiny))
     first = bars.row(0, named=True)
-    assert (first["venue"], first["open"], first["high"], first["low"], first["close"]) == ("a", 100.0, 102.0, 100.0, 101.0)
+    assert ((first["venue"], first["open"], first["high"], first["low"], first["close"])
+            == ("a", 100.0, 102.0, 100.0, 101.0))
     assert (first["volume"], first["trades"]) == (6.0, 3)
     assert bars.columns == ["symbol", "venue", "minute", "open", "high", "low", "close", "volume", "trades"]
 

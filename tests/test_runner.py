@@ -34,8 +34,9 @@ def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def full_run(tiny: Path, chdb_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("results") / "run.json"
-    config = RunConfig(data=tiny, engines=["clickhouse", "timescaledb"], dsns={"clickhouse": chdb_dsn, "timescaledb": NO_SERVER},
-                       repeat=2, warmup=1, clients=(1, 3), cold=True, drop_caches=False, batch_rows=(700, 100_000), out=out)
+    config = RunConfig(data=tiny, engines=["clickhouse", "timescaledb"],
+                       dsns={"clickhouse": chdb_dsn, "timescaledb": NO_SERVER}, repeat=2, warmup=1, clients=(1, 3),
+                       cold=True, drop_caches=False, batch_rows=(700, 100_000), out=out)
     return run(config), out
 
 
@@ -79,8 +80,9 @@ def test_wrong_answer_is_a_failure_not_a_timing(tiny: Path, chdb_dsn: str, tmp_p
     params = default_params(tiny)
     vwap = reference("vwap", tiny, params).with_columns(pl.col("vwap") * 1.001)
     last = reference("last_quote", tiny, params).head(-1)
-    run(RunConfig(data=tiny, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn}, queries=["vwap", "last_quote", "spread"],
-                        repeat=3, out=tmp_path / "r.json"), references={"vwap": vwap, "last_quote": last})
+    run(RunConfig(data=tiny, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn},
+                  queries=["vwap", "last_quote", "spread"], repeat=3, out=tmp_path / "r.json"),
+        references={"vwap": vwap, "last_quote": last})
     queries = results.read(tmp_path / "r.json")["engines"]["clickhouse"]["queries"]
     assert queries["spread"]["valid"]
     for name, detail in (("vwap", "column vwap"), ("last_quote", "rows, expected")):
@@ -163,8 +165,9 @@ def test_stats() -> None:
 
 def test_cli_run_json(tiny: Path, chdb_dsn: str, tmp_path: Path) -> None:
     out = tmp_path / "cli.json"
-    result = CliRunner().invoke(app, ["run", "--engines", "clickhouse", "--data", str(tiny), "--dsn", f"clickhouse={chdb_dsn}",
-                                      "--queries", "spread,range_scan", "--repeat", "1", "--out", str(out), "--json"])
+    result = CliRunner().invoke(app, ["run", "--engines", "clickhouse", "--data", str(tiny),
+                                      "--dsn", f"clickhouse={chdb_dsn}", "--queries", "spread,range_scan",
+                                      "--repeat", "1", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = orjson.loads(result.stdout.strip().splitlines()[-1])
     assert summary["clickhouse"].startswith("ok:2ok/0wrong") and summary["out"] == str(out)

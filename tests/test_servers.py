@@ -18,7 +18,8 @@ CLI = [sys.executable, "-c", "from dbbench.servers import servers_app; servers_a
 
 def _cli(args: list[str], run_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "DBBENCH_SERVERS_DIR": str(run_dir)}
-    return subprocess.run(CLI + args, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1], timeout=120, check=False)
+    return subprocess.run(CLI + args, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1],
+                          timeout=120, check=False)
 
 
 def _need(engine: str) -> None:
@@ -38,7 +39,8 @@ def test_up_export_status_down_round_trip_from_other_processes(tmp_path: Path):
     state = servers.read_state(tmp_path)
     try:
         with psycopg.connect(exports["DBBENCH_TIMESCALEDB_DSN"]) as conn:
-            assert conn.execute("SELECT current_database(), inet_server_addr()::text").fetchone() == ("dbbench", "127.0.0.1/32")
+            assert (conn.execute("SELECT current_database(), inet_server_addr()::text").fetchone()
+                    == ("dbbench", "127.0.0.1/32"))
             assert "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
         influx = exports["DBBENCH_INFLUXDB_DSN"].replace("influxdb://", "http://").rsplit("/", 1)[0]
         assert requests.get(f"{influx}/ping", timeout=5).status_code == 204

@@ -91,7 +91,8 @@ def test_binary_copy_of_texts_of_any_length_round_trips(loaded):
     assert len(buffers) == 4
     engine.conn.execute("CREATE TEMP TABLE quotes_copy (LIKE quotes)")
     try:
-        with engine.conn.cursor() as cur, cur.copy(f"COPY quotes_copy ({', '.join(TABLES['quotes'].names)}) FROM STDIN (FORMAT BINARY)") as copy:
+        with (engine.conn.cursor() as cur,
+              cur.copy(f"COPY quotes_copy ({', '.join(TABLES['quotes'].names)}) FROM STDIN (FORMAT BINARY)") as copy):
             for chunk in (_HEADER, *buffers, _TRAILER):
                 copy.write(chunk)
         back = pl.DataFrame(engine._rows("SELECT * FROM quotes_copy"), schema=TABLES["quotes"].names, orient="row")

@@ -148,7 +148,8 @@ CHDB_LOCK = threading.Lock()
 def _arrow_layout(schema: pa.Schema) -> pa.Schema:
     """The table's Arrow schema with its LowCardinality columns as dictionaries of strings: ClickHouse
     takes those as they are, and `dbbench.dataset.iter_batches` reads them so."""
-    return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in LOW_CARDINALITY else f for f in schema])
+    return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in LOW_CARDINALITY else f
+                      for f in schema])
 
 
 def _literal(value: Any) -> str:
@@ -268,7 +269,8 @@ class ClickHouse(Engine):
                     self._client.insert_arrow(table, pa.Table.from_batches([batch]))
             stored = self._count(table)
         except Exception as exc:
-            raise EngineError(self.name, f"load {table}", f"{sent['rows']:,} rows sent before the error: {exc}") from exc
+            raise EngineError(self.name, f"load {table}",
+                              f"{sent['rows']:,} rows sent before the error: {exc}") from exc
         rows, bytes_in = sent["rows"], sent["bytes"]
         if stored != rows:
             raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,}")

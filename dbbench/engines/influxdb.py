@@ -13,11 +13,11 @@ InfluxDB keeps one point per (series, time): trades sharing (symbol, venue, ts) 
 each other, so trades carry a third tag `seq`, the rank of the trade among those at the same
 (symbol, venue, ts) by trade_id ("0" almost always). Quotes are unique per (symbol, venue, ts).
 
-DSNs: `influxdb://[user:password@]host:port/db` (`influxdbs://` for https; `http(s)://host:port/db` also; user and password also
-from INFLUXDB_USERNAME / INFLUXDB_PASSWORD), `influxdb2://host:port/bucket?org=ORG` (token from
-INFLUX_TOKEN or the DSN password, org also from INFLUX_ORG). Options as query parameters:
-`batch` (points per write, default 50000), `retries` (default 4), `gzip` (ISA-L level 1-3, 0 = plain text;
-default 1).
+DSNs: `influxdb://[user:password@]host:port/db` (`influxdbs://` for https; `http(s)://host:port/db`
+also; user and password also from INFLUXDB_USERNAME / INFLUXDB_PASSWORD),
+`influxdb2://host:port/bucket?org=ORG` (token from INFLUX_TOKEN or the DSN password, org also from
+INFLUX_ORG). Options as query parameters: `batch` (points per write, default 50000), `retries`
+(default 4), `gzip` (ISA-L level 1-3, 0 = plain text; default 1).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ from dbbench.engines.base import (
 )
 from dbbench.queries import check_params
 
-TAGS = {"trades": ("seq", "symbol", "venue"), "quotes": ("symbol", "venue")}  # sorted by key: the server sorts otherwise
+# Sorted by key: the server sorts otherwise.
+TAGS = {"trades": ("seq", "symbol", "venue"), "quotes": ("symbol", "venue")}
 FIELDS = {  # field -> line-protocol suffix ("i": integer, "": float)
     "trades": {"trade_id": "i", "price": "", "qty": "", "side": "i"},
     "quotes": {"bid_px": "", "bid_qty": "", "ask_px": "", "ask_qty": ""},
@@ -78,7 +79,8 @@ SELECT COUNT(qty) AS trades, MEAN(qty) AS avg_qty FROM "trades"."trades"
 WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
     # Two statements: per minute, then over the whole range (the second answers vwap_range).
     "vwap": f"""
-SELECT SUM(qty) AS volume, SUM(pq) / SUM(qty) AS vwap FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
+SELECT SUM(qty) AS volume, SUM(pq) / SUM(qty) AS vwap """
+    f"""FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
 WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
 SELECT SUM(pq) / SUM(qty) AS vwap_range FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
 WHERE {_T} GROUP BY symbol, venue""",
@@ -119,7 +121,8 @@ assert tuple(QUERIES) == QUERY_NAMES
 _FR = 'range(start: time(v: {start}), stop: time(v: {end}))'
 _FLUX_TRADES = 'from(bucket: "{bucket}_trades") |> ' + _FR + ' |> filter(fn: (r) => r._measurement == "trades")'
 _FLUX_QUOTES = 'from(bucket: "{bucket}_quotes") |> ' + _FR + ' |> filter(fn: (r) => r._measurement == "quotes")'
-_FLUX_ROWS = '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value") |> group(columns: ["symbol", "venue"])'
+_FLUX_ROWS = ('|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+              ' |> group(columns: ["symbol", "venue"])')
 _FLUX_MID_RETURNS = (
     _FLUX_QUOTES + " " + _FLUX_ROWS + """
   |> map(fn: (r) => ({r with _value: (r.bid_px + r.ask_px) / 2.0}))
@@ -131,22 +134,28 @@ _FLUX_MID_RETURNS = (
 FLUX: dict[str, str | Unsupported] = {
     "avg_trade_volume": _FLUX_TRADES + ' |> filter(fn: (r) => r._field == "qty") |> group(columns: ["symbol", "venue"])'
     """
-  |> window(every: 1m) |> reduce(identity: {trades: 0, sum: 0.0}, fn: (r, accumulator) => ({trades: accumulator.trades + 1, sum: accumulator.sum + r._value}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, trades: r.trades, avg_qty: r.sum / float(v: r.trades)}))
+  |> window(every: 1m) |> reduce(identity: {trades: 0, sum: 0.0}, """
+    """fn: (r, accumulator) => ({trades: accumulator.trades + 1, sum: accumulator.sum + r._value}))
+  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, trades: r.trades, """
+    """avg_qty: r.sum / float(v: r.trades)}))
   |> group(columns: ["symbol", "venue"])""",
     "vwap": _FLUX_TRADES + " " + _FLUX_ROWS + """
   |> map(fn: (r) => ({r with pq: r.price * r.qty}))
-  |> window(every: 1m) |> reduce(identity: {volume: 0.0, pq: 0.0}, fn: (r, accumulator) => ({volume: accumulator.volume + r.qty, pq: accumulator.pq + r.pq}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, volume: r.volume, vwap: r.pq / r.volume, pq: r.pq}))
+  |> window(every: 1m) |> reduce(identity: {volume: 0.0, pq: 0.0}, """
+    """fn: (r, accumulator) => ({volume: accumulator.volume + r.qty, pq: accumulator.pq + r.pq}))
+  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, volume: r.volume, """
+    """vwap: r.pq / r.volume, pq: r.pq}))
   |> group(columns: ["symbol", "venue"])""",
     "ohlcv_1m": _FLUX_TRADES + " " + _FLUX_ROWS + """
   |> sort(columns: ["_time", "trade_id"]) |> window(every: 1m)
   |> reduce(identity: {n: 0, open: 0.0, high: -1.0e308, low: 1.0e308, close: 0.0, volume: 0.0},
-            fn: (r, accumulator) => ({n: accumulator.n + 1, open: if accumulator.n == 0 then r.price else accumulator.open,
+            fn: (r, accumulator) => ({n: accumulator.n + 1, """
+    """open: if accumulator.n == 0 then r.price else accumulator.open,
               high: if r.price > accumulator.high then r.price else accumulator.high,
               low: if r.price < accumulator.low then r.price else accumulator.low,
               close: r.price, volume: accumulator.volume + r.qty}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, trades: r.n}))
+  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, """
+    """open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, trades: r.n}))
   |> group(columns: ["symbol", "venue"])""",
     "spread": _FLUX_QUOTES + " " + _FLUX_ROWS + """
   |> map(fn: (r) => ({r with s: r.ask_px - r.bid_px}))
@@ -154,14 +163,18 @@ FLUX: dict[str, str | Unsupported] = {
   |> reduce(identity: {quotes: 0, sum: 0.0, max_spread: -1.0e308},
             fn: (r, accumulator) => ({quotes: accumulator.quotes + 1, sum: accumulator.sum + r.s,
               max_spread: if r.s > accumulator.max_spread then r.s else accumulator.max_spread}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, quotes: r.quotes, avg_spread: r.sum / float(v: r.quotes), max_spread: r.max_spread}))
+  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, quotes: r.quotes, """
+    """avg_spread: r.sum / float(v: r.quotes), max_spread: r.max_spread}))
   |> group(columns: ["symbol", "venue"])""",
-    "nbbo": Unsupported("not written in Flux here: it needs a per-venue pivot with fill(usePrevious) per symbol; use InfluxQL servers or another engine"),
+    "nbbo": Unsupported("not written in Flux here: it needs a per-venue pivot with fill(usePrevious) per symbol; "
+                        "use InfluxQL servers or another engine"),
     "mid_returns": "import \"math\"\n" + _FLUX_MID_RETURNS,
     "exec_volatility": "import \"math\"\n" + _FLUX_MID_RETURNS + """
   |> window(every: 1m)
-  |> reduce(identity: {returns: 0, ss: 0.0}, fn: (r, accumulator) => ({returns: accumulator.returns + 1, ss: accumulator.ss + r.ret * r.ret}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, returns: r.returns, realized_vol: math.sqrt(x: r.ss)}))
+  |> reduce(identity: {returns: 0, ss: 0.0}, """
+    """fn: (r, accumulator) => ({returns: accumulator.returns + 1, ss: accumulator.ss + r.ret * r.ret}))
+  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, returns: r.returns, """
+    """realized_vol: math.sqrt(x: r.ss)}))
   |> group(columns: ["symbol", "venue"])""",
     "asof_trades_quotes": Unsupported("Flux joins match equal keys only; an as-of join is not expressed here"),
     "last_quote": _FLUX_QUOTES + " " + _FLUX_ROWS + " |> last(column: \"_time\")",
@@ -179,7 +192,8 @@ COLUMNS = {
     "nbbo": ["symbol", "ts", "venue", "best_bid", "best_ask"],
     "mid_returns": ["symbol", "venue", "second", "mid", "ret"],
     "exec_volatility": ["symbol", "venue", "minute", "returns", "realized_vol"],
-    "asof_trades_quotes": ["symbol", "venue", "ts", "trade_id", "price", "qty", "side", "bid_px", "ask_px", "eff_spread_bps"],
+    "asof_trades_quotes": ["symbol", "venue", "ts", "trade_id", "price", "qty", "side", "bid_px", "ask_px",
+                           "eff_spread_bps"],
     "last_quote": ["symbol", "venue", "ts", "bid_px", "bid_qty", "ask_px", "ask_qty"],
     "range_scan": ["ts", "symbol", "venue", "trade_id", "price", "qty", "side"],
 }
@@ -264,9 +278,11 @@ class _Sequencer:
             frame = frame.join(self.carry, on=keys, how="left", maintain_order="left")
         else:
             frame = frame.with_columns(pl.lit(None, pl.Int64).alias("seq_offset"))
-        rank = pl.int_range(pl.len(), dtype=pl.Int64).over(keys, order_by="trade_id") + pl.col("seq_offset").fill_null(0)
+        rank = (pl.int_range(pl.len(), dtype=pl.Int64).over(keys, order_by="trade_id")
+                + pl.col("seq_offset").fill_null(0))
         frame = frame.with_columns(rank.cast(pl.String).alias("seq")).drop("seq_offset")
-        self.carry = frame.join(last, on=keys).group_by(keys).agg(pl.col("seq").cast(pl.Int64).max().add(1).alias("seq_offset"))
+        self.carry = frame.join(last, on=keys).group_by(keys).agg(
+            pl.col("seq").cast(pl.Int64).max().add(1).alias("seq_offset"))
         return frame
 
 
@@ -303,7 +319,8 @@ class InfluxDB(Engine):
             token = os.environ.get("INFLUX_TOKEN") or password
             self.org = options.get("org") or os.environ.get("INFLUX_ORG")
             if not token or not self.org:
-                raise ValueError("influxdb2 DSN needs a token (INFLUX_TOKEN or the DSN password) and an org (?org= or INFLUX_ORG)")
+                raise ValueError("influxdb2 DSN needs a token (INFLUX_TOKEN or the DSN password) "
+                                 "and an org (?org= or INFLUX_ORG)")
             self._http.headers["Authorization"] = f"Token {token}"
             self._flux = InfluxDBClient(url=self.base, token=token, org=self.org, timeout=int(timeout_s * 1000))
         elif user:
@@ -335,13 +352,15 @@ class InfluxDB(Engine):
             if "error" in result:
                 raise EngineError(self.name, step, result["error"])
             if result.get("partial"):
-                raise EngineError(self.name, step, "the server truncated the result (max-row-limit): set [http] max-row-limit = 0")
+                raise EngineError(self.name, step,
+                                  "the server truncated the result (max-row-limit): set [http] max-row-limit = 0")
         return body["results"]
 
     def _write(self, table: str, body: bytes, rows_done: int) -> None:
         """POST one batch of line protocol; retry 5xx and connection errors with exponential backoff."""
         if self.dialect == "flux":
-            url, params = f"{self.base}/api/v2/write", {"org": self.org, "bucket": f"{self.db}_{table}", "precision": "ns"}
+            url, params = (f"{self.base}/api/v2/write",
+                           {"org": self.org, "bucket": f"{self.db}_{table}", "precision": "ns"})
         else:
             url, params = f"{self.base}/write", {"db": self.db, "rp": table, "precision": "ns"}
         headers = {"Content-Encoding": "gzip"} if self.gzip_level else {}
@@ -360,7 +379,8 @@ class InfluxDB(Engine):
             if resp.status_code < 500:  # the batch itself is wrong: retrying cannot help
                 break
         raise EngineError(
-            self.name, f"load {table}", f"{rows_done:,} rows loaded before the error; write failed after {attempt + 1} attempt(s): {error}"
+            self.name, f"load {table}",
+            f"{rows_done:,} rows loaded before the error; write failed after {attempt + 1} attempt(s): {error}",
         )
 
     # -- Engine interface --
@@ -375,7 +395,8 @@ class InfluxDB(Engine):
     def settings(self) -> dict[str, Any]:
         return {"api": "v2 + Flux" if self.dialect == "flux" else "v1 + InfluxQL", "batch_rows": self.batch_rows,
                 "gzip_level": self.gzip_level, "retries": self.retries, "precision": "ns",
-                "layout": "measurement per table in its own retention policy/bucket; tags symbol, venue (+ seq for trades)",
+                "layout": "measurement per table in its own retention policy/bucket; "
+                          "tags symbol, venue (+ seq for trades)",
                 "bytes_on_disk": self.storage_source or "not measured yet"}
 
     def create_schema(self) -> None:
@@ -391,7 +412,8 @@ class InfluxDB(Engine):
             self._influxql(f'CREATE DATABASE "{self.db}"', "create schema", db=False)
             for table in TABLES:
                 self._influxql(f'DROP RETENTION POLICY "{table}" ON "{self.db}"', "create schema")
-                self._influxql(f'CREATE RETENTION POLICY "{table}" ON "{self.db}" DURATION INF REPLICATION 1', "create schema")
+                self._influxql(f'CREATE RETENTION POLICY "{table}" ON "{self.db}" DURATION INF REPLICATION 1',
+                               "create schema")
                 self._forget(table)
         self._ready = False
 
@@ -424,7 +446,8 @@ class InfluxDB(Engine):
 
         try:
             for batch in batches:
-                # Tags as categoricals (Arrow dictionaries convert as they are): checked and escaped on their few values.
+                # Tags as categoricals (Arrow dictionaries convert as they are): checked and escaped on their
+                # few values.
                 frame = pl.from_arrow(pa.Table.from_batches([batch]).select(schema.names)).with_columns(
                     pl.col("ts").dt.epoch("ns"), pl.col("symbol", "venue").cast(pl.Categorical))
                 if problem := self._invalid(table, frame):  # refused, never dropped; the posts before it finish
@@ -464,14 +487,17 @@ class InfluxDB(Engine):
             if (bad := values.filter(values.str.contains(_BAD_TAG))).len():
                 bad_tags += frame[tag].cast(pl.String).is_in(bad.implode()).sum()
         if nulls or bad_floats or bad_tags:
-            return f"nulls {nulls}, {bad_floats} non-finite floats and {bad_tags} symbol/venue values with backslash or newline"
+            return (f"nulls {nulls}, {bad_floats} non-finite floats and {bad_tags} symbol/venue values "
+                    "with backslash or newline")
         return ""
 
     def _influxql_write_marker(self, table: str, rows: int) -> None:
         resp = self._http.post(f"{self.base}/write", params={"db": self.db, "precision": "ns"},
                                data=f"{LOADED},tbl={table} rows={rows}i 0".encode(), timeout=self.timeout_s)
         if resp.status_code != 204:
-            raise EngineError(self.name, f"load {table}", f"rows verified but the load marker was refused: HTTP {resp.status_code} {resp.text[:200]}")
+            raise EngineError(self.name, f"load {table}",
+                              f"rows verified but the load marker was refused: HTTP {resp.status_code} "
+                              f"{resp.text[:200]}")
 
     def _count(self, table: str) -> int:
         field = COUNTED[table]
@@ -488,18 +514,21 @@ class InfluxDB(Engine):
         """Tables whose last load was verified, with their row counts (InfluxQL servers keep a marker)."""
         if self.dialect == "flux":
             return {t: n for t in TABLES if (n := self._count(t))}
-        series = self._influxql(f"SELECT LAST(rows) AS rows FROM {LOADED} GROUP BY tbl", "loaded tables")[0].get("series", [])
+        series = self._influxql(f"SELECT LAST(rows) AS rows FROM {LOADED} GROUP BY tbl",
+                                "loaded tables")[0].get("series", [])
         return {s["tags"]["tbl"]: int(s["values"][0][1]) for s in series}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
         self.require_loaded(name)
         if self.dialect == "flux":
-            frame = self._run_flux(render(name, params, "flux", self.db), f"query {name}").rename({"_time": TIME_COLUMN[name]}, strict=False)
+            frame = self._run_flux(render(name, params, "flux", self.db), f"query {name}").rename(
+                {"_time": TIME_COLUMN[name]}, strict=False)
             return _typed(name, frame)
         results = self._influxql(render(name, params), f"query {name}", params={"symbol": params["symbol"]})
         frames = [_frame(name, r) for r in results]
         if name == "vwap":  # the per-range statement is one value per (symbol, venue), repeated on its minutes
-            frames = [frames[0].join(frames[1].select("symbol", "venue", "vwap_range"), on=["symbol", "venue"], how="left")]
+            frames = [frames[0].join(frames[1].select("symbol", "venue", "vwap_range"), on=["symbol", "venue"],
+                                     how="left")]
         return _typed(name, frames[0])
 
     def _run_flux(self, flux: str, step: str) -> pl.DataFrame:
@@ -521,9 +550,11 @@ class InfluxDB(Engine):
         """Shard files (TSM + WAL) of the table's retention policy: summed from the shard directories when
         the server is local, else the servers' own `diskBytes` shard statistic (SHOW STATS)."""
         if self.dialect == "flux":
-            raise EngineError(self.name, f"bytes on disk {table}", "not measured for 2.x servers (no per-bucket size in the API)")
+            raise EngineError(self.name, f"bytes on disk {table}",
+                              "not measured for 2.x servers (no per-bucket size in the API)")
         series = self._influxql("SHOW STATS FOR 'shard'", f"bytes on disk {table}", db=False)[0].get("series", [])
-        shards = [s for s in series if s["tags"].get("database") == self.db and s["tags"].get("retentionPolicy") == identifier(table)]
+        shards = [s for s in series
+                  if s["tags"].get("database") == self.db and s["tags"].get("retentionPolicy") == identifier(table)]
         dirs = [Path(s["tags"][k]) for s in shards for k in ("path", "walPath") if s["tags"].get(k)]
         if dirs and all(d.is_dir() for d in dirs):
             self.storage_source = "local shard directories (TSM + WAL files)"
@@ -564,7 +595,8 @@ def _frame(name: str, result: dict) -> pl.DataFrame:
     """One InfluxQL statement's series -> one frame, the GROUP BY tags as columns (a loop per series, not per row)."""
     frames = []
     for series in result.get("series", []):
-        frame = pl.DataFrame(series["values"], schema=series["columns"], orient="row", strict=False, infer_schema_length=None)
+        frame = pl.DataFrame(series["values"], schema=series["columns"], orient="row", strict=False,
+                             infer_schema_length=None)
         tags = series.get("tags", {})
         frames.append(frame.with_columns(pl.lit(v, pl.String).alias(k) for k, v in tags.items()))
     if not frames:

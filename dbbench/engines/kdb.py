@@ -30,22 +30,26 @@ from dbbench.queries import check_params
 Q_EPOCH_NS = 946_684_800_000_000_000  # q timestamps count ns from 2000.01.01
 
 SCHEMA = {
-    "trades": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); trade_id:`long$(); price:`float$(); qty:`float$(); side:`short$())",
-    "quotes": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); bid_px:`float$(); bid_qty:`float$(); ask_px:`float$(); ask_qty:`float$())",
+    "trades": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); "
+              "trade_id:`long$(); price:`float$(); qty:`float$(); side:`short$())",
+    "quotes": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); "
+              "bid_px:`float$(); bid_qty:`float$(); ask_px:`float$(); ask_qty:`float$())",
 }
 LOADED = ".dbbench.loaded"  # table -> verified row count, in the q process
 
 # Every query is a lambda of [S;E;SYM;SS;SE]: range start/end, symbol, range_scan start/end (timestamps).
 _T = "ts>=S, ts<E"
-_MID_RETURNS = f"""select symbol, venue, second, mid, ret from
+_MID_RETURNS = ("""select symbol, venue, second, mid, ret from
     (update ret:log mid % prev mid by symbol, venue from
-      0!select mid:last 0.5*bid_px+ask_px by symbol, venue, second:0D00:00:01 xbar ts from `ts xasc select from quotes where {_T})
-    where not null ret"""
+      0!select mid:last 0.5*bid_px+ask_px by symbol, venue, second:0D00:00:01 xbar ts """
+                f"""from `ts xasc select from quotes where {_T})
+    where not null ret""")
 QUERIES: dict[str, str] = {
     "avg_trade_volume": f"""{{[S;E;SYM;SS;SE]
   0!select trades:count i, avg_qty:avg qty by symbol, venue, minute:0D00:01 xbar ts from trades where {_T}}}""",
     "vwap": f"""{{[S;E;SYM;SS;SE]
-  bars:0!select volume:sum qty, vwap:qty wavg price, pq:sum price*qty by symbol, venue, minute:0D00:01 xbar ts from trades where {_T};
+  bars:0!select volume:sum qty, vwap:qty wavg price, pq:sum price*qty """
+    f"""by symbol, venue, minute:0D00:01 xbar ts from trades where {_T};
   delete pq from update vwap_range:(sum pq)%sum volume by symbol, venue from bars}}""",
     "ohlcv_1m": f"""{{[S;E;SYM;SS;SE]
   0!select open:first price, high:max price, low:min price, close:last price, volume:sum qty, trades:count i
@@ -56,7 +60,8 @@ QUERIES: dict[str, str] = {
     # Each venue's last quote at or before every update, by one aj per venue; max/min ignore nulls.
     "nbbo": f"""{{[S;E;SYM;SS;SE]
   q:`symbol`ts xasc select symbol, ts, venue from quotes where {_T};
-  prevailing:{{[S;E;q;v] aj[`symbol`ts; q; `symbol`ts xasc select symbol, ts, b:bid_px, a:ask_px from quotes where {_T}, venue=v]}}[S;E;q];
+  prevailing:{{[S;E;q;v] aj[`symbol`ts; q; """
+    f"""`symbol`ts xasc select symbol, ts, b:bid_px, a:ask_px from quotes where {_T}, venue=v]}}[S;E;q];
   per:prevailing each asc exec distinct venue from q;
   select symbol, ts, venue, best_bid:max each flip per@\\:`b, best_ask:min each flip per@\\:`a from q}}""",
     "mid_returns": f"""{{[S;E;SYM;SS;SE]
@@ -98,7 +103,8 @@ def q_symbol(text: str) -> str:
 def render(name: str, params: dict[str, Any]) -> str:
     """The query applied to its parameters as literals: one q expression to send."""
     p = check_params(params)
-    args = [q_timestamp(p["start"]), q_timestamp(p["end"]), q_symbol(p["symbol"]), q_timestamp(p["scan_start"]), q_timestamp(p["scan_end"])]
+    args = [q_timestamp(p["start"]), q_timestamp(p["end"]), q_symbol(p["symbol"]), q_timestamp(p["scan_start"]),
+            q_timestamp(p["scan_end"])]
     return f"{QUERIES[name]}[{';'.join(args)}]"
 
 
@@ -109,7 +115,8 @@ def save_splayed(table: str, directory: str) -> str:
 
 def disk_bytes(table: str, directory: str) -> str:
     """q text: bytes of the table's splayed column files plus the shared sym file."""
-    return (f'{{[d;t] f:` sv\' p,\'key p:hsym `$d,"/",t; sum hcount each f,hsym `$d,"/sym"}}["{directory}";"{identifier(table)}"]')
+    return (f'{{[d;t] f:` sv\' p,\'key p:hsym `$d,"/",t; sum hcount each f,hsym `$d,"/sym"}}'
+            f'["{directory}";"{identifier(table)}"]')
 
 
 class Kdb(Engine):
@@ -118,7 +125,8 @@ class Kdb(Engine):
     def __init__(self, dsn: str, *, chunk_rows: int | None = None, timeout_s: float = 600.0) -> None:
         url = urlsplit(dsn)
         if url.scheme != "kdb":
-            raise ValueError("kdb DSN must be kdb://[user:password@]host:port[?dir=PATH&chunk=ROWS] (or kdb:// with KDB_HOST/KDB_PORT)")
+            raise ValueError("kdb DSN must be kdb://[user:password@]host:port[?dir=PATH&chunk=ROWS] "
+                             "(or kdb:// with KDB_HOST/KDB_PORT)")
         options = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self.host = url.hostname or os.environ.get("KDB_HOST")
         port = url.port or os.environ.get("KDB_PORT")
@@ -136,7 +144,8 @@ class Kdb(Engine):
         user = unquote(url.username) if url.username else os.environ.get("KDB_USER", "")
         password = unquote(url.password) if url.password else os.environ.get("KDB_PASSWORD", "")
         try:
-            self._conn = kx.SyncQConnection(host=self.host, port=self.port, username=user, password=password, timeout=timeout_s)
+            self._conn = kx.SyncQConnection(host=self.host, port=self.port, username=user, password=password,
+                                            timeout=timeout_s)
         except Exception as exc:
             raise EngineError(self.name, "connect", f"{self.host}:{self.port}: {type(exc).__name__}: {exc}") from exc
 
@@ -150,7 +159,8 @@ class Kdb(Engine):
             raise EngineError(self.name, step, f"{type(exc).__name__}: {exc}") from exc
 
     def version(self) -> str:
-        return f"kdb+ {self._q('string .z.K', 'version').py().decode()} {self._q('string .z.k', 'version').py().decode()}"
+        return (f"kdb+ {self._q('string .z.K', 'version').py().decode()} "
+                f"{self._q('string .z.k', 'version').py().decode()}")
 
     def settings(self) -> dict[str, Any]:
         return {"storage": f"splayed tables under {self.dir} (symbols enumerated)", "chunk_rows": self.chunk_rows,
@@ -177,9 +187,11 @@ class Kdb(Engine):
             for start in range(0, arrow.num_rows, self.chunk_rows):
                 chunk = arrow.slice(start, self.chunk_rows)
                 try:
-                    self._conn("{[t;x] t insert update symbol:`$symbol, venue:`$venue from x}", kx.SymbolAtom(table), kx.toq(chunk))
+                    self._conn("{[t;x] t insert update symbol:`$symbol, venue:`$venue from x}", kx.SymbolAtom(table),
+                               kx.toq(chunk))
                 except Exception as exc:
-                    raise EngineError(self.name, f"load {table}", f"{rows:,} rows loaded before the error: {type(exc).__name__}: {exc}") from exc
+                    raise EngineError(self.name, f"load {table}",
+                                      f"{rows:,} rows loaded before the error: {type(exc).__name__}: {exc}") from exc
                 rows += chunk.num_rows
             bytes_in += batch.nbytes
         stored = int(self._q(f"count {table}", f"count {table}").py()) - before
@@ -207,7 +219,8 @@ class Kdb(Engine):
     def drop(self) -> None:
         for table in TABLES:
             self._q(f"delete {table} from `.", "drop")
-        self._q(f'{{if[not ()~key d:hsym `$x; hdel each ` sv\' d,\'key d; hdel d]}} each ("{self.dir}/trades";"{self.dir}/quotes")', "drop")
+        self._q(f'{{if[not ()~key d:hsym `$x; hdel each ` sv\' d,\'key d; hdel d]}} '
+                f'each ("{self.dir}/trades";"{self.dir}/quotes")', "drop")
         self._q(f'{{if[not ()~key f:hsym `$x; hdel f]}} "{self.dir}/sym"', "drop")
         self._q(f"{LOADED}:(`symbol$())!`long$()", "drop")
         self._ready = False

@@ -237,7 +237,8 @@ class TimescaleDB(Engine):
             self.reason = "timescaledb extension available"
         else:
             self.name = "postgresql"
-            self.reason = "timescaledb extension not available on this server: plain PostgreSQL (never reported as TimescaleDB)"
+            self.reason = ("timescaledb extension not available on this server: plain PostgreSQL "
+                           "(never reported as TimescaleDB)")
         self.bucket = "time_bucket" if self.timescale else "dbbench_bucket"
         self.statements_reason = self._statements()
 
@@ -287,7 +288,8 @@ class TimescaleDB(Engine):
             if self.timescale:
                 self.conn.execute("SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s)", (table, CHUNK_NS))
                 self.conn.execute(f"ALTER TABLE {table} SET (timescaledb.compress, "
-                                  "timescaledb.compress_segmentby = 'symbol, venue', timescaledb.compress_orderby = 'ts')")
+                                  "timescaledb.compress_segmentby = 'symbol, venue', "
+                                  "timescaledb.compress_orderby = 'ts')")
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
@@ -299,7 +301,8 @@ class TimescaleDB(Engine):
         try:
             self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))
             self.conn.execute(f"TRUNCATE {table}")
-            with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(schema.names)}) FROM STDIN (FORMAT BINARY)") as copy:
+            with (self.conn.cursor() as cur,
+                  cur.copy(f"COPY {table} ({', '.join(schema.names)}) FROM STDIN (FORMAT BINARY)") as copy):
                 copy.write(_HEADER)
                 for part, buffers in _ahead(_encoded(batches, schema)):
                     for buffer in buffers:
