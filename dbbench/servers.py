@@ -34,7 +34,9 @@ PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of t
 SERVER_ENGINES = ("timescaledb", "influxdb", "kdb")
 # What each engine exports for the tests and benchmarks (`up --export`).
 DSN_ENV = {"timescaledb": "DBBENCH_TIMESCALEDB_DSN", "influxdb": "DBBENCH_INFLUXDB_DSN", "kdb": "DBBENCH_KDB_DSN"}
-STOP_SIGNAL = {"timescaledb": signal.SIGINT, "influxdb": signal.SIGTERM, "kdb": signal.SIGTERM}  # SIGINT: postgres fast shutdown
+# SIGINT: postgres fast shutdown.
+STOP_SIGNAL = {"timescaledb": signal.SIGINT, "influxdb": signal.SIGTERM, "kdb": signal.SIGTERM}
+DOCKER_HINT = "with Docker: docker compose -f docker/compose.yml up -d"  # + the compose service
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -114,7 +116,7 @@ def postgres_binaries() -> Path:
         if not (PG_BIN / tool).exists():
             raise ServerError(
                 f"timescaledb: {PG_BIN / tool} not found: install the Debian package postgresql-15 "
-                "(apt-get install postgresql), or set DBBENCH_PG_BIN"
+                f"(apt-get install postgresql), set DBBENCH_PG_BIN, or {DOCKER_HINT} timescaledb"
             )
     return PG_BIN
 
@@ -122,18 +124,21 @@ def postgres_binaries() -> Path:
 def influxd_binary() -> Path:
     found = shutil.which("influxd")
     if not found:
-        raise ServerError("influxdb: influxd not found on PATH: install the Debian package influxdb (apt-get install influxdb)")
+        raise ServerError(f"influxdb: influxd not found on PATH: install the Debian package influxdb "
+                          f"(apt-get install influxdb), or {DOCKER_HINT} influxdb")
     return Path(found)
 
 
 def q_binary() -> Path:
     """A q executable with a kdb+ license next to it (QHOME/QLIC); kdb+ is not packaged by Debian."""
     qhome = Path(os.environ.get("QHOME", Path.home() / "q"))
-    found = shutil.which("q") or next((str(p) for p in (qhome / "l64" / "q", qhome / "l64arm" / "q") if p.exists()), None)
+    found = shutil.which("q") or next((str(p) for p in (qhome / "l64" / "q", qhome / "l64arm" / "q") if p.exists()),
+                                      None)
     if not found:
         raise ServerError(
             "kdb: no q executable on PATH or in $QHOME/l64: kdb+ is not a Debian package; install it from KX "
-            "(https://kx.com) with a license, or point KDB_HOST/KDB_PORT at a running q"
+            "(https://kx.com) with a license, point KDB_HOST/KDB_PORT at a running q, "
+            f"or {DOCKER_HINT} --profile kdb kdb"
         )
     lic_dirs = [Path(os.environ["QLIC"])] if "QLIC" in os.environ else []
     lic_dirs += [qhome, Path(found).resolve().parent.parent]
@@ -161,7 +166,8 @@ def _spawn(argv: list[str], log: Path, cwd: Path, user: str | None = None) -> su
     """Detached from our session and our stdout, so it outlives `eval "$(dbbench servers up --export)"`."""
     with open(log, "ab") as out:
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True, user=user
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
+            user=user,
         )
 
 
@@ -169,7 +175,8 @@ def _wait_ready(engine: str, proc: subprocess.Popen, log: Path, ready: Callable[
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"{engine}: server exited with code {proc.returncode} while starting; log {log}:\n{_log_tail(log)}")
+            raise ServerError(f"{engine}: server exited with code {proc.returncode} while starting; "
+                              f"log {log}:\n{_log_tail(log)}")
         if ready():
             return
         time.sleep(0.1)
@@ -198,7 +205,8 @@ def start_postgres(directory: Path) -> Server:
         try:
             pwd.getpwnam("postgres")
         except KeyError as exc:
-            raise ServerError("timescaledb: running as root and no `postgres` user exists (it comes with the Debian package postgresql-common)") from exc
+            raise ServerError("timescaledb: running as root and no `postgres` user exists "
+                              "(it comes with the Debian package postgresql-common)") from exc
         owner = "postgres"
     scratch = _scratch_dir(directory, "timescaledb", owner)
     data, log, port = scratch / "data", scratch / "postgres.log", _free_port()
@@ -223,10 +231,12 @@ def start_postgres(directory: Path) -> Server:
     with open(data / "postgresql.conf", "a") as f:
         f.write("\n# dbbench servers up\n" + "\n".join(conf) + "\n")
     proc = _spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)
-    server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch), str(log), str(bin_dir / "postgres"))
+    server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch),
+                    str(log), str(bin_dir / "postgres"))
     _wait_ready("timescaledb", proc, log, lambda: _pg_ready(port))
     create = subprocess.run(
-        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"], capture_output=True, text=True, check=False
+        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"],
+        capture_output=True, text=True, check=False,
     )
     if create.returncode != 0:
         _stop_pid(proc.pid, STOP_SIGNAL["timescaledb"])
@@ -282,7 +292,8 @@ def start_influxd(directory: Path) -> Server:
     config, log = scratch / "influxdb.conf", scratch / "influxd.log"
     config.write_text(INFLUXD_CONFIG.format(scratch=scratch, port=port, rpc_port=rpc_port))
     proc = _spawn([str(binary), "-config", str(config)], log, scratch)
-    server = Server("influxdb", proc.pid, port, f"influxdb://127.0.0.1:{port}/dbbench", str(scratch), str(log), str(binary))
+    server = Server("influxdb", proc.pid, port, f"influxdb://127.0.0.1:{port}/dbbench", str(scratch), str(log),
+                    str(binary))
     _wait_ready("influxdb", proc, log, lambda: _http_ok(f"http://127.0.0.1:{port}/ping"))
     return server
 
@@ -306,7 +317,8 @@ def start_q(directory: Path) -> Server:
     return server
 
 
-STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, "influxdb": start_influxd, "kdb": start_q}
+STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, "influxdb": start_influxd,
+                                                 "kdb": start_q}
 
 
 # --- up / down / status ------------------------------------------------------------------------
@@ -315,7 +327,8 @@ STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, 
 def _check_engines(engines: Sequence[str]) -> None:
     unknown = [e for e in engines if e not in SERVER_ENGINES]
     if unknown:
-        hint = " (clickhouse runs embedded through chDB, DSN chdb:///path, and needs no server)" if "clickhouse" in unknown else ""
+        hint = (" (clickhouse runs embedded through chDB, DSN chdb:///path, and needs no server)"
+                if "clickhouse" in unknown else "")
         raise ServerError(f"no native server for {', '.join(unknown)}; choose from {', '.join(SERVER_ENGINES)}{hint}")
 
 
@@ -405,7 +418,8 @@ def export_lines(servers: dict[str, Server]) -> list[str]:
 
 # --- CLI (mounted by dbbench.cli as `dbbench servers`) -----------------------------------------
 
-servers_app = typer.Typer(help="Start, stop and list native database servers on loopback (no Docker).", no_args_is_help=True)
+servers_app = typer.Typer(help="Start, stop and list native database servers on loopback (no Docker).",
+                          no_args_is_help=True)
 
 
 def _parse_engines(engines: str | None) -> list[str] | None:
@@ -414,21 +428,29 @@ def _parse_engines(engines: str | None) -> list[str] | None:
 
 @servers_app.command("up")
 def up_cmd(
-    engines: str = typer.Option(None, help="Comma-separated: timescaledb,influxdb,kdb (default: every one installed here)."),
-    export: bool = typer.Option(False, "--export", help="Print `export DBBENCH_..._DSN=...` lines for eval in a shell."),
+    engines: str = typer.Option(None,
+                                help="Comma-separated: timescaledb,influxdb,kdb (default: every one installed here)."),
+    export: bool = typer.Option(False, "--export",
+                                help="Print `export DBBENCH_..._DSN=...` lines for eval in a shell."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Start the servers (reusing running ones) and print their DSNs."""
     chosen = _parse_engines(engines)
     skipped: dict[str, str] = {}
-    if chosen is None:
-        reasons = available()
-        chosen = [e for e, reason in reasons.items() if reason is None]
-        skipped = {e: reason for e, reason in reasons.items() if reason}
-    try:
-        servers = up(chosen)
-    except ServerError as exc:
-        fail(f"dbbench servers up: {exc}")
+    servers: dict[str, Server] = {}
+    if chosen is None:  # every engine installed here; one that cannot start is skipped with the reason
+        for engine, reason in available().items():
+            try:
+                if reason:
+                    raise ServerError(reason)
+                servers.update(up([engine]))
+            except ServerError as exc:
+                skipped[engine] = str(exc)
+    else:
+        try:
+            servers = up(chosen)
+        except ServerError as exc:
+            fail(f"dbbench servers up: {exc}")
     for engine, reason in skipped.items():
         typer.echo(f"dbbench servers up: skipped {engine}: {reason}", err=True)
     if export:
@@ -436,7 +458,8 @@ def up_cmd(
         return
     print_summary(
         "servers up",
-        {"servers": {e: s.dsn for e, s in servers.items()}, "skipped": {e: r for e, r in skipped.items()}, "run_dir": str(run_dir())},
+        {"servers": {e: s.dsn for e, s in servers.items()}, "skipped": {e: r for e, r in skipped.items()},
+         "run_dir": str(run_dir())},
         as_json,
     )
 
@@ -451,7 +474,8 @@ def down_cmd(
         stopped = down(_parse_engines(engines))
     except ServerError as exc:
         fail(f"dbbench servers down: {exc}")
-    print_summary("servers down", {"stopped": {e: ("stopped" if was else "was-not-running") for e, was in stopped.items()}}, as_json)
+    print_summary("servers down",
+                  {"stopped": {e: ("stopped" if was else "was-not-running") for e, was in stopped.items()}}, as_json)
 
 
 @servers_app.command("status")
@@ -463,5 +487,7 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print the sum
         return
     print_summary(
         "servers status",
-        {"servers": {e: f"{s['dsn']} ({'running' if s['running'] else 'stopped'}, pid {s['pid']})" for e, s in current.items()}, "run_dir": str(run_dir())},
+        {"servers": {e: f"{s['dsn']} ({'running' if s['running'] else 'stopped'}, pid {s['pid']})"
+                     for e, s in current.items()},
+         "run_dir": str(run_dir())},
     )
