@@ -22,7 +22,10 @@ import numpy as np
 import orjson
 import polars as pl
 
+from hfformer.bootstrap import sum_interval
+
 SECONDS_PER_YEAR = 365.25 * 86400
+PNL_BLOCK_BARS = 20  # bars per bootstrap block of the PnL interval (volatility clusters across bars)
 PRICE_COLUMNS = ("ts", "price", "bid_px_1", "ask_px_1")
 BAR_STATUS = pl.Enum(["trade", "flat", "no_forecast", "unfilled"])
 
@@ -254,6 +257,7 @@ def summarize(bars: pl.DataFrame) -> dict[str, float | int]:
     )
     counts = bars["status"].value_counts()
     count = dict(zip(counts["status"].to_list(), counts["count"].to_list()))
+    pnl_lo, pnl_hi = sum_interval(pnl, PNL_BLOCK_BARS)
     return {
         "bars": bars.height,
         "trades": trades.height,
@@ -263,6 +267,8 @@ def summarize(bars: pl.DataFrame) -> dict[str, float | int]:
         "no_forecast": count.get("no_forecast", 0),
         "unfilled": count.get("unfilled", 0),
         "pnl": float(pnl.sum()),
+        "pnl_lo": pnl_lo,  # 95% block-bootstrap interval of the total PnL
+        "pnl_hi": pnl_hi,
         "gross_pnl": float(bars["gross_pnl"].sum()),
         "fees": float(bars["fee"].sum()),
         "hit_rate": float((trades["pnl"] > 0).mean()) if trades.height else float("nan"),

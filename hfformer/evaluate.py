@@ -31,6 +31,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from hfformer.bootstrap import block_sums, bootstrap_counts
 from hfformer.config import PAPER_HORIZONS, read_run_config
 from hfformer.data import prepare
 from hfformer.predict import Forecaster, frame
@@ -85,20 +86,6 @@ def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         return {"sign_acc": hits / sign_n, "r2": 1 - sse / (sy2 - sy * sy / n), "mse": sse / n,
                 "pinball": pin / n, "coverage80": cov / n}
-
-
-def block_sums(stats: np.ndarray, block: int) -> np.ndarray:
-    """(n_blocks, S, H) sums over consecutive blocks of `block` windows (the last may be shorter)."""
-    return np.add.reduceat(stats, np.arange(0, stats.shape[0], block), axis=0)
-
-
-def bootstrap_counts(n_blocks: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_blocks): how often each block is drawn in each resample (with replacement)."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_blocks, size=(n_boot, n_blocks))
-    counts = np.zeros((n_boot, n_blocks))
-    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1)
-    return counts
 
 
 def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,

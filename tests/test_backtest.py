@@ -241,3 +241,15 @@ def test_run_dir_round_trip(tmp_path):
         bars.filter(pl.col("model") == "hfformer")["pnl"].to_list()
         == result.bars["hfformer"]["pnl"].to_list()
     )
+
+
+def test_pnl_interval_matches_the_spread_of_a_known_total():
+    from hfformer.bootstrap import sum_interval
+
+    assert sum_interval(np.ones(100), block=20) == pytest.approx((100.0, 100.0))
+    rng = np.random.default_rng(1)
+    samples = rng.normal(0.0, 1.0, 4000)  # independent: the total's sd is sqrt(4000)
+    lo, hi = sum_interval(samples, block=20)
+    assert lo < samples.sum() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * np.sqrt(4000), rel=0.2)
+    assert np.isnan(sum_interval(np.empty(0), block=20)).all()
