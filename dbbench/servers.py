@@ -138,7 +138,7 @@ def q_binary() -> Path:
         raise ServerError(
             "kdb: no q executable on PATH or in $QHOME/l64: kdb+ is not a Debian package; install it from KX "
             "(https://kx.com) with a license, point KDB_HOST/KDB_PORT at a running q, "
-            f"or {DOCKER_HINT} --profile kdb kdb"
+            "or with Docker: docker compose -f docker/compose.yml --profile kdb up -d kdb"
         )
     lic_dirs = [Path(os.environ["QLIC"])] if "QLIC" in os.environ else []
     lic_dirs += [qhome, Path(found).resolve().parent.parent]
@@ -345,7 +345,10 @@ def up(engines: Sequence[str], directory: Path | None = None) -> dict[str, Serve
             continue
         if current:  # stale entry: the server died; its scratch dir is garbage
             _remove_scratch(current)
-        state[engine] = started[engine] = STARTERS[engine](directory)
+        try:
+            state[engine] = started[engine] = STARTERS[engine](directory)
+        except OSError as exc:  # e.g. a binary its server user may not run, a full disk
+            raise ServerError(f"{engine}: cannot start: {exc}") from exc
         _write_state(directory, state)
     return started
 

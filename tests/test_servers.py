@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 import requests
@@ -101,3 +104,42 @@ def test_q_without_a_license_is_refused(tmp_path: Path, monkeypatch):
         servers.q_binary()
     (tmp_path / "kc.lic").write_text("x")
     assert servers.q_binary() == q
+
+
+@pytest.mark.server
+def _broken_postgres(directory: Path) -> Path:
+    """PostgreSQL's tools, installed but failing: initdb exits 1 with a message."""
+    directory.mkdir(exist_ok=True)
+    for tool in ("initdb", "postgres"):
+        (directory / tool).write_text("#!/bin/sh\necho 'this installation is broken' >&2\nexit 1\n")
+        (directory / tool).chmod(0o755)
+    directory.chmod(0o755)
+    return directory
+
+
+@pytest.mark.server
+def test_up_without_engines_starts_what_it_can_and_skips_the_rest_with_install_hints(tmp_path: Path):
+    _need("influxdb")
+    reachable = _broken_postgres(Path(tempfile.mkdtemp(prefix="dbbench-broken-postgres-")))
+    # As root, PostgreSQL's tools run as the postgres user, who cannot enter pytest's tmp_path.
+    unreachable = _broken_postgres(tmp_path / "unreachable")
+    cases = {tmp_path / "missing": ("apt-get install postgresql", "docker compose -f docker/compose.yml"),
+             reachable: ("initdb failed", "this installation is broken"),
+             unreachable: ("cannot start", "Permission denied") if os.geteuid() == 0 else ("initdb failed",)}
+    try:
+        for pg_bin, expected in cases.items():
+            env = {**os.environ, "DBBENCH_SERVERS_DIR": str(tmp_path / "run"), "DBBENCH_PG_BIN": str(pg_bin)}
+            up = subprocess.run(CLI + ["up", "--json"], capture_output=True, text=True, env=env,
+                                cwd=Path(__file__).parents[1], timeout=120, check=False)
+            try:
+                assert up.returncode == 0, up.stderr
+                summary = orjson.loads(up.stdout)
+                assert "influxdb" in summary["servers"]
+                reason = summary["skipped"]["timescaledb"]
+                assert all(text in reason for text in expected), reason
+                assert "skipped timescaledb" in up.stderr
+            finally:
+                assert _cli(["down"], tmp_path / "run").returncode == 0
+            assert servers.read_state(tmp_path / "run") == {}
+    finally:
+        shutil.rmtree(reachable)
