@@ -22,11 +22,13 @@ def format_summary(command: str, fields: dict[str, Any]) -> str:
     return f"{command}: " + " ".join(parts)
 
 
-def print_summary(command: str, fields: dict[str, Any], as_json: bool = False) -> None:
+def print_summary(command: str, fields: dict[str, Any], as_json: bool = False, err: bool = False) -> None:
+    """err: on stderr, for commands whose stdout carries data (it must stay parseable)."""
     if as_json:
-        print(orjson.dumps({"command": command, **fields}, default=str).decode())
+        text = orjson.dumps({"command": command, **fields}, default=str).decode()
     else:
-        print(format_summary(command, fields))
+        text = format_summary(command, fields)
+    print(text, file=sys.stderr if err else sys.stdout)
 
 
 def fail(message: object) -> NoReturn:

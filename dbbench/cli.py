@@ -129,7 +129,7 @@ def query(
     fmt: str = typer.Option("table", "--format", help="csv, json or table."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Run one query, print its answer and whether it matches the Polars reference (exit 1 if not)."""
+    """Run one query: its answer on stdout; on stderr whether it matches the Polars reference (exit 1 if not)."""
     _check_engine(engine)
     if query not in QUERY_NAMES:
         fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}")
@@ -166,7 +166,7 @@ def query(
             print(answer)
     print_summary("dbbench query", {"engine": name, "query": query, "rows": answer.height,
                                     "seconds": round(seconds, 4), "correct": verdict.ok, "verdict": str(verdict)},
-                  as_json)
+                  as_json, err=True)  # stdout holds the answer alone
     if not verdict.ok:
         raise typer.Exit(1)
 
