@@ -402,7 +402,7 @@ def run(config: RunConfig, progress: Progress | None = None,
         "schema": results.SCHEMA,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "finished": None,
-        "command": sys.argv,
+        "command": [redact(arg) for arg in sys.argv],  # a --dsn may carry a password
         "machine": machine_info(),
         "dataset": data,
         "config": {"repeat": config.repeat, "warmup": config.warmup, "clients": list(config.clients),

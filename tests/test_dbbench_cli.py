@@ -1,11 +1,13 @@
 """The dbbench command line end to end, in subprocesses (chDB allows one database path per process)."""
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+import polars as pl
 import pytest
 
 
@@ -34,13 +36,14 @@ def test_load_then_query_prints_answer_and_verdict(workdir):
     done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "ohlcv_1m", "--format", "csv",
                    cwd=workdir)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0] == "symbol,venue,minute,open,high,low,close,volume,trades"
-    assert "verdict=correct" in lines[-1]
+    answer = pl.read_csv(io.StringIO(done.stdout))  # stdout is the answer alone: valid CSV to the end
+    assert answer.columns == ["symbol", "venue", "minute", "open", "high", "low", "close", "volume", "trades"]
+    assert answer.height > 0 and answer["close"].is_not_null().all()
+    assert "verdict=correct" in done.stderr.splitlines()[-1]
     done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "last_quote", "--format", "json",
                    "--json", cwd=workdir)
-    assert orjson.loads(done.stdout.splitlines()[-1])["correct"] is True
-    assert len(orjson.loads(done.stdout.splitlines()[0])) == 6
+    assert orjson.loads(done.stderr.splitlines()[-1])["correct"] is True
+    assert len(orjson.loads(done.stdout)) == 6
 
 
 def test_errors_are_clear_and_never_show_passwords(workdir):
@@ -61,3 +64,27 @@ def test_help_lists_the_commands(workdir):
     assert done.returncode == 0
     for command in ("dataset", "load", "query", "servers"):
         assert command in done.stdout
+
+
+SECRETS = ["hunter2", "p/ss", "p@ss", "p:ss", "p%2Fss", "it's", 'say"hi"', "a/b@c:d%e'f"]
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_redact_hides_passwords_with_any_character(secret):
+    from dbbench.engines import redact
+
+    for text in (f"postgresql://bench:{secret}@127.0.0.1:5432/db?sslmode=disable",
+                 f"influxdb2://127.0.0.1:8086/bucket?org=o&token={secret}",
+                 f"host=127.0.0.1 password='{secret.replace(chr(39), chr(92) + chr(39))}' user=bench"):
+        shown = redact(text)
+        assert secret not in shown and "***" in shown, shown
+
+
+def test_run_writes_no_password_given_on_the_command_line(workdir):
+    secret = "a/b@c:d%e'f"
+    done = dbbench("run", "--engines", "timescaledb", "--data", "ds", "--dsn",
+                   f"timescaledb=postgresql://bench:{secret}@127.0.0.1:1/db", "--out", "secret.json", cwd=workdir)
+    assert done.returncode == 0, done.stderr  # the engine is skipped (nothing listens on port 1), with the reason
+    results = (workdir / "secret.json").read_text()
+    assert "skipped" in results and "bench:***@" in results
+    assert secret not in results + done.stdout + done.stderr

@@ -30,10 +30,12 @@ def default_dsn(engine: str) -> str:
     return os.environ.get(f"DBBENCH_{engine.upper()}_DSN") or (started.dsn if started else DEFAULT_DSNS[engine])
 
 
-def redact(dsn: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db; also password=... parameters."""
-    dsn = re.sub(r"(//[^/:@]*):[^@/]*@", r"\1:***@", dsn)
-    return re.sub(r"((?:password|token)=)[^&\s]*", r"\1***", dsn, flags=re.IGNORECASE)
+def redact(text: str) -> str:
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db, and password=/token=
+    parameters (URL query or libpq key=value, quoted or not). A password typed unencoded may hold
+    '/', '@', ':', '%' or quotes, so it runs to the last '@' of the URL."""
+    text = re.sub(r"(://[^:/@\s]*):\S*@", r"\1:***@", text)
+    return re.sub(r"((?:password|token)\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", text, flags=re.IGNORECASE)
 
 
 def connect(engine: str, dsn: str | None = None) -> Engine:
