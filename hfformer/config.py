@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from data_loaders.features import SIZE_NORMS
+from data_loaders.features import PRICES, SIZE_NORMS
 
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
 PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)  # the horizons the paper reports results for
@@ -166,20 +166,65 @@ def load_config(path: Path | None = None, overrides: list[str] = (),
     return cfg
 
 
+# Ranges of the numeric settings: (section.key, holds, what it must be). Checked when a config is
+# loaded, so a bad value is named before any work (not a crash mid-training).
+RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("data.levels", lambda v: v >= 1, ">= 1"),
+    ("data.window", lambda v: v >= 1, ">= 1"),
+    ("data.gap", lambda v: v >= 0, ">= 0"),
+    ("data.fractions", lambda v: len(v) == 3 and min(v) > 0 and sum(v) <= 1 + 1e-9,
+     "three positive train/validation/test fractions summing to at most 1"),
+    ("model.quantiles", lambda v: bool(v) and all(0 < q < 1 for q in v) and v == sorted(set(v)),
+     "increasing values in (0, 1)"),
+    ("model.d_model", lambda v: v >= 1, ">= 1"),
+    ("model.n_heads", lambda v: v >= 1, ">= 1"),
+    ("model.n_layers", lambda v: v >= 1, ">= 1"),
+    ("model.d_ff", lambda v: v >= 1, ">= 1"),
+    ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.attn_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.d_dec", lambda v: v >= 1, ">= 1"),
+    ("model.dec_rank", lambda v: v >= 0, ">= 0 (0: full rank)"),
+    ("model.beta", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("model.threshold", lambda v: v > 0, "> 0"),
+    ("lstm.hidden", lambda v: v >= 1, ">= 1"),
+    ("lstm.layers", lambda v: v >= 1, ">= 1"),
+    ("lstm.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("ridge.lags", lambda v: v >= 1, ">= 1"),
+    ("ridge.alpha", lambda v: v >= 0, ">= 0"),
+    ("train.batch_size", lambda v: v >= 1, ">= 1"),
+    ("train.lr", lambda v: v > 0, "> 0"),
+    ("train.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("train.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("train.lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("train.grad_clip", lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    ("train.max_epochs", lambda v: v >= 1, ">= 1"),
+    ("train.max_steps", lambda v: v >= 0, ">= 0 (0: no limit)"),
+    ("train.max_train_windows", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("train.max_val_windows", lambda v: v >= 0, ">= 0 (0: all)"),
+    ("train.val_every_steps", lambda v: v >= 0, ">= 0 (0: once per epoch)"),
+    ("train.patience", lambda v: v >= 1, ">= 1"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0: off)"),
+    ("train.threads", lambda v: v >= 0, ">= 0 (0: torch's default)"),
+)
+
+
 def validate(cfg: Config) -> None:
-    if cfg.train.loss not in ("pinball", "mse"):
-        raise ValueError(f"train.loss must be 'pinball' or 'mse', got {cfg.train.loss!r}")
-    if cfg.train.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"train.device must be auto, cpu or cuda, got {cfg.train.device!r}")
-    if cfg.data.size_norm not in SIZE_NORMS:
-        raise ValueError(f"data.size_norm must be one of {SIZE_NORMS}, got {cfg.data.size_norm!r}")
-    if not 0.0 <= cfg.train.ema_decay < 1.0:
-        raise ValueError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
-    if cfg.train.val_every_steps < 0 or cfg.train.patience < 1:
-        raise ValueError(f"train.val_every_steps must be >= 0 and train.patience >= 1, got "
-                         f"{cfg.train.val_every_steps} and {cfg.train.patience}")
+    """Every setting's range and choices; all problems named in one error."""
+    problems = [f"{name} must be {rule}, got {value!r}" for name, holds, rule in RANGES
+                if not holds(value := getattr(getattr(cfg, name.split(".")[0]), name.split(".")[1]))]
+    choices = {"train.loss": ("pinball", "mse"), "train.device": ("auto", "cpu", "cuda"),
+               "data.size_norm": SIZE_NORMS, "data.price": PRICES}
+    for name, allowed in choices.items():
+        value = getattr(getattr(cfg, name.split(".")[0]), name.split(".")[1])
+        if value not in allowed:
+            problems.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if not cfg.data.horizons or min(cfg.data.horizons) < 1:
-        raise ValueError(f"data.horizons must be positive, got {cfg.data.horizons}")
+        problems.append(f"data.horizons must be positive, got {cfg.data.horizons}")
+    if cfg.model.n_heads >= 1 and cfg.model.d_model % cfg.model.n_heads:
+        problems.append(f"model.d_model ({cfg.model.d_model}) must be a multiple of model.n_heads "
+                        f"({cfg.model.n_heads})")
+    if problems:
+        raise ValueError("bad settings: " + "; ".join(problems))
 
 
 def quantiles(cfg: Config) -> list[float]:

@@ -1,0 +1,48 @@
+"""Settings are checked when loaded: a value out of range is named in one line, before any work."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hfformer.config import load_config
+
+BAD = {
+    "data.window=0": "data.window must be >= 1",
+    "model.dropout=2.0": "model.dropout must be in [0, 1)",
+    "train.batch_size=0": "train.batch_size must be >= 1",
+    "model.n_heads=5": "must be a multiple of model.n_heads (5)",
+    "data.fractions=[0.7, 0.3, 0.3]": "data.fractions must be three positive",
+    "model.quantiles=[0.9, 0.1]": "model.quantiles must be increasing",
+    "data.price='last'": "data.price must be one of wmid, microprice, mid",
+    "train.lr=0": "train.lr must be > 0",
+}
+
+
+@pytest.mark.parametrize("override", BAD)
+def test_out_of_range_settings_are_named(override):
+    with pytest.raises(ValueError, match=BAD[override].replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(ValueError) as info:
+        load_config(None, ["data.window=0", "train.batch_size=0"])
+    assert "data.window" in str(info.value) and "train.batch_size" in str(info.value)
+
+
+@pytest.mark.parametrize("config", ["default.toml", "tuned.toml"])
+def test_shipped_configs_are_valid(config):
+    load_config(Path(__file__).parents[1] / "hfformer" / config, [])
+
+
+def test_cli_reports_a_bad_setting_in_one_line_without_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "hfformer.cli", "train", "--data", str(tmp_path), "--out",
+                           str(tmp_path / "run"), "--set", "train.batch_size=0"],
+                          capture_output=True, text=True, check=False, cwd=Path(__file__).parents[1])
+    assert done.returncode != 0
+    assert "train.batch_size must be >= 1" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
