@@ -77,7 +77,7 @@ def forecast_table(out: Path, runs: list[str], title: str) -> Table | None:
     caption = f"data: {describe_book(Path(first['data']))}; test split, h={HORIZON}; 95% block-bootstrap intervals"
     if fees:
         caption += (f"; backtest: the published rule, fees {fees['taker_fee_bps']} bp taker / "
-                    f"{fees['maker_fee_bps']} bp maker per side")
+                    f"{fees['maker_fee_bps']} bp maker per side (preset {fees.get('fees', 'custom')})")
     table = Table(title=title, caption=caption, caption_justify="left")
     for column in ("model", "test windows", "R2", "oracle fraction", "sign accuracy", "backtest PnL, USDT", "trades"):
         table.add_column(column, justify="left" if column == "model" else "right")

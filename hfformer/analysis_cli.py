@@ -15,8 +15,8 @@ SET_HELP = (
     "Rule parameter as key=value (TOML value), repeatable: every, delay_ticks, latency_ms, "
     "exit_at=decision|fill, horizons=[22,28], signal_quantile, require_agreement, "
     "require_interval, interval=[10,90], min_signal, size_thresholds, sizes, base_size, "
-    "fill=mid|touch, maker_fee_bps, "
-    "taker_fee_bps, entry_liquidity=maker|taker, exit_liquidity"
+    "fill=mid|touch, fees=spot|usdm|paper (named fee schedules; default spot, 10 bp per side), "
+    "maker_fee_bps, taker_fee_bps, entry_liquidity=maker|taker, exit_liquidity"
 )
 
 

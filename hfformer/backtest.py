@@ -4,7 +4,8 @@ The rule (Barez et al. 2023, "Exploring the Advantages of Transformers for High-
 Trading"; numbers in ARCHITECTURE.md): every 25 ticks read the signals of horizons 22..28;
 go long (short) only if all of them are positive (negative) and |sum| >= 0.1*n; size the
 trade from a ladder on |sum|; fill 2 ticks later at the weighted mid; close at the next
-decision; pay 0.0002% of notional per side. Every number is a field of `BacktestConfig`.
+decision; pay fees per side (the paper: 0.0002% of notional, preset `paper`; the default is a
+Binance spot user's 0.1%, preset `spot`). Every number is a field of `BacktestConfig`.
 
 One bar = one decision interval. PnL is in quote currency (USDT) for sizes in BTC.
 Sharpe = mean(bar PnL) / std(bar PnL) * sqrt(bars per year), bars per year =
@@ -35,6 +36,11 @@ def forecast_column(h: int, q: int) -> str:
     return f"f_h{h}_q{q}"
 
 
+# Named fee schedules, (maker, taker) bp of notional per side: `--set fees=NAME`. The default is
+# what a Binance spot user pays; the paper's 0.0002% is kept as its own preset.
+FEE_PRESETS = {"spot": (10.0, 10.0), "usdm": (2.0, 5.0), "paper": (0.02, 0.02)}
+
+
 @dataclass(frozen=True)
 class BacktestConfig:
     every: int = 25  # ticks (rows) between decisions
@@ -54,8 +60,8 @@ class BacktestConfig:
     sizes: tuple[float, ...] = (0.15, 0.125, 0.1, 0.075, 0.05)  # BTC for each threshold
     base_size: float = 0.025  # BTC below the lowest threshold
     fill: str = "mid"  # "mid": the weighted mid `price`; "touch": buy at the ask, sell at the bid
-    maker_fee_bps: float = 0.02  # 0.0002% of notional
-    taker_fee_bps: float = 0.02
+    maker_fee_bps: float = 10.0  # Binance spot's regular tier: 0.1% of notional per side
+    taker_fee_bps: float = 10.0
     entry_liquidity: str = "taker"  # which fee each side pays
     exit_liquidity: str = "taker"
 
@@ -101,18 +107,30 @@ class BacktestConfig:
         return bps[self.entry_liquidity] / 1e4, bps[self.exit_liquidity] / 1e4
 
 
+def fee_preset(config: BacktestConfig) -> str:
+    """The preset whose fees the config charges, or "custom"."""
+    fees = (config.maker_fee_bps, config.taker_fee_bps)
+    return next((name for name, values in FEE_PRESETS.items() if values == fees), "custom")
+
+
 def config_from_overrides(
     overrides: list[str], base: BacktestConfig = BacktestConfig()
 ) -> BacktestConfig:
     """`key=value` strings (TOML values, bare words are strings) -> config, e.g. fill=touch."""
     fields = {f.name: f for f in dataclasses.fields(BacktestConfig)}
-    changes = {}
-    for item in overrides:
+    changes: dict = {}
+    presets = [item.partition("=")[2].strip().strip("'\"") for item in overrides
+               if item.partition("=")[0].strip() == "fees"]
+    for name in presets:  # first, so explicit maker_fee_bps / taker_fee_bps win
+        if name not in FEE_PRESETS:
+            raise ValueError(f"unknown fee preset {name!r}; presets: {', '.join(FEE_PRESETS)}")
+        changes["maker_fee_bps"], changes["taker_fee_bps"] = FEE_PRESETS[name]
+    for item in (i for i in overrides if i.partition("=")[0].strip() != "fees"):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or key not in fields:
             raise ValueError(
-                f"bad override {item!r}: expected key=value with key in {sorted(fields)}"
+                f"bad override {item!r}: expected key=value with key in {sorted([*fields, 'fees'])}"
             )
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
@@ -354,7 +372,7 @@ def write_backtest(run_dir: Path, result: BacktestResult) -> list[Path]:
     run_dir = Path(run_dir)
     summary_path, bars_path = run_dir / "backtest.json", run_dir / "backtest.parquet"
     payload = {
-        "config": dataclasses.asdict(result.config),
+        "config": {**dataclasses.asdict(result.config), "fees": fee_preset(result.config)},
         "models": result.summary,
         "skipped": result.skipped,
     }

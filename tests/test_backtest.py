@@ -20,7 +20,7 @@ from hfformer.backtest import (
     write_backtest,
 )
 
-FEE = 2e-6  # 0.0002% per side
+FEE = 1e-3  # the default: Binance spot's 0.1% per side
 HORIZONS = range(22, 29)
 
 
@@ -253,3 +253,20 @@ def test_pnl_interval_matches_the_spread_of_a_known_total():
     assert lo < samples.sum() < hi
     assert hi - lo == pytest.approx(2 * 1.96 * np.sqrt(4000), rel=0.2)
     assert np.isnan(sum_interval(np.empty(0), block=20)).all()
+
+
+def test_fee_presets_name_what_users_pay_and_the_papers_fee():
+    from hfformer.backtest import FEE_PRESETS, config_from_overrides, fee_preset
+
+    assert fee_preset(BacktestConfig()) == "spot" and FEE_PRESETS["spot"] == (10.0, 10.0)
+    paper = config_from_overrides(["fees=paper"])
+    assert (paper.maker_fee_bps, paper.taker_fee_bps) == (0.02, 0.02) and fee_preset(paper) == "paper"
+    usdm = config_from_overrides(["fees=usdm"])
+    assert (usdm.maker_fee_bps, usdm.taker_fee_bps) == (2.0, 5.0)
+    custom = config_from_overrides(["taker_fee_bps=3", "fees=paper"])  # explicit fees win, in any order
+    assert (custom.maker_fee_bps, custom.taker_fee_bps) == (0.02, 3.0) and fee_preset(custom) == "custom"
+    with pytest.raises(ValueError, match="unknown fee preset 'vip9'"):
+        config_from_overrides(["fees=vip9"])
+    frame = make_frame(signals=SIGNALS)
+    charged = {name: backtest_frame(frame, config_from_overrides([f"fees={name}"]))["fee"][0] for name in FEE_PRESETS}
+    assert charged["spot"] == pytest.approx(0.15 * 227 * 1e-3) and charged["paper"] == pytest.approx(0.15 * 227 * 2e-6)
