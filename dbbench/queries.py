@@ -222,6 +222,8 @@ def _nbbo(quotes: pl.LazyFrame) -> pl.LazyFrame:
     """Carry each venue's last bid/ask forward along each symbol's time line, then take the best."""
     venues = quotes.select(pl.col("venue").unique().sort()).collect(engine="streaming")["venue"].to_list()
     ordered = quotes.sort("symbol", "ts", "venue")
+    if not venues:  # an empty range: no quotes, no rows (the best of no venues is undefined)
+        return ordered.select("symbol", "ts", "venue", best_bid=pl.col("bid_px"), best_ask=pl.col("ask_px"))
     carried = [
         pl.when(pl.col("venue") == v).then(pl.col(side)).forward_fill().over("symbol").alias(f"{side}_{i}")
         for i, v in enumerate(venues)

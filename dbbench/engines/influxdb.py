@@ -526,7 +526,8 @@ class InfluxDB(Engine):
             return _typed(name, frame)
         results = self._influxql(render(name, params), f"query {name}", params={"symbol": params["symbol"]})
         frames = [_frame(name, r) for r in results]
-        if name == "vwap":  # the per-range statement is one value per (symbol, venue), repeated on its minutes
+        if name == "vwap" and frames[0].height:  # the per-range statement: one value per (symbol, venue),
+            # repeated on its minutes (an empty range has neither, and answers empty)
             frames = [frames[0].join(frames[1].select("symbol", "venue", "vwap_range"), on=["symbol", "venue"],
                                      how="left")]
         return _typed(name, frames[0])
