@@ -13,6 +13,7 @@ nothing): an atomic refcount per array argument per token cost more than the sca
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -202,7 +203,8 @@ POW10 = 10.0 ** np.arange(23)  # exact powers of ten
 
 @njit(cache=True, _nrt=False)
 def _decimal(buf, s, e):
-    """Decimal text [s, e) -> (ok, value); exact (== float(text)) for <= 15 significant digits."""
+    """Decimal text [s, e) -> (ok, value); exact (== float(text)) for <= 15 significant digits; not ok
+    for a value beyond float64's range."""
     p = s
     neg = False
     if p < e and buf[p] == 45:
@@ -254,6 +256,8 @@ def _decimal(buf, s, e):
         value = mant * POW10[-power]
     else:
         value = mant * 10.0 ** (-power)  # beyond Binance's formats: within an ulp or so
+    if not math.isfinite(value):  # e.g. 1e400: not a number a float holds (the CSV readers agree)
+        return False, 0.0
     return True, -value if neg else value
 
 

@@ -3,6 +3,7 @@
 Bad input is injected into copies of the real spot recording (written to tmp_path)."""
 
 import gzip
+import re
 
 import numpy as np
 import orjson
@@ -157,6 +158,8 @@ def _assert_quarantined(got, kind, path, line_no, text):
             lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"61837.6x"'),
         ),
         ("non_numeric_field", lambda line: line.replace(b'"u":', b'"u":"x",  "v":')),
+        ("non_numeric_field", lambda line: line.replace(b'"b":"61837.63000000"', b'"b":"1e400"')),  # inf
+        ("non_numeric_field", lambda line: re.sub(rb'"A":"[^"]*"', b'"A":"2E+999"', line)),
         ("negative_size", lambda line: line.replace(b'"B":"', b'"B":"-')),
         ("missing_field", lambda line: line.replace(b'"A":', b'"Z":')),
         (
@@ -280,3 +283,15 @@ def test_empty_and_garbage_files(tmp_path):
     quarantine = Quarantine(None)
     trades, stats = bw.read_trades([junk], quarantine)
     assert trades.height == 0 and dict(quarantine.counts) == {"malformed_line": 2}
+
+
+@pytest.mark.parametrize("field", [b"p", b"q"])
+def test_trade_price_or_size_beyond_float_range_is_quarantined(tmp_path, spot_lines, clean, field):
+    lines = list(spot_lines)
+    i = _line_of(lines, b"@trade")
+    lines[i] = re.sub(b'"' + field + b'":"[^"]*"', b'"' + field + b'":"1e400"', lines[i])
+    got = _read(tmp_path, lines)
+    _assert_quarantined(got, "non_numeric_field", got["path"], i + 1, lines[i])
+    tid = orjson.loads(spot_lines[i].partition(b" ")[2])["data"]["t"]
+    assert got["trades"].equals(clean["trades"].filter(pl.col("trade_id") != tid))
+    assert got["trades"]["price"].is_finite().all() and got["trades"]["qty"].is_finite().all()
