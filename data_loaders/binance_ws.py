@@ -466,7 +466,7 @@ def book_frame_from(
     if on_gap == "drop":
         book = book.filter(pl.col("in_sync"))
     if every is not None:
-        book = resample_book(book, every)
+        book, stats["ts_backwards"] = resample_book(book, every)
     stats["rows"] = book.height
     return book, stats
 

@@ -125,5 +125,5 @@ def read_book(
         return _with_stats(_checked(result, fmt, symbol, market), quarantine)
     book, stats = _module(fmt).read_book(files, levels, quarantine, on_gap, symbol, market)
     if every is not None:
-        book = resample_book(book, every)
+        book, stats["ts_backwards"] = resample_book(book, every)
     return _with_stats((book, {**stats, "rows": book.height}), quarantine)

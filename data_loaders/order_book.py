@@ -312,21 +312,39 @@ def parse_every(every: str | int) -> int:
     return step
 
 
-def resample_book(book: pl.DataFrame, every: str | int, on: str = "local_ts") -> pl.DataFrame:
-    """The last book state at or before each point of a fixed grid (multiples of `every`).
+MAX_GRID_ROWS = 50_000_000  # about 4 GB of a 10-level book: beyond it a grid is a clock jump, not data
+
+
+def resample_book(book: pl.DataFrame, every: str | int, on: str = "local_ts") -> tuple[pl.DataFrame, int]:
+    """The last book state at or before each point of a fixed grid (multiples of `every`), and how
+    many rows' `on` time went backwards.
 
     The grid runs from the first row's `on` time (rounded up) to the last row's. Each grid row
     takes the state of the last row with `on` <= the grid point; its `on` column becomes the
-    grid time, the other columns (including the other time column) are the state's. The input
-    must be sorted by `on` (readers emit rows in receive order, which is sorted by local_ts).
+    grid time, the other columns (including the other time column) are the state's. Rows are in
+    receive order, so a row whose time went backwards (a clock step) counts as received when its
+    predecessor was: the state time is the running maximum. A span too long for a grid (a clock
+    jump of months) is a clear error naming where it happens.
     """
     step = parse_every(every)
-    times = book.get_column(on).drop_nulls()
-    if times.is_empty():
-        return book.clear()
-    first = -(-int(times.min()) // step) * step  # type: ignore[arg-type]
-    last = int(times.max())  # type: ignore[arg-type]
+    state = book.filter(pl.col(on).is_not_null())
+    if state.is_empty():
+        return book.clear(), 0
+    times = state.get_column(on)
+    monotone = times.cum_max()
+    backwards = int((times < monotone).sum())
+    first = -(-int(monotone[0]) // step) * step
+    last = int(monotone[-1])
+    if (last - first) // step + 1 > MAX_GRID_ROWS:
+        jumps = monotone.diff().fill_null(0)
+        at = int(jumps.arg_max())  # type: ignore[arg-type]
+        raise ValueError(
+            f"{on} spans {(last - first) / 3.6e12:,.1f} h, so a {every} grid would have "
+            f"{(last - first) // step + 1:,} rows; the largest step is {int(jumps[at]) / 3.6e12:,.1f} h, "
+            f"at book row {at} ({int(monotone[at - 1])} -> {int(monotone[at])} ns): a clock jump in the "
+            "recording? Split the files there, or omit --every"
+        )
     grid = pl.DataFrame({on: np.arange(first, last + 1, step, dtype=np.int64)})
-    state = book.filter(pl.col(on).is_not_null()).rename({on: "_state_time"})
+    state = state.with_columns(monotone.alias("_state_time")).drop(on)
     joined = grid.join_asof(state, left_on=on, right_on="_state_time", strategy="backward")
-    return joined.drop("_state_time").select(book.columns).cast(book.schema)  # type: ignore[arg-type]
+    return joined.drop("_state_time").select(book.columns).cast(book.schema), backwards  # type: ignore[arg-type]

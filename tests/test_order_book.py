@@ -123,10 +123,34 @@ def test_resample_takes_last_state_at_or_before_each_grid_point():
             "ask_qty_1": [1.0, 1.0, 1.0, None],
         }
     ).cast(book_schema(levels))
-    grid = resample_book(book, 100)
+    grid, backwards = resample_book(book, 100)
+    assert backwards == 0
     assert grid["local_ts"].to_list() == [200, 300, 400]
     assert grid["update_id"].to_list() == [12, 12, 12]  # the state at 200 includes the row at 200
     assert grid["in_sync"].to_list() == [False, False, False]
     assert grid["ts"].to_list() == [3, 3, 3]
     assert grid.schema == book.schema
-    assert resample_book(book, 50)["update_id"].to_list() == [10, 12, 12, 12, 12, 12]
+    assert resample_book(book, 50)[0]["update_id"].to_list() == [10, 12, 12, 12, 12, 12]
+
+
+def _one_level_book(local_ts: list[int]) -> pl.DataFrame:
+    n = len(local_ts)
+    return pl.DataFrame({"ts": list(range(n)), "local_ts": local_ts, "update_id": list(range(10, 10 + n)),
+                         "in_sync": [True] * n, "bid_px_1": [1.0 + i for i in range(n)], "bid_qty_1": [1.0] * n,
+                         "ask_px_1": [50.0] * n, "ask_qty_1": [1.0] * n}).cast(book_schema(1))
+
+
+def test_resample_counts_a_receive_time_that_steps_backwards_and_keeps_receive_order():
+    book = _one_level_book([100, 250, 150, 320])  # the third row's clock stepped back 100
+    grid, backwards = resample_book(book, 100)
+    assert backwards == 1
+    assert grid["local_ts"].to_list() == [100, 200, 300]
+    # received after the row at 250: its state prevails from 250 on, never before
+    assert grid["update_id"].to_list() == [10, 10, 12]
+
+
+def test_resample_refuses_a_clock_jump_too_long_for_a_grid_with_a_clear_error():
+    year = 365 * 86_400 * 10**9
+    book = _one_level_book([10**18, 10**18 + 10**8, 10**18 + year, 10**18 + year + 10**8])
+    with pytest.raises(ValueError, match=r"largest step is 8,760.0 h, at book row 2.*clock jump"):
+        resample_book(book, "100ms")
