@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from data_loaders import formats
+from data_loaders.atomic import atomic_output
 from data_loaders.quarantine import Quarantine, quarantine_path
 from data_loaders.summary import fail, print_summary
 
@@ -59,8 +60,8 @@ def _write(frame: pl.DataFrame, out: Path, kind: str, fmt: str, stats: dict) -> 
     for key in ("symbol", "market"):
         if key in stats:
             metadata[key] = str(stats[key])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(out, metadata=metadata)
+    with atomic_output(out) as partial:
+        frame.write_parquet(partial, metadata=metadata)
 
 
 def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, read) -> None:

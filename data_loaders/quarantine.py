@@ -12,9 +12,16 @@ from typing import IO, Self
 
 import orjson
 
+from data_loaders.atomic import partial_path, publish
+
 
 class Quarantine:
-    """Collects offending lines as JSON Lines: {"kind", "file", "line", "text"}."""
+    """Collects offending lines as JSON Lines: {"kind", "file", "line", "text"}.
+
+    The lines go to a temporary file beside `path`, which `close` publishes atomically; a run that
+    quarantines nothing removes an earlier run's file, so what sits beside an output always belongs
+    to it. Leaving the `with` block on an exception discards this run's lines and keeps the earlier
+    file, which still matches the earlier output."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -27,21 +34,37 @@ class Quarantine:
             return
         if self._out is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._out = self.path.open("wb")
+            self._out = partial_path(self.path).open("wb")
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
         self._out.write(orjson.dumps({"kind": kind, "file": file, "line": line, "text": text}) + b"\n")
 
     def close(self) -> None:
+        """Publish this run's lines at `path` (or remove a stale file there when there are none)."""
+        if self.path is None:
+            return
         if self._out is not None:
             self._out.close()
             self._out = None
+            publish(partial_path(self.path), self.path)
+        elif not self.total:
+            self.path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self.path is not None:
+            partial_path(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
     @property
     def total(self) -> int:

@@ -1,6 +1,11 @@
 """The `ticks` command line on the real recordings: outputs, summaries, failures."""
 
 import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import orjson
 import polars as pl
@@ -114,3 +119,36 @@ def test_synth_is_wired(tmp_path):
     assert orjson.loads(result.stdout.strip().splitlines()[-1])["command"] == "synth"
     book = pl.read_parquet(tmp_path / "m" / "book.parquet")
     assert book.height == 120
+
+
+def test_a_new_run_replaces_an_earlier_runs_quarantine(tmp_path, binance):
+    clean = [str(f) for f in binance["usdm"]]
+    lines = gzip.decompress(binance["usdm"][0].read_bytes()).splitlines()
+    dirty = tmp_path / "usdm_btcusdt_dirty.txt"
+    dirty.write_bytes(b"\n".join([*lines[:50], b"garbage", *lines[50:]]) + b"\n")
+    out = tmp_path / "trades.parquet"
+    quarantine = tmp_path / "trades.quarantine.jsonl"
+    assert _json(runner.invoke(app, ["trades", str(dirty), "--out", str(out), "--json"]))["bad_lines"]
+    assert quarantine.exists()
+    assert _json(runner.invoke(app, ["trades", *clean, "--out", str(out), "--json"]))["bad_lines"] == {}
+    assert not quarantine.exists()  # the earlier run's lines do not belong to this output
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_kill_9_during_book_leaves_the_previous_output_or_the_new_one_never_a_part(tmp_path, binance):
+    spot = [str(f) for f in binance["spot"]]
+    out = tmp_path / "book.parquet"
+    argv = [sys.executable, "-c", "from data_loaders.cli import app; app()", "book", *spot, "--out", str(out)]
+    subprocess.run(argv, check=True, capture_output=True)
+    previous = pl.read_parquet(out)
+    outcomes = set()
+    for delay in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):  # bounded: six runs, each killed or finished
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        outcomes.add(proc.wait())
+        assert pl.read_parquet(out).equals(previous)  # whole: the old file or an identical new one
+    subprocess.run(argv, check=True, capture_output=True)  # the next run starts clean over a partial
+    assert pl.read_parquet(out).equals(previous) and not list(tmp_path.glob(".*partial"))
+    assert -signal.SIGKILL in outcomes, "no run was killed mid-way: the test proved nothing"
