@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from data_loaders.atomic import atomic_output, partial_path
+
 SCHEMA = "dbbench.results/1"
 ENGINE_STATUSES = ("ok", "failed", "skipped")
 QUERY_STATUSES = ("ok", "wrong", "error", "unsupported", "not_run")
@@ -61,11 +63,18 @@ def validate(results: dict[str, Any]) -> dict[str, Any]:
 def write(path: Path, results: dict[str, Any]) -> Path:
     """Validate and write atomically (a crash leaves the previous file, never half of one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(validate(results), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    tmp.replace(path)
+    with atomic_output(path) as partial:
+        partial.write_bytes(orjson.dumps(validate(results), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return path
+
+
+def check_writable(path: Path) -> None:
+    """Fail now (OSError), not after an hour of benchmarking, when `path` cannot be written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = partial_path(path)
+    probe.write_bytes(b"")
+    probe.unlink()
 
 
 def read(path: Path) -> dict[str, Any]:

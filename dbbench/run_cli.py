@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from data_loaders.summary import fail, print_summary
 from dbbench.engines import ENGINES
 from dbbench.engines.base import QUERY_NAMES
+from dbbench.results import check_writable
 
 
 def _split(text: str | None) -> list[str]:
@@ -91,6 +92,10 @@ def run_cmd(
     unknown = [e for e in config.engines if e not in ENGINES]
     if unknown:
         raise typer.BadParameter(f"unknown engines {unknown}; engines: {', '.join(ENGINES)}")
+    try:
+        check_writable(config.out)
+    except OSError as exc:
+        fail(f"dbbench run: cannot write the results file {config.out}: {exc}")
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), transient=True, disable=as_json)
     with bar:

@@ -4,6 +4,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -88,3 +89,13 @@ def test_run_writes_no_password_given_on_the_command_line(workdir):
     results = (workdir / "secret.json").read_text()
     assert "skipped" in results and "bench:***@" in results
     assert secret not in results + done.stdout + done.stderr
+
+
+def test_run_refuses_an_unwritable_results_file_before_any_work(workdir):
+    blocker = workdir / "not-a-dir"
+    blocker.write_text("a file where the results folder should be")
+    started = time.monotonic()
+    done = dbbench("run", "--engines", "clickhouse", "--data", "ds", "--out", str(blocker / "r.json"), cwd=workdir)
+    assert done.returncode == 1 and "cannot write the results file" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 60  # it stopped before loading or querying anything
