@@ -24,12 +24,11 @@ serves them all), for a bounded time or one pass of the suite each.
 from __future__ import annotations
 
 import os
-import pwd
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,26 +104,6 @@ def managed_server(engine: str, dsn: str) -> servers.Server | None:
     return server if server is not None and server.dsn == dsn and servers.alive(server) else None
 
 
-def restart_server(server: servers.Server) -> servers.Server:
-    """Stop with the engine's clean-shutdown signal, start the same command line on the same data."""
-    proc = Path(f"/proc/{server.pid}")
-    argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
-    cwd, uid = Path(os.readlink(proc / "cwd")), proc.stat().st_uid
-    user = pwd.getpwuid(uid).pw_name if uid != os.geteuid() else None
-    servers._stop_pid(server.pid, servers.STOP_SIGNAL[server.engine])
-    started = servers._spawn(argv, Path(server.log), cwd, user)
-    deadline = time.monotonic() + servers.START_TIMEOUT_S
-    while not servers._port_open(server.port):
-        if started.poll() is not None or time.monotonic() > deadline:
-            raise servers.ServerError(f"{server.engine}: did not come back after a restart; log {server.log}")
-        time.sleep(0.1)
-    restarted = replace(server, pid=started.pid)
-    state = servers.read_state()
-    state[server.engine] = restarted
-    servers._write_state(servers.run_dir(), state)
-    return restarted
-
-
 def cold_method(engine: str, dsn: str) -> str:
     if managed_server(engine, dsn) is not None:
         return "server restarted (dbbench servers: clean shutdown, same data) before each query"
@@ -138,7 +117,7 @@ def _reopen(engine: Engine, name: str, dsn: str, drop_caches: bool) -> Engine:
     engine.close()
     server = managed_server(name, dsn)
     if server is not None:
-        restart_server(server)
+        servers.restart(server)
     if drop_caches:
         drop_page_cache()
     return connect(name, dsn)

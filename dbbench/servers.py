@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import orjson
@@ -233,7 +233,7 @@ def start_postgres(directory: Path) -> Server:
     proc = _spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)
     server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch),
                     str(log), str(bin_dir / "postgres"))
-    _wait_ready("timescaledb", proc, log, lambda: _pg_ready(port))
+    _wait_ready("timescaledb", proc, log, lambda: READY["timescaledb"](port))
     create = subprocess.run(
         [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"],
         capture_output=True, text=True, check=False,
@@ -294,7 +294,7 @@ def start_influxd(directory: Path) -> Server:
     proc = _spawn([str(binary), "-config", str(config)], log, scratch)
     server = Server("influxdb", proc.pid, port, f"influxdb://127.0.0.1:{port}/dbbench", str(scratch), str(log),
                     str(binary))
-    _wait_ready("influxdb", proc, log, lambda: _http_ok(f"http://127.0.0.1:{port}/ping"))
+    _wait_ready("influxdb", proc, log, lambda: READY["influxdb"](port))
     return server
 
 
@@ -313,12 +313,36 @@ def start_q(directory: Path) -> Server:
     port, log = _free_port(), scratch / "q.log"
     proc = _spawn([str(binary), "-p", f"127.0.0.1:{port}"], log, scratch)
     server = Server("kdb", proc.pid, port, f"kdb://127.0.0.1:{port}", str(scratch), str(log), str(binary))
-    _wait_ready("kdb", proc, log, lambda: _port_open(port))
+    _wait_ready("kdb", proc, log, lambda: READY["kdb"](port))
     return server
 
 
 STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, "influxdb": start_influxd,
                                                  "kdb": start_q}
+# Ready means serving, not just listening: PostgreSQL accepts its port while it still refuses
+# connections (starting up, recovering), so it is asked with pg_isready; InfluxDB answers /ping.
+READY: dict[str, Callable[[int], bool]] = {
+    "timescaledb": lambda port: _pg_ready(port),
+    "influxdb": lambda port: _http_ok(f"http://127.0.0.1:{port}/ping"),
+    "kdb": lambda port: _port_open(port),
+}
+
+
+def restart(server: Server) -> Server:
+    """Clean shutdown, then the same command line on the same data, waited for as after `up`
+    (cold runs: the server's own caches start empty)."""
+    proc = Path(f"/proc/{server.pid}")
+    argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    cwd, uid = Path(os.readlink(proc / "cwd")), proc.stat().st_uid
+    user = pwd.getpwuid(uid).pw_name if uid != os.geteuid() else None
+    _stop_pid(server.pid, STOP_SIGNAL[server.engine])
+    started = _spawn(argv, Path(server.log), cwd, user)
+    _wait_ready(server.engine, started, Path(server.log), lambda: READY[server.engine](server.port))
+    restarted = replace(server, pid=started.pid)
+    state = read_state()
+    state[server.engine] = restarted
+    _write_state(run_dir(), state)
+    return restarted
 
 
 # --- up / down / status ------------------------------------------------------------------------

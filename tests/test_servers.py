@@ -143,3 +143,22 @@ def test_up_without_engines_starts_what_it_can_and_skips_the_rest_with_install_h
             assert servers.read_state(tmp_path / "run") == {}
     finally:
         shutil.rmtree(reachable)
+
+
+@pytest.mark.server
+def test_restart_returns_only_when_the_server_answers_a_real_query(tmp_path: Path, monkeypatch):
+    _need("timescaledb")
+    _need("influxdb")
+    monkeypatch.setenv("DBBENCH_SERVERS_DIR", str(tmp_path))
+    started = servers.up(["timescaledb", "influxdb"])
+    try:
+        for _ in range(3):  # straight after each restart, no retry: a query must succeed
+            pg = servers.restart(servers.read_state()["timescaledb"])
+            with psycopg.connect(pg.dsn, connect_timeout=5) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            influx = servers.restart(servers.read_state()["influxdb"])
+            answer = requests.get(f"http://127.0.0.1:{influx.port}/query", params={"q": "SHOW DATABASES"}, timeout=5)
+            assert answer.status_code == 200
+        assert servers.read_state()["timescaledb"].pid != started["timescaledb"].pid
+    finally:
+        servers.down()
