@@ -10,6 +10,7 @@ scratch server), kdb its default DSN. An engine that cannot be reached is skippe
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,20 @@ def db_data(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactor
     data = tmp_path_factory.mktemp("dbbench-data")
     build_synth(data, pytestconfig.getoption("--db-rows"))
     return data
+
+
+@pytest.fixture(scope="session")
+def db_dataset_info(db_data: Path) -> dict[str, Any]:
+    """What every benchmark records of its dataset: rows per table and each file's sha256."""
+    manifest = read_manifest(db_data)
+    digests = {}
+    for table in TABLES:
+        digest = hashlib.sha256()
+        with open(db_data / f"{table}.parquet", "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        digests[table] = digest.hexdigest()
+    return {"dataset": str(db_data), "dataset_rows": manifest["rows"], "dataset_sha256": digests}
 
 
 @pytest.fixture(scope="session")

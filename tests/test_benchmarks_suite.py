@@ -27,6 +27,8 @@ def test_benchmark_suite_runs_on_chdb(tmp_path: Path) -> None:
     benchmarks = orjson.loads(out.read_bytes())["benchmarks"]
     assert {b["group"] for b in benchmarks} == {*QUERY_NAMES, "load"}
     for b in benchmarks:
-        assert b["extra_info"]["engine"] == "clickhouse"
+        assert b["extra_info"]["engine"] == "clickhouse" and b["extra_info"]["version"].startswith("ClickHouse")
+        assert set(b["extra_info"]["dataset_rows"]) == {"trades", "quotes"}
+        assert all(len(digest) == 64 for digest in b["extra_info"]["dataset_sha256"].values())
         if b["group"] != "load":
             assert b["stats"]["rounds"] == 2 and b["extra_info"]["verdict"].startswith("correct")
