@@ -92,6 +92,9 @@ def run_cmd(
     unknown = [e for e in config.engines if e not in ENGINES]
     if unknown:
         raise typer.BadParameter(f"unknown engines {unknown}; engines: {', '.join(ENGINES)}")
+    unknown = [q for q in config.queries if q not in QUERY_NAMES]
+    if unknown:
+        raise typer.BadParameter(f"unknown queries {unknown}; queries: {', '.join(QUERY_NAMES)}")
     try:
         check_writable(config.out)
     except OSError as exc:

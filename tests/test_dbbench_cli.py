@@ -99,3 +99,8 @@ def test_run_refuses_an_unwritable_results_file_before_any_work(workdir):
     assert done.returncode == 1 and "cannot write the results file" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert time.monotonic() - started < 60  # it stopped before loading or querying anything
+
+
+def test_run_names_an_unknown_query_as_a_usage_error(workdir):
+    done = dbbench("run", "--engines", "clickhouse", "--data", "ds", "--queries", "vwap,foo", cwd=workdir)
+    assert done.returncode == 2 and "unknown queries ['foo']" in done.stderr and "Traceback" not in done.stderr
