@@ -17,6 +17,7 @@ import contextlib
 import csv
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -92,9 +93,21 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at `path`; a truncated, corrupted or non-finite one is a clear ValueError."""
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: train the model first (hfformer train)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); "
+                         "train the model again") from exc
+    if not isinstance(ckpt, dict) or "kind" not in ckpt:
+        raise ValueError(f"{path}: not an hfformer checkpoint (no model kind); train the model again")
+    for part in ("model", "best_state", "ridge"):
+        for name, tensor in (ckpt.get(part) or {}).items():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(f"{path}: {part}.{name} holds NaN or infinite weights; train the model again")
+    return ckpt
 
 
 def subset(ends: np.ndarray, limit: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Evaluation: metric definitions, same windows for every model, CIs, determinism, forecast frames."""
 
 import json
+import shutil
 
 import numpy as np
 import polars as pl
@@ -120,3 +121,29 @@ def test_cli_evaluate_prints_the_table(run):
     result = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--bootstrap", "20"])
     assert result.exit_code == 0, result.output
     assert "oracle" in result.output and "hfformer evaluate:" in result.output
+
+
+def _corrupt(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "zeroed":
+        path.write_bytes(bytes(len(data)))
+    elif how == "nan_weights":
+        ckpt = torch.load(path, weights_only=True)
+        state = ckpt["best_state"] if ckpt.get("best_state") is not None else ckpt["model"]
+        first = next(k for k, v in state.items() if v.is_floating_point())
+        state[first].view(-1)[0] = float("nan")
+        torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "zeroed", "nan_weights"])
+def test_a_corrupted_checkpoint_is_a_clear_error_not_nan_metrics(run, tmp_path, how):
+    out, data = run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    _corrupt(copy / "lstm" / "checkpoint.pt", how)
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--data", str(data)])
+    assert result.exit_code == 1
+    assert "lstm/checkpoint.pt" in result.output and "train the model again" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
