@@ -113,17 +113,29 @@ SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS quotes,
 FROM quotes WHERE {_T}
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3""",
+    # One pass of window functions, not a per-row LATERAL lookup (which, on compressed chunks,
+    # decompresses for every row): each venue's last quote is carried forward along the symbol's
+    # time line (a group starts at each of its quotes), and every quote at a ts shows the state
+    # after the last of them, as the Polars reference does.
     "nbbo": f"""
-WITH q AS (SELECT symbol, venue, ts FROM quotes WHERE {_T}),
-     v AS (SELECT DISTINCT venue FROM q)
-SELECT q.symbol, q.ts, q.venue, max(p.bid_px) AS best_bid, min(p.ask_px) AS best_ask
-FROM q CROSS JOIN v
-CROSS JOIN LATERAL (
-    SELECT bid_px, ask_px FROM quotes p
-    WHERE p.symbol = q.symbol AND p.venue = v.venue AND p.ts <= q.ts AND p.ts >= %(start)s
-    ORDER BY p.ts DESC LIMIT 1
-) p
-GROUP BY 1, 2, 3
+WITH q AS (
+    SELECT symbol, venue, ts, bid_px, ask_px, row_number() OVER (ORDER BY symbol, ts, venue) AS rn
+    FROM quotes WHERE {_T}),
+x AS (
+    SELECT q.rn, q.symbol, q.ts, q.venue, v.src,
+           CASE WHEN q.venue = v.src THEN q.bid_px END AS bid,
+           CASE WHEN q.venue = v.src THEN q.ask_px END AS ask,
+           count(*) FILTER (WHERE q.venue = v.src) OVER (PARTITION BY q.symbol, v.src ORDER BY q.rn) AS grp
+    FROM q CROSS JOIN (SELECT DISTINCT venue AS src FROM q) v),
+carried AS (
+    SELECT rn, symbol, ts, venue, max(bid) OVER g AS bid, max(ask) OVER g AS ask
+    FROM x WINDOW g AS (PARTITION BY symbol, src, grp)),
+best AS (
+    SELECT rn, symbol, ts, venue, max(bid) AS best_bid, min(ask) AS best_ask
+    FROM carried GROUP BY rn, symbol, ts, venue)
+SELECT symbol, ts, venue, last_value(best_bid) OVER t AS best_bid, last_value(best_ask) OVER t AS best_ask
+FROM best
+WINDOW t AS (PARTITION BY symbol, ts ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ORDER BY 1, 2, 3""",
     "mid_returns": _MID_RETURNS + "\nORDER BY 1, 2, 3",
     "exec_volatility": f"""
