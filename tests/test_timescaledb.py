@@ -7,6 +7,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from dbbench import servers
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
@@ -144,8 +145,6 @@ def test_without_pg_stat_statements_tracking_copy_the_server_time_is_explain(loa
 
 
 def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(tmp_path, binance):
-    from dbbench import servers
-
     reason = servers.available()["timescaledb"]
     if reason:
         pytest.skip(f"no scratch PostgreSQL can start: {reason}")
@@ -174,3 +173,22 @@ def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(tmp
 def test_unreachable_server_is_a_clear_error():
     with pytest.raises(EngineError, match="connect failed"):
         TimescaleDB("postgresql://nobody:secret@127.0.0.1:1/none")
+
+
+def test_server_killed_before_a_query_is_an_engine_error_naming_the_step(tmp_path, binance):
+    reason = servers.available()["timescaledb"]
+    if reason:
+        pytest.skip(f"no scratch PostgreSQL can start: {reason}")
+    server = servers.start_postgres(tmp_path / "pg")
+    try:
+        engine = TimescaleDB(server.dsn)
+        engine.create_schema()
+        data = tmp_path / "data"
+        build_binance(data, binance)
+        for table in TABLES:
+            engine.load(table, iter_batches(data, table, 50_000))
+        os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
+        with pytest.raises(EngineError, match=f"^{engine.name}: query vwap failed:"):
+            engine.query("vwap", default_params(data))
+    finally:
+        servers.stop(server)

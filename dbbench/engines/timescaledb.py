@@ -144,16 +144,26 @@ SELECT symbol, venue, {{bucket}}(60000000000, second) AS minute, count(*) AS ret
 FROM ({_MID_RETURNS}) x
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3""",
+    # Trades and quotes in one time line per (symbol, venue), quotes first at equal ts (a quote at
+    # the trade's ts prevails); each trade takes the last quote before it by window functions, not
+    # a per-row LATERAL lookup (see nbbo). Trades with no quote yet in the range have no answer row.
     "asof_trades_quotes": f"""
-SELECT t.symbol, t.venue, t.ts, t.trade_id, t.price, t.qty, t.side, q.bid_px, q.ask_px,
-       2e4::float8 * t.side * (t.price - (q.bid_px + q.ask_px) / 2) / ((q.bid_px + q.ask_px) / 2) AS eff_spread_bps
-FROM trades t
-CROSS JOIN LATERAL (
-    SELECT bid_px, ask_px FROM quotes q
-    WHERE q.symbol = t.symbol AND q.venue = t.venue AND q.ts <= t.ts AND q.ts >= %(start)s
-    ORDER BY q.ts DESC LIMIT 1
-) q
-WHERE t.{_T}
+WITH e AS (
+    SELECT symbol, venue, ts, 1 AS kind, trade_id, price, qty, side, NULL::float8 AS bid_px, NULL::float8 AS ask_px
+    FROM trades WHERE {_T}
+    UNION ALL
+    SELECT symbol, venue, ts, 0, NULL, NULL, NULL, NULL, bid_px, ask_px FROM quotes WHERE {_T}),
+g AS (
+    SELECT *, count(bid_px) OVER (PARTITION BY symbol, venue ORDER BY ts, kind ROWS UNBOUNDED PRECEDING) AS grp
+    FROM e),
+c AS (
+    SELECT symbol, venue, ts, kind, grp, trade_id, price, qty, side,
+           max(bid_px) OVER q AS bid_px, max(ask_px) OVER q AS ask_px
+    FROM g WINDOW q AS (PARTITION BY symbol, venue, grp))
+SELECT symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px,
+       2e4::float8 * side * (price - (bid_px + ask_px) / 2) / ((bid_px + ask_px) / 2) AS eff_spread_bps
+FROM c
+WHERE kind = 1 AND grp > 0
 ORDER BY 1, 2, 3, 4""",
     "last_quote": f"""
 SELECT DISTINCT ON (symbol, venue) symbol, venue, ts, bid_px, bid_qty, ask_px, ask_qty
@@ -356,11 +366,14 @@ class TimescaleDB(Engine):
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
         statement = self.statement(name, params)
-        self.require_loaded(name)
         received = bytearray()
-        with self.conn.cursor() as cur, cur.copy(statement) as copy:
-            for row in copy:  # one message per row: append and let it go (holding them all cost 3x the time)
-                received += row
+        try:
+            self.require_loaded(name)
+            with self.conn.cursor() as cur, cur.copy(statement) as copy:
+                for row in copy:  # one message per row: append and let it go (holding them all cost 3x the time)
+                    received += row
+        except psycopg.Error as exc:  # a dead server, a missing table: named with the step, no traceback
+            raise EngineError(self.name, f"query {name}", f"{type(exc).__name__}: {exc}") from exc
         data = bytes(received)  # pl.read_csv takes bytes, not bytearray
         names = data[:data.index(b"\n")].decode().split(",")
         return pl.read_csv(data, schema={name: ANSWER_TYPES[name] for name in names})
