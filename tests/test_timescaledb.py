@@ -144,7 +144,10 @@ def test_without_pg_stat_statements_tracking_copy_the_server_time_is_explain(loa
         fallback.close()
 
 
-def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(tmp_path, binance):
+@pytest.fixture
+def doomed(tmp_path, binance):
+    """(server, engine with the schema created, the real recordings as a dataset) on a scratch
+    PostgreSQL of its own, which the test may kill."""
     reason = servers.available()["timescaledb"]
     if reason:
         pytest.skip(f"no scratch PostgreSQL can start: {reason}")
@@ -154,20 +157,25 @@ def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(tmp
         engine.create_schema()
         data = tmp_path / "data"
         build_binance(data, binance)
-        batches = iter_batches(data, "quotes", 10_000)
-
-        def dying():
-            yield next(batches)
-            os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
-            yield from batches
-
-        with pytest.raises(EngineError) as err:
-            engine.load("quotes", dying())
-        message = str(err.value)
-        assert message.startswith(f"{engine.name}: load quotes failed:") and "rows sent" in message
-        assert "password" not in message
+        yield server, engine, data
     finally:
         servers.stop(server)
+
+
+def test_a_server_killed_mid_load_fails_clearly_and_nothing_is_marked_loaded(doomed):
+    server, engine, data = doomed
+    batches = iter_batches(data, "quotes", 10_000)
+
+    def dying():
+        yield next(batches)
+        os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
+        yield from batches
+
+    with pytest.raises(EngineError) as err:
+        engine.load("quotes", dying())
+    message = str(err.value)
+    assert message.startswith(f"{engine.name}: load quotes failed:") and "rows sent" in message
+    assert "password" not in message
 
 
 def test_unreachable_server_is_a_clear_error():
@@ -175,20 +183,10 @@ def test_unreachable_server_is_a_clear_error():
         TimescaleDB("postgresql://nobody:secret@127.0.0.1:1/none")
 
 
-def test_server_killed_before_a_query_is_an_engine_error_naming_the_step(tmp_path, binance):
-    reason = servers.available()["timescaledb"]
-    if reason:
-        pytest.skip(f"no scratch PostgreSQL can start: {reason}")
-    server = servers.start_postgres(tmp_path / "pg")
-    try:
-        engine = TimescaleDB(server.dsn)
-        engine.create_schema()
-        data = tmp_path / "data"
-        build_binance(data, binance)
-        for table in TABLES:
-            engine.load(table, iter_batches(data, table, 50_000))
-        os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
-        with pytest.raises(EngineError, match=f"^{engine.name}: query vwap failed:"):
-            engine.query("vwap", default_params(data))
-    finally:
-        servers.stop(server)
+def test_server_killed_before_a_query_is_an_engine_error_naming_the_step(doomed):
+    server, engine, data = doomed
+    for table in TABLES:
+        engine.load(table, iter_batches(data, table, 50_000))
+    os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
+    with pytest.raises(EngineError, match=f"^{engine.name}: query vwap failed:"):
+        engine.query("vwap", default_params(data))
