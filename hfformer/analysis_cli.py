@@ -35,6 +35,7 @@ def backtest(
     from hfformer.backtest import (
         backtest_models,
         config_from_overrides,
+        fee_preset,
         load_forecasts,
         write_backtest,
     )
@@ -59,7 +60,9 @@ def backtest(
             "models": len(result.summary),
             "bars": bars["bars"],
             "no_forecast": bars["no_forecast"],
+            "fee_preset": fee_preset(config),
             **per_model,
+            "sharpe_warning": bars["sharpe_warning"],
             "skipped": result.skipped,
             "wrote": [str(p) for p in written],
         },

@@ -23,10 +23,10 @@ import numpy as np
 import orjson
 import polars as pl
 
-from hfformer.bootstrap import sum_interval
+from hfformer.bootstrap import percentile_interval, resampled_totals
 
 SECONDS_PER_YEAR = 365.25 * 86400
-PNL_BLOCK_BARS = 20  # bars per bootstrap block of the PnL interval (volatility clusters across bars)
+PNL_BLOCK_BARS = 20  # bars per bootstrap block of the intervals (volatility clusters across bars)
 PRICE_COLUMNS = ("ts", "price", "bid_px_1", "ask_px_1")
 BAR_STATUS = pl.Enum(["trade", "flat", "no_forecast", "unfilled"])
 
@@ -260,23 +260,31 @@ def backtest_frame(
     )
 
 
-def summarize(bars: pl.DataFrame) -> dict[str, float | int]:
-    """Headline numbers of one model's bars (see the module docstring for Sharpe)."""
+def summarize(bars: pl.DataFrame) -> dict[str, float | int | str | None]:
+    """Headline numbers of one model's bars (see the module docstring for Sharpe), with 95%
+    block-bootstrap intervals of the total PnL, the Sharpe ratio and the hit rate."""
     trades = bars.filter(pl.col("status") == "trade")
     pnl = bars["pnl"].to_numpy()
     cum = np.concatenate([[0.0], np.cumsum(pnl)])
-    seconds = np.diff(epoch_ns(bars["ts"])) / 1e9
+    ts = epoch_ns(bars["ts"])
+    seconds = np.diff(ts) / 1e9
     bar_seconds = float(np.median(seconds)) if seconds.size else float("nan")
-    std = pnl.std(ddof=1) if pnl.size > 1 else 0.0
-    sharpe = (
-        pnl.mean() / std * np.sqrt(SECONDS_PER_YEAR / bar_seconds)
-        if std > 0 and bar_seconds > 0
-        else float("nan")
-    )
+    per_year = np.sqrt(SECONDS_PER_YEAR / bar_seconds) if bar_seconds > 0 else float("nan")
+
+    def sharpe_of(n, total, squares):  # from sums over bars: mean / sample std, annualised
+        with np.errstate(divide="ignore", invalid="ignore"):
+            std = np.sqrt((squares - total * total / n) / (n - 1))
+            return np.where(std > 0, total / n / std * per_year, np.nan)
+
+    traded = (bars["status"] == "trade").to_numpy()
+    per_bar = np.column_stack([np.ones_like(pnl), pnl, pnl * pnl, traded, traded & (pnl > 0)])
+    n, total, squares, n_trades, wins = resampled_totals(per_bar, PNL_BLOCK_BARS).T if pnl.size else [np.empty(0)] * 5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hit_rates = wins / n_trades
+    span_hours = float((ts[-1] - ts[0]) / 3.6e12) if ts.size else 0.0
     counts = bars["status"].value_counts()
     count = dict(zip(counts["status"].to_list(), counts["count"].to_list()))
-    pnl_lo, pnl_hi = sum_interval(pnl, PNL_BLOCK_BARS)
-    return {
+    summary: dict[str, float | int | str | None] = {
         "bars": bars.height,
         "trades": trades.height,
         "longs": int((trades["side"] > 0).sum()),
@@ -285,17 +293,22 @@ def summarize(bars: pl.DataFrame) -> dict[str, float | int]:
         "no_forecast": count.get("no_forecast", 0),
         "unfilled": count.get("unfilled", 0),
         "pnl": float(pnl.sum()),
-        "pnl_lo": pnl_lo,  # 95% block-bootstrap interval of the total PnL
-        "pnl_hi": pnl_hi,
         "gross_pnl": float(bars["gross_pnl"].sum()),
         "fees": float(bars["fee"].sum()),
         "hit_rate": float((trades["pnl"] > 0).mean()) if trades.height else float("nan"),
         "turnover": float((trades["size"] * (trades["entry_px"] + trades["exit_px"])).sum()),
         "volume_btc": float(2 * trades["size"].sum()),
-        "sharpe": float(sharpe),
+        "sharpe": float(sharpe_of(pnl.size, pnl.sum(), (pnl * pnl).sum())) if pnl.size > 1 else float("nan"),
         "max_drawdown": float((np.maximum.accumulate(cum) - cum).max()),
         "bar_seconds": bar_seconds,
+        "span_hours": span_hours,
+        # an annualised Sharpe extrapolates the test span to a year: from under a day it says little
+        "sharpe_warning": (f"test span {span_hours:.2f} h < 1 day: the annualised Sharpe extrapolates it "
+                           "to a year" if span_hours < 24 else None),
     }
+    for key, values in (("pnl", total), ("sharpe", sharpe_of(n, total, squares)), ("hit_rate", hit_rates)):
+        summary[f"{key}_lo"], summary[f"{key}_hi"] = percentile_interval(np.asarray(values, dtype=np.float64))
+    return summary
 
 
 @dataclass

@@ -20,11 +20,16 @@ def bootstrap_counts(n_blocks: int, n_boot: int, seed: int) -> np.ndarray:
     return counts
 
 
-def sum_interval(samples: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the total of 1-D `samples`, resampling blocks of `block`."""
-    if samples.size == 0:
-        return float("nan"), float("nan")
+def resampled_totals(samples: np.ndarray, block: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_boot, ...) totals of `samples` (n, ...) over resamples of blocks of `block` samples."""
     sums = block_sums(samples.astype(np.float64), block)
-    totals = bootstrap_counts(sums.size, n_boot, seed) @ sums
-    lo, hi = np.percentile(totals, [2.5, 97.5])
+    return np.tensordot(bootstrap_counts(sums.shape[0], n_boot, seed), sums, axes=1)
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of the finite `values` (nan, nan when there are none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(finite, [2.5, 97.5])
     return float(lo), float(hi)

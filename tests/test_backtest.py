@@ -244,15 +244,23 @@ def test_run_dir_round_trip(tmp_path):
 
 
 def test_pnl_interval_matches_the_spread_of_a_known_total():
-    from hfformer.bootstrap import sum_interval
+    from hfformer.bootstrap import percentile_interval, resampled_totals
 
-    assert sum_interval(np.ones(100), block=20) == pytest.approx((100.0, 100.0))
+    assert percentile_interval(resampled_totals(np.ones(100), block=20)) == pytest.approx((100.0, 100.0))
     rng = np.random.default_rng(1)
     samples = rng.normal(0.0, 1.0, 4000)  # independent: the total's sd is sqrt(4000)
-    lo, hi = sum_interval(samples, block=20)
+    lo, hi = percentile_interval(resampled_totals(samples, block=20))
     assert lo < samples.sum() < hi
     assert hi - lo == pytest.approx(2 * 1.96 * np.sqrt(4000), rel=0.2)
-    assert np.isnan(sum_interval(np.empty(0), block=20)).all()
+    assert np.isnan(percentile_interval(np.array([np.nan, np.inf]))).all()
+
+
+def test_summary_gives_intervals_and_warns_of_a_sharpe_from_under_a_day():
+    bars = backtest_frame(make_frame(signals=SIGNALS), BacktestConfig(maker_fee_bps=0, taker_fee_bps=0))
+    s = summarize(bars)
+    for key in ("pnl", "sharpe", "hit_rate"):
+        assert s[f"{key}_lo"] <= s[key] <= s[f"{key}_hi"] or np.isnan(s[key]), key
+    assert s["span_hours"] < 24 and "< 1 day" in s["sharpe_warning"]
 
 
 def test_fee_presets_name_what_users_pay_and_the_papers_fee():
