@@ -322,9 +322,9 @@ STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, 
 # Ready means serving, not just listening: PostgreSQL accepts its port while it still refuses
 # connections (starting up, recovering), so it is asked with pg_isready; InfluxDB answers /ping.
 READY: dict[str, Callable[[int], bool]] = {
-    "timescaledb": lambda port: _pg_ready(port),
+    "timescaledb": _pg_ready,
     "influxdb": lambda port: _http_ok(f"http://127.0.0.1:{port}/ping"),
-    "kdb": lambda port: _port_open(port),
+    "kdb": _port_open,
 }
 
 

@@ -210,13 +210,16 @@ RANGES: tuple[tuple[str, Any, str], ...] = (
 
 def validate(cfg: Config) -> None:
     """Every setting's range and choices; all problems named in one error."""
+    def setting(name: str) -> Any:  # "section.key" -> its value
+        section, key = name.split(".")
+        return getattr(getattr(cfg, section), key)
+
     problems = [f"{name} must be {rule}, got {value!r}" for name, holds, rule in RANGES
-                if not holds(value := getattr(getattr(cfg, name.split(".")[0]), name.split(".")[1]))]
+                if not holds(value := setting(name))]
     choices = {"train.loss": ("pinball", "mse"), "train.device": ("auto", "cpu", "cuda"),
                "data.size_norm": SIZE_NORMS, "data.price": PRICES}
     for name, allowed in choices.items():
-        value = getattr(getattr(cfg, name.split(".")[0]), name.split(".")[1])
-        if value not in allowed:
+        if (value := setting(name)) not in allowed:
             problems.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if not cfg.data.horizons or min(cfg.data.horizons) < 1:
         problems.append(f"data.horizons must be positive, got {cfg.data.horizons}")
