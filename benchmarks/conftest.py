@@ -18,8 +18,9 @@ from typing import Any
 import polars as pl
 import pytest
 
+from data_loaders.redact import redact
 from dbbench.dataset import build_synth, iter_batches, read_manifest
-from dbbench.engines import ENGINES, connect, default_dsn, redact
+from dbbench.engines import ENGINES, connect, default_dsn
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
 from dbbench.queries import default_params, params_for, reference
 from tests.conftest import influxdb_dsn, timescaledb_dsn  # noqa: F401 - the shared server fixtures

@@ -40,3 +40,12 @@ def atomic_output(path: Path) -> Iterator[Path]:
         publish(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def check_writable(path: Path) -> None:
+    """Fail now (OSError), not after the work, when `path` cannot be written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = partial_path(path)
+    probe.write_bytes(b"")
+    probe.unlink()

@@ -19,11 +19,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from data_loaders import formats
-from data_loaders.atomic import atomic_output
+from data_loaders.atomic import atomic_output, check_writable
+from data_loaders.errors import EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
 from data_loaders.quarantine import Quarantine, quarantine_path
-from data_loaders.summary import fail, print_summary
+from data_loaders.summary import print_summary
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, cls=ErrorBoundary, epilog=EXIT_CODES_HELP)
 err = Console(stderr=True)
 
 Files = Annotated[
@@ -68,6 +69,10 @@ def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, re
     """Shared body of trades/quotes/book: read with quarantine next to `out`, write, summarise."""
     started = time.perf_counter()
     try:
+        check_writable(out)
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc}", USAGE)
+    try:
         fmt = formats.resolve(files, fmt)
         with (
             Quarantine(quarantine_path(out)) as quarantine,
@@ -105,7 +110,7 @@ def book(
 ) -> None:
     """Rebuild the order book: one row per applied diff, or the last state on a fixed grid."""
     if on_gap not in ("flag", "drop", "error"):
-        fail(f"--on-gap must be flag, drop or error, not {on_gap!r}")
+        fail(f"--on-gap must be flag, drop or error, not {on_gap!r}", USAGE)
 
     def read(files: list[Path], quarantine: Quarantine, fmt: str):
         return formats.read_book(files, quarantine, fmt, levels, every, on_gap, symbol, venue)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
-import typer
 
 
 def format_summary(command: str, fields: dict[str, Any]) -> str:
@@ -29,9 +28,3 @@ def print_summary(command: str, fields: dict[str, Any], as_json: bool = False, e
     else:
         text = format_summary(command, fields)
     print(text, file=sys.stderr if err else sys.stdout)
-
-
-def fail(message: object) -> NoReturn:
-    """Every command's failure path: one clear line on stderr, then exit status 1."""
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(1)

@@ -18,16 +18,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from data_loaders.summary import fail, print_summary
+from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
+from data_loaders.redact import redact
+from data_loaders.summary import print_summary
 from dbbench import queries
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
-from dbbench.engines import ENGINES, connect, default_dsn, redact
+from dbbench.engines import ENGINES, connect, default_dsn
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
 from dbbench.run_cli import register as register_run_and_report
 from dbbench.servers import servers_app
 
 app = typer.Typer(help="Tick-database benchmark: datasets, engines, the checked query suite.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)  # locals may hold DSNs with passwords
+                  cls=ErrorBoundary, epilog=EXIT_CODES_HELP)
 app.add_typer(servers_app, name="servers")
 
 LAST_LOAD = Path(".dbbench") / "loaded.json"  # engine -> dataset dir of its last verified load
@@ -37,7 +39,7 @@ LAST_LOAD = Path(".dbbench") / "loaded.json"  # engine -> dataset dir of its las
 
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        fail(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+        fail(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}", USAGE)
 
 
 def _progress(as_json: bool) -> Progress:
@@ -55,14 +57,17 @@ def dataset(
 ) -> None:
     """Build a dataset once (TSBS style: load timings never include generating it)."""
     started = time.perf_counter()
-    if source == "binance":
-        manifest = build_binance(out)
-    elif source == "synth":
-        with _progress(as_json) as bar:
-            task = bar.add_task("synth", total=rows)
-            manifest = build_synth(out, rows, seed, progress=lambda n: bar.update(task, advance=n * 3))
-    else:
-        fail(f"unknown source {source!r}: binance or synth")
+    if source not in ("binance", "synth"):
+        fail(f"unknown source {source!r}: binance or synth", USAGE)
+    try:
+        if source == "binance":
+            manifest = build_binance(out)
+        else:
+            with _progress(as_json) as bar:
+                task = bar.add_task("synth", total=rows)
+                manifest = build_synth(out, rows, seed, progress=lambda n: bar.update(task, advance=n * 3))
+    except (OSError, ValueError, RuntimeError) as exc:
+        fail(f"dbbench dataset: {exc}")
     print_summary("dbbench dataset", {"source": source, "out": str(out), "rows": manifest["rows"],
                                       "symbols": len(manifest["symbols"]), "venues": len(manifest["venues"]),
                                       "quarantined": manifest["source"].get("quarantined", {}),
@@ -102,7 +107,7 @@ def load(
         finally:
             db.close()
     except (EngineError, OSError, ValueError) as exc:
-        fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
+        fail(f"{engine} ({redact(dsn)}): {exc}", ENGINE)
     LAST_LOAD.parent.mkdir(parents=True, exist_ok=True)
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
     LAST_LOAD.write_bytes(orjson.dumps({**loads, engine: str(Path(data).resolve())}))
@@ -112,7 +117,7 @@ def load(
 def _last_loaded(engine: str) -> Path:
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
     if engine not in loads:
-        fail(f"no --data given and no `dbbench load --engine {engine}` recorded in {LAST_LOAD}")
+        fail(f"no --data given and no `dbbench load --engine {engine}` recorded in {LAST_LOAD}", USAGE)
     return Path(loads[engine])
 
 
@@ -132,9 +137,9 @@ def query(
     """Run one query: its answer on stdout; on stderr whether it matches the Polars reference (exit 1 if not)."""
     _check_engine(engine)
     if query not in QUERY_NAMES:
-        fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}")
+        fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}", USAGE)
     if fmt not in ("csv", "json", "table"):
-        fail(f"unknown format {fmt!r}: csv, json or table")
+        fail(f"unknown format {fmt!r}: csv, json or table", USAGE)
     data = data or _last_loaded(engine)
     try:
         params = queries.params_for(query, queries.default_params(data))  # per-row queries: their window
@@ -155,7 +160,7 @@ def query(
         finally:
             db.close()
     except (EngineError, NotImplementedError, OSError) as exc:
-        fail(f"{engine} ({redact(dsn)}): {redact(str(exc))}")
+        fail(f"{engine} ({redact(dsn)}): {exc}", ENGINE)
     verdict = queries.compare(answer, queries.reference(query, data, params), query)
     if fmt == "csv":
         print(answer.write_csv(), end="")
@@ -168,7 +173,7 @@ def query(
                                     "seconds": round(seconds, 4), "correct": verdict.ok, "verdict": str(verdict)},
                   as_json, err=True)  # stdout holds the answer alone
     if not verdict.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ENGINE)
 
 
 register_run_and_report(app)

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from data_loaders.atomic import atomic_output, partial_path
+from data_loaders.atomic import atomic_output
 
 SCHEMA = "dbbench.results/1"
 ENGINE_STATUSES = ("ok", "failed", "skipped")
@@ -66,15 +66,6 @@ def write(path: Path, results: dict[str, Any]) -> Path:
     with atomic_output(path) as partial:
         partial.write_bytes(orjson.dumps(validate(results), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return path
-
-
-def check_writable(path: Path) -> None:
-    """Fail now (OSError), not after an hour of benchmarking, when `path` cannot be written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    probe = partial_path(path)
-    probe.write_bytes(b"")
-    probe.unlink()
 
 
 def read(path: Path) -> dict[str, Any]:

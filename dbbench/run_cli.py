@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from data_loaders.summary import fail, print_summary
+from data_loaders.atomic import check_writable
+from data_loaders.errors import ENGINE, USAGE, fail
+from data_loaders.summary import print_summary
 from dbbench.engines import ENGINES
 from dbbench.engines.base import QUERY_NAMES
-from dbbench.results import check_writable
 
 
 def _split(text: str | None) -> list[str]:
@@ -98,7 +99,7 @@ def run_cmd(
     try:
         check_writable(config.out)
     except OSError as exc:
-        fail(f"dbbench run: cannot write the results file {config.out}: {exc}")
+        fail(f"dbbench run: cannot write the results file {config.out}: {exc}", USAGE)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=Console(stderr=True), transient=True, disable=as_json)
     with bar:
@@ -110,7 +111,7 @@ def run_cmd(
     fields = summary(res)
     print_summary("dbbench run", {**fields, "out": str(config.out)}, as_json)
     bad = any(e["status"] == "failed" for e in res["engines"].values())
-    raise typer.Exit(1 if bad else 0)
+    raise typer.Exit(ENGINE if bad else 0)
 
 
 def report_cmd(

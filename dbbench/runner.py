@@ -36,9 +36,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from data_loaders.redact import redact
 from dbbench import results, servers
 from dbbench.dataset import csv_size, iter_batches, read_manifest
-from dbbench.engines import connect, default_dsn, redact
+from dbbench.engines import connect, default_dsn
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
 from dbbench.machine import machine_info
 from dbbench.measure import server_time_method, stats, timed_query

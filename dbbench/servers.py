@@ -27,7 +27,8 @@ from pathlib import Path
 import orjson
 import typer
 
-from data_loaders.summary import fail, print_summary
+from data_loaders.errors import ENGINE, fail
+from data_loaders.summary import print_summary
 
 PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of the extensions to preload
@@ -477,7 +478,7 @@ def up_cmd(
         try:
             servers = up(chosen)
         except ServerError as exc:
-            fail(f"dbbench servers up: {exc}")
+            fail(f"dbbench servers up: {exc}", ENGINE)
     for engine, reason in skipped.items():
         typer.echo(f"dbbench servers up: skipped {engine}: {reason}", err=True)
     if export:
@@ -500,7 +501,7 @@ def down_cmd(
     try:
         stopped = down(_parse_engines(engines))
     except ServerError as exc:
-        fail(f"dbbench servers down: {exc}")
+        fail(f"dbbench servers down: {exc}", ENGINE)
     print_summary("servers down",
                   {"stopped": {e: ("stopped" if was else "was-not-running") for e, was in stopped.items()}}, as_json)
 

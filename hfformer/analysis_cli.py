@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from data_loaders.summary import fail, print_summary
+from data_loaders.errors import USAGE, fail
+from data_loaders.summary import print_summary
 
 ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)  # bad input, reported by every hfformer command
 
@@ -42,6 +43,9 @@ def backtest(
 
     try:
         config = config_from_overrides(overrides or [])
+    except ERRORS as error:
+        fail(f"hfformer backtest: settings: {error}", USAGE)
+    try:
         result = backtest_models(load_forecasts(run, data), config)
         written = write_backtest(run, result)
     except ERRORS as error:

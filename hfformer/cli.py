@@ -8,11 +8,13 @@ from typing import Annotated
 
 import typer
 
-from data_loaders.summary import fail, print_summary
+from data_loaders.errors import EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
+from data_loaders.summary import print_summary
 from hfformer.analysis_cli import ERRORS, backtest, report
 
 app = typer.Typer(help="HFformer, LSTM and naive forecasters of order-book returns.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=ErrorBoundary,
+                  epilog=EXIT_CODES_HELP)
 
 JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
@@ -38,9 +40,15 @@ def train(
     from hfformer.train import train as run_train
 
     try:
-        sets = list(overrides or []) + (["train.per_horizon=true"] if per_horizon else [])
         base = load_checkpoint(out / (name or model) / "checkpoint.pt")["config"] if resume else None
+    except ERRORS as error:
+        fail(f"hfformer train --resume: {error}")
+    try:
+        sets = list(overrides or []) + (["train.per_horizon=true"] if per_horizon else [])
         cfg = load_config(config, sets, base=base)
+    except ERRORS as error:
+        fail(f"hfformer train: settings: {error}", USAGE)
+    try:
         fields = run_train(data, out, model, cfg, name=name, resume=resume)
     except ERRORS as error:
         fail(f"hfformer train: {error}")

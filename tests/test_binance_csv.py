@@ -449,13 +449,13 @@ def test_cli_writes_symbol_and_market_as_the_recordings_path_does(real, binance,
     assert metadata(out) == metadata(recording) == {"symbol": "btcusdt", "market": "usdm"}
     result = runner.invoke(app, args)
     assert (
-        result.exit_code == 1
+        result.exit_code == 3
         and "cannot tell the symbol: t.csv do not name it; pass --symbol" in result.output
     )
     result = runner.invoke(
         app, ["quotes", str(binance["usdm"][0]), "--venue", "spot", "--out", str(out)]
     )
     assert (
-        result.exit_code == 1
+        result.exit_code == 3
         and "market is ambiguous (the recording: usdm, --venue: spot)" in result.output
     )

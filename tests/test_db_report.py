@@ -102,4 +102,4 @@ def test_cli_report(runs: list[Path], tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_bytes(orjson.dumps({"schema": "something else"}))
     result = CliRunner().invoke(app, ["report", str(bad), "--out", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "results lack" in result.output
+    assert result.exit_code == 3 and "results lack" in result.output

@@ -50,14 +50,14 @@ def test_load_then_query_prints_answer_and_verdict(workdir):
 def test_errors_are_clear_and_never_show_passwords(workdir):
     done = dbbench("load", "--engine", "timescaledb", "--data", "ds", "--dsn",
                    "postgresql://bench:hunter2@127.0.0.1:1/db", cwd=workdir)
-    assert done.returncode == 1
+    assert done.returncode == 4
     assert "hunter2" not in done.stdout + done.stderr and "bench:***@" in done.stderr
     done = dbbench("query", "--engine", "clickhouse", "--query", "nope", cwd=workdir)
-    assert done.returncode == 1 and "unknown query" in done.stderr
+    assert done.returncode == 2 and "unknown query" in done.stderr
     done = dbbench("load", "--engine", "oracle", "--data", "ds", cwd=workdir)
-    assert done.returncode == 1 and "unknown engine" in done.stderr
+    assert done.returncode == 2 and "unknown engine" in done.stderr
     done = dbbench("load", "--engine", "clickhouse", "--data", "missing", cwd=workdir)
-    assert done.returncode == 1 and "dataset.json" in done.stderr
+    assert done.returncode == 3 and "dataset.json" in done.stderr
 
 
 def test_help_lists_the_commands(workdir):
@@ -72,7 +72,7 @@ SECRETS = ["hunter2", "p/ss", "p@ss", "p:ss", "p%2Fss", "it's", 'say"hi"', "a/b@
 
 @pytest.mark.parametrize("secret", SECRETS)
 def test_redact_hides_passwords_with_any_character(secret):
-    from dbbench.engines import redact
+    from data_loaders.redact import redact
 
     for text in (f"postgresql://bench:{secret}@127.0.0.1:5432/db?sslmode=disable",
                  f"influxdb2://127.0.0.1:8086/bucket?org=o&token={secret}",
@@ -96,7 +96,7 @@ def test_run_refuses_an_unwritable_results_file_before_any_work(workdir):
     blocker.write_text("a file where the results folder should be")
     started = time.monotonic()
     done = dbbench("run", "--engines", "clickhouse", "--data", "ds", "--out", str(blocker / "r.json"), cwd=workdir)
-    assert done.returncode == 1 and "cannot write the results file" in done.stderr
+    assert done.returncode == 2 and "cannot write the results file" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert time.monotonic() - started < 60  # it stopped before loading or querying anything
 

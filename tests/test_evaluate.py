@@ -144,6 +144,6 @@ def test_a_corrupted_checkpoint_is_a_clear_error_not_nan_metrics(run, tmp_path, 
     shutil.copytree(out, copy)
     _corrupt(copy / "lstm" / "checkpoint.pt", how)
     result = CliRunner().invoke(app, ["evaluate", str(copy), "--data", str(data)])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "lstm/checkpoint.pt" in result.output and "train the model again" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback

@@ -44,7 +44,7 @@ def test_cli_export_from_a_run(tmp_path):
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["max_abs_diff"] < 1e-4 and (tmp_path / "m.onnx").exists()
     bad = runner.invoke(app, ["export", str(tmp_path / "run"), "--format", "tflite", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 1 and "only onnx" in bad.output
+    assert bad.exit_code == 3 and "only onnx" in bad.output
     f = Forecaster(tmp_path / "run", "hfformer", lean=True)  # forecasts through the lean kernel...
     prep = prepare(data, f.cfg.data)
     ends = prep.ends["test"]

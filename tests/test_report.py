@@ -146,7 +146,7 @@ def test_cli_backtest_and_report(run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert '"command":"hfformer backtest"' in result.output and '"hfformer"' in result.output
     result = runner.invoke(app, ["backtest", str(run_dir), "--set", "fill=limit"])
-    assert result.exit_code == 1 and "fill must be" in result.output
+    assert result.exit_code == 2 and "fill must be" in result.output
     result = runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0 and "report:" in result.output
     assert (tmp_path / "r" / "report.html").exists()

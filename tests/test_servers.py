@@ -89,7 +89,7 @@ def test_unknown_engine_and_missing_binaries_are_clear_errors(tmp_path: Path, mo
     with pytest.raises(servers.ServerError, match="postgresql-15"):
         servers.postgres_binaries()
     result = _cli(["up", "--engines", "kdb"], tmp_path)
-    assert result.returncode == 1 and "kdb:" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 4 and "kdb:" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_q_without_a_license_is_refused(tmp_path: Path, monkeypatch):

@@ -88,17 +88,19 @@ def test_failures_exit_nonzero_with_a_message(tmp_path, binance):
     not_data = tmp_path / "notes.txt"
     not_data.write_text("hello\n")
     result = runner.invoke(app, ["book", str(not_data), "--out", out])
-    assert result.exit_code == 1 and "not a Binance recording" in result.output
+    assert result.exit_code == 3 and "not a Binance recording" in result.output
     result = runner.invoke(app, ["book", str(tmp_path / "missing.gz"), "--out", out])
-    assert result.exit_code != 0
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["book", str(binance["usdm"][0]), "--out", str(not_data / "x.parquet")])
+    assert result.exit_code == 2 and "cannot write" in result.output and "notes.txt" in result.output
     result = runner.invoke(
         app, ["book", str(binance["usdm"][0]), "--on-gap", "maybe", "--out", out]
     )
-    assert result.exit_code == 1 and "--on-gap" in result.output
+    assert result.exit_code == 2 and "--on-gap" in result.output
     result = runner.invoke(
         app, ["book", str(binance["usdm"][0]), "--format", "binance-csv", "--out", out]
     )
-    assert result.exit_code == 1 and "not a book" in result.output
+    assert result.exit_code == 3 and "not a book" in result.output
 
     lines = gzip.decompress(binance["usdm"][0].read_bytes()).split(b"\n")
     gap_at = next(i for i in range(3000, len(lines)) if b"@depth" in lines[i])
@@ -106,7 +108,7 @@ def test_failures_exit_nonzero_with_a_message(tmp_path, binance):
     gapped = tmp_path / "gapped.gz"
     gapped.write_bytes(gzip.compress(b"\n".join(lines), compresslevel=1))
     result = runner.invoke(app, ["book", str(gapped), "--on-gap", "error", "--out", out])
-    assert result.exit_code == 1 and "gap in the update ids" in result.output
+    assert result.exit_code == 3 and "gap in the update ids" in result.output
     flagged = _json(runner.invoke(app, ["book", str(gapped), "--out", out, "--json"]))
     assert flagged["gaps"] == 1 and flagged["out_of_sync_rows"] > 0
 

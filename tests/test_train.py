@@ -259,7 +259,7 @@ def test_cli_train_json_and_bad_input(synth, tmp_path):
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["command"] == "hfformer train" and summary["model"] == "naive"
     bad = runner.invoke(app, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)])
-    assert bad.exit_code == 1 and "no such book" in bad.output
+    assert bad.exit_code == 3 and "no such book" in bad.output
 
 
 @pytest.mark.slow

@@ -2,14 +2,13 @@
 
 Each module defines one `Engine` subclass whose constructor takes the DSN. A DSN comes from the
 caller, else from `default_dsn`. DSNs may hold passwords: print
-them only through `redact`.
+them only through `data_loaders.redact.redact`.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import re
 
 from dbbench.engines.base import Engine
 
@@ -28,14 +27,6 @@ def default_dsn(engine: str) -> str:
 
     started = read_state().get(engine)
     return os.environ.get(f"DBBENCH_{engine.upper()}_DSN") or (started.dsn if started else DEFAULT_DSNS[engine])
-
-
-def redact(text: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db, and password=/token=
-    parameters (URL query or libpq key=value, quoted or not). A password typed unencoded may hold
-    '/', '@', ':', '%' or quotes, so it runs to the last '@' of the URL."""
-    text = re.sub(r"(://[^:/@\s]*):\S*@", r"\1:***@", text)
-    return re.sub(r"((?:password|token)\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", text, flags=re.IGNORECASE)
 
 
 def connect(engine: str, dsn: str | None = None) -> Engine:
