@@ -61,7 +61,7 @@ def _write(frame: pl.DataFrame, out: Path, kind: str, fmt: str, stats: dict) -> 
     for key in ("symbol", "market"):
         if key in stats:
             metadata[key] = str(stats[key])
-    with atomic_output(out) as partial:
+    with atomic_output(out, checksum=True) as partial:
         frame.write_parquet(partial, metadata=metadata)
 
 

@@ -45,6 +45,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_loaders.atomic import atomic_outputs
 from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA, book_schema
 
 START_NS = 1_723_161_600 * 10**9  # 2024-08-09 00:00 UTC
@@ -374,20 +375,22 @@ def generate(
     market = Market(seed, symbol, venue, levels, step_ns, p)
     counts = dict.fromkeys(FILES, 0)
     # No dictionary encoding: prices and sizes are nearly all distinct; trying costs 4x the time.
-    writers = {
-        name: pq.ParquetWriter(out_dir / f"{name}.parquet", schemas[name], use_dictionary=False)
-        for name in FILES
-    }
-    try:
-        for first in range(0, rows, chunk_rows):
-            ts = start_ns + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
-            for name, columns in market.chunk(ts).items():
-                table = pa.Table.from_pydict(columns, schema=schemas[name])
-                writers[name].write_table(table)
-                counts[name] += table.num_rows
-    finally:
-        for writer in writers.values():
-            writer.close()
+    # All four files appear together when the market is complete (a killed run leaves the previous ones).
+    with atomic_outputs([out_dir / f"{name}.parquet" for name in FILES], checksum=True) as partials:
+        writers = {
+            name: pq.ParquetWriter(partial, schemas[name], use_dictionary=False)
+            for name, partial in zip(FILES, partials)
+        }
+        try:
+            for first in range(0, rows, chunk_rows):
+                ts = start_ns + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
+                for name, columns in market.chunk(ts).items():
+                    table = pa.Table.from_pydict(columns, schema=schemas[name])
+                    writers[name].write_table(table)
+                    counts[name] += table.num_rows
+        finally:
+            for writer in writers.values():
+                writer.close()
     seconds = time.perf_counter() - started
     return {
         "out": str(out_dir),

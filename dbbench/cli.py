@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from data_loaders.atomic import write_bytes
 from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
 from data_loaders.redact import redact
 from data_loaders.summary import print_summary
@@ -108,9 +109,8 @@ def load(
             db.close()
     except (EngineError, OSError, ValueError) as exc:
         fail(f"{engine} ({redact(dsn)}): {exc}", ENGINE)
-    LAST_LOAD.parent.mkdir(parents=True, exist_ok=True)
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
-    LAST_LOAD.write_bytes(orjson.dumps({**loads, engine: str(Path(data).resolve())}))
+    write_bytes(LAST_LOAD, orjson.dumps({**loads, engine: str(Path(data).resolve())}))
     print_summary("dbbench load", fields, as_json)
 
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from data_loaders.atomic import IntegrityError, partial_path, publish, sha256, write_bytes
 from dbbench.engines.base import TABLES
 
 SYNTH_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -48,12 +49,18 @@ def csv_size(rows: pa.Table | pa.RecordBatch, header: bool) -> int:
 
 
 class _Writer:
-    """Streams batches into DIR/{trades,quotes}.parquet and keeps the manifest's running totals."""
+    """Streams batches into DIR/{trades,quotes}.parquet and keeps the manifest's running totals.
+
+    The tables are written beside their final names and published by `close`, dataset.json last,
+    with each file's sha256: a build that fails or is killed leaves the previous dataset (or none),
+    and a file changed afterwards no longer matches its manifest."""
 
     def __init__(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
-        self.writers = {t: pq.ParquetWriter(out / f"{t}.parquet", s, compression="zstd") for t, s in TABLES.items()}
+        self.paths = {t: out / f"{t}.parquet" for t in TABLES}
+        self.writers = {t: pq.ParquetWriter(partial_path(self.paths[t]), s, compression="zstd")
+                        for t, s in TABLES.items()}
         self.rows = dict.fromkeys(TABLES, 0)
         self.csv_bytes = dict.fromkeys(TABLES, 0)
         self.min_ts, self.max_ts = None, None
@@ -75,9 +82,15 @@ class _Writer:
         self.symbols.update(frame["symbol"].unique().to_list())
         self.venues.update(frame["venue"].unique().to_list())
 
+    def discard(self) -> None:
+        for table, writer in self.writers.items():
+            writer.close()
+            partial_path(self.paths[table]).unlink(missing_ok=True)
+
     def close(self, source: dict[str, Any]) -> dict[str, Any]:
         for writer in self.writers.values():
             writer.close()
+        digests = {t: publish(partial_path(path), path, checksum=True) for t, path in self.paths.items()}
         manifest = {
             "source": source,
             "rows": self.rows,
@@ -87,8 +100,9 @@ class _Writer:
             "venues": sorted(self.venues),
             "bytes": {t: (self.out / f"{t}.parquet").stat().st_size for t in TABLES},
             "csv_bytes": self.csv_bytes,
+            "sha256": digests,
         }
-        (self.out / "dataset.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        write_bytes(self.out / "dataset.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         return manifest
 
 
@@ -129,10 +143,11 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
                     writer.write(table, _bench_frame(chunk[table], symbol, venue, table))
             if progress is not None:
                 progress(ts.shape[0] * len(markets))
-    finally:
-        manifest = writer.close({"kind": "synth", "seed": seed, "steps": steps, "step_ns": SYNTH_STEP_NS,
-                                 "markets": len(markets), "generator": "data_loaders.synth"})
-    return manifest
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.close({"kind": "synth", "seed": seed, "steps": steps, "step_ns": SYNTH_STEP_NS,
+                         "markets": len(markets), "generator": "data_loaders.synth"})
 
 
 def build_binance(out: Path, recordings: dict[str, list[Path]] | None = None) -> dict[str, Any]:
@@ -147,20 +162,20 @@ def build_binance(out: Path, recordings: dict[str, list[Path]] | None = None) ->
     if not recordings:
         raise FileNotFoundError("no Binance recordings found (see data_loaders.paths.shared_data_dir)")
     writer = _Writer(Path(out))
-    quarantine = Quarantine(Path(out) / "binance.quarantine.jsonl")
     try:
-        for market, files in recordings.items():
-            venue = BINANCE_VENUES.get(market, f"binance_{market}")
-            parsed = binance_ws.parse_recording(files, quarantine)
-            trades, _ = binance_ws.trades_frame(parsed, quarantine)
-            quotes, _ = binance_ws.quotes_frame(parsed, quarantine)
-            writer.write("trades", _bench_frame(trades, "BTCUSDT", venue, "trades", ts="local_ts"))
-            writer.write("quotes", _bench_frame(quotes, "BTCUSDT", venue, "quotes", ts="local_ts"))
-    finally:
-        quarantine.close()
-        manifest = writer.close({"kind": "binance", "files": {m: [f.name for f in fs] for m, fs in recordings.items()},
-                                 "ts": "local receive time", "quarantined": dict(quarantine.counts)})
-    return manifest
+        with Quarantine(Path(out) / "binance.quarantine.jsonl") as quarantine:
+            for market, files in recordings.items():
+                venue = BINANCE_VENUES.get(market, f"binance_{market}")
+                parsed = binance_ws.parse_recording(files, quarantine)
+                trades, _ = binance_ws.trades_frame(parsed, quarantine)
+                quotes, _ = binance_ws.quotes_frame(parsed, quarantine)
+                writer.write("trades", _bench_frame(trades, "BTCUSDT", venue, "trades", ts="local_ts"))
+                writer.write("quotes", _bench_frame(quotes, "BTCUSDT", venue, "quotes", ts="local_ts"))
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.close({"kind": "binance", "files": {m: [f.name for f in fs] for m, fs in recordings.items()},
+                         "ts": "local receive time", "quarantined": dict(quarantine.counts)})
 
 
 def read_manifest(data: Path) -> dict[str, Any]:
@@ -168,6 +183,16 @@ def read_manifest(data: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{data} is not a dbbench dataset (no dataset.json); build one with `dbbench dataset`")
     return orjson.loads(path.read_bytes())
+
+
+def verify_table(data: Path, table: str) -> None:
+    """The table file is the one its dataset.json recorded (a folder without one, or a dataset from
+    before checksums were recorded, has nothing to compare)."""
+    path, manifest = Path(data) / f"{table}.parquet", Path(data) / "dataset.json"
+    recorded = read_manifest(data).get("sha256", {}).get(table) if manifest.exists() else None
+    if recorded is not None and recorded != sha256(path):
+        raise IntegrityError(f"{path} is not the file {Path(data) / 'dataset.json'} records (sha256 differs): "
+                             "it changed after the dataset was built; build the dataset again")
 
 
 def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
@@ -178,6 +203,7 @@ def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterato
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
     path = Path(data) / f"{table}.parquet"
+    verify_table(data, table)
     schema = pq.read_schema(path)
     if schema.remove_metadata() != TABLES[table]:
         raise ValueError(f"{data}/{table}.parquet does not have the {table} schema: {schema}")

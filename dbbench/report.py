@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from data_loaders.atomic import write_bytes
 from dbbench import results as results_io
 from dbbench.machine import label as machine_label
 
@@ -304,9 +305,8 @@ def write_report(paths: list[Path], out: Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {"markdown": out / "report.md", "html": out / "report.html"}
-    written["markdown"].write_text(markdown(runs, tables))
-    written["html"].write_text(html_page(runs, tables))
+    write_bytes(written["markdown"], markdown(runs, tables).encode())
+    write_bytes(written["html"], html_page(runs, tables).encode())
     for name, frame in tables.items():
-        written[name] = out / f"{name}.csv"
-        frame.write_csv(written[name])
+        written[name] = write_bytes(out / f"{name}.csv", frame.write_csv().encode())
     return written

@@ -27,6 +27,7 @@ from pathlib import Path
 import orjson
 import typer
 
+from data_loaders.atomic import write_bytes
 from data_loaders.errors import ENGINE, fail
 from data_loaders.summary import print_summary
 
@@ -73,10 +74,8 @@ def read_state(directory: Path | None = None) -> dict[str, Server]:
 
 
 def _write_state(directory: Path, servers: dict[str, Server]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = _state_path(directory).with_suffix(".tmp")
-    tmp.write_bytes(orjson.dumps({e: asdict(s) for e, s in servers.items()}, option=orjson.OPT_INDENT_2))
-    tmp.replace(_state_path(directory))
+    write_bytes(_state_path(directory), orjson.dumps({e: asdict(s) for e, s in servers.items()},
+                                                      option=orjson.OPT_INDENT_2))
 
 
 def _free_port() -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 import polars as pl
 
+from data_loaders.atomic import atomic_output, atomic_outputs, checked
 from hfformer.bootstrap import percentile_interval, resampled_totals
 
 SECONDS_PER_YEAR = 365.25 * 86400
@@ -371,10 +372,9 @@ def load_forecasts(run_dir: Path, data: Path | None = None) -> dict[str, pl.Data
 
         forecast_dir.mkdir(exist_ok=True)
         for model in lacking:
-            forecast_frame(run_dir, model, data, split="test").write_parquet(
-                forecast_dir / f"{model}.parquet"
-            )
-    frames = {p.stem: pl.read_parquet(p) for p in sorted(forecast_dir.glob("*.parquet"))}
+            with atomic_output(forecast_dir / f"{model}.parquet", checksum=True) as partial:
+                forecast_frame(run_dir, model, data, split="test").write_parquet(partial)
+    frames = {p.stem: pl.read_parquet(checked(p)) for p in sorted(forecast_dir.glob("*.parquet"))}
     if not frames:
         raise ValueError(f"{run_dir} has no trained models and no forecasts/*.parquet")
     return frames
@@ -389,21 +389,21 @@ def write_backtest(run_dir: Path, result: BacktestResult) -> list[Path]:
         "models": result.summary,
         "skipped": result.skipped,
     }
-    summary_path.write_bytes(
-        orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    )
-    pl.concat(
+    bars = pl.concat(
         [
             b.with_columns(model=pl.lit(m)).select("model", *b.columns)
             for m, b in result.bars.items()
         ]
-    ).write_parquet(bars_path)
+    )
+    with atomic_outputs([summary_path, bars_path], checksum=True) as (summary_partial, bars_partial):
+        summary_partial.write_bytes(orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        bars.write_parquet(bars_partial)
     return [summary_path, bars_path]
 
 
 def read_backtest(run_dir: Path) -> tuple[dict, pl.DataFrame]:
     """What `write_backtest` wrote: the JSON payload and the bars of every model."""
     run_dir = Path(run_dir)
-    return orjson.loads((run_dir / "backtest.json").read_bytes()), pl.read_parquet(
-        run_dir / "backtest.parquet"
+    return orjson.loads(checked(run_dir / "backtest.json").read_bytes()), pl.read_parquet(
+        checked(run_dir / "backtest.parquet")
     )

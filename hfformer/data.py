@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from data_loaders.atomic import checked, verify
 from data_loaders.features import (
     FeatureConfig,
     Features,
@@ -71,7 +72,7 @@ def feature_config(cfg: DataConfig) -> FeatureConfig:
 
 def load_oracle(path: Path, ts: np.ndarray, horizons: list[int]) -> np.ndarray:
     """Oracle E_t[log(p_{t+h}/p_t)] aligned to rows by ts, converted to scaled-target units."""
-    oracle = pl.read_parquet(path)
+    oracle = pl.read_parquet(checked(path))
     missing = [f"oracle_h{h}" for h in horizons if f"oracle_h{h}" not in oracle.columns]
     if missing:
         raise ValueError(f"{path} lacks columns {missing}")
@@ -84,6 +85,8 @@ def load_oracle(path: Path, ts: np.ndarray, horizons: list[int]) -> np.ndarray:
 
 def prepare(path: Path, cfg: DataConfig) -> Prepared:
     files, oracle_path = resolve_inputs(path)
+    for file in files:
+        verify(file)
     lazy = pl.concat([pl.scan_parquet(f) for f in files], how="vertical_relaxed")
     feats = build_features(lazy, feature_config(cfg))
     book = lazy.select(BOOK_COLUMNS).collect()

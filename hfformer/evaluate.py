@@ -31,6 +31,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from data_loaders.atomic import atomic_output, write_bytes
 from hfformer.bootstrap import block_sums, bootstrap_counts
 from hfformer.config import PAPER_HORIZONS, read_run_config
 from hfformer.data import prepare
@@ -112,7 +113,8 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
         f = Forecaster(run_dir, name)
         fc = f.forecast(prep, ends)
         if write_forecasts:
-            frame(prep, ends, fc, f.quantiles).write_parquet(run_dir / "forecasts" / f"{name}.parquet")
+            with atomic_output(run_dir / "forecasts" / f"{name}.parquet", checksum=True) as partial:
+                frame(prep, ends, fc, f.quantiles).write_parquet(partial)
         sums = block_sums(sample_stats(y, fc, f.quantiles), block)  # (nb, S, H)
         point[name] = metrics_from_sums(sums.sum(axis=0))
         boot[name] = metrics_from_sums(np.einsum("bk,ksh->bsh", counts, sums))
@@ -136,11 +138,11 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
                 rec.update({m: float(point[name][m][j]), f"{m}_lo": float(lo), f"{m}_hi": float(hi)})
             records.append(rec)
     table = pl.DataFrame(records)
-    table.write_csv(run_dir / "evaluation.csv")
+    write_bytes(run_dir / "evaluation.csv", table.write_csv().encode())
     summary = {"run": str(run_dir), "data": str(data), "split": "test", "windows": int(ends.size),
                "models": models, "bootstrap": {"resamples": n_boot, "block_windows": block, "seed": seed}}
-    (run_dir / "evaluation.json").write_bytes(
-        orjson.dumps({**summary, "metrics": records}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    write_bytes(run_dir / "evaluation.json",
+                orjson.dumps({**summary, "metrics": records}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return {**summary, "seconds": round(time.perf_counter() - started, 3), "table": table}
 
 

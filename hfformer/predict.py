@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import torch
 
+from data_loaders.atomic import atomic_output
 from data_loaders.features import TrainScaling
 from data_loaders.windows import WindowDataset, valid_window_ends
 from hfformer.baselines import Ridge, ridge_design
@@ -142,19 +143,17 @@ def predict(run_dir: Path, data: Path, out: Path, model: str = "hfformer",
     f = Forecaster(run_dir, model, lean=True)
     ends = valid_window_ends(prep.features.valid, cfg.data.window, 0)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     writer = None
-    try:
-        for i in range(0, max(ends.size, 1), chunk):
-            part = ends[i : i + chunk]
-            table = frame(prep, part, f.forecast(prep, part), f.quantiles, with_targets=False).to_arrow()
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-    tmp.replace(out)
+    with atomic_output(out, checksum=True) as partial:
+        try:
+            for i in range(0, max(ends.size, 1), chunk):
+                part = ends[i : i + chunk]
+                table = frame(prep, part, f.forecast(prep, part), f.quantiles, with_targets=False).to_arrow()
+                writer = writer or pq.ParquetWriter(partial, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
     seconds = time.perf_counter() - started
     return {"data": str(data), "model": model, "rows": prep.features.report["rows"],
             "forecasts": int(ends.size), "out": str(out), "seconds": round(seconds, 3)}

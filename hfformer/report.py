@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
+from data_loaders.atomic import atomic_output, checked, write_bytes
 from data_loaders.features import target_scale
 from hfformer.backtest import (
     backtest_models,
@@ -98,7 +99,8 @@ def model_colors(models: list[str]) -> dict[str, str]:
 
 def save(fig: plt.Figure, out_dir: Path, name: str) -> Path:
     path = out_dir / name
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_output(path) as partial:
+        fig.savefig(partial, dpi=110, bbox_inches="tight", format=path.suffix.lstrip("."))
     plt.close(fig)
     return path
 
@@ -404,7 +406,7 @@ def read_run(run_dir: Path) -> RunData:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     forecasts = sorted((run_dir / "forecasts").glob("*.parquet"))
-    frames = {p.stem: pl.read_parquet(p) for p in forecasts}
+    frames = {p.stem: pl.read_parquet(checked(p)) for p in forecasts}
     metrics = (p for p in sorted(run_dir.glob("*/metrics.csv")) if p.parent.name != "forecasts")
     curves = {p.parent.name: c for p in metrics if (c := read_metrics(p)).height}
     evaluation_csv, config_toml = run_dir / "evaluation.csv", run_dir / "config.toml"
@@ -477,7 +479,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> ReportFiles:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M UTC}"
     )
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    html_path.write_text(render_html(title, meta, sections, out_dir))
-    md_path.write_text(render_markdown(title, meta, sections))
+    write_bytes(html_path, render_html(title, meta, sections, out_dir).encode())
+    write_bytes(md_path, render_markdown(title, meta, sections).encode())
     figures = [out_dir / s.figure for s in sections if s.figure]
     return ReportFiles(html_path, md_path, figures, run.models, run.missing)

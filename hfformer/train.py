@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from data_loaders.atomic import atomic_output, verify
 from hfformer import kernels
 from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig, Ridge, ridge_design
 from hfformer.config import Config, quantiles, read_run_config, save_config
@@ -86,16 +87,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file then os.replace: a killed run never leaves a corrupt checkpoint."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Atomic and checksummed: a killed run leaves the previous checkpoint, a damaged one is refused."""
+    with atomic_output(path, checksum=True) as partial:
+        torch.save(payload, partial)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint at `path`; a truncated, corrupted or non-finite one is a clear ValueError."""
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: train the model first (hfformer train)")
+    verify(path, remedy="train the model again")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as exc:

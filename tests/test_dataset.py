@@ -94,3 +94,33 @@ def test_binance_spot_and_usdm_are_two_venues_on_the_receive_clock(binance, tmp_
     # Receive times of the recording window (README: 2024-08-08 23:54:13 .. 2024-08-09 00:05:04 UTC).
     lo, hi = quotes["ts"].dt.epoch("s").min(), quotes["ts"].dt.epoch("s").max()
     assert 1_723_161_253 <= lo and hi <= 1_723_161_905
+
+
+def test_a_table_changed_after_the_build_is_refused(synth, tmp_path):
+    import shutil
+
+    from data_loaders.atomic import IntegrityError, sha256
+
+    copy = tmp_path / "ds"
+    shutil.copytree(synth, copy)
+    assert read_manifest(copy)["sha256"] == {t: sha256(copy / f"{t}.parquet") for t in TABLES}
+    trades = pl.read_parquet(copy / "trades.parquet")
+    trades.with_columns(pl.col("price") * 1.01).write_parquet(copy / "trades.parquet")
+    with pytest.raises(IntegrityError, match="trades.parquet is not the file .*dataset.json records"):
+        next(iter_batches(copy, "trades"))
+    assert next(iter_batches(copy, "quotes")).num_rows > 0  # the untouched table still loads
+
+
+def test_a_failed_build_keeps_the_previous_dataset(synth, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(synth, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+
+    def interrupt(rows):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_synth(copy, 30_000, seed=4, chunk_steps=500, progress=interrupt)
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before  # no partial files, nothing replaced

@@ -145,5 +145,10 @@ def test_a_corrupted_checkpoint_is_a_clear_error_not_nan_metrics(run, tmp_path, 
     _corrupt(copy / "lstm" / "checkpoint.pt", how)
     result = CliRunner().invoke(app, ["evaluate", str(copy), "--data", str(data)])
     assert result.exit_code == 3
-    assert "lstm/checkpoint.pt" in result.output and "train the model again" in result.output
+    assert "lstm/checkpoint.pt: sha256" in result.output and "train the model again" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback
+    (copy / "lstm" / "checkpoint.pt.sha256").unlink()  # a checkpoint from elsewhere: its contents are checked
+    result = CliRunner().invoke(app, ["evaluate", str(copy), "--data", str(data)])
+    assert result.exit_code == 3
+    assert "lstm/checkpoint.pt" in result.output and "sha256" not in result.output
+    assert "train the model again" in result.output

@@ -114,8 +114,10 @@ def test_failed_load_is_reported_and_nothing_partial_is_valid(tiny: Path, chdb_d
     """quotes.parquet with a column too many: the references read it, the load refuses it."""
     broken = tmp_path / "broken"
     broken.mkdir()
-    for name in ("dataset.json", "trades.parquet"):
-        (broken / name).write_bytes((tiny / name).read_bytes())
+    (broken / "trades.parquet").write_bytes((tiny / "trades.parquet").read_bytes())
+    manifest = orjson.loads((tiny / "dataset.json").read_bytes())
+    del manifest["sha256"]["quotes"]  # a file this manifest does not vouch for: its schema is checked
+    (broken / "dataset.json").write_bytes(orjson.dumps(manifest))
     quotes = pl.read_parquet(tiny / "quotes.parquet").with_columns(pl.lit("x").alias("extra"))
     quotes.write_parquet(broken / "quotes.parquet")
     res = run(RunConfig(data=broken, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn}, repeat=1))

@@ -25,6 +25,7 @@ from hfformer.train import (
     build_model,
     load_checkpoint,
     lr_at,
+    save_checkpoint,
     subset,
     train,
     validation_loss,
@@ -109,7 +110,7 @@ def test_resume_of_a_checkpoint_without_the_resume_point_is_a_clear_error(synth,
     path = tmp_path / "hfformer" / "checkpoint.pt"
     old = load_checkpoint(path)
     del old["epoch_step"]  # as checkpoints written before val_every_steps
-    torch.save(old, path)
+    save_checkpoint(old, path)
     with pytest.raises(ValueError, match="epoch_step.*cannot be resumed"):
         train(synth, tmp_path, "hfformer", load_config(overrides=TINY), resume=True)
     with pytest.raises(ValueError, match="'ema'.*without train.ema_decay"):  # EMA asked, none saved

@@ -410,11 +410,11 @@ class InfluxDB(Engine):
                 buckets.create_bucket(bucket_name=f"{self.db}_{table}", org=self.org)
         else:
             self._influxql(f'CREATE DATABASE "{self.db}"', "create schema", db=False)
-            for table in TABLES:
+            for table in TABLES:  # forgotten before dropped: a run killed in between never counts as loaded
+                self._forget(table)
                 self._influxql(f'DROP RETENTION POLICY "{table}" ON "{self.db}"', "create schema")
                 self._influxql(f'CREATE RETENTION POLICY "{table}" ON "{self.db}" DURATION INF REPLICATION 1',
                                "create schema")
-                self._forget(table)
         self._ready = False
 
     def _forget(self, table: str) -> None:

@@ -167,9 +167,9 @@ class Kdb(Engine):
                 "save_seconds": self.save_seconds}
 
     def create_schema(self) -> None:
+        self._q(f"{LOADED}:(`symbol$())!`long$()", "create schema")  # verified loads forgotten first
         for table, schema in SCHEMA.items():
             self._q(f"{table}:{schema}", "create schema")
-        self._q(f"{LOADED}:(`symbol$())!`long$()", "create schema")
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:

@@ -304,9 +304,9 @@ class TimescaleDB(Engine):
             self.conn.execute(BUCKET_FUNCTION)
         for table, schema in TABLES.items():
             columns = ", ".join(f"{f.name} {SQL_TYPES[f.type]} NOT NULL" for f in schema)
+            self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))  # forgotten before dropped
             self.conn.execute(f"DROP TABLE IF EXISTS {table}")
             self.conn.execute(f"CREATE TABLE {table} ({columns})")
-            self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))
             if self.timescale:
                 self.conn.execute("SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s)", (table, CHUNK_NS))
                 self.conn.execute(f"ALTER TABLE {table} SET (timescaledb.compress, "
