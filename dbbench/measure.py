@@ -11,7 +11,8 @@ user of the engine waits for. Server time is what the engine says it spent, wher
   the server preloads it (`dbbench servers up` and docker/compose.yml do); otherwise planning +
   execution time of `EXPLAIN (ANALYZE, TIMING OFF)`, a separate execution right after the timed one,
   which leaves out sending the rows. The results say which (`server_time`).
-- InfluxDB 1.x and kdb+ through these adapters: none reported (`server_s` is None).
+- InfluxDB 1.x and kdb+ through these adapters: none reported (`server_s` is None); neither for
+  DuckDB and ArcticDB, which run inside this process (no transfer between client and engine).
 
 Client minus server time is the harness overhead (driver, transfer, conversion).
 """
@@ -35,6 +36,8 @@ SERVER_TIME_METHODS = {
     "pg_explain": "EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution (rows not sent)",
     "influxdb": None,
     "kdb": None,
+    "duckdb": None,  # in this process: the client time is the engine's, plus the Arrow hand-over
+    "arcticdb": None,
 }
 
 

@@ -10,15 +10,17 @@ One engine failing never stops the others; a step cut short (a server killed mid
 mid-query) is recorded with engine, step and query and nothing of it is marked valid.
 
 Cold runs restart the engine before each query: a server started by `dbbench servers` is
-stopped with its clean-shutdown signal and started again on the same data; chDB (embedded) can
-only close and reopen its sessions, its in-process server and caches stay. The OS page cache is
+stopped with its clean-shutdown signal and started again on the same data; an engine inside this
+process is closed and reopened, and says what that leaves warm (chDB: its in-process server and
+caches stay). The OS page cache is
 dropped (write 3 to /proc/sys/vm/drop_caches) where that is permitted, and the results say which.
-Result caches are off in every adapter (ClickHouse use_query_cache = 0; PostgreSQL and InfluxDB
-have none).
+Result caches are off in every adapter (ClickHouse use_query_cache = 0; PostgreSQL, InfluxDB,
+DuckDB and ArcticDB have none).
 
 Concurrency runs the valid queries by 1 and by N clients in parallel threads, each with its own
-connection (chDB: its own session on the same path, so one embedded server in this process
-serves them all), for a bounded time or one pass of the suite each.
+connection (an engine inside this process, such as chDB, DuckDB or ArcticDB: its own session or
+connection on the same path, so one embedded engine in this process serves them all), for a
+bounded time or one pass of the suite each.
 """
 
 from __future__ import annotations
@@ -105,12 +107,11 @@ def managed_server(engine: str, dsn: str) -> servers.Server | None:
     return server if server is not None and server.dsn == dsn and servers.alive(server) else None
 
 
-def cold_method(engine: str, dsn: str) -> str:
-    if managed_server(engine, dsn) is not None:
+def cold_method(name: str, engine: Engine, dsn: str) -> str:
+    if managed_server(name, dsn) is not None:
         return "server restarted (dbbench servers: clean shutdown, same data) before each query"
-    if dsn.startswith("chdb://"):
-        return ("sessions closed and reopened before each query; chDB's embedded server lives in this process, "
-                "so its in-memory caches (marks, uncompressed blocks) may survive")
+    if engine.in_process is not None:
+        return f"closed and reopened before each query (an engine inside this process): {engine.in_process}"
     return "reconnected only: the server was not started by `dbbench servers`, so it cannot be restarted here"
 
 
@@ -166,9 +167,11 @@ def measure_query(engine: Engine, name: str, params: dict[str, Any], ref: pl.Dat
 
 
 def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str, Any],
-                refs: dict[str, pl.DataFrame], clients: int, duration_s: float | None) -> dict[str, Any]:
+                refs: dict[str, pl.DataFrame], clients: int, duration_s: float | None,
+                in_process: bool = False) -> dict[str, Any]:
     """`clients` threads, each its own connection, run the queries (each starting at a different one)
-    for `duration_s` or one pass each; latency percentiles, queries per second, errors, wrong answers."""
+    for `duration_s` or one pass each; latency percentiles, queries per second, errors, wrong answers.
+    `in_process`: the engine runs inside this process, so the clients share one instance of it."""
     latencies: list[float] = []
     problems: list[str] = []
     counts = {"errors": 0, "wrong": 0}
@@ -220,8 +223,8 @@ def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str,
     wall = time.perf_counter() - t0
     return {
         "clients": clients,
-        "mode": "threads, one connection each" + (" (chDB: one session each, one embedded server in this process)"
-                                                  if dsn.startswith("chdb://") else ""),
+        "mode": "threads, one connection each" + (" (one engine inside this process serves them all)"
+                                                  if in_process else ""),
         "duration_s": wall,
         "queries": len(latencies),
         "qps": len(latencies) / wall if wall > 0 else None,
@@ -322,7 +325,7 @@ class EngineRun:
             self.progress(f"{self.name}: {query}")
         if not self.config.cold:
             return
-        self.entry["cold_method"] = cold_method(self.name, self.dsn)
+        self.entry["cold_method"] = cold_method(self.name, self.engine, self.dsn)
         for query in self.config.queries:
             entry = self.entry["queries"][query]
             if entry["status"] in ("ok", "wrong"):
@@ -348,7 +351,7 @@ class EngineRun:
         for clients in self.config.clients:
             if valid:
                 record = concurrency(self.name, self.dsn, valid, self.data["params"], self.refs, clients,
-                                     self.config.duration_s)
+                                     self.config.duration_s, self.engine.in_process is not None)
                 if not record["valid"]:
                     self.fail(f"concurrency ({clients} clients)", None,
                               "; ".join(record["problems"][:3]) or "no query ran")
@@ -388,7 +391,8 @@ def run(config: RunConfig, progress: Progress | None = None,
         "config": {"repeat": config.repeat, "warmup": config.warmup, "clients": list(config.clients),
                    "duration_s": config.duration_s, "cold": config.cold, "batch_rows": list(config.batch_rows),
                    "queries": list(config.queries), "params": data["params"]},
-        "caches": {"result_cache": "off (ClickHouse use_query_cache = 0; PostgreSQL and InfluxDB have none)",
+        "caches": {"result_cache": ("off (ClickHouse use_query_cache = 0; PostgreSQL, InfluxDB, DuckDB and ArcticDB "
+                                    "have none)"),
                    "os_page_cache": page_cache_policy(config)},
         "engines": {},
     }

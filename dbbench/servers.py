@@ -34,6 +34,8 @@ from data_loaders.summary import print_summary
 PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of the extensions to preload
 SERVER_ENGINES = ("timescaledb", "influxdb", "kdb")
+EMBEDDED = {"clickhouse": "through chDB, DSN chdb:///path", "duckdb": "in this process, DSN duckdb:///path/to/file.duckdb",
+            "arcticdb": "on LMDB, DSN lmdb:///path"}  # engines that run inside the benchmark's process
 # What each engine exports for the tests and benchmarks (`up --export`).
 DSN_ENV = {"timescaledb": "DBBENCH_TIMESCALEDB_DSN", "influxdb": "DBBENCH_INFLUXDB_DSN", "kdb": "DBBENCH_KDB_DSN"}
 # SIGINT: postgres fast shutdown.
@@ -351,8 +353,9 @@ def restart(server: Server) -> Server:
 def _check_engines(engines: Sequence[str]) -> None:
     unknown = [e for e in engines if e not in SERVER_ENGINES]
     if unknown:
-        hint = (" (clickhouse runs embedded through chDB, DSN chdb:///path, and needs no server)"
-                if "clickhouse" in unknown else "")
+        embedded = [e for e in unknown if e in EMBEDDED]
+        hint = f" ({'; '.join(f'{e} runs embedded {EMBEDDED[e]}, and needs no server' for e in embedded)})"
+        hint = hint if embedded else ""
         raise ServerError(f"no native server for {', '.join(unknown)}; choose from {', '.join(SERVER_ENGINES)}{hint}")
 
 

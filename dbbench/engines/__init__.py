@@ -12,12 +12,14 @@ import os
 
 from dbbench.engines.base import Engine
 
-ENGINES = ("clickhouse", "influxdb", "kdb", "timescaledb")
+ENGINES = ("clickhouse", "influxdb", "kdb", "timescaledb", "duckdb", "arcticdb")
 DEFAULT_DSNS = {
     "clickhouse": "chdb:///" + os.path.abspath(".dbbench/chdb").lstrip("/"),
     "influxdb": "http://127.0.0.1:8086/dbbench",
     "kdb": "kdb://127.0.0.1:5001",
     "timescaledb": "postgresql://postgres@127.0.0.1:55432/postgres",
+    "duckdb": "duckdb:///" + os.path.abspath(".dbbench/duckdb/dbbench.duckdb").lstrip("/"),
+    "arcticdb": "lmdb:///" + os.path.abspath(".dbbench/arcticdb").lstrip("/"),
 }
 
 

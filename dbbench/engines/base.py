@@ -96,7 +96,11 @@ class LoadResult:
 class Engine(ABC):
     """Connect from a DSN, create the schema, bulk-load Arrow batches, answer named queries."""
 
-    name: str  # "clickhouse", "influxdb", "kdb", "timescaledb" (or "postgresql" when falling back)
+    name: str  # "clickhouse", "influxdb", "kdb", "timescaledb" (or "postgresql" when falling back), "duckdb",
+    # "arcticdb"
+    # An engine inside this process (chDB, DuckDB, ArcticDB) says what closing and reopening it resets, for the
+    # cold runs' method and the concurrency mode; None: a server, reached over a connection.
+    in_process: str | None = None
 
     @abstractmethod
     def version(self) -> str: ...

@@ -178,6 +178,8 @@ class ClickHouse(Engine):
 
             path = dsn.removeprefix("chdb://")
             self._session = chdb.session.Session(":memory:" if path == "memory" else path)
+            self.in_process = ("its sessions close, but chDB's embedded server lives on in this process, so its "
+                               "in-memory caches (marks, uncompressed blocks) may survive")
             self._sql("CREATE DATABASE IF NOT EXISTS dbbench")
             self._sql("USE dbbench")
         elif dsn.startswith(("http://", "https://", "clickhouse://")):
