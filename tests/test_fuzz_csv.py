@@ -194,7 +194,8 @@ def check_read(files: list[Path], bodies: list[bytes], what: str, header: list[b
         f = files.index(Path(r["file"]))
         lines = bodies[f].split(b"\n")
         assert r["kind"] and 1 + header[f] <= r["line"] <= len(lines), r
-        assert r["text"] == lines[r["line"] - 1].rstrip(b"\r").decode("utf-8", errors="replace") or not r["text"]
+        # the line as written (a CR of a CRLF line among LF lines is kept; blank lines quote as "")
+        assert r["text"].rstrip("\r") == lines[r["line"] - 1].rstrip(b"\r").decode("utf-8", errors="replace")
     keys = [(r["file"], r["line"]) for r in records]
     assert len(keys) == len(set(keys)), "a line quarantined twice"
     assert stats["bad_lines"] == dict(pl.Series([r["kind"] for r in records], dtype=pl.String).value_counts()
