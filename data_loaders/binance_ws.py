@@ -30,7 +30,9 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from data_loaders.csv_lines import MAX_NS, MIN_NS
 from data_loaders.json_scan import (
+    BAD_TIME,
     F_A,
     F_AQ,
     F_B,
@@ -244,7 +246,7 @@ def _detect_symbol(buf: bytes) -> bytes:
 UNIT_FACTORS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 
 
-def _ts_unit(values: np.ndarray) -> str:
+def _ts_unit(values: np.ndarray, path: Path) -> str:
     """Receive-timestamp unit from the magnitude of the median (1.7e18 ns, 1.7e15 us, 1.7e12 ms)."""
     median = float(np.median(values)) if values.size else 0.0
     if median >= 1e17:
@@ -253,7 +255,13 @@ def _ts_unit(values: np.ndarray) -> str:
         return "us"
     if median >= 1e11:
         return "ms"
-    raise ValueError(f"cannot tell the receive-timestamp unit (median {median:.3g})")
+    raise ValueError(f"{path}: cannot tell the receive-timestamp unit (median {median:.3g}); "
+                     "expected epoch ns, us or ms")
+
+
+def _in_range(values: np.ndarray, factor: int) -> np.ndarray:
+    """Epoch times in units of `factor` ns that fall in 2010..2100 (checked without scaling: no overflow)."""
+    return (values >= MIN_NS // factor) & (values <= MAX_NS // factor)
 
 
 def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
@@ -287,13 +295,20 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
         rows = (file_index == fi) & (status != MALFORMED)
         if not rows.any():
             continue  # an empty file (or one of malformed lines only) has no unit to tell
-        unit = _ts_unit(local_ts[rows])
+        unit = _ts_unit(local_ts[rows], Path(f))
         ts_units[Path(f).name] = unit
-        local_ts[file_index == fi] *= UNIT_FACTORS[unit]
+        factor = UNIT_FACTORS[unit]
+        # checked in the file's unit, before scaling to ns, which would overflow an implausible stamp
         median = np.median(local_ts[rows])
-        status[rows & (np.abs(local_ts - median) > 3e17)] = MALFORMED
-    exch = np.where(present & P_T, ints[:, I_T], ints[:, I_E]) * 1_000_000
-    ts = pl.Series("ts", exch).set(pl.Series(present & (P_T | P_E) == 0), None)  # type: ignore[arg-type]
+        implausible = (np.abs(local_ts - median) > 3e17 / factor) | ~_in_range(local_ts, factor)
+        status[rows & implausible] = MALFORMED
+        local_ts[(file_index == fi) & (status != MALFORMED)] *= factor
+    has_time = (present & (P_T | P_E) != 0) & (status == OK)
+    exch_ms = np.where(present & P_T, ints[:, I_T], ints[:, I_E])
+    status[has_time & ~_in_range(exch_ms, 1_000_000)] = BAD_TIME
+    has_time &= status == OK
+    exch = np.where(has_time, exch_ms, 0) * 1_000_000
+    ts = pl.Series("ts", exch).set(pl.Series(~has_time), None)  # type: ignore[arg-type]
     parsed = Parsed(
         file_index, line_no, local_ts, ts, status, kind, ints, scanned.floats, present,
         scanned.maker, scanned.lv_start, scanned.lv_end, scanned.lv_side, scanned.lv_px,
@@ -325,9 +340,15 @@ def _out_of_order(ids: np.ndarray) -> np.ndarray:
     return np.concatenate(([False], ids[1:] <= running[:-1]))
 
 
+KIND_NAMES = {K_DEPTH: "depth", K_SNAPSHOT: "snapshot", K_TRADE: "trade", K_TICKER: "bookTicker"}
+
+
 def _stats(parsed: Parsed, quarantine: Quarantine) -> dict:
+    """Counts every line falls in: messages = sum(messages_by_kind) + skipped streams + the parser's bad lines."""
+    good = parsed.status == OK
     return {
         "messages": parsed.messages,
+        "messages_by_kind": {name: int((good & (parsed.kind == k)).sum()) for k, name in KIND_NAMES.items()},
         "symbol": parsed.symbol,
         "market": "usdm" if parsed.futures else "spot",
         "ts_unit": ",".join(sorted(set(parsed.ts_units.values()))),

@@ -57,7 +57,10 @@ def head_lines(path: Path, n: int = 8) -> list[str]:
 
 
 def read_lines(data: bytes) -> pl.DataFrame:
-    """One row per file line: `line` (1-based line number) and `text` (null for a blank line)."""
+    """One row per file line: `line` (1-based line number) and `text` (null for a blank line).
+
+    Bytes that are not UTF-8 become U+FFFD, so such a line is quarantined (its fields do not parse)
+    instead of failing the whole file."""
     if not data:
         return pl.DataFrame(schema={"line": pl.Int64, "text": pl.String})
     lines = pl.read_csv(
@@ -67,6 +70,7 @@ def read_lines(data: bytes) -> pl.DataFrame:
         quote_char=None,
         new_columns=["text"],
         infer_schema=False,
+        encoding="utf8-lossy",
     )
     return lines.with_row_index("line", offset=1).with_columns(pl.col("line").cast(pl.Int64))
 

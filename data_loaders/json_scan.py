@@ -31,8 +31,10 @@ STATUS_NAMES = {
     5: "negative_size",
     6: "non_positive_price",
     7: "unknown_message",  # valid JSON that is neither a stream message nor a snapshot
+    8: "zero_size",  # a trade or bookTicker size of 0 (a book level's 0 deletes it: fine there)
+    9: "bad_timestamp",  # an exchange time (T, else E) outside 2010..2100 (set by binance_ws)
 }
-MALFORMED, BAD_JSON, NON_NUMERIC, MISSING, NEGATIVE, BAD_PRICE, UNKNOWN = range(1, 8)
+MALFORMED, BAD_JSON, NON_NUMERIC, MISSING, NEGATIVE, BAD_PRICE, UNKNOWN, ZERO, BAD_TIME = range(1, 10)
 # integer fields (columns of `ints`) and float fields (columns of `floats`)
 I_E, I_T, I_BIGU, I_U, I_PU, I_TID, I_LID = range(7)
 F_B, F_BQ, F_A, F_AQ, F_P, F_Q = range(6)
@@ -597,7 +599,7 @@ def _parse(buf, starts, ends, sym):
         while p < e and 48 <= buf[p] <= 57 and p - s < 19:
             ts = ts * 10 + (buf[p] - 48)
             p += 1
-        if p == s or p >= e or buf[p] != 32:
+        if p == s or p >= e or buf[p] != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
             status[i] = MALFORMED
             continue
         local_ts[i] = ts
@@ -638,10 +640,14 @@ def _parse(buf, starts, ends, sym):
                 st = NEGATIVE
             elif kind[i] == K_TICKER and (floats[i, F_B] <= 0 or floats[i, F_A] <= 0):
                 st = BAD_PRICE
+            elif kind[i] == K_TICKER and (floats[i, F_BQ] == 0 or floats[i, F_AQ] == 0):
+                st = ZERO
             elif kind[i] == K_TRADE and floats[i, F_Q] < 0:
                 st = NEGATIVE
             elif kind[i] == K_TRADE and floats[i, F_P] <= 0:
                 st = BAD_PRICE
+            elif kind[i] == K_TRADE and floats[i, F_Q] == 0:
+                st = ZERO
         if st != OK:
             status[i] = st
             continue

@@ -138,14 +138,12 @@ def _read_all(
     if not kind.startswith(kinds):
         raise ValueError(f"{files[0]}: is a Tardis {kind} file, expected {' or '.join(kinds)}")
     rows = pl.concat([rows for _, _, rows in read])
-    instruments = (
-        rows.filter(pl.col("n_fields") == len(_columns(kind, depth)))
-        .select("exchange", "symbol")
-        .unique()
-    )
+    named = rows.filter(pl.col("n_fields") == len(_columns(kind, depth)))
+    instruments = named.unique(["exchange", "symbol"], keep="first", maintain_order=True)
     if instruments.height > 1:
-        raise ValueError(f"files hold several instruments, expected one: {instruments.rows()}")
-    return kind, depth, rows, instrument(files, instruments, symbol, market)
+        (*a, fa, la), (*b, fb, lb) = instruments.select("exchange", "symbol", "file", "line").head(2).rows()
+        raise ValueError(f"files hold several instruments, expected one: {fa}:{la} names {a}, {fb}:{lb} names {b}")
+    return kind, depth, rows, instrument(files, instruments.select("exchange", "symbol"), symbol, market)
 
 
 def _times() -> list[pl.Expr]:
@@ -239,7 +237,8 @@ def _read_snapshots(
         present[p] != present[q] for s in px for p, q in zip(px[s], qty[s])
     )
     unsorted = pl.any_horizontal(
-        [pl.col(a) >= pl.col(b) for a, b in zip(px["asks"], px["asks"][1:])]
+        [pl.lit(False)]  # a book_snapshot_1 has no pairs of levels to compare
+        + [pl.col(a) >= pl.col(b) for a, b in zip(px["asks"], px["asks"][1:])]
         + [pl.col(a) <= pl.col(b) for a, b in zip(px["bids"], px["bids"][1:])]
     )
     problem = first_problem(
@@ -392,6 +391,7 @@ def _read_incremental(
         "out_of_sync_rows": int((~emitted["in_sync"]).sum()),
         "skipped_before_snapshot": skipped,
         "quarantined": rows.height - updates.height,
+        "updates_applied": started.height,  # rows = updates_applied + skipped_before_snapshot + quarantined
     }
     if on_gap == "drop":
         book = book.filter(pl.col("in_sync"))

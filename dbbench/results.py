@@ -40,11 +40,74 @@ class ResultsError(ValueError):
     """A results file that does not follow the layout above."""
 
 
+# The types of the fields `dbbench report` reads. A spec is a tuple of types, {key: spec} for an object
+# (a key ending in "?" may be missing), [spec] for a list, Each(spec) for an object of any keys whose
+# values follow spec, Maybe(spec) for null or spec.
+NUMBER, TEXT, FLAG = (int, float), (str,), (bool,)
+
+
+class Each(tuple):
+    """An object whose every value follows the one spec inside."""
+
+
+class Maybe(tuple):
+    """null, or the one spec inside."""
+
+
+STATS = {"min": NUMBER, "median": NUMBER, "p95": NUMBER}
+TIMING = Maybe([{"client?": Maybe([STATS]), "server?": Maybe([{"median": NUMBER}]), "overhead_pct?": Maybe([NUMBER])}])
+OPTIONAL_TEXT = Maybe([TEXT])
+ENGINE = {
+    "status": TEXT, "reason?": OPTIONAL_TEXT, "version?": OPTIONAL_TEXT, "server_time?": OPTIONAL_TEXT,
+    "cold_method?": OPTIONAL_TEXT,
+    "queries?": Each([{"status": TEXT, "valid?": Maybe([FLAG]), "hot?": TIMING, "cold?": TIMING,
+                       "error?": OPTIONAL_TEXT, "verdict?": OPTIONAL_TEXT}]),
+    "load?": [{"batch_rows": NUMBER, "valid": FLAG, "tables": Each([{
+        "rows": NUMBER, "seconds": NUMBER, "rows_per_s": NUMBER, "mb_per_s": NUMBER, "csv_mb_per_s": NUMBER}])}],
+    "storage?": Each([Each([Maybe([NUMBER])])]),
+    "concurrency?": [{"clients": NUMBER, "duration_s": NUMBER, "queries": NUMBER, "qps": NUMBER, "errors": NUMBER,
+                      "wrong": NUMBER, "valid": FLAG,
+                      "latency?": Maybe([{"median?": Maybe([NUMBER]), "p95?": Maybe([NUMBER])}])}],
+}
+LAYOUT = {"schema": TEXT, "started": TEXT, "machine": {},
+          "dataset": {"source?": {"kind?": OPTIONAL_TEXT}, "rows?": Each([NUMBER])},
+          "config": {"repeat": NUMBER, "cold": FLAG}, "caches": {"os_page_cache": TEXT}, "engines": Each([ENGINE])}
+
+
+def _check(value: Any, spec: Any, where: str) -> None:
+    """Raise ResultsError at the first field (named by its path) whose type does not follow `spec`."""
+    if isinstance(spec, Maybe):
+        if value is not None:
+            _check(value, spec[0], where)
+    elif isinstance(spec, Each):
+        _check(value, {}, where)
+        for key, item in value.items():
+            _check(item, spec[0], f"{where}.{key}")
+    elif isinstance(spec, dict):
+        if not isinstance(value, dict):
+            raise ResultsError(f"{where} must be an object, got {value!r:.80}")
+        for key, item in spec.items():
+            name = key.removesuffix("?")
+            if name in value or name == key:
+                _check(value.get(name), item, f"{where}.{name}")
+    elif isinstance(spec, list):
+        if not isinstance(value, list):
+            raise ResultsError(f"{where} must be a list, got {value!r:.80}")
+        for i, item in enumerate(value):
+            _check(item, spec[0], f"{where}[{i}]")
+    elif not isinstance(value, spec) or isinstance(value, bool) and bool not in spec:
+        names = " or ".join(t.__name__ for t in spec)
+        raise ResultsError(f"{where} must be {names}, got {value!r:.80}")
+
+
 def validate(results: dict[str, Any]) -> dict[str, Any]:
-    """Check the layout (keys, statuses, validity rules); return the results unchanged."""
+    """Check the layout (keys, field types, statuses, validity rules); return the results unchanged."""
+    if not isinstance(results, dict):
+        raise ResultsError(f"results must be a JSON object, got {type(results).__name__}")
     missing = [k for k in TOP_KEYS if k not in results]
     if missing:
         raise ResultsError(f"results lack {missing}")
+    _check(results, LAYOUT, "results")
     if results["schema"] != SCHEMA:
         raise ResultsError(f"results schema {results['schema']!r}, expected {SCHEMA!r}")
     for name, engine in results["engines"].items():
@@ -57,6 +120,8 @@ def validate(results: dict[str, Any]) -> dict[str, Any]:
                 raise ResultsError(f"{name}/{query}: status {q.get('status')!r} not in {QUERY_STATUSES}")
             if q.get("valid") and q["status"] != "ok":
                 raise ResultsError(f"{name}/{query}: marked valid with status {q['status']}")
+            if q.get("valid") and not (q.get("hot") or {}).get("client"):
+                raise ResultsError(f"{name}/{query}: marked valid without hot client timings")
     return results
 
 

@@ -6,6 +6,7 @@ export, backtest) rebuilds exactly the same features, windows and split.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -107,16 +108,29 @@ class Config:
         return asdict(self)
 
 
-def _coerce(section: str, key: str, value: Any, kind: type) -> Any:
+SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _fits(value: Any, type_name: str) -> bool:
+    """Does a TOML value fit a field of this scalar type? An int fits a float field (within float's
+    range); a bool fits only a bool field; a float must be finite (TOML allows nan and inf)."""
+    if isinstance(value, bool) or type_name == "bool":
+        return isinstance(value, bool) and type_name == "bool"
+    if type_name == "float":
+        return isinstance(value, int) and abs(value) < 1e308 or isinstance(value, float) and math.isfinite(value)
+    return isinstance(value, SCALARS[type_name])
+
+
+def _coerce(section: str, key: str, value: Any, kind: type, origin: str) -> Any:
+    """A TOML value as its field's type (ints in float fields become floats), or a ValueError naming the setting."""
     annotation = {f.name: f.type for f in fields(kind)}[key]
-    if annotation == "float" and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation == "list[float]" and isinstance(value, list):
-        return [float(v) for v in value]
-    expected = {"int": int, "float": float, "bool": bool, "str": str, "list[int]": list, "list[float]": list}
-    if not isinstance(value, expected[annotation]) or (annotation == "int" and isinstance(value, bool)):
-        raise ValueError(f"{section}.{key} must be {annotation}, got {value!r}")
-    return value
+    item = annotation.removeprefix("list[").removesuffix("]")
+    is_list = item != annotation
+    values = value if is_list and isinstance(value, list) else [value]
+    if is_list != isinstance(value, list) or not all(_fits(v, item) for v in values):
+        raise ValueError(f"{origin}: {section}.{key} must be {annotation}, got {value!r}")
+    values = [float(v) if item == "float" else v for v in values]
+    return values if is_list else values[0]
 
 
 def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
@@ -129,7 +143,7 @@ def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
         for key, value in values.items():
             if key not in known:
                 raise ValueError(f"{origin}: unknown key {section}.{key}; known: {sorted(known)}")
-            setattr(target, key, _coerce(section, key, value, SECTIONS[section]))
+            setattr(target, key, _coerce(section, key, value, SECTIONS[section], origin))
     return cfg
 
 
@@ -155,15 +169,23 @@ def parse_override(text: str) -> dict[str, Any]:
 def load_config(path: Path | None = None, overrides: list[str] = (),
                 base: dict[str, dict[str, Any]] | None = None) -> Config:
     """Defaults < `base` (e.g. a checkpoint's config, to resume) < the TOML file < overrides."""
-    cfg = merge(Config(), tomllib.loads(DEFAULT_TOML.read_text()), str(DEFAULT_TOML))
+    cfg = merge(Config(), read_toml(DEFAULT_TOML), str(DEFAULT_TOML))
     if base is not None:
         cfg = merge(cfg, base, "checkpoint config")
     if path is not None:
-        cfg = merge(cfg, tomllib.loads(Path(path).read_text()), str(path))
+        cfg = merge(cfg, read_toml(Path(path)), str(path))
     for text in overrides:
         cfg = merge(cfg, parse_override(text), f"--set {text}")
-    validate(cfg)
+    validate(cfg, " and ".join([str(path)] * (path is not None) + [f"--set {t}" for t in overrides]))
     return cfg
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; text that is not UTF-8 or not TOML is a ValueError naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a TOML file: {exc}") from None
 
 
 # Ranges of the numeric settings: (section.key, holds, what it must be). Checked when a config is
@@ -208,8 +230,9 @@ RANGES: tuple[tuple[str, Any, str], ...] = (
 )
 
 
-def validate(cfg: Config) -> None:
-    """Every setting's range and choices; all problems named in one error."""
+def validate(cfg: Config, origin: str = "") -> None:
+    """Every setting's range and choices; all problems named in one error, after `origin` (where the
+    settings came from: a file, --set options) when given."""
     def setting(name: str) -> Any:  # "section.key" -> its value
         section, key = name.split(".")
         return getattr(getattr(cfg, section), key)
@@ -227,7 +250,7 @@ def validate(cfg: Config) -> None:
         problems.append(f"model.d_model ({cfg.model.d_model}) must be a multiple of model.n_heads "
                         f"({cfg.model.n_heads})")
     if problems:
-        raise ValueError("bad settings: " + "; ".join(problems))
+        raise ValueError(f"{origin + ': ' if origin else ''}bad settings: " + "; ".join(problems))
 
 
 def quantiles(cfg: Config) -> list[float]:
@@ -261,6 +284,6 @@ def read_run_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.toml"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a directory written by `hfformer train`?")
-    cfg = merge(Config(), tomllib.loads(path.read_text()), str(path))
-    validate(cfg)
+    cfg = merge(Config(), read_toml(path), str(path))
+    validate(cfg, str(path))
     return cfg
