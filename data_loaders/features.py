@@ -71,6 +71,15 @@ def _is_price_column(name: str) -> bool:
     return name in ("price", "microprice") or "_px_" in name
 
 
+def _contract_dtype(column: str, dtype: pl.DataType) -> bool:
+    """Whether a book column's type is one the contract allows (a Boolean price is not a number here)."""
+    if column == "ts":
+        return dtype.is_integer() or isinstance(dtype, pl.Datetime)
+    if column == "in_sync":
+        return dtype == pl.Boolean
+    return dtype.is_numeric()
+
+
 def build_features(
     book: pl.DataFrame | pl.LazyFrame,
     cfg: FeatureConfig = FeatureConfig(),
@@ -97,6 +106,10 @@ def build_features(
         raise ValueError(
             f"book lacks columns {missing} (book contract: schema.book_schema({cfg.levels}))"
         )
+    wrong = [f"{c} is {schema[c]}" for c in needed if not _contract_dtype(c, schema[c])]
+    if wrong:
+        raise ValueError(f"book columns of the wrong type: {', '.join(wrong)} (book contract: ts integer ns "
+                         "or Datetime, in_sync Boolean, prices and sizes numbers)")
     ts_expr = (
         pl.col("ts").dt.epoch("ns")
         if isinstance(schema["ts"], pl.Datetime)

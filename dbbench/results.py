@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from data_loaders.atomic import atomic_output
+from data_loaders.atomic import IntegrityError, atomic_output, checked
 
 SCHEMA = "dbbench.results/1"
 ENGINE_STATUSES = ("ok", "failed", "skipped")
@@ -126,18 +126,20 @@ def validate(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def write(path: Path, results: dict[str, Any]) -> Path:
-    """Validate and write atomically (a crash leaves the previous file, never half of one)."""
+    """Validate and write atomically (a crash leaves the previous file, never half of one), with its sha256."""
     path = Path(path)
-    with atomic_output(path) as partial:
+    with atomic_output(path, checksum=True) as partial:
         partial.write_bytes(orjson.dumps(validate(results), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return path
 
 
 def read(path: Path) -> dict[str, Any]:
     try:
-        results = orjson.loads(Path(path).read_bytes())
+        results = orjson.loads(checked(path).read_bytes())
     except orjson.JSONDecodeError as exc:
         raise ResultsError(f"{path}: not JSON: {exc}") from exc
+    except IntegrityError as exc:
+        raise ResultsError(str(exc)) from exc
     try:
         return validate(results)
     except ResultsError as exc:

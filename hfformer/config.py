@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from data_loaders.atomic import write_bytes
 from data_loaders.features import PRICES, SIZE_NORMS
 
 DEFAULT_TOML = Path(__file__).with_name("default.toml")
@@ -276,7 +277,7 @@ def dumps(table: dict[str, dict[str, Any]]) -> str:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(dumps(cfg.to_dict()))
+    write_bytes(path, dumps(cfg.to_dict()).encode())
 
 
 def read_run_config(run_dir: Path) -> Config:

@@ -88,7 +88,10 @@ def prepare(path: Path, cfg: DataConfig) -> Prepared:
     for file in files:
         verify(file)
     lazy = pl.concat([pl.scan_parquet(f) for f in files], how="vertical_relaxed")
-    feats = build_features(lazy, feature_config(cfg))
+    try:
+        feats = build_features(lazy, feature_config(cfg))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     book = lazy.select(BOOK_COLUMNS).collect()
     book = book.insert_column(0, pl.Series("ts", feats.ts))
     if len(files) > 1:  # windows never span two separately recorded files

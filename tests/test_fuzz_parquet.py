@@ -1,9 +1,8 @@
 """Book Parquet inputs (`hfformer train --data`): wrong dtypes, nulls, NaN/inf, missing columns.
 
 The feature builder (data_loaders/features.py, read through hfformer/data.py) must return, flagging
-bad rows, or raise a ValueError. The cases marked xfail are bugs found here in files this change
-does not own (features.py, hfformer/data.py): they raise polars or numpy errors (a traceback) or
-accept a column of the wrong type; strict, so a fix shows up as XPASS and the mark must go.
+bad rows, or raise a ValueError: a column of the wrong type is an error naming it, never a polars
+or numpy traceback and never read as something else (a Boolean as a price of 1.0).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from data_loaders.features import FeatureConfig, build_features
 
 N = 5
 TS = np.arange(N, dtype=np.int64) * 100_000_000 + 1_723_161_255_000_000_000
-NOT_OWNED = "bug in data_loaders/features.py (not owned by the fuzz change): "
 
 
 def _book() -> pl.DataFrame:
@@ -43,7 +41,7 @@ ERROR_CASES = {  # (column, values or None to drop it)
     "missing_column": ("bid_qty_2", None),
     "null_ts": ("ts", pl.Series([None] * N, dtype=pl.Int64)),
 }
-XFAIL_CASES = {  # found by this file; each should be a ValueError naming the file and column
+WRONG_DTYPES = {  # each a ValueError naming the column
     "string_price": ("bid_px_1", pl.Series(["x"] * N)),  # polars InvalidOperationError
     "string_ts": ("ts", pl.Series(["a"] * N)),  # polars InvalidOperationError
     "string_in_sync": ("in_sync", pl.Series(["yes"] * N)),  # TypeError: str & bool
@@ -76,8 +74,8 @@ def test_unusable_books_are_a_value_error(tmp_path: Path, case: str) -> None:
         _read(tmp_path, *ERROR_CASES[case])
 
 
-@pytest.mark.parametrize("case", XFAIL_CASES)
-@pytest.mark.xfail(strict=True, reason=NOT_OWNED + "a wrong dtype is a traceback or silently accepted")
+@pytest.mark.parametrize("case", WRONG_DTYPES)
 def test_wrong_dtypes_are_a_value_error(tmp_path: Path, case: str) -> None:
-    with pytest.raises(ValueError):
-        _read(tmp_path, *XFAIL_CASES[case])
+    column = WRONG_DTYPES[case][0]
+    with pytest.raises(ValueError, match=f"wrong type: {column} is"):
+        _read(tmp_path, *WRONG_DTYPES[case])

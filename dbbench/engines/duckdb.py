@@ -155,8 +155,8 @@ class DuckDB(Engine):
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl VARCHAR PRIMARY KEY, rows BIGINT NOT NULL)")
         for table, schema in TABLES.items():
             columns = ", ".join(f"{f.name} {SQL_TYPES[f.type]} NOT NULL" for f in schema)
+            self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = ?", [table])  # forgotten before replaced
             self.conn.execute(f"CREATE OR REPLACE TABLE {table} ({columns})")
-            self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = ?", [table])
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
