@@ -243,6 +243,37 @@ def _detect_symbol(buf: bytes) -> bytes:
     return name.split(b"@")[0]
 
 
+def _one_instrument(files: list[Path], texts: list[bytes]) -> bytes:
+    """The symbol the files record; files of different symbols are not one recording (their lines
+    would be skipped as another instrument's), and a stream name with no symbol names none."""
+    symbols = {str(f): _detect_symbol(t) for f, t in zip(files, texts) if b'"stream":"' in t}
+    if any(not s for s in symbols.values()):
+        empty = [name for name, s in symbols.items() if not s]
+        raise ValueError(f"{', '.join(empty)}: stream names without a symbol (e.g. \"@trade\"): "
+                         "not a Binance recording")
+    if len(set(symbols.values())) > 1:
+        raise ValueError("files of different symbols given as one recording: "
+                         + ", ".join(f"{name} ({s.decode(errors='replace')})" for name, s in symbols.items())
+                         + "; read each symbol's files in a command of its own")
+    return next(iter(symbols.values()), b"")
+
+
+def _one_market(files: list[Path], file_index: np.ndarray, kind: np.ndarray, status: np.ndarray,
+                present: np.ndarray) -> None:
+    """Spot and futures files are not one recording: their update ids do not chain, and one
+    market's label would be put on the other's rows. Depth diffs tell them apart (futures carry pu)."""
+    depth = (kind == K_DEPTH) & (status == OK)
+    markets = {}
+    for fi, f in enumerate(files):
+        rows = depth & (file_index == fi)
+        if rows.any():
+            markets[str(f)] = "usdm" if bool((present[rows] & P_PU != 0).any()) else "spot"
+    if len(set(markets.values())) > 1:
+        raise ValueError("files of different markets given as one recording: "
+                         + ", ".join(f"{name} ({m})" for name, m in markets.items())
+                         + "; read each market's files in a command of its own")
+
+
 UNIT_FACTORS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 
 
@@ -268,7 +299,7 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
     """Decompress and parse every line of `files` (one recording); bad lines are quarantined."""
     texts = [_read_bytes(Path(f)) for f in files]
     buf_bytes = b"".join(texts)
-    symbol = _detect_symbol(buf_bytes)
+    symbol = _one_instrument(files, texts)
     buf = np.frombuffer(buf_bytes, np.uint8)
     starts_l, ends_l, file_l, line_l = [], [], [], []
     offset = 0
@@ -315,6 +346,7 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
         scanned.lv_qty, [Path(f) for f in files], texts, starts, ends,
         symbol.decode(errors="replace"), bool(((kind == K_DEPTH) & (present & P_PU != 0)).any()), ts_units,
     )  # fmt: skip
+    _one_market(files, file_index, kind, status, present)
     for code, name in STATUS_NAMES.items():
         rows = np.flatnonzero(status == code)
         if rows.size:

@@ -79,10 +79,14 @@ def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, re
             _progress(f"{command}: reading {len(files)} file(s)"),
         ):
             frame, stats = read(files, quarantine, fmt)
-            _write(frame, out, command, fmt, stats)
+            if frame.height or not quarantine.total:
+                _write(frame, out, command, fmt, stats)
     except (OSError, ValueError, RuntimeError) as exc:  # includes FormatError and GapError
         fail(str(exc))
         return
+    if not frame.height and quarantine.total:
+        fail(f"no usable {command} rows: every one of the {quarantine.total:,} bad lines went to {quarantine.path} "
+             f"(reasons: {dict(quarantine.counts)}); {out} was not written")
     seconds = time.perf_counter() - started
     fields = {"format": fmt, **stats, "out": str(out), "seconds": round(seconds, 3)}
     if "messages" in stats:

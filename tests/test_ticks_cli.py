@@ -154,3 +154,34 @@ def test_kill_9_during_book_leaves_the_previous_output_or_the_new_one_never_a_pa
     subprocess.run(argv, check=True, capture_output=True)  # the next run starts clean over a partial
     assert pl.read_parquet(out).equals(previous) and not list(tmp_path.glob(".*partial"))
     assert -signal.SIGKILL in outcomes, "no run was killed mid-way: the test proved nothing"
+
+
+def test_files_of_two_markets_or_two_symbols_are_not_one_recording(tmp_path, binance):
+    out = tmp_path / "t.parquet"
+    result = runner.invoke(app, ["trades", str(binance["spot"][0]), str(binance["usdm"][0]), "--out", str(out)])
+    assert result.exit_code == 3 and "files of different markets given as one recording" in result.output
+    assert "spot_btcusdt_20240808.gz (spot)" in result.output and "usdm_btcusdt_20240808.gz (usdm)" in result.output
+    other = tmp_path / "spot_ethusdt_20240808.gz"
+    other.write_bytes(gzip.compress(gzip.decompress(binance["spot"][0].read_bytes()).replace(b"btcusdt@", b"ethusdt@")))
+    result = runner.invoke(app, ["trades", str(binance["spot"][0]), str(other), "--out", str(out)])
+    assert result.exit_code == 3 and "files of different symbols" in result.output and "(ethusdt)" in result.output
+    nameless = tmp_path / "nameless.gz"
+    nameless.write_bytes(gzip.compress(b'1723161253000000000 {"stream":"@trade","data":{"e":"trade"}}\n'))
+    result = runner.invoke(app, ["trades", str(nameless), "--out", str(out)])
+    assert result.exit_code == 3 and "stream names without a symbol" in result.output
+    assert not out.exists()
+
+
+def test_a_file_whose_every_line_is_quarantined_is_an_error_not_an_empty_table(tmp_path):
+    lines = [(b'1723161253000000000 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161253000,"s":"BTCUSDT",'
+              b'"t":1,"p":"abc","q":"0.1","T":1723161253000,"m":true}}'),
+             (b'1723161253000000001 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161253000,"s":"BTCUSDT",'
+              b'"t":2,"p":"-1","q":"0.1","T":1723161253000,"m":true}}')]
+    recording = tmp_path / "spot_btcusdt_20240808.gz"
+    recording.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    out = tmp_path / "t.parquet"
+    result = runner.invoke(app, ["trades", str(recording), "--out", str(out)])
+    assert result.exit_code == 3 and "no usable trades rows" in result.output and "was not written" in result.output
+    assert not out.exists()
+    quarantined = [orjson.loads(line) for line in (tmp_path / "t.quarantine.jsonl").read_bytes().splitlines()]
+    assert sorted((q["kind"], q["line"]) for q in quarantined) == [("non_numeric_field", 1), ("non_positive_price", 2)]
