@@ -22,6 +22,7 @@ quarantined and not applied. The snapshot and the buffered diffs replayed onto i
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,19 +235,20 @@ def _read_bytes(path: Path) -> bytes:
         raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
 
 
-def _detect_symbol(buf: bytes) -> bytes:
-    """The recording's symbol: the prefix of the first stream name (b"" when there is none)."""
-    at = buf.find(b'"stream":"')
-    if at < 0:
-        return b""
-    name = buf[at + 10 : buf.find(b'"', at + 10)]
-    return name.split(b"@")[0]
+_STREAM_NAME = re.compile(rb'"stream"\s*:\s*"([^"]*)"')
+
+
+def _detect_symbol(buf: bytes) -> bytes | None:
+    """The recording's symbol: the prefix of the first stream name (None when there is none)."""
+    found = _STREAM_NAME.search(buf)
+    return found.group(1).split(b"@")[0] if found else None
 
 
 def _one_instrument(files: list[Path], texts: list[bytes]) -> bytes:
     """The symbol the files record; files of different symbols are not one recording (their lines
     would be skipped as another instrument's), and a stream name with no symbol names none."""
-    symbols = {str(f): _detect_symbol(t) for f, t in zip(files, texts) if b'"stream":"' in t}
+    found = {str(f): _detect_symbol(t) for f, t in zip(files, texts)}
+    symbols = {name: s for name, s in found.items() if s is not None}
     if any(not s for s in symbols.values()):
         empty = [name for name, s in symbols.items() if not s]
         raise ValueError(f"{', '.join(empty)}: stream names without a symbol (e.g. \"@trade\"): "

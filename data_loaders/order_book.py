@@ -40,6 +40,7 @@ class BookArrays:
 
 
 BLOCK = 64  # levels per block: an insert or delete moves at most this many
+RESERVE = 1024  # level updates applied per reservation of free blocks
 
 
 @njit(cache=True)
@@ -207,18 +208,21 @@ def _rebuild(ev_start, ev_end, side, price, qty, order, reset, emit, levels):
         if reset[k]:
             _clear_side(bids)
             _clear_side(asks)
-        need = ev_end[e] - ev_start[e]  # each update needs at most one new block
-        while bids[6][1] < need:
-            bids = _grow_side(bids)
-        while asks[6][1] < need:
-            asks = _grow_side(asks)
-        bk, bq, bc, bo, bt, bf, bm = bids
-        ak, aq, ac, ao, at, af, am = asks
-        for j in range(ev_start[e], ev_end[e]):
-            if side[j] == 0:
-                _set_level(bk, bq, bc, bo, bt, bf, bm, price[j], qty[j])
-            else:
-                _set_level(ak, aq, ac, ao, at, af, am, -price[j], qty[j])
+        start = ev_start[e]
+        while start < ev_end[e]:  # slices of the event, so a snapshot of 100k levels reserves no 100k blocks
+            stop = min(start + RESERVE, ev_end[e])
+            while bids[6][1] < stop - start:  # each update needs at most one new block
+                bids = _grow_side(bids)
+            while asks[6][1] < stop - start:
+                asks = _grow_side(asks)
+            bk, bq, bc, bo, bt, bf, bm = bids
+            ak, aq, ac, ao, at, af, am = asks
+            for j in range(start, stop):
+                if side[j] == 0:
+                    _set_level(bk, bq, bc, bo, bt, bf, bm, price[j], qty[j])
+                else:
+                    _set_level(ak, aq, ac, ao, at, af, am, -price[j], qty[j])
+            start = stop
         if emit[k]:
             _top(bids, levels, 1.0, bid_px[r], bid_qty[r])
             _top(asks, levels, -1.0, ask_px[r], ask_qty[r])

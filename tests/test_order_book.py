@@ -154,3 +154,30 @@ def test_resample_refuses_a_clock_jump_too_long_for_a_grid_with_a_clear_error():
     book = _one_level_book([10**18, 10**18 + 10**8, 10**18 + year, 10**18 + year + 10**8])
     with pytest.raises(ValueError, match=r"largest step is 8,760.0 h, at book row 2.*clock jump"):
         resample_book(book, "100ms")
+
+
+def test_a_snapshot_of_400k_levels_in_one_10_mb_line_is_read_in_bounded_memory(tmp_path):
+    """The book reserves free blocks per slice of an event, not one per level of the whole event
+    (which took 1.6 GB for this line)."""
+    import gzip
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    bids = [[f"{60_000 - i * 0.01:.2f}", "0.001"] for i in range(200_000)]
+    asks = [[f"{60_001 + i * 0.01:.2f}", "0.001"] for i in range(200_000)]
+    snapshot = json.dumps({"lastUpdateId": 100, "bids": bids, "asks": asks}, separators=(",", ":"))
+    diff = json.dumps({"stream": "btcusdt@depth@100ms", "data": {"e": "depthUpdate", "E": 1723161253000,
+                       "s": "BTCUSDT", "U": 101, "u": 101, "b": [["60000.00", "1"]], "a": []}},
+                      separators=(",", ":"))
+    recording = tmp_path / "spot_btcusdt_20240808.gz"
+    recording.write_bytes(gzip.compress(f"1723161253000000000 {snapshot}\n1723161253100000000 {diff}\n".encode()))
+    out = tmp_path / "book.parquet"
+    done = subprocess.run([sys.executable, "-m", "data_loaders.cli", "book", str(recording), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert peak_mb < 800, f"peak RSS {peak_mb:.0f} MB"
+    book = pl.read_parquet(out)
+    assert book.height == 2 and book["bid_qty_1"].to_list() == [0.001, 1.0]

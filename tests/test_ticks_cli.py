@@ -185,3 +185,12 @@ def test_a_file_whose_every_line_is_quarantined_is_an_error_not_an_empty_table(t
     assert not out.exists()
     quarantined = [orjson.loads(line) for line in (tmp_path / "t.quarantine.jsonl").read_bytes().splitlines()]
     assert sorted((q["kind"], q["line"]) for q in quarantined) == [("non_numeric_field", 1), ("non_positive_price", 2)]
+
+
+def test_json_with_spaces_after_the_colons_is_read_like_compact_json(tmp_path):
+    recording = tmp_path / "spot_btcusdt_20240808.txt"
+    recording.write_text('1723161253000000000 {"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1723161253000, '
+                         '"s": "BTCUSDT", "t": 1, "p": "60000", "q": "0.1", "T": 1723161253000, "m": true}}\n')
+    result = runner.invoke(app, ["trades", str(recording), "--out", str(tmp_path / "t.parquet"), "--json"])
+    summary = _json(result)
+    assert summary["rows"] == 1 and summary["symbol"] == "btcusdt" and summary["skipped_streams"] == {}
