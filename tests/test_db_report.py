@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -175,3 +177,15 @@ def test_html_has_cold_and_hot_scores_and_latency(report: dict[str, Path]) -> No
     assert "Dataset: data (synth)" in page and "sha256" in page
     cold = page[page.index("id='latency-cold'"):page.index("Per query")]
     assert all(query in cold for query in QUERY_NAMES) and " ms" in cold
+
+
+def test_main_summary_shows_the_clickbench_score(runs: list[Path], tmp_path: Path) -> None:
+    """benchmarks/main_summary.py, as main_job.sh runs it, on a real chDB run (the only engine: score 1)."""
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "results.json").write_bytes(runs[0].read_bytes())
+    script = Path(__file__).parents[1] / "benchmarks" / "main_summary.py"
+    shown = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120,
+                           check=True, env={**os.environ, "COLUMNS": "250"}).stdout
+    assert "score, hot" in shown and "ClickBench" in shown and "sha256" in shown
+    row = next(line for line in shown.splitlines() if "clickhouse" in line and "ClickHouse" in line)
+    assert "1.00" in row and "10/10" in row
