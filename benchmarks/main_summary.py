@@ -95,8 +95,14 @@ def forecast_table(out: Path, runs: list[str], title: str) -> Table | None:
     return table
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+def clickbench_scores(res: dict[str, Any]) -> dict[str, Any]:
+    """ClickBench's hot score per engine of the run (dbbench.score: penalties for queries without a correct answer)."""
+    from dbbench.score import scores
+
+    times = {name: {q: v["hot"]["client"]["median"] if v["valid"] else None for q, v in e["queries"].items()}
+             for name, e in res["engines"].items() if e["status"] != "skipped"}
+    why = {name: {q: v["status"] for q, v in e["queries"].items()} for name, e in res["engines"].items()}
+    return {s.column: s for s in scores(times, why)}
 
 
 def database_table(out: Path) -> Table | None:
@@ -110,15 +116,21 @@ def database_table(out: Path) -> Table | None:
     kind = source.get("kind", "?") if isinstance(source, dict) else str(source)
     origin = "real Binance recordings" if kind == "binance" else f"{kind} data"
     per_table = ", ".join(f"{t} {n:,}" for t, n in ds["rows"].items())
+    digest = (ds.get("identity") or {}).get("digest")
     caption = (f"data: {origin} ({ds['path']}): {rows:,} rows ({per_table}), "
-               f"{_span(ds['max_ts'] - ds['min_ts'])} from {_utc(ds['min_ts'])} UTC, venues {', '.join(ds['venues'])}; "
-               f"hot latency: median of {res['config']['repeat']} runs per query")
+               f"{_span(ds['max_ts'] - ds['min_ts'])} from {_utc(ds['min_ts'])} UTC, venues {', '.join(ds['venues'])}"
+               + (f", sha256 {digest[:12]}" if digest else "") + "; "
+               f"hot latency: median of {res['config']['repeat']} runs per query, each with its own parameters "
+               f"(seed {(res['config'].get('workload') or {}).get('seed', '-')}); score: ClickBench's (per query "
+               "(t + 10 ms) / (fastest + 10 ms), a query without a correct answer counted as 2 x max(300 s, the "
+               "engine's slowest), geometric mean over the suite; 1 is best)")
     server_skips = _read(out / "servers.json").get("skipped", {}) if (out / "servers.json").exists() else {}
     skipped: list[str] = []
     table = Table(title="Tick databases: the same ticks, the same ten queries, answers checked against Polars",
                   caption=caption, caption_justify="left")
-    for column in ("engine", "version", "load rows/s", "storage MB", "geo-mean hot latency", "answers correct", "note"):
+    for column in ("engine", "version", "load rows/s", "storage MB", "score, hot", "answers correct", "note"):
         table.add_column(column, justify="left" if column in ("engine", "version", "note") else "right")
+    score = clickbench_scores(res)
     for name, e in res["engines"].items():
         if e["status"] == "skipped":
             skipped.append(f"skipped {name}: {server_skips.get(e['engine']) or e['reason']}")
@@ -127,13 +139,13 @@ def database_table(out: Path) -> Table | None:
         load_rate = sum(t["rows"] for t in loads) / sum(t["seconds"] for t in loads) if loads else float("nan")
         storage = sum(s["bytes_on_disk"] for s in e["storage"].values()) / 1e6 if e["storage"] else float("nan")
         valid = [q for q in e["queries"].values() if q["valid"]]
-        latency = _geomean([q["hot"]["client"]["median"] for q in valid]) * 1e3
+        hot = score[name].score
         note = "" if e["status"] == "ok" else f"{e['status']}: {e['reason']}"
         unsupported = [q for q, v in e["queries"].items() if v["status"] == "unsupported"]
         if unsupported:
             note = (note + "; " if note else "") + f"unsupported in its dialect: {', '.join(unsupported)}"
         table.add_row(name, str(e.get("version") or "-"), f"{load_rate:,.0f}", f"{storage:,.2f}",
-                      f"{latency:,.2f} ms ({len(valid)} answered)", f"{len(valid)}/{len(e['queries'])}", note)
+                      "-" if hot is None else f"{hot:,.2f}", f"{len(valid)}/{len(e['queries'])}", note)
     if skipped:
         table.caption += "\n" + "\n".join(skipped)
     return table

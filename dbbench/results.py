@@ -3,8 +3,10 @@
 Layout (SCHEMA = "dbbench.results/1"):
 
     schema, started, finished, command, machine{cpu, cores, memory_bytes, os, python, ...},
-    dataset{path, source, rows{table}, bytes{table}, csv_bytes{table}, min_ts, max_ts, symbols, venues},
-    config{repeat, warmup, clients, cold, batch_rows, params, duration_s},
+    dataset{path, source, rows{table}, bytes{table}, csv_bytes{table}, min_ts, max_ts, symbols, venues, sha256{table},
+            identity{name, source, rows{table}, min_ts, max_ts, sha256{table}, digest}},
+    config{repeat, warmup, clients, cold, batch_rows, duration_s, queries,
+           workload{seed, start, end, symbols, range_minutes, window_minutes, scan_minutes, generator, phases}},
     caches{result_cache, os_page_cache, cold_method},
     engines{name: {
         engine (as asked), name (as the adapter reports itself), status ("ok" | "failed" | "skipped"), reason,
@@ -12,17 +14,23 @@ Layout (SCHEMA = "dbbench.results/1"):
         load[{batch_rows, valid, tables{table: {rows, bytes_in, seconds, rows_per_s, mb_per_s, csv_mb_per_s}}, error}],
         storage{table: {bytes_on_disk, rows, bytes_per_row, compression_vs_csv}},
         queries{query: {status ("ok" | "wrong" | "error" | "unsupported" | "not_run"), valid, verdict,
-                        rows, expected_rows, error,
+                        rows, expected_rows, error, params[{start, end, symbol, scan_start, scan_end}] (the
+                        timed runs'), cold_params,
                         hot{client_s[], server_s[], client{stats}, server{stats}, overhead_s},
                         cold{...same as hot} | null}},
-        concurrency[{clients, mode, duration_s, queries, errors, wrong, qps, latency{stats}, problems, valid}]}}
+        concurrency[{clients, mode, duration_s, queries, mix[query], left_out{query: status}, seed, errors, wrong,
+                     qps, latency{stats}, problems, valid}]}}
 
 Timings are seconds. A number is trustworthy only where `valid` is true: a wrong answer, an error
-or a step cut short by a failure is kept for the record but never marked valid.
+or a step cut short by a failure is kept for the record but never marked valid. Fields added since
+the first files of this schema (dataset.identity, config.workload, params, mix, left_out) are
+optional on reading; a file without dataset.identity is identified by `dataset_identity` from
+what its dataset part holds.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +74,48 @@ ENGINE = {
         "rows": NUMBER, "seconds": NUMBER, "rows_per_s": NUMBER, "mb_per_s": NUMBER, "csv_mb_per_s": NUMBER}])}],
     "storage?": Each([Each([Maybe([NUMBER])])]),
     "concurrency?": [{"clients": NUMBER, "duration_s": NUMBER, "queries": NUMBER, "qps": NUMBER, "errors": NUMBER,
-                      "wrong": NUMBER, "valid": FLAG,
+                      "wrong": NUMBER, "valid": FLAG, "mix?": [TEXT], "left_out?": Each([TEXT]),
                       "latency?": Maybe([{"median?": Maybe([NUMBER]), "p95?": Maybe([NUMBER])}])}],
 }
+IDENTITY = {"name": TEXT, "source": OPTIONAL_TEXT, "rows": Each([NUMBER]), "min_ts": Maybe([NUMBER]),
+            "max_ts": Maybe([NUMBER]), "sha256": Each([TEXT]), "digest": OPTIONAL_TEXT}
 LAYOUT = {"schema": TEXT, "started": TEXT, "machine": {},
-          "dataset": {"source?": {"kind?": OPTIONAL_TEXT}, "rows?": Each([NUMBER])},
-          "config": {"repeat": NUMBER, "cold": FLAG}, "caches": {"os_page_cache": TEXT}, "engines": Each([ENGINE])}
+          "dataset": {"path?": TEXT, "source?": {"kind?": OPTIONAL_TEXT}, "rows?": Each([NUMBER]),
+                      "min_ts?": Maybe([NUMBER]), "max_ts?": Maybe([NUMBER]), "sha256?": Each([TEXT]),
+                      "identity?": IDENTITY},
+          "config": {"repeat": NUMBER, "cold": FLAG, "workload?": {"seed": NUMBER}},
+          "caches": {"os_page_cache": TEXT}, "engines": Each([ENGINE])}
+
+
+def dataset_identity(dataset: dict[str, Any]) -> dict[str, Any]:
+    """Name (the dataset folder's), source, rows and each table's sha256 (from dataset.json), and one digest
+    of those checksums: two runs are on the same data exactly when their digests agree. A dataset built
+    before checksums were recorded has no digest; it is then known by its rows and time range only."""
+    sha = dict(sorted((dataset.get("sha256") or {}).items()))
+    source = dataset.get("source")
+    digest = hashlib.sha256("".join(f"{t}:{h}\n" for t, h in sha.items()).encode()).hexdigest() if sha else None
+    return {"name": Path(dataset.get("path") or "?").name, "source": source.get("kind") if isinstance(source, dict)
+            else None, "rows": dict(dataset.get("rows") or {}), "min_ts": dataset.get("min_ts"),
+            "max_ts": dataset.get("max_ts"), "sha256": sha, "digest": digest}
+
+
+def identity_of(results: dict[str, Any]) -> dict[str, Any]:
+    """The run's dataset identity: as recorded, or derived from its dataset part (older files)."""
+    return results["dataset"].get("identity") or dataset_identity(results["dataset"])
+
+
+def same_dataset(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """By digest when both have one, else by rows and time range."""
+    if a["digest"] and b["digest"]:
+        return a["digest"] == b["digest"]
+    return (a["rows"], a["min_ts"], a["max_ts"]) == (b["rows"], b["min_ts"], b["max_ts"])
+
+
+def describe_dataset(identity: dict[str, Any]) -> str:
+    """'synth-300000 (synth): 300,512 rows, sha256 1a2b3c4d5e6f' for tables, captions and error messages."""
+    rows = sum(identity["rows"].values())
+    digest = f"sha256 {identity['digest'][:12]}" if identity["digest"] else "no checksums recorded"
+    return f"{identity['name']} ({identity['source'] or '?'}): {rows:,} rows, {digest}"
 
 
 def _check(value: Any, spec: Any, where: str) -> None:

@@ -14,6 +14,7 @@ from data_loaders.errors import ENGINE, USAGE, fail
 from data_loaders.summary import print_summary
 from dbbench.engines import ENGINES
 from dbbench.engines.base import QUERY_NAMES
+from dbbench.workload import DEFAULT_SEED
 
 
 def _split(text: str | None) -> list[str]:
@@ -70,6 +71,8 @@ def run_cmd(
     cold: bool = typer.Option(False, "--cold", help="Also time each query once right after an engine restart."),
     drop_caches: bool = typer.Option(True, help="On --cold, drop the OS page cache where permitted."),
     batch_rows: str = typer.Option("1000000", help="Load batch-size sweep, comma-separated; the last load stays."),
+    seed: int = typer.Option(DEFAULT_SEED, help="The workload's seed: which parameters each run of each query gets "
+                                                "(the same for every engine)."),
     out: Path = typer.Option(None, help="Results JSON (default results/dbbench-<UTC time>.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -88,6 +91,7 @@ def run_cmd(
         cold=cold,
         drop_caches=drop_caches,
         batch_rows=_ints(batch_rows, "--batch-rows"),
+        seed=seed,
         out=out or Path("results") / f"dbbench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json",
     )
     unknown = [e for e in config.engines if e not in ENGINES]
@@ -119,7 +123,8 @@ def report_cmd(
     out: Path = typer.Option(Path("report"), help="Directory for report.md, report.html and the CSV tables."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Latency, ingest, storage and concurrency tables (Markdown, CSV) and an offline HTML page with bar charts."""
+    """ClickBench scores (hot, cold), latency, ingest, storage and concurrency tables (Markdown, CSV) and an offline
+    HTML page with bar charts; the runs must be on one dataset."""
     from dbbench.report import write_report
     from dbbench.results import ResultsError
 

@@ -2,9 +2,11 @@
 
 Each engine goes: connect (a failure here skips the engine, with the reason), create the schema,
 load the dataset once per batch size of the sweep (the last load stays), measure storage, then
-per query a warm-up and N timed repetitions, every answer compared with the Polars reference
-(each query with `queries.params_for`: the per-row queries over their window, so no answer, and no
-reference, grows with the dataset; the references are computed by Polars' streaming engine).
+per query a warm-up and N timed repetitions, each run with its own parameters from the seeded
+workload (`dbbench.workload`: the same sequence for every engine; the per-row queries over a window,
+so no answer, and no reference, grows with the dataset), every answer compared with the Polars
+reference for its parameters (computed once per parameter set by Polars' streaming engine, before
+the timed call, and shared by every engine of the run).
 A wrong answer stops that query's repetitions and is recorded as a failure, never as a timing.
 One engine failing never stops the others; a step cut short (a server killed mid-load or
 mid-query) is recorded with engine, step and query and nothing of it is marked valid.
@@ -17,10 +19,12 @@ dropped (write 3 to /proc/sys/vm/drop_caches) where that is permitted, and the r
 Result caches are off in every adapter (ClickHouse use_query_cache = 0; PostgreSQL, InfluxDB,
 DuckDB and ArcticDB have none).
 
-Concurrency runs the valid queries by 1 and by N clients in parallel threads, each with its own
-connection (an engine inside this process, such as chDB, DuckDB or ArcticDB: its own session or
-connection on the same path, so one embedded engine in this process serves them all), for a
-bounded time or one pass of the suite each.
+Concurrency runs by 1 and by N clients in parallel threads, each with its own connection (an
+engine inside this process, such as chDB, DuckDB or ArcticDB: its own session or connection on
+the same path, so one embedded engine in this process serves them all), for a bounded time or one
+pass each. Client k runs the suite starting at its k-th query with its own parameters (the
+workload's `concurrent` phase): every engine gets the same lists. Only the queries the engine
+answered correctly alone can run; the record names the suite's queries left out (`mix`, `left_out`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ from dbbench.engines import connect, default_dsn
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
 from dbbench.machine import machine_info
 from dbbench.measure import server_time_method, stats, timed_query
-from dbbench.queries import compare, default_params, params_for, reference
+from dbbench.queries import compare, reference
+from dbbench.workload import DEFAULT_SEED, Workload
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 MB = 1e6
@@ -65,6 +70,7 @@ class RunConfig:
     drop_caches: bool = True  # on cold runs, drop the OS page cache where permitted (it slows everyone on the box)
     batch_rows: Sequence[int] = (1_000_000,)  # the load's batch-size sweep; the last load stays for the queries
     out: Path | None = None  # written after each engine, so a crash of the harness keeps what was done
+    seed: int = DEFAULT_SEED  # the workload's: which parameters each run gets
 
 
 Progress = Callable[[str], None]  # called with a description after each unit of work
@@ -139,18 +145,38 @@ def timings(client: list[float], server: list[float | None]) -> dict[str, Any]:
     return out
 
 
-def measure_query(engine: Engine, name: str, params: dict[str, Any], ref: pl.DataFrame, repeat: int,
+class References:
+    """The Polars answer per (query, parameters), computed once and shared by every engine of the run.
+
+    `fixed` replaces a query's answer for every parameter set (tests use it to prove a wrong answer is caught)."""
+
+    def __init__(self, data: Path, fixed: dict[str, pl.DataFrame] | None = None) -> None:
+        self.data, self.fixed = data, dict(fixed or {})
+        self.cache: dict[tuple[str, tuple[tuple[str, Any], ...]], pl.DataFrame] = {}
+
+    def __call__(self, query: str, params: dict[str, Any]) -> pl.DataFrame:
+        if query in self.fixed:
+            return self.fixed[query]
+        key = (query, tuple(sorted(params.items())))
+        if key not in self.cache:
+            self.cache[key] = reference(query, self.data, params)
+        return self.cache[key]
+
+
+def measure_query(engine: Engine, name: str, runs: list[dict[str, Any]], refs: References,
                   warmup: int) -> dict[str, Any]:
-    """Warm-up, then `repeat` timed runs; every answer compared; the first wrong answer stops it."""
-    entry: dict[str, Any] = {"status": "ok", "valid": False, "verdict": None, "rows": None,
-                             "expected_rows": ref.height, "error": None, "hot": None, "cold": None}
+    """The warm-up runs, then the timed ones (`runs`: their parameters in order); every answer compared with
+    the reference for its parameters (computed before the run is timed); the first wrong answer stops it."""
+    entry: dict[str, Any] = {"status": "ok", "valid": False, "verdict": None, "rows": None, "expected_rows": None,
+                             "error": None, "params": runs[warmup:], "hot": None, "cold": None}
     client: list[float] = []
     server: list[float | None] = []
+    expected = [refs(name, params) for params in runs]
     try:
-        for i in range(warmup + repeat):
-            sample = timed_query(engine, name, params_for(name, params))
+        for i, (params, ref) in enumerate(zip(runs, expected)):
+            sample = timed_query(engine, name, params)
             verdict = compare(sample.frame, ref, name)
-            entry["rows"], entry["verdict"] = verdict.rows, str(verdict)
+            entry["rows"], entry["expected_rows"], entry["verdict"] = verdict.rows, verdict.expected_rows, str(verdict)
             if not verdict.ok:
                 entry.update(status="wrong", verdict=f"run {i + 1}: {verdict}")
                 break
@@ -166,12 +192,14 @@ def measure_query(engine: Engine, name: str, params: dict[str, Any], ref: pl.Dat
     return entry
 
 
-def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str, Any],
-                refs: dict[str, pl.DataFrame], clients: int, duration_s: float | None,
-                in_process: bool = False) -> dict[str, Any]:
-    """`clients` threads, each its own connection, run the queries (each starting at a different one)
-    for `duration_s` or one pass each; latency percentiles, queries per second, errors, wrong answers.
-    `in_process`: the engine runs inside this process, so the clients share one instance of it."""
+def concurrency(engine: str, dsn: str, queries: list[str], workload: Workload, refs: References, clients: int,
+                duration_s: float | None, in_process: bool = False) -> dict[str, Any]:
+    """`clients` threads, each its own connection, run their lists (`Workload.client`: each starting at a
+    different query, each with its own parameters) for `duration_s` or one pass each; latency percentiles,
+    queries per second, errors, wrong answers. `in_process`: the engine runs inside this process, so the
+    clients share one instance of it. The references are computed before any client starts."""
+    lists = [workload.client(queries, k) for k in range(clients)]
+    expected = [[refs(name, params) for name, params in work] for work in lists]
     latencies: list[float] = []
     problems: list[str] = []
     counts = {"errors": 0, "wrong": 0}
@@ -179,6 +207,7 @@ def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str,
     start = threading.Barrier(clients)
 
     def client(k: int) -> None:
+        work = lists[k]
         try:
             conn = connect(engine, dsn)
         except Exception as exc:  # noqa: BLE001
@@ -190,20 +219,20 @@ def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str,
         try:
             start.wait()
             deadline = time.perf_counter() + duration_s if duration_s else None
-            i = k
-            while (deadline is None and i < k + len(queries)) or (deadline and time.perf_counter() < deadline):
-                name = queries[i % len(queries)]
+            i = 0
+            while (deadline is None and i < len(work)) or (deadline and time.perf_counter() < deadline):
+                (name, params), ref = work[i % len(work)], expected[k][i % len(work)]
                 i += 1
                 t0 = time.perf_counter()
                 try:
-                    frame = conn.query(name, params_for(name, params))
+                    frame = conn.query(name, params)
                 except Exception as exc:  # noqa: BLE001
                     with lock:
                         counts["errors"] += 1
                         problems.append(f"client {k}: {name}: {type(exc).__name__}: {exc}")
                     continue
                 elapsed = time.perf_counter() - t0
-                verdict = compare(frame, refs[name], name)
+                verdict = compare(frame, ref, name)
                 with lock:
                     latencies.append(elapsed)
                     if not verdict.ok:
@@ -227,6 +256,8 @@ def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str,
                                                   if in_process else ""),
         "duration_s": wall,
         "queries": len(latencies),
+        "mix": list(queries),
+        "seed": workload.seed,
         "qps": len(latencies) / wall if wall > 0 else None,
         "latency": stats(latencies),
         **counts,
@@ -238,9 +269,10 @@ def concurrency(engine: str, dsn: str, queries: Sequence[str], params: dict[str,
 class EngineRun:
     """One engine through every step; `entry` is its part of the results, filled as it goes."""
 
-    def __init__(self, name: str, dsn: str, config: RunConfig, data: dict[str, Any],
-                 refs: dict[str, pl.DataFrame], progress: Progress) -> None:
+    def __init__(self, name: str, dsn: str, config: RunConfig, data: dict[str, Any], workload: Workload,
+                 refs: References, progress: Progress) -> None:
         self.name, self.dsn, self.config, self.data, self.refs, self.progress = name, dsn, config, data, refs, progress
+        self.workload = workload
         self.engine: Engine | None = None
         self.entry: dict[str, Any] = {"engine": name, "name": name, "status": "ok", "reason": None, "failures": [],
                                       "dsn": redact(dsn), "version": None, "settings": {}, "server_time": None,
@@ -316,9 +348,9 @@ class EngineRun:
         return True
 
     def queries(self) -> None:
-        params = self.data["params"]
         for query in self.config.queries:
-            entry = measure_query(self.engine, query, params, self.refs[query], self.config.repeat, self.config.warmup)
+            runs = self.workload.hot(query, self.config.warmup + self.config.repeat)
+            entry = measure_query(self.engine, query, runs, self.refs, self.config.warmup)
             self.entry["queries"][query] = entry
             if entry["status"] == "error":
                 self.fail("query (hot)", query, entry["error"])
@@ -333,25 +365,31 @@ class EngineRun:
             self.progress(f"{self.name}: {query} (cold)")
 
     def cold(self, query: str, entry: dict[str, Any]) -> None:
-        """Restart, then one timed run of the query (compared like every other)."""
+        """Restart, then one timed run of the query with the workload's cold parameters (compared like every other)."""
+        params = self.workload.params(query, "cold", 0)
+        ref = self.refs(query, params)
         try:
             self.engine = _reopen(self.engine, self.name, self.dsn, self.config.drop_caches)
-            sample = timed_query(self.engine, query, params_for(query, self.data["params"]))
+            sample = timed_query(self.engine, query, params)
         except Exception as exc:  # noqa: BLE001
             entry.update(status="error", valid=False, error=f"cold run: {type(exc).__name__}: {exc}")
             self.fail("query (cold)", query, exc)
             return
-        verdict = compare(sample.frame, self.refs[query], query)
+        verdict = compare(sample.frame, ref, query)
         entry["cold"] = timings([sample.client_s], [sample.server_s])
+        entry["cold_params"] = params
         if not verdict.ok:
             entry.update(status="wrong", valid=False, verdict=f"cold run: {verdict}")
 
     def concurrency(self) -> None:
-        valid = [q for q in self.config.queries if self.entry["queries"][q]["valid"]]
+        queries = self.entry["queries"]
+        valid = [q for q in self.config.queries if queries[q]["valid"]]
+        left_out = {q: queries[q]["status"] for q in self.config.queries if not queries[q]["valid"]}
         for clients in self.config.clients:
             if valid:
-                record = concurrency(self.name, self.dsn, valid, self.data["params"], self.refs, clients,
+                record = concurrency(self.name, self.dsn, valid, self.workload, self.refs, clients,
                                      self.config.duration_s, self.engine.in_process is not None)
+                record["left_out"] = left_out
                 if not record["valid"]:
                     self.fail(f"concurrency ({clients} clients)", None,
                               "; ".join(record["problems"][:3]) or "no query ran")
@@ -360,10 +398,12 @@ class EngineRun:
 
 
 def dataset_info(data: Path) -> dict[str, Any]:
-    """The dataset's manifest, raw CSV sizes and query parameters."""
+    """The dataset's manifest, raw CSV sizes and identity (name, rows, checksums: runs of different datasets
+    never merge in a report)."""
     manifest = read_manifest(data)
     sizes = manifest.get("csv_bytes") or {t: csv_bytes(data, t) for t in TABLES}
-    return {"path": str(Path(data).resolve()), **manifest, "csv_bytes": sizes, "params": default_params(data)}
+    info = {"path": str(Path(data).resolve()), **manifest, "csv_bytes": sizes}
+    return {**info, "identity": results.dataset_identity(info)}
 
 
 def run(config: RunConfig, progress: Progress | None = None,
@@ -376,11 +416,9 @@ def run(config: RunConfig, progress: Progress | None = None,
     if unknown:
         raise ValueError(f"unknown queries {unknown}; known: {', '.join(QUERY_NAMES)}")
     data = dataset_info(config.data)
-    refs = dict(references or {})
-    for query in config.queries:
-        if query not in refs:
-            refs[query] = reference(query, config.data, params_for(query, data["params"]))
-    progress("dataset and reference answers")
+    workload = Workload.of(config.data, config.seed)
+    refs = References(config.data, references)
+    progress("dataset and workload")
     out: dict[str, Any] = {
         "schema": results.SCHEMA,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -390,7 +428,7 @@ def run(config: RunConfig, progress: Progress | None = None,
         "dataset": data,
         "config": {"repeat": config.repeat, "warmup": config.warmup, "clients": list(config.clients),
                    "duration_s": config.duration_s, "cold": config.cold, "batch_rows": list(config.batch_rows),
-                   "queries": list(config.queries), "params": data["params"]},
+                   "queries": list(config.queries), "workload": workload.describe()},
         "caches": {"result_cache": ("off (ClickHouse use_query_cache = 0; PostgreSQL, InfluxDB, DuckDB and ArcticDB "
                                     "have none)"),
                    "os_page_cache": page_cache_policy(config)},
@@ -398,7 +436,7 @@ def run(config: RunConfig, progress: Progress | None = None,
     }
     for name in config.engines:
         dsn = config.dsns.get(name) or default_dsn(name)
-        entry = EngineRun(name, dsn, config, data, refs, progress).run()
+        entry = EngineRun(name, dsn, config, data, workload, refs, progress).run()
         out["engines"][entry["name"]] = entry  # the adapter's own name: timescaledb or postgresql
         if config.out:
             results.write(config.out, out)

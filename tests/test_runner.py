@@ -75,11 +75,12 @@ def test_unreachable_engine_is_skipped_with_its_reason(full_run: tuple[dict, Pat
 
 
 def test_wrong_answer_is_a_failure_not_a_timing(tiny: Path, chdb_dsn: str, tmp_path: Path) -> None:
-    from dbbench.queries import default_params, reference
+    from dbbench.queries import reference
+    from dbbench.workload import Workload
 
-    params = default_params(tiny)
-    vwap = reference("vwap", tiny, params).with_columns(pl.col("vwap") * 1.001)
-    last = reference("last_quote", tiny, params).head(-1)
+    workload = Workload.of(tiny)  # the first run's parameters: the answer differs from this reference in values only
+    vwap = reference("vwap", tiny, workload.params("vwap", "hot", 0)).with_columns(pl.col("vwap") * 1.001)
+    last = reference("last_quote", tiny, workload.params("last_quote", "hot", 0)).head(-1)
     run(RunConfig(data=tiny, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn},
                   queries=["vwap", "last_quote", "spread"], repeat=3, out=tmp_path / "r.json"),
         references={"vwap": vwap, "last_quote": last})
@@ -102,10 +103,12 @@ def test_per_row_queries_run_over_their_window(chdb_dsn: str, tmp_path: Path, mo
     monkeypatch.setattr(queries, "WINDOW_ROWS", 2_000)  # a 1-minute window
     res = run(RunConfig(data=data, engines=["clickhouse"], dsns={"clickhouse": chdb_dsn}, queries=queries.ROW_QUERIES,
                         repeat=1, clients=(2,)))
-    ch, params = res["engines"]["clickhouse"], res["config"]["params"]
-    assert params["start"] < params["window_start"] < params["window_end"] < params["end"]
+    ch, workload = res["engines"]["clickhouse"], res["config"]["workload"]
+    assert workload["window_minutes"] == 1
     for name in queries.ROW_QUERIES:
         q = ch["queries"][name]
+        (params,) = q["params"]
+        assert workload["start"] <= params["start"] < params["end"] == params["start"] + 60e9 <= workload["end"]
         assert q["valid"] and 0 < q["rows"] < whole[name] / 2, (name, q["rows"], whole[name])
     assert ch["concurrency"][0]["valid"]
 
