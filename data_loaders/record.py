@@ -70,6 +70,7 @@ class RecordConfig:
     backoff_s: float = 1.0  # first retry delay; doubles up to backoff_max_s, full jitter
     backoff_max_s: float = 60.0
     duration_s: float | None = None  # stop by itself after this long (scripts, tests)
+    connect_attempts: int = 6  # failures before the first connection that end the run (a wrong URL)
     compresslevel: int = 1  # ISA-L levels 0-3: 1 keeps up with many symbols on a fraction of a core
 
     def endpoints(self) -> Endpoints:
@@ -158,7 +159,7 @@ class Sink:
         while path.exists() or partial_path(path).exists():  # a restart within the same second
             path, n = self.folder / f"{self.stem}_{opened}-{n}.gz", n + 1
         self.path = path
-        self.handle = open(partial_path(path), "ab")
+        self.handle = open(partial_path(path), "ab")  # noqa: SIM115 - open for the file's hour, closed in close()
 
     def flush(self) -> None:
         if not self.lines:
@@ -216,7 +217,7 @@ class Recorder:
         self.stats = Stats()
         self.on_status = on_status
         self.stopping = asyncio.Event()
-        self._events = open(config.out / f"{config.market}_events.jsonl", "ab")
+        self._events = open(config.out / f"{config.market}_events.jsonl", "ab")  # noqa: SIM115 - closed by run()
 
     # --- events and files ---------------------------------------------------------------------
     def event(self, kind: str, **fields: object) -> None:
@@ -266,7 +267,7 @@ class Recorder:
                 snapshot = orjson.loads(body)
                 last_update_id = int(snapshot["lastUpdateId"])
                 break
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError) as exc:
                 self.stats.snapshot_errors += 1
                 self.event("snapshot_error", symbol=symbol, attempt=attempt, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self._backoff(attempt))
@@ -336,11 +337,14 @@ class Recorder:
             received = sum(self.stats.messages.values())
             try:
                 await self._connection()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self.event("connect_error", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
             for task in self.fetching.values():  # the snapshots belonged to the lost connection
                 task.cancel()
             attempt = 0 if sum(self.stats.messages.values()) > received else attempt + 1
+            if self.stats.connections == 0 and attempt >= self.config.connect_attempts:
+                raise ConnectionError(f"cannot connect to {self.api.ws} after {attempt} attempts; "
+                                      "check --ws-url and the network")
             if attempt:
                 await asyncio.sleep(self._backoff(attempt - 1))
 
@@ -372,14 +376,14 @@ class Recorder:
         self.event("start", market=self.config.market, symbols=self.symbols, streams=self.streams)
         try:
             async with aiohttp.ClientSession() as self.session:
-                tasks = [asyncio.create_task(self._stream()), asyncio.create_task(self._ticker())]
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), self.config.duration_s)
-                except TimeoutError:
-                    pass
+                stream = asyncio.create_task(self._stream())
+                tasks = [stream, asyncio.create_task(self._ticker()), asyncio.create_task(self.stopping.wait())]
+                await asyncio.wait(tasks, timeout=self.config.duration_s, return_when=asyncio.FIRST_COMPLETED)
                 for task in [*tasks, *self.fetching.values()]:
                     task.cancel()
                 await asyncio.gather(*tasks, *self.fetching.values(), return_exceptions=True)
+                if not stream.cancelled() and stream.exception() is not None:
+                    raise stream.exception()
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:

@@ -55,7 +55,8 @@ def load(path_groups: dict[str, list[Path]]) -> tuple[list[Message], dict[str, d
                     continue
                 stream = text[11 : text.index('"', 11)]
                 own, _, kind = stream.partition("@")
-                text = text.replace(f'"{own}@', f'"{symbol}@', 1).replace(f'"s":"{own.upper()}"', f'"s":"{symbol.upper()}"', 1)
+                text = text.replace(f'"{own}@', f'"{symbol}@', 1)
+                text = text.replace(f'"s":"{own.upper()}"', f'"s":"{symbol.upper()}"', 1)
                 timeline.append(Message(int(stamp) * scale, symbol, kind.split("@")[0], text))
     timeline.sort(key=lambda m: m.ts)
     return timeline, snapshots
