@@ -277,8 +277,8 @@ class Recorder:
         self.event("snapshot", symbol=symbol, reason=reason, last_update_id=last_update_id)
         if not self.chains[symbol].snapshot(last_update_id):
             self.stats.stale_snapshots += 1
-            first, last, _ = self.chains[symbol].buffer[0]
-            self.event("stale_snapshot", symbol=symbol, last_update_id=last_update_id, next_U=first, next_u=last)
+            first, last, prev = self.chains[symbol].buffer[0]
+            self.event("stale_snapshot", symbol=symbol, last_u=last_update_id, U=first, u=last, pu=prev)
             self.fetching[symbol] = asyncio.create_task(self._snapshot(symbol, "stale_snapshot"))
 
     def _backoff(self, attempt: int) -> float:
@@ -306,11 +306,15 @@ class Recorder:
                 data = orjson.loads(text)["data"]
                 first, last, prev = data["U"], data["u"], data.get("pu", -1)
             chain = self.chains[symbol]
-            expected = (chain.cur + 1) if chain.cur is not None else None
+            last_u, awaiting = chain.cur, chain.awaiting
             if not chain.diff(first, last, prev):
-                self.stats.gaps += 1
-                self.event("gap", symbol=symbol, expected=expected, U=first, u=last, pu=prev)
-                self._resync(symbol, "gap")
+                if awaiting:  # the first diff after the snapshot does not straddle it
+                    self.stats.stale_snapshots += 1
+                else:
+                    self.stats.gaps += 1
+                kind_of_gap = "stale_snapshot" if awaiting else "gap"
+                self.event(kind_of_gap, symbol=symbol, last_u=last_u, U=first, u=last, pu=prev)
+                self._resync(symbol, kind_of_gap)
         self.stats.messages[kind] += 1
 
     async def _connection(self) -> None:
