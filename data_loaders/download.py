@@ -102,14 +102,18 @@ def fetch(url: str, target: Path, stats: DownloadStats) -> bool:
         resumed = have > 0 and response.status in (206, 416)  # a 200 means the server ignored the range
         stats.resumed += resumed
         if response.status != 416:
+            length, got, broke = int(response.headers.get("Content-Length", -1)), 0, False
             try:
                 with open(partial, "ab" if resumed else "wb") as out:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
-                        stats.bytes += len(chunk)
-            except (http.client.HTTPException, OSError) as exc:
-                raise ServerError(f"{url}: the transfer broke off ({type(exc).__name__}); "
-                                  "run the same command again to resume it") from None
+                        got += len(chunk)
+            except (http.client.HTTPException, OSError):
+                broke = True
+            stats.bytes += got
+            if broke or got < length:  # http.client may also return a short body without complaint
+                raise ServerError(f"{url}: the transfer broke off after {got} of {length} bytes; "
+                                  "run the same command again to resume it")
     with open(partial, "rb") as f:
         found = hashlib.file_digest(f, "sha256").hexdigest()
     if found != expected:

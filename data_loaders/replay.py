@@ -159,7 +159,11 @@ class Replay:
                 self.lost.append(i)
                 continue
             if (message.symbol, message.stream) in wanted:
-                await ws.send_str(message.text)
+                try:
+                    await ws.send_str(message.text)
+                except ConnectionResetError:  # the client left: the message counts as lost
+                    self.lost.append(i)
+                    break
                 self.sent.append(i)
             age = time.monotonic() - opened
             if i in faults.disconnect_after or (faults.max_age_s is not None and age > faults.max_age_s):
