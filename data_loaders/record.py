@@ -308,13 +308,11 @@ class Recorder:
             chain = self.chains[symbol]
             last_u, awaiting = chain.cur, chain.awaiting
             if not chain.diff(first, last, prev):
-                if awaiting:  # the first diff after the snapshot does not straddle it
-                    self.stats.stale_snapshots += 1
-                else:
-                    self.stats.gaps += 1
-                kind_of_gap = "stale_snapshot" if awaiting else "gap"
-                self.event(kind_of_gap, symbol=symbol, last_u=last_u, U=first, u=last, pu=prev)
-                self._resync(symbol, kind_of_gap)
+                what = "stale_snapshot" if awaiting else "gap"  # the first diff after a snapshot must straddle it
+                self.stats.stale_snapshots += awaiting
+                self.stats.gaps += not awaiting
+                self.event(what, symbol=symbol, last_u=last_u, U=first, u=last, pu=prev)
+                self._resync(symbol, what)
         self.stats.messages[kind] += 1
 
     async def _connection(self) -> None:

@@ -108,9 +108,10 @@ def test_chain_follows_binance_rules():
 
 
 def test_record_rotates_and_stops_cleanly_on_sigint(binance, tmp_path):
-    """The CLI: hourly rotation shortened to 1 s, each file opening with a snapshot; SIGINT closes
-    the last file complete; `ticks book` reads the files as they are."""
-    server = Replay({"btcusdt": binance["spot"][:1]}, speed=20, limit=3000)
+    """The CLI: hourly rotation shortened to 1 s, each file opening with a snapshot; the server closing
+    every connection after 0.7 s (Binance's 24 hours), reopened at once; SIGINT closes the last file
+    complete; `ticks book` reads the files as they are."""
+    server = Replay({"btcusdt": binance["spot"][:1]}, speed=20, limit=3000, faults=Faults(max_age_s=0.7))
     ready = threading.Event()
     loop = asyncio.new_event_loop()
 
@@ -139,6 +140,7 @@ def test_record_rotates_and_stops_cleanly_on_sigint(binance, tmp_path):
     assert proc.returncode == 0, stderr.decode()
     summary = orjson.loads(stdout.decode().strip().splitlines()[-1])
     assert summary["command"] == "record" and summary["messages"] == len(server.sent) and summary["gaps"] == 0
+    assert summary["disconnects"] >= 1 and summary["connections"] == summary["disconnects"] + 1 == server.connections
     files = sorted(out.glob("spot_btcusdt_*.gz"))
     assert len(files) >= 2 and summary["files"] == len(files) and not list(out.glob(".*partial"))
     for f in files[1:]:  # each file after the first holds a snapshot of its own (the rotation's)
