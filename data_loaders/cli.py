@@ -20,7 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from data_loaders import formats
 from data_loaders.atomic import atomic_output, check_writable
-from data_loaders.errors import EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
+from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
 from data_loaders.quarantine import Quarantine, quarantine_path
 from data_loaders.summary import print_summary
 
@@ -258,6 +258,127 @@ def info(
         fail(f"{file}: {exc}")
         return
     print_summary("info", {"file": str(file), **fields}, as_json)
+
+
+def _seconds(text: str, option: str) -> float:
+    """A duration like 90s, 30m, 1h or 2d, in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        fail(f"{option} {text!r}: expected a positive duration such as 90s, 30m, 1h", USAGE)
+    return value
+
+
+@app.command()
+def record(
+    market: Annotated[str, typer.Option("--market", help="spot|usdm|coinm")],
+    symbols: Annotated[str, typer.Option("--symbols", help="comma-separated, e.g. btcusdt,ethusdt")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    rotate: Annotated[str, typer.Option("--rotate", help="start a new file every (UTC-aligned) period")] = "1h",
+    duration: Annotated[
+        str | None, typer.Option("--duration", help="stop after this long (default: until Ctrl-C or SIGTERM)")
+    ] = None,
+    trades: Annotated[str, typer.Option("--trades", help="trade|aggTrade")] = "trade",
+    depth: Annotated[str, typer.Option("--depth", help="diff stream, e.g. depth@100ms")] = "depth@100ms",
+    ws_url: Annotated[
+        str | None, typer.Option("--ws-url", help="websocket base URL (testnet, a local replay)")
+    ] = None,
+    rest_url: Annotated[str | None, typer.Option("--rest-url", help="REST base URL for depth snapshots")] = None,
+    as_json: Json = False,
+) -> None:
+    """Record Binance's live streams (depth diffs, bookTicker, trades) in the line format `ticks book` reads."""
+    import asyncio
+    import logging
+
+    from data_loaders.record import MARKETS, RecordConfig, Recorder
+
+    if market not in MARKETS:
+        fail(f"--market must be one of {', '.join(MARKETS)}, not {market!r}", USAGE)
+    names = [s.strip().lower() for s in symbols.split(",") if s.strip()]
+    if not names:
+        fail("--symbols: no symbol given", USAGE)
+    if trades not in ("trade", "aggTrade"):
+        fail(f"--trades must be trade or aggTrade, not {trades!r}", USAGE)
+    try:
+        check_writable(out / "probe")
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc}", USAGE)
+    config = RecordConfig(market, names, out, ws_url, rest_url, depth, trades, int(_seconds(rotate, "--rotate")),
+                          duration_s=_seconds(duration, "--duration") if duration else None)  # fmt: skip
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:  # fmt: skip
+        task = bar.add_task("record: connecting", total=None)
+
+        def status(recorder: Recorder) -> None:
+            s = recorder.stats
+            bar.update(task, description=f"record: {sum(s.messages.values()):,} messages, {s.gaps} gaps, "
+                                         f"{s.disconnects} reconnects, {s.snapshots} snapshots")
+
+        recorder = Recorder(config, status)
+        try:
+            summary = asyncio.run(recorder.run())
+        except ConnectionError as exc:
+            fail(str(exc), ENGINE)
+            return
+    print_summary("record", summary, as_json)
+
+
+@app.command()
+def download(
+    market: Annotated[str, typer.Option("--market", help="spot|usdm|coinm")],
+    symbol: Annotated[str, typer.Option("--symbol", help="e.g. BTCUSDT")],
+    first: Annotated[str, typer.Option("--from", help="first UTC day, YYYY-MM-DD")],
+    last: Annotated[str, typer.Option("--to", help="last UTC day, YYYY-MM-DD (included)")],
+    out: Annotated[Path, typer.Option("--out", help="output directory (the archive's layout below it)")],
+    kinds: Annotated[
+        str, typer.Option("--kinds", help="any of trades,aggTrades,bookTicker")
+    ] = "trades,aggTrades,bookTicker",
+    base_url: Annotated[str, typer.Option("--base-url", help="archive server")] = "https://data.binance.vision",
+    as_json: Json = False,
+) -> None:
+    """Binance's public daily archives, each zip checked against its published sha256, to ticks Parquet."""
+    from datetime import date
+
+    from data_loaders import download as archives
+
+    started = time.perf_counter()
+    try:
+        first_day, last_day = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError as exc:
+        fail(f"--from/--to: {exc}; expected YYYY-MM-DD", USAGE)
+        return
+    wanted = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    if market not in archives.MARKET_DIRS or not wanted or set(wanted) - set(archives.KINDS) or last_day < first_day:
+        fail(f"expected --market {'|'.join(archives.MARKET_DIRS)}, --kinds among {','.join(archives.KINDS)} "
+             f"and --from <= --to (got {market!r}, {kinds!r}, {first}..{last})", USAGE)  # fmt: skip
+    try:
+        check_writable(out / "probe")
+    except OSError as exc:
+        fail(f"cannot write to {out}: {exc}", USAGE)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as bar:  # fmt: skip
+        task = bar.add_task("download", total=None)
+        try:
+            stats = archives.download(market, symbol, first_day, last_day, out, wanted, base_url,
+                                      lambda name: bar.update(task, description=f"download: {name}"))  # fmt: skip
+        except archives.ServerError as exc:
+            fail(str(exc), ENGINE)
+            return
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
+            return
+    fields = {"market": market, "symbol": symbol.upper(), "days": (last_day - first_day).days + 1,
+              "files": len(stats.files), "downloaded": stats.downloaded, "resumed": stats.resumed,
+              "already_done": stats.skipped_done, "not_published": len(stats.not_published),
+              "rows": stats.rows, "bad_lines": stats.bad_lines, "bytes": stats.bytes, "out": str(out),
+              "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+    if stats.not_published:
+        fields["not_published_list"] = ",".join(stats.not_published)
+    print_summary("download", fields, as_json)
 
 
 if __name__ == "__main__":
