@@ -173,9 +173,11 @@ def test_a_snapshot_of_400k_levels_in_one_10_mb_line_is_read_in_bounded_memory(t
     recording = tmp_path / "spot_btcusdt_20240808.gz"
     recording.write_bytes(gzip.compress(f"1723161253000000000 {snapshot}\n1723161253100000000 {diff}\n".encode()))
     out = tmp_path / "book.parquet"
-    measured = ("import resource, sys\nfrom data_loaders.cli import app\ntry:\n    app(sys.argv[1:])\n"
-                "except SystemExit:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-                "    raise")  # this process's own peak, not that of every child the test session ran
+    # VmHWM, the peak of this process's own memory (ru_maxrss would include the forking pytest's)
+    measured = ("import re, sys\nfrom data_loaders.cli import app\ntry:\n    app(sys.argv[1:])\n"
+                "except SystemExit:\n"
+                "    print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+                "    raise")
     done = subprocess.run([sys.executable, "-c", measured, "book", str(recording), "--out", str(out)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
