@@ -240,9 +240,10 @@ EDGE_TRADES = [  # (ts, symbol, venue, trade_id, price, qty, side), in the order
     # PEPE@a: tiny prices, huge sizes
     (2 * _S, "PEPE", "a", 1, 1.0e-8, 1.0e9, 1),
     (2 * _S + _S // 2, "PEPE", "a", 2, 1.2e-8, 5.0e8, -1),
-    # BRK@b: huge prices, tiny sizes, trade_ids beyond 2**53 (a float64 cannot hold them: exact integers or wrong)
-    (2 * _S, "BRK", "b", 2**62 + 1, 1.0e9, 1.0e-8, 1),
-    (3 * _S, "BRK", "b", 2**62 + 2, 1.00000005e9, 3.0e-8, -1),
+    # BTC1@b: huge prices, tiny sizes, trade_ids beyond 2**53 (a float64 cannot hold them: exact integers or wrong);
+    # its name extends BTC's: by (symbol, venue) it sorts after BTC, as the text "BTC1@b" before "BTC@a"
+    (2 * _S, "BTC1", "b", 2**62 + 1, 1.0e9, 1.0e-8, 1),
+    (3 * _S, "BTC1", "b", 2**62 + 2, 1.00000005e9, 3.0e-8, -1),
 ]
 EDGE_QUOTES = [  # (ts, symbol, venue, bid_px, bid_qty, ask_px, ask_qty)
     (0, "BTC", "c", 100.2, 1.0, 100.9, 1.0),  # c's only quote for 4 minutes: the best bid all along
@@ -259,8 +260,8 @@ EDGE_QUOTES = [  # (ts, symbol, venue, bid_px, bid_qty, ask_px, ask_qty)
     (20 * _S, "eth", "a", 2000.1, 0.5, 2000.6, 0.5),
     (2 * _S, "PEPE", "a", 1.0e-8, 1.0e9, 1.1e-8, 2.0e9),
     (3 * _S, "PEPE", "a", 1.1e-8, 3.0e9, 1.2e-8, 1.0e9),
-    (2 * _S, "BRK", "b", 1.0e9, 1.0e-8, 1.0000001e9, 2.0e-8),
-    (4 * _S, "BRK", "b", 1.00000002e9, 1.0e-8, 1.00000004e9, 1.0e-8),
+    (2 * _S, "BTC1", "b", 1.0e9, 1.0e-8, 1.0000001e9, 2.0e-8),
+    (4 * _S, "BTC1", "b", 1.00000002e9, 1.0e-8, 1.00000004e9, 1.0e-8),
 ]
 
 
@@ -277,7 +278,7 @@ def build_edge_cases(out: Path) -> dict[str, Any]:
     - a trade before its venue's first quote (no as-of row);
     - a symbol with a single trade (eth, lower case: answers sort by bytes, not by a locale), a symbol
       with trades and no quotes (DOGE);
-    - extreme prices and sizes (PEPE at 1e-8 with sizes of 1e9, BRK at 1e9 with sizes of 1e-8) and
+    - extreme prices and sizes (PEPE at 1e-8 with sizes of 1e9, BTC1 at 1e9 with sizes of 1e-8) and
       trade_ids above 2**53;
     - a gap: no row after 4 minutes + 0.5 s, so a range there is empty inside the data's span.
     """

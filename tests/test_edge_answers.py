@@ -66,7 +66,7 @@ def at(seconds: float) -> datetime:
 
 def test_default_params_span_the_edge_dataset(data):
     p = default_params(data)
-    assert (p["start"], p["end"], p["symbol"]) == (EDGE_T0, EDGE_T0 + 5 * M, "BRK")
+    assert (p["start"], p["end"], p["symbol"]) == (EDGE_T0, EDGE_T0 + 5 * M, "BTC")
 
 
 def test_ohlcv_ties_break_on_trade_id_not_on_value_or_arrival(data):
@@ -106,7 +106,7 @@ def test_asof_joins_the_stale_quote_and_drops_trades_without_one(data):
 def test_returns_vwap_and_scans_on_extreme_and_boundary_values(data):
     r = answer(data, "mid_returns", "whole").filter(pl.col("symbol") == "PEPE")
     assert r["ret"].to_list() == pytest.approx([math.log(1.15 / 1.05)], rel=1e-12)
-    v = answer(data, "vwap", "whole").filter(pl.col("symbol") == "BRK").row(0, named=True)
+    v = answer(data, "vwap", "whole").filter(pl.col("symbol") == "BTC1").row(0, named=True)
     assert v["vwap"] == pytest.approx((10 + 30.0000015) / 4e-8, rel=1e-12)
     scan = answer(data, "range_scan", "inner")
     assert scan["trade_id"].to_list() == [22, 23, 24, 25, 501, 900]  # 22/23 at scan_start in, 30 at scan_end out
