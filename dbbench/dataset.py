@@ -208,3 +208,89 @@ def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterato
     if schema.remove_metadata() != TABLES[table]:
         raise ValueError(f"{data}/{table}.parquet does not have the {table} schema: {schema}")
     yield from pq.ParquetFile(path, read_dictionary=DICTIONARY_COLUMNS).iter_batches(batch_size=batch_rows)
+
+
+EDGE_T0 = 1_723_161_600_000_000_000  # 2024-08-09 00:00:00 UTC: minute 0 of the edge-case dataset
+_S, _M = 1_000_000_000, 60_000_000_000
+EDGE_TRADES = [  # (ts, symbol, venue, trade_id, price, qty, side), in the order they are written
+    # BTC@a: two trades at the first ns of minute 0, written out of trade_id order: open is id 10's 100.6, the larger
+    (0, "BTC", "a", 11, 100.4, 0.3, -1),
+    (0, "BTC", "a", 10, 100.6, 0.2, 1),
+    (_S, "BTC", "a", 12, 100.5, 0.5, 1),  # same ns as quotes of a and b and as b's trade 500
+    (_M - 1, "BTC", "a", 20, 100.1, 1.0, 1),  # last ns of minute 0, two trades: close is id 21's 100.0, the smaller
+    (_M - 1, "BTC", "a", 21, 100.0, 2.0, -1),
+    (_M, "BTC", "a", 23, 100.3, 1.5, 1),  # exactly on minute 1's first ns: open is id 22's 100.2, the smaller
+    (_M, "BTC", "a", 22, 100.2, 0.5, -1),
+    (_M + 30 * _S, "BTC", "a", 24, 100.5, 1.0, 1),  # close of minute 1: id 25's 100.6, the larger
+    (_M + 30 * _S, "BTC", "a", 25, 100.6, 1.0, 1),
+    (3 * _M + 5 * _S, "BTC", "a", 30, 100.7, 0.1, 1),
+    # BTC@b: a trade before b's first quote (no as-of row), one tied with a's trade and both venues' quotes
+    (_S // 2, "BTC", "b", 499, 100.0, 1.0, 1),
+    (_S, "BTC", "b", 500, 100.6, 0.4, -1),
+    (2 * _M, "BTC", "b", 501, 100.4, 0.7, 1),
+    # BTC@c, stale from 0 to 4 minutes: trade 900 takes c's quote of 2.5 minutes before; 901 the new one at its ns
+    (2 * _M + 30 * _S, "BTC", "c", 900, 100.2, 3.0, -1),
+    (4 * _M + _S // 2, "BTC", "c", 901, 99.2, 1.0, -1),
+    # eth@a: the symbol's single trade, between its two quotes (lower case: by bytes it sorts after PEPE, by a
+    # locale's collation before it)
+    (15 * _S, "eth", "a", 1, 2000.2, 0.01, 1),
+    # DOGE@b: trades, and no quote at all in any venue
+    (5 * _S, "DOGE", "b", 1, 0.1, 1000.0, -1),
+    (_M + 5 * _S, "DOGE", "b", 2, 0.11, 2000.0, 1),
+    # PEPE@a: tiny prices, huge sizes
+    (2 * _S, "PEPE", "a", 1, 1.0e-8, 1.0e9, 1),
+    (2 * _S + _S // 2, "PEPE", "a", 2, 1.2e-8, 5.0e8, -1),
+    # BTC1@b: huge prices, tiny sizes, trade_ids beyond 2**53 (a float64 cannot hold them: exact integers or wrong);
+    # its name extends BTC's: by (symbol, venue) it sorts after BTC, as the text "BTC1@b" before "BTC@a"
+    (2 * _S, "BTC1", "b", 2**62 + 1, 1.0e9, 1.0e-8, 1),
+    (3 * _S, "BTC1", "b", 2**62 + 2, 1.00000005e9, 3.0e-8, -1),
+]
+EDGE_QUOTES = [  # (ts, symbol, venue, bid_px, bid_qty, ask_px, ask_qty)
+    (0, "BTC", "c", 100.2, 1.0, 100.9, 1.0),  # c's only quote for 4 minutes: the best bid all along
+    (_S, "BTC", "a", 100.0, 1.0, 100.5, 2.0),  # a and b quote at the same ns: both prevail at it
+    (_S, "BTC", "b", 100.1, 1.0, 100.6, 1.0),
+    (_S + 1, "BTC", "a", 99.9, 1.0, 100.4, 1.0),  # one ns later: the last quote of a's second 1
+    (30 * _S, "BTC", "b", 100.3, 2.0, 100.7, 2.0),
+    (_M - 1, "BTC", "a", 100.0, 1.0, 100.3, 1.0),  # last ns of minute 0
+    (_M, "BTC", "b", 100.1, 1.0, 100.2, 1.0),  # first ns of minute 1, locked against c's stale bid
+    (2 * _M + 10 * _S, "BTC", "a", 100.1, 1.0, 100.8, 1.0),
+    (3 * _M, "BTC", "b", 100.0, 1.0, 100.6, 1.0),
+    (4 * _M + _S // 2, "BTC", "c", 99.0, 1.0, 99.5, 1.0),  # c again, 4 minutes later, at trade 901's ns
+    (10 * _S, "eth", "a", 2000.0, 0.5, 2000.5, 0.5),
+    (20 * _S, "eth", "a", 2000.1, 0.5, 2000.6, 0.5),
+    (2 * _S, "PEPE", "a", 1.0e-8, 1.0e9, 1.1e-8, 2.0e9),
+    (3 * _S, "PEPE", "a", 1.1e-8, 3.0e9, 1.2e-8, 1.0e9),
+    (2 * _S, "BTC1", "b", 1.0e9, 1.0e-8, 1.0000001e9, 2.0e-8),
+    (4 * _S, "BTC1", "b", 1.00000002e9, 1.0e-8, 1.00000004e9, 1.0e-8),
+]
+
+
+def build_edge_cases(out: Path) -> dict[str, Any]:
+    """A small hand-built dataset where wrong answers show (tables above, times from EDGE_T0), written
+    with the same writer as the others (dataset.json with each table's sha256).
+
+    - ties at one ns: trades of two venues and quotes of two venues at the same ts; trades of one
+      venue sharing a ts, written out of trade_id order, opening and closing bars (the smaller
+      trade_id opens, the larger closes: a tie broken by value or by arrival order gets some bar wrong);
+    - a stale venue: BTC@c quotes at 0 and not again until 4 minutes later, holding the best bid
+      meanwhile (nbbo carries it; its trade at 2.5 minutes joins that quote);
+    - minute boundaries exactly at trades and quotes (the first and last ns of minutes 0 and 1);
+    - a trade before its venue's first quote (no as-of row);
+    - a symbol with a single trade (eth, lower case: answers sort by bytes, not by a locale), a symbol
+      with trades and no quotes (DOGE);
+    - extreme prices and sizes (PEPE at 1e-8 with sizes of 1e9, BTC1 at 1e9 with sizes of 1e-8) and
+      trade_ids above 2**53;
+    - a gap: no row after 4 minutes + 0.5 s, so a range there is empty inside the data's span.
+    """
+    def frame(rows: list[tuple], table: str) -> pl.DataFrame:
+        data = pl.DataFrame(rows, schema=TABLES[table].names, orient="row")
+        return data.with_columns((pl.col("ts") + EDGE_T0).cast(pl.Datetime("ns", "UTC")))
+
+    writer = _Writer(Path(out))
+    try:
+        writer.write("trades", frame(EDGE_TRADES, "trades"))
+        writer.write("quotes", frame(EDGE_QUOTES, "quotes"))
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.close({"kind": "edge_cases", "generator": "dbbench.dataset.build_edge_cases"})

@@ -10,9 +10,11 @@ dialects can agree on every row:
 - Trades tie-break on `trade_id` (first/last trade of a bar is the one with the smallest/largest
   (ts, trade_id)). Quotes are unique per (symbol, venue, ts) — the dataset step guarantees it —
   so "the last quote at or before t" is always one row.
-- Rows are compared after sorting both sides by the query's `SORT_KEYS`; integers, strings and
-  timestamps must be equal, floats within `REL_TOL` relative or `ABS_TOL` absolute (sums taken in
-  a different order differ by a few ulps, nothing more).
+- Answers come in the query's order, `SORT_KEYS` (unique in every answer), and are compared strictly
+  (`compare`): column names, order and types (a count is an integer, a price a Float64, a time a
+  Datetime("ns", "UTC"), through the declared exact conversions of `_normalise` only), row order,
+  integers, strings and times equal, floats within `REL_TOL` relative (`ABS_TOL` absolute for returns).
+  An empty range answers no rows, with the same columns and types.
 
 Queries (columns in order):
 
@@ -61,8 +63,14 @@ from dbbench.engines.base import QUERY_NAMES
 
 MINUTE_NS = 60_000_000_000
 SCAN_NS = 5 * MINUTE_NS
+# Floats: |got - expected| <= REL_TOL * |expected| (+ ABS_TOL[column] where named). Engines sum in their own
+# order: a few ulps per term, ~1e-16 relative for sums of positive terms, so 1e-9 leaves room for sums of
+# millions of rows and still fails any wrong row (a tick is 1e-4 relative or more; 4 for 4.9 is 0.18).
+# No absolute floor elsewhere: with prices of 1e-8 one would hide a wrong price. Returns are near zero and
+# carry an absolute error: InfluxQL computes ret as ln(mid) - ln(previous mid), exact within a few ulps of
+# ln(mid) (about 4e-15 at a mid of 1e9 or 1e-8), so ret and realized_vol may differ by 1e-12 absolute.
 REL_TOL = 1e-9
-ABS_TOL = 1e-12
+ABS_TOL = {"ret": 1e-12, "realized_vol": 1e-12}
 
 SORT_KEYS: dict[str, list[str]] = {
     "avg_trade_volume": ["symbol", "venue", "minute"],
@@ -238,6 +246,44 @@ def _nbbo(quotes: pl.LazyFrame) -> pl.LazyFrame:
     return ordered.select("symbol", "ts", "venue").join(best, on=["symbol", "ts"], how="left")
 
 
+def exact_cast(column: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """`column` as `dtype` only where every value survives unchanged (4 stays 4, 4.9 never becomes 4,
+    2**62 + 1 never goes through a float): a driver's representation, never a rounding."""
+    cast = column.cast(dtype, strict=False)
+    back = cast.cast(column.dtype, strict=False)
+    lost = (back != column).fill_null(True) & column.is_not_null()
+    if lost.any():
+        i = lost.arg_true()[0]
+        raise ValueError(f"column {column.name}: {column[i]!r} ({column.dtype}) is not exactly a {dtype}")
+    return cast
+
+
+def _normalise(column: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """The answer's column in the contract's type by one of the declared, exact conversions below (each
+    a driver's way of handing over the same values); any other type is a wrong answer, never cast:
+    - dictionary-encoded strings (ClickHouse LowCardinality, as Polars Categorical) -> String;
+    - integers of another width or signedness (ClickHouse count() is UInt64, PostgreSQL's smallest integer
+      is smallint) -> the contract's integer, only if every value fits exactly;
+    - times as Int64 ns since the epoch (TimescaleDB stores bigint ns) or as ns datetimes without a zone
+      (DuckDB TIMESTAMP_NS, UTC by contract) or in another zone -> Datetime("ns", "UTC").
+    A float where an integer is due, an integer where a float is due, a time in us: refused."""
+    got = column.dtype
+    if got == dtype:
+        return column
+    if dtype == pl.String and isinstance(got, (pl.Categorical, pl.Enum)):
+        return column.cast(pl.String)
+    if dtype.is_integer() and got.is_integer():
+        return exact_cast(column, dtype)
+    if dtype == pl.Datetime("ns", "UTC"):
+        if got == pl.Int64:
+            return pl.from_epoch(column, time_unit="ns").dt.replace_time_zone("UTC")
+        if got == pl.Datetime("ns"):
+            return column.dt.replace_time_zone("UTC")
+        if isinstance(got, pl.Datetime) and got.time_unit == "ns":
+            return column.dt.convert_time_zone("UTC")
+    raise TypeError(f"column {column.name}: {got} where {dtype} is due")
+
+
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
@@ -247,46 +293,38 @@ class Verdict:
 
     def __str__(self) -> str:
         if self.ok:
-            return f"correct ({self.rows} rows, floats within rel {REL_TOL:g} / abs {ABS_TOL:g})"
+            return f"correct ({self.rows} rows, floats within rel {REL_TOL:g}, abs {ABS_TOL} near zero)"
         return f"WRONG: {self.detail}"
 
 
-def _conform(answer: pl.DataFrame, reference: pl.DataFrame) -> pl.DataFrame:
-    """Give the answer the reference's dtypes (engines return ns integers, UInt64 counts, categoricals)."""
-    cols = []
-    for name, dtype in reference.schema.items():
-        col = answer[name]
-        if isinstance(dtype, pl.Datetime) and col.dtype.is_integer():
-            col = pl.from_epoch(col, time_unit="ns").dt.replace_time_zone("UTC")
-        elif isinstance(dtype, pl.Datetime) and isinstance(col.dtype, pl.Datetime):
-            tz = col.dtype.time_zone
-            col = col.dt.replace_time_zone("UTC") if tz is None else col.dt.convert_time_zone("UTC")
-        cols.append(col.cast(dtype).alias(name))
-    return pl.DataFrame(cols)
-
-
 def compare(answer: pl.DataFrame, reference: pl.DataFrame, query: str) -> Verdict:
-    """Same columns, same rows (after sorting both by the query's keys), floats within tolerance."""
+    """Strictly: the same columns in the same order, each of the reference's type (or one of `_normalise`'s
+    exact conversions), the same rows in the query's order (`SORT_KEYS`), integers, strings and times
+    equal, floats within REL_TOL relative (ABS_TOL absolute for the columns it names)."""
     n, expected = answer.height, reference.height
     if answer.columns != reference.columns:
         return Verdict(False, n, expected, f"columns {answer.columns} != expected {reference.columns}")
+    try:
+        got = pl.DataFrame([_normalise(answer[c], t) for c, t in reference.schema.items()])
+    except (TypeError, ValueError) as exc:
+        return Verdict(False, n, expected, f"wrong type: {exc}")
     if n != expected:
         return Verdict(False, n, expected, f"{n} rows, expected {expected}")
-    try:
-        got = _conform(answer, reference).sort(SORT_KEYS[query])
-    except (pl.exceptions.PolarsError, OverflowError) as exc:
-        return Verdict(False, n, expected, f"answer cannot take the reference's types: {exc}")
-    want = reference.sort(SORT_KEYS[query])
+    keys = SORT_KEYS[query]
+    want = reference.sort(keys)
+    if not got.select(keys).equals(want.select(keys)) and got.sort(keys).select(keys).equals(want.select(keys)):
+        return Verdict(False, n, expected, f"rows are not in the query's order (by {', '.join(keys)})")
     for name, dtype in want.schema.items():
         a, b = got[name], want[name]
         if (a.is_null() != b.is_null()).any():
             return Verdict(False, n, expected, f"column {name}: nulls differ")
         if dtype.is_float():
-            bad = ~((a - b).abs() <= ABS_TOL + REL_TOL * b.abs()) & b.is_not_null()
+            close = (a == b) | ((a - b).abs() <= REL_TOL * b.abs() + ABS_TOL.get(name, 0.0))
+            bad = ~close.fill_null(True)
         else:
             bad = (a != b).fill_null(False)
         if bad.any():
             i = bad.arg_true()[0]
-            row = {k: want[k][i] for k in SORT_KEYS[query]}
+            row = {k: want[k][i] for k in keys}
             return Verdict(False, n, expected, f"column {name} at {row}: got {a[i]!r}, expected {b[i]!r}")
     return Verdict(True, n, expected, "")

@@ -1,4 +1,5 @@
-"""The Polars reference answers on a hand-made dataset, and compare() catching what it must."""
+"""The Polars reference answers on a hand-made dataset, and compare() catching what it must (strictly: types,
+order, a stated tolerance). Every engine answers the larger edge-case dataset in test_edge_answers.py."""
 
 import math
 from datetime import UTC, datetime
@@ -12,12 +13,14 @@ from dbbench.engines.base import QUERY_NAMES, TABLES
 from dbbench.queries import (
     ABS_TOL,
     MINUTE_NS,
+    REL_TOL,
     ROW_QUERIES,
     SORT_KEYS,
     WINDOW_ROWS,
     check_params,
     compare,
     default_params,
+    exact_cast,
     params_for,
     reference,
 )
@@ -154,21 +157,64 @@ def test_last_quote_and_range_scan(tiny):
 
 
 @pytest.mark.parametrize("name", QUERY_NAMES)
-def test_every_reference_compares_equal_to_itself_in_any_order(tiny, name):
+def test_every_reference_is_in_its_order_and_equal_to_itself_only_in_it(tiny, name):
     ref = reference(name, tiny, default_params(tiny))
-    assert set(SORT_KEYS[name]) <= set(ref.columns)
-    assert compare(ref.reverse(), ref, name).ok
+    assert set(SORT_KEYS[name]) <= set(ref.columns) and ref.select(SORT_KEYS[name]).is_unique().all()
+    assert compare(ref, ref, name).ok
+    if ref.height > 1:
+        assert "not in the query's order" in compare(ref.reverse(), ref, name).detail
 
 
 def test_compare_rejects_wrong_answers(tiny):
     ref = reference("vwap", tiny, default_params(tiny))
     assert compare(ref.with_columns(pl.col("vwap") * (1 + 1e-13)), ref, "vwap").ok  # within tolerance
-    off = compare(ref.with_columns(pl.col("vwap") + 1e-6), ref, "vwap")
+    off = compare(ref.with_columns(pl.col("vwap") * (1 + 1e-8)), ref, "vwap")
     assert not off.ok and "column vwap" in off.detail
     assert "rows" in compare(ref.head(1), ref, "vwap").detail
     assert "columns" in compare(ref.rename({"vwap": "v"}), ref, "vwap").detail
+    assert "columns" in compare(ref.select(reversed(ref.columns)), ref, "vwap").detail  # column order counts
     shifted = ref.with_columns(pl.col("minute") + pl.duration(seconds=1))
     assert not compare(shifted, ref, "vwap").ok
-    as_ns = ref.with_columns(pl.col("minute").dt.epoch("ns"))  # engines may return ns integers
+    as_ns = ref.with_columns(pl.col("minute").dt.epoch("ns"))  # TimescaleDB keeps times as bigint ns
     assert compare(as_ns, ref, "vwap").ok
-    assert ABS_TOL < 1e-9
+    naive = ref.with_columns(pl.col("minute").dt.replace_time_zone(None))  # DuckDB's TIMESTAMP_NS
+    assert compare(naive, ref, "vwap").ok
+    as_us = ref.with_columns(pl.col("minute").dt.cast_time_unit("us"))  # a unit that drops nanoseconds
+    assert "wrong type" in compare(as_us, ref, "vwap").detail
+
+
+def test_compare_never_casts_a_float_to_the_integer_due():
+    ref = pl.DataFrame({"symbol": ["X"], "venue": ["v"], "minute": [datetime(2024, 8, 9, tzinfo=UTC)],
+                        "trades": [4], "avg_qty": [4.9]},
+                       schema_overrides={"minute": pl.Datetime("ns", "UTC")})
+    assert compare(ref, ref, "avg_trade_volume").ok
+    four = ref.with_columns(pl.lit(4.0).alias("avg_qty"))  # 4 where 4.9 is right
+    assert "column avg_qty" in compare(four, ref, "avg_trade_volume").detail
+    as_int = ref.with_columns(pl.lit(4).alias("avg_qty"))  # an integer where a float is due, even if equal
+    assert "wrong type" in compare(as_int, ref.with_columns(pl.lit(4.0).alias("avg_qty")), "avg_trade_volume").detail
+    for count in (4.9, 4.0):  # a float count: a wrong type, never truncated or rounded to 4
+        verdict = compare(ref.with_columns(pl.lit(count).alias("trades")), ref, "avg_trade_volume")
+        assert not verdict.ok and "wrong type" in verdict.detail
+    unsigned = ref.with_columns(pl.col("trades").cast(pl.UInt64), pl.col("symbol").cast(pl.Categorical))
+    assert compare(unsigned, ref, "avg_trade_volume").ok  # ClickHouse: UInt64 count(), LowCardinality strings
+    assert not compare(ref.with_columns(pl.col("avg_qty").cast(pl.Float32)), ref, "avg_trade_volume").ok
+
+
+def test_exact_cast_keeps_values_or_refuses():
+    assert exact_cast(pl.Series("n", [100, 2]), pl.Float64).to_list() == [100.0, 2.0]  # JSON's 100 for 100.0
+    for bad, dtype in (([4.9], pl.Int64), ([2**62 + 1], pl.Float64), ([300], pl.Int8)):
+        with pytest.raises(ValueError, match="is not exactly"):
+            exact_cast(pl.Series("n", bad), dtype)
+
+
+def test_tolerance_is_relative_with_an_absolute_floor_only_for_returns(tiny):
+    assert REL_TOL == 1e-9 and set(ABS_TOL) == {"ret", "realized_vol"}
+    ref = reference("mid_returns", tiny, default_params(tiny))
+    assert 0.0 in ref["ret"].to_list()  # an unchanged mid: a return of exactly zero
+    assert compare(ref.with_columns(pl.col("ret") + 1e-14), ref, "mid_returns").ok  # ln(a) - ln(b) rounding
+    assert not compare(ref.with_columns(pl.col("ret") + 1e-9), ref, "mid_returns").ok
+    tiny_price = pl.DataFrame({"symbol": ["X"], "venue": ["v"], "ts": [datetime(2024, 8, 9, tzinfo=UTC)],
+                               "bid_px": [1.0e-8], "bid_qty": [1.0], "ask_px": [1.1e-8], "ask_qty": [1.0]},
+                              schema_overrides={"ts": pl.Datetime("ns", "UTC")})
+    wrong = tiny_price.with_columns(pl.col("bid_px") * (1 + 1e-6))  # 1e-14 off: no absolute floor hides it
+    assert not compare(wrong, tiny_price, "last_quote").ok

@@ -253,6 +253,9 @@ class ArcticDB(Engine):
         self.require_loaded(name)
         try:
             pairs = self._library(LOADED).read(p.table, output_format="polars").data["pair"].to_list()
+            # Concatenated in (symbol, venue) order, the answers' order: not the text order of SYMBOL@VENUE,
+            # which puts "BTC1@b" before "BTC@a".
+            pairs.sort(key=lambda pair: pair.split(SEPARATOR))
             library = self._library(p.table)
             requests = [ReadRequest(pair, query_builder=p.query) for pair in pairs]
             joined = library.read_batch_and_join(requests, query_builder=QueryBuilder().concat("inner"),

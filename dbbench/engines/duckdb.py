@@ -41,11 +41,20 @@ SQL_TYPES = {pa.timestamp("ns", tz="UTC"): "TIMESTAMP_NS", pa.string(): "VARCHAR
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
 
 _T = "ts >= make_timestamp_ns($start) AND ts < make_timestamp_ns($end)"
-_MINUTE = "date_trunc('minute', ts)::TIMESTAMP_NS"  # date_trunc gives TIMESTAMP (microseconds)
+
+
+def _floor(column: str, width_ns: int) -> str:
+    """`column` floored to a multiple of width_ns, in ns. Not date_trunc or time_bucket: they round
+    TIMESTAMP_NS to microseconds first, which put a trade at 00:00:59.999999999 in minute 00:01."""
+    ns = f"epoch_ns({column})"
+    return f"make_timestamp_ns({ns} - ({ns} % {width_ns} + {width_ns}) % {width_ns})"  # a floor before 1970 too
+
+
+_MINUTE = _floor("ts", 60_000_000_000)
 _MID_RETURNS = f"""
 SELECT symbol, venue, second, mid, ln(mid / lag(mid) OVER w) AS ret
 FROM (
-    SELECT symbol, venue, date_trunc('second', ts)::TIMESTAMP_NS AS second, arg_max((bid_px + ask_px) / 2, ts) AS mid
+    SELECT symbol, venue, {_floor("ts", 1_000_000_000)} AS second, arg_max((bid_px + ask_px) / 2, ts) AS mid
     FROM quotes WHERE {_T}
     GROUP BY ALL
 )
@@ -92,7 +101,7 @@ GROUP BY ALL
 ORDER BY symbol, ts, venue""",
     "mid_returns": _MID_RETURNS + "\nORDER BY symbol, venue, second",
     "exec_volatility": f"""
-SELECT symbol, venue, date_trunc('minute', second)::TIMESTAMP_NS AS minute, count(*) AS returns,
+SELECT symbol, venue, {_floor('second', 60_000_000_000)} AS minute, count(*) AS returns,
        sqrt(sum(ret * ret)) AS realized_vol
 FROM ({_MID_RETURNS})
 GROUP BY ALL

@@ -48,7 +48,7 @@ from dbbench.engines.base import (
     Unsupported,
     identifier,
 )
-from dbbench.queries import check_params
+from dbbench.queries import SORT_KEYS, check_params, exact_cast
 
 # Sorted by key: the server sorts otherwise.
 TAGS = {"trades": ("seq", "symbol", "venue"), "quotes": ("symbol", "venue")}
@@ -84,12 +84,18 @@ SELECT SUM(qty) AS volume, SUM(pq) / SUM(qty) AS vwap """
 WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
 SELECT SUM(pq) / SUM(qty) AS vwap_range FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
 WHERE {_T} GROUP BY symbol, venue""",
-    # FIRST/LAST break ties of equal time by value, not by trade_id: exact unless a bar opens or
-    # closes with several trades at the same ns (then the answer check reports it).
+    # Three statements: the aggregates, then open and close, each the price beside one selector. FIRST and
+    # LAST break ties of equal time by the larger value (measured on 1.6, as in its source), so FIRST of
+    # -trade_id picks the smallest trade_id of the bar's first ns and LAST of trade_id the largest of its
+    # last ns: the suite's (ts, trade_id) order. FIRST(price) picked the larger price of a tie instead.
     "ohlcv_1m": f"""
-SELECT FIRST(price) AS open, MAX(price) AS high, MIN(price) AS low, LAST(price) AS close,
-       SUM(qty) AS volume, COUNT(price) AS trades
-FROM "trades"."trades" WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
+SELECT MAX(price) AS high, MIN(price) AS low, SUM(qty) AS volume, COUNT(price) AS trades
+FROM "trades"."trades" WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
+SELECT FIRST(neg_id) AS neg_id, price AS open FROM (SELECT -1 * trade_id AS neg_id, price FROM "trades"."trades" """
+    f"""WHERE {_T})
+WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
+SELECT LAST(trade_id) AS last_id, price AS close FROM "trades"."trades"
+WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
     "spread": f"""
 SELECT COUNT(s) AS quotes, MEAN(s) AS avg_spread, MAX(s) AS max_spread
 FROM (SELECT ask_px - bid_px AS s FROM "quotes"."quotes" WHERE {_T})
@@ -110,11 +116,18 @@ WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
     "last_quote": f"""
 SELECT LAST(bid_px) AS bid_px, bid_qty, ask_px, ask_qty FROM "quotes"."quotes"
 WHERE {_T} GROUP BY symbol, venue""",
+    # InfluxQL orders by time only: trades at one ns come in no defined order (not seq's), so the adapter
+    # orders them by trade_id (`ORDERED`).
     "range_scan": """
 SELECT trade_id, price, qty, side FROM "trades"."trades"
 WHERE symbol = $symbol AND time >= {scan_start} AND time < {scan_end} GROUP BY symbol, venue""",
 }
 assert tuple(QUERIES) == QUERY_NAMES
+# Queries of several statements: the later ones' columns join the first's rows on these keys.
+JOINED = {"vwap": ["symbol", "venue"], "ohlcv_1m": ["symbol", "venue", "minute"]}
+# Answers whose rows the adapter puts in the query's order (SORT_KEYS) where InfluxQL cannot: rows of equal
+# time from several series. Series themselves are ordered by their tags (`_frame`).
+ORDERED = ("range_scan",)
 
 # --- Flux (2.x) --------------------------------------------------------------------------------
 # {bucket} is the bucket prefix; ranges use time(v: ns). Tables in buckets {bucket}_trades / _quotes.
@@ -525,12 +538,13 @@ class InfluxDB(Engine):
                 {"_time": TIME_COLUMN[name]}, strict=False)
             return _typed(name, frame)
         results = self._influxql(render(name, params), f"query {name}", params={"symbol": params["symbol"]})
-        frames = [_frame(name, r) for r in results]
-        if name == "vwap" and frames[0].height:  # the per-range statement: one value per (symbol, venue),
-            # repeated on its minutes (an empty range has neither, and answers empty)
-            frames = [frames[0].join(frames[1].select("symbol", "venue", "vwap_range"), on=["symbol", "venue"],
-                                     how="left")]
-        return _typed(name, frames[0])
+        first, *others = [_frame(name, r) for r in results]
+        for other in others if first.height else ():  # an empty range has no rows to join to, and answers empty
+            keys = JOINED[name]
+            added = [c for c in COLUMNS[name] if c in other.columns and c not in first.columns]
+            first = first.join(other.select(*keys, *added), on=keys, how="left", maintain_order="left")
+        answer = _typed(name, first)
+        return answer.sort(SORT_KEYS[name]) if name in ORDERED else answer
 
     def _run_flux(self, flux: str, step: str) -> pl.DataFrame:
         """Flux through influxdb-client, its annotated-CSV answer parsed by Polars (one block per table schema)."""
@@ -595,7 +609,8 @@ def _flux_dialect() -> Any:
 def _frame(name: str, result: dict) -> pl.DataFrame:
     """One InfluxQL statement's series -> one frame, the GROUP BY tags as columns (a loop per series, not per row)."""
     frames = []
-    for series in result.get("series", []):
+    ordered = sorted(result.get("series", []), key=lambda s: [s.get("tags", {}).get(k, "") for k in TAGS["quotes"]])
+    for series in ordered:  # by (symbol, venue): the server orders series by their keys' text
         frame = pl.DataFrame(series["values"], schema=series["columns"], orient="row", strict=False,
                              infer_schema_length=None)
         tags = series.get("tags", {})
@@ -606,16 +621,19 @@ def _frame(name: str, result: dict) -> pl.DataFrame:
 
 
 def _typed(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """The query's columns in order: times as UTC ns datetimes, counts and ids Int64, the rest Float64."""
+    """The query's columns in order: times (ns integers) as UTC ns datetimes, counts and ids Int64, side
+    Int8, the rest Float64. JSON carries no number type (a float of 100.0 comes as 100), so each column
+    is converted by `exact_cast`: 100 becomes 100.0, but a count of 4.9 is an error, never 4."""
     def dtype(col: str) -> pl.DataType:
         return pl.Datetime("ns", "UTC") if col in ("ts", "minute", "second") else _TYPES.get(col, pl.Float64)
 
     if frame.is_empty():
         return pl.DataFrame(schema={c: dtype(c) for c in COLUMNS[name]})
-    exprs = []
+    columns = []
     for col in COLUMNS[name]:
-        expr = pl.col(col)
         if col in ("ts", "minute", "second"):
-            expr = pl.from_epoch(expr.cast(pl.Int64), time_unit="ns").dt.replace_time_zone("UTC")
-        exprs.append(expr.cast(dtype(col)).alias(col))
-    return frame.select(exprs)
+            columns.append(pl.from_epoch(exact_cast(frame[col], pl.Int64), time_unit="ns")
+                           .dt.replace_time_zone("UTC"))
+        else:
+            columns.append(exact_cast(frame[col], dtype(col)))
+    return pl.DataFrame(columns)

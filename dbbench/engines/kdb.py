@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, identifier, plain_table
-from dbbench.queries import check_params
+from dbbench.queries import check_params, exact_cast
 
 Q_EPOCH_NS = 946_684_800_000_000_000  # q timestamps count ns from 2000.01.01
 
@@ -59,7 +59,7 @@ QUERIES: dict[str, str] = {
     by symbol, venue, minute:0D00:01 xbar ts from quotes where {_T}}}""",
     # Each venue's last quote at or before every update, by one aj per venue; max/min ignore nulls.
     "nbbo": f"""{{[S;E;SYM;SS;SE]
-  q:`symbol`ts xasc select symbol, ts, venue from quotes where {_T};
+  q:`symbol`ts`venue xasc select symbol, ts, venue from quotes where {_T};
   prevailing:{{[S;E;q;v] aj[`symbol`ts; q; """
     f"""`symbol`ts xasc select symbol, ts, b:bid_px, a:ask_px from quotes where {_T}, venue=v]}}[S;E;q];
   per:prevailing each asc exec distinct venue from q;
@@ -70,7 +70,7 @@ QUERIES: dict[str, str] = {
   0!select returns:count i, realized_vol:sqrt sum ret*ret by symbol, venue, minute:0D00:01 xbar second from (
     {_MID_RETURNS})}}""",
     "asof_trades_quotes": f"""{{[S;E;SYM;SS;SE]
-  t:select symbol, venue, ts, trade_id, price, qty, side from trades where {_T};
+  t:`symbol`venue`ts`trade_id xasc select symbol, venue, ts, trade_id, price, qty, side from trades where {_T};
   r:aj[`symbol`venue`ts; t; `symbol`venue`ts xasc select symbol, venue, ts, bid_px, ask_px from quotes where {_T}];
   select symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px, eff_spread_bps:2e4*side*(price-m)%m
     from (update m:0.5*bid_px+ask_px from r) where not null bid_px}}""",
@@ -78,7 +78,8 @@ QUERIES: dict[str, str] = {
   0!select ts:last ts, bid_px:last bid_px, bid_qty:last bid_qty, ask_px:last ask_px, ask_qty:last ask_qty
     by symbol, venue from `ts xasc select from quotes where {_T}}}""",
     "range_scan": """{[S;E;SYM;SS;SE]
-  select ts, symbol, venue, trade_id, price, qty, side from trades where symbol=SYM, ts>=SS, ts<SE}""",
+  `venue`ts`trade_id xasc select ts, symbol, venue, trade_id, price, qty, side from trades
+    where symbol=SYM, ts>=SS, ts<SE}""",
 }
 assert tuple(QUERIES) == QUERY_NAMES
 
@@ -230,13 +231,14 @@ class Kdb(Engine):
 
 
 def _typed(frame: pl.DataFrame) -> pl.DataFrame:
-    """q timestamps arrive as naive ns datetimes and symbols as categoricals: UTC datetimes and strings."""
-    exprs = []
+    """q timestamps arrive as naive ns datetimes and symbols as categoricals: UTC datetimes and strings;
+    shorts and longs as the suite's integers by `exact_cast` (a value that does not fit is an error)."""
+    columns = []
     for col, dtype in frame.schema.items():
-        expr = pl.col(col)
+        column = frame[col]
         if isinstance(dtype, pl.Datetime):
-            expr = expr.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+            column = column.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
         elif isinstance(dtype, (pl.Categorical, pl.Enum)) or dtype == pl.Binary:
-            expr = expr.cast(pl.String)
-        exprs.append(expr.cast(_TYPES[col]) if col in _TYPES else expr)
-    return frame.select(exprs)
+            column = column.cast(pl.String)
+        columns.append(exact_cast(column, _TYPES[col]) if col in _TYPES else column)
+    return pl.DataFrame(columns, schema=[(c.name, c.dtype) for c in columns])
