@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 
 from data_loaders.paths import binance_recordings
+from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.engines import connect
+from dbbench.engines.base import TABLES, Engine
 
 os.environ.setdefault("PYKX_UNLICENSED", "true")
 
@@ -49,3 +52,21 @@ def timescaledb_dsn(tmp_path_factory: pytest.TempPathFactory):
 def influxdb_dsn(tmp_path_factory: pytest.TempPathFactory):
     """InfluxDB: $DBBENCH_INFLUXDB_DSN, else a scratch influxd on loopback."""
     yield from _server_dsn("influxdb", "DBBENCH_INFLUXDB_DSN", tmp_path_factory)
+
+
+def load_dataset(engine_name: str, dsn: str, kind: str, request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Path]:
+    """An engine connected to `dsn` with a dataset loaded in small batches (their ends fall inside
+    runs of equal timestamps): `kind` binance (the real recordings) or synth; each table's row
+    count checked against the manifest."""
+    out = tmp_path_factory.mktemp(kind)
+    if kind == "binance":
+        build_binance(out, request.getfixturevalue("binance"))
+    else:
+        build_synth(out, 20_000, seed=5)
+    engine = connect(engine_name, dsn)
+    engine.create_schema()
+    for table in TABLES:
+        result = engine.load(table, iter_batches(out, table, 7_000))
+        assert result.rows == read_manifest(out)["rows"][table]
+    return engine, out

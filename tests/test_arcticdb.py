@@ -4,11 +4,12 @@ unsupported, load verification, out-of-order input, faults."""
 import pyarrow as pa
 import pytest
 
-from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.arcticdb import QUERIES, ArcticDB
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
 from dbbench.queries import compare, default_params, params_for, reference
+from tests.conftest import load_dataset
 
 UNSUPPORTED = {"vwap", "nbbo", "mid_returns", "exec_volatility", "asof_trades_quotes"}
 SUPPORTED = [name for name in QUERY_NAMES if name not in UNSUPPORTED]
@@ -17,17 +18,8 @@ SUPPORTED = [name for name in QUERY_NAMES if name not in UNSUPPORTED]
 @pytest.fixture(scope="module", params=["binance", "synth"])
 def loaded(request, tmp_path_factory):
     """(engine, dataset dir, DSN) with the dataset loaded; the binance set is the real recordings."""
-    out = tmp_path_factory.mktemp(request.param)
-    if request.param == "binance":
-        build_binance(out, request.getfixturevalue("binance"))
-    else:
-        build_synth(out, 20_000, seed=5)
     dsn = f"lmdb://{tmp_path_factory.mktemp('arcticdb')}"
-    engine = connect("arcticdb", dsn)
-    engine.create_schema()
-    for table in TABLES:
-        result = engine.load(table, iter_batches(out, table, 7_000))
-        assert result.rows == read_manifest(out)["rows"][table]
+    engine, out = load_dataset("arcticdb", dsn, request.param, request, tmp_path_factory)
     yield engine, out, dsn
     engine.close()
 

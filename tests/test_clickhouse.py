@@ -3,11 +3,11 @@
 import pyarrow.parquet as pq
 import pytest
 
-from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
-from dbbench.engines import connect
+from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
 from dbbench.engines.clickhouse import QUERIES, ClickHouse, render
 from dbbench.queries import compare, default_params, reference
+from tests.conftest import load_dataset
 
 DSN = "chdb://memory"  # chDB allows one path per process: every test here shares it
 
@@ -15,16 +15,7 @@ DSN = "chdb://memory"  # chDB allows one path per process: every test here share
 @pytest.fixture(scope="module", params=["binance", "synth"])
 def loaded(request, tmp_path_factory):
     """(engine, dataset dir) with the dataset loaded; the binance set is the real recordings."""
-    out = tmp_path_factory.mktemp(request.param)
-    if request.param == "binance":
-        build_binance(out, request.getfixturevalue("binance"))
-    else:
-        build_synth(out, 20_000, seed=5)
-    engine = connect("clickhouse", DSN)
-    engine.create_schema()
-    for table in TABLES:
-        result = engine.load(table, iter_batches(out, table, 7_000))
-        assert result.rows == read_manifest(out)["rows"][table]
+    engine, out = load_dataset("clickhouse", DSN, request.param, request, tmp_path_factory)
     yield engine, out
     engine.close()
 

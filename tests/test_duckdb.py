@@ -3,27 +3,19 @@
 import pyarrow.parquet as pq
 import pytest
 
-from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
 from dbbench.engines.duckdb import QUERIES, DuckDB
 from dbbench.queries import compare, default_params, params_for, reference
+from tests.conftest import load_dataset
 
 
 @pytest.fixture(scope="module", params=["binance", "synth"])
 def loaded(request, tmp_path_factory):
     """(engine, dataset dir, DSN) with the dataset loaded; the binance set is the real recordings."""
-    out = tmp_path_factory.mktemp(request.param)
-    if request.param == "binance":
-        build_binance(out, request.getfixturevalue("binance"))
-    else:
-        build_synth(out, 20_000, seed=5)
     dsn = f"duckdb://{tmp_path_factory.mktemp('duckdb') / 'bench.duckdb'}"
-    engine = connect("duckdb", dsn)
-    engine.create_schema()
-    for table in TABLES:
-        result = engine.load(table, iter_batches(out, table, 7_000))
-        assert result.rows == read_manifest(out)["rows"][table]
+    engine, out = load_dataset("duckdb", dsn, request.param, request, tmp_path_factory)
     yield engine, out, dsn
     engine.close()
 
