@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import signal
 from pathlib import Path
 
 import orjson
@@ -235,3 +236,27 @@ def test_server_stopped_mid_load_names_engine_table_and_rows(binance_data: Path,
     loaded = int(re.search(r"failed: ([\d,]+) rows", str(err.value)).group(1).replace(",", ""))
     assert loaded in range(5_000 * (stop - POSTS_AHEAD), 5_000 * stop + 1, 5_000)  # the posts that had answered
     engine.close()
+
+
+def test_server_killed_before_a_query_names_the_query_and_the_next_run_starts_clean(binance_data: Path,
+                                                                                    tmp_path: Path):
+    if servers.available()["influxdb"]:
+        pytest.skip(servers.available()["influxdb"])
+    params = queries.default_params(binance_data)
+    try:
+        for attempt in ("killed", "next run"):
+            server = servers.up(["influxdb"], tmp_path)["influxdb"]  # a dead server is replaced by a fresh one
+            engine = InfluxDB(server.dsn, retries=1, backoff_s=0.05)
+            engine.create_schema()
+            for table in TABLES:
+                engine.load(table, _batches(binance_data, table, 20_000))
+            if attempt == "killed":
+                os.kill(server.pid, signal.SIGKILL)  # a crash or an OOM kill: no shutdown
+                with pytest.raises(EngineError, match=r"^influxdb: (query vwap|loaded tables) failed: .*Connection"):
+                    engine.query("vwap", params)
+            else:
+                answer = engine.query("vwap", params)
+                assert queries.compare(answer, queries.reference("vwap", binance_data, params), "vwap").ok
+            engine.close()
+    finally:
+        servers.down(["influxdb"], tmp_path)

@@ -4,6 +4,7 @@ import os
 import signal
 
 import polars as pl
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -190,3 +191,19 @@ def test_server_killed_before_a_query_is_an_engine_error_naming_the_step(doomed)
     os.kill(server.pid, signal.SIGQUIT)  # immediate shutdown: every backend is ended
     with pytest.raises(EngineError, match=f"^{engine.name}: query vwap failed:"):
         engine.query("vwap", default_params(data))
+
+
+def test_a_dropped_connection_is_an_engine_error_and_a_new_connection_answers(doomed):
+    server, engine, data = doomed
+    for table in TABLES:
+        engine.load(table, iter_batches(data, table, 50_000))
+    with psycopg.connect(server.dsn, autocommit=True) as admin:  # as a DBA or a failover would
+        admin.execute("SELECT pg_terminate_backend(%s)", (engine.conn.info.backend_pid,))
+    with pytest.raises(EngineError, match=f"^{engine.name}: query vwap failed:"):
+        engine.query("vwap", default_params(data))
+    again = TimescaleDB(server.dsn)  # the load was verified before the drop: nothing to redo
+    try:
+        params = default_params(data)
+        assert compare(again.query("vwap", params), reference("vwap", data, params), "vwap").ok
+    finally:
+        again.close()
