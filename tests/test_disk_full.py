@@ -65,3 +65,32 @@ def test_postgresql_out_of_disk_mid_load_is_a_named_failure_and_the_next_run_sta
         assert all(q["valid"] and q["verdict"].startswith("correct") for q in res["queries"].values()), res["queries"]
     finally:
         servers.stop(server)
+
+
+def test_influxdb_out_of_disk_mid_load_is_a_named_failure_and_the_next_run_starts_clean(tmp_path, small_disk):
+    reason = servers.available()["influxdb"]
+    if reason:
+        pytest.skip(f"no scratch InfluxDB can start: {reason}")
+    data = tmp_path / "ds"
+    build_synth(data, 1_500_000, seed=5)
+    server = servers.up(["influxdb"], small_disk / "run")["influxdb"]
+    try:
+        assert Path(server.data_dir).is_relative_to(small_disk)
+        free = os.statvfs(small_disk)
+        filler = small_disk / "filler"  # InfluxDB's compressed load would fit in 160 MB: leave it 16 MB
+        filler.write_bytes(bytes(free.f_bavail * free.f_frsize - 16 * 2**20))
+        config = RunConfig(data=data, engines=["influxdb"], dsns={"influxdb": server.dsn},
+                           queries=["vwap", "last_quote"], repeat=1, warmup=0)
+        res = run(config)["engines"]["influxdb"]
+        assert res["status"] == "failed"
+        failure = res["failures"][0]
+        assert failure["step"].startswith("load ") and "no space left on device" in failure["error"].lower()
+        assert not any(load["valid"] for load in res["load"])
+        assert all(not q["valid"] for q in res["queries"].values())
+
+        filler.unlink()
+        res = run(config)["engines"]["influxdb"]
+        assert res["status"] == "ok", res.get("reason")
+        assert all(q["valid"] and q["verdict"].startswith("correct") for q in res["queries"].values()), res["queries"]
+    finally:
+        servers.down(["influxdb"], small_disk / "run")
