@@ -104,3 +104,22 @@ def test_run_refuses_an_unwritable_results_file_before_any_work(workdir):
 def test_run_names_an_unknown_query_as_a_usage_error(workdir):
     done = dbbench("run", "--engines", "clickhouse", "--data", "ds", "--queries", "vwap,foo", cwd=workdir)
     assert done.returncode == 2 and "unknown queries ['foo']" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("secret", ["a/b@c:d%e'f", 'say"hi"'])
+def test_no_password_from_the_environment_reaches_errors_results_or_reports(workdir, secret):
+    dsn = f"postgresql://bench:{secret}@127.0.0.1:1/db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "DBBENCH_TIMESCALEDB_DSN": dsn}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "dbbench.cli", *args], cwd=workdir, env=env,
+                              capture_output=True, text=True, check=False)
+
+    done = run("load", "--engine", "timescaledb", "--data", "ds", "--debug")  # tracebacks too
+    assert done.returncode == 4 and secret not in done.stdout + done.stderr and "bench:***@" in done.stderr
+    done = run("run", "--engines", "timescaledb", "--data", "ds", "--out", "env.json")
+    assert done.returncode == 0 and secret not in done.stdout + done.stderr
+    done = run("report", "env.json", "--out", "env-report")
+    assert done.returncode == 0, done.stderr
+    written = [p.read_text() for p in [workdir / "env.json", *(workdir / "env-report").iterdir()]]
+    assert not [text for text in written if secret in text]
