@@ -86,10 +86,13 @@ except ImportError:
 
 # --- sequencing: Binance's procedure for keeping a local book in sync --------------------------
 # event states (forward pass)
-S_APPLIED, S_STALE, S_DUPLICATE, S_BUFFERED, S_GAP, S_UNSYNCED, S_SNAPSHOT, S_SNAPSHOT_UNUSED = (
-    range(8)
+S_APPLIED, S_STALE, S_DUPLICATE, S_BUFFERED, S_GAP, S_UNSYNCED, S_SNAPSHOT, S_SNAPSHOT_UNUSED, S_FOREIGN = (
+    range(9)
 )
 A_SYNCED, A_UNSYNCED, A_GAP, A_STALE, A_DUPLICATE = range(5)
+# A REST snapshot runs ahead of the diffs received with it by seconds of updates (thousands of ids
+# on BTC-USDT); one a million ids past every diff of the recording belongs to another book.
+FOREIGN_MARGIN = 1_000_000
 
 
 @njit(cache=True)
@@ -113,6 +116,17 @@ def _step(first, last, prev, futures, synced, awaiting, cur):
 
 
 @njit(cache=True)
+def _fits_stream(i, is_snap, first, last, target):
+    """1 when the first later diff that reaches update id `target` starts at or before it (a
+    snapshot of this book is met by the stream that way), 0 when the stream jumps over it (not
+    ours), -1 when no later diff reaches it."""
+    for j in range(i + 1, is_snap.size):
+        if not is_snap[j] and last[j] >= target:
+            return 1 if first[j] <= target else 0
+    return -1
+
+
+@njit(cache=True)
 def _sequence(is_snap, first, last, prev, futures):
     """Decide, in receive order, which events are applied in which order.
 
@@ -133,10 +147,21 @@ def _sequence(is_snap, first, last, prev, futures):
     awaiting = False
     cur = 0
     pending = 0  # receive index from which diffs were not applied in sync
+    top_id = 0
+    for j in range(n):
+        if not is_snap[j]:
+            top_id = max(top_id, last[j])
     for i in range(n):
         if is_snap[i]:
             if synced and last[i] <= cur:
                 state[i] = S_SNAPSHOT_UNUSED  # already in sync and ahead of it
+                continue
+            fits = _fits_stream(i, is_snap, first, last, last[i] + (0 if futures else 1)) if synced else 1
+            if fits == 0 and not awaiting:
+                state[i] = S_FOREIGN  # the live diffs skip its id: another book's (e.g. another symbol's)
+                continue
+            if fits == -1:  # no later diff reaches it: far beyond every id of the stream, it is not ours
+                state[i] = S_FOREIGN if last[i] > top_id + FOREIGN_MARGIN else S_SNAPSHOT_UNUSED
                 continue
             state[i] = S_SNAPSHOT
             have_book, synced, awaiting, cur = True, True, True, last[i]
@@ -477,6 +502,7 @@ def book_frame_from(
     parsed.quarantine_lines(
         quarantine, "duplicate_or_out_of_order_id", events[state == S_DUPLICATE]
     )
+    parsed.quarantine_lines(quarantine, "foreign_snapshot", events[state == S_FOREIGN])
     lines = events[order]
     arrays = rebuild_book(
         parsed.lv_start,

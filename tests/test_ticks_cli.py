@@ -194,3 +194,20 @@ def test_json_with_spaces_after_the_colons_is_read_like_compact_json(tmp_path):
     result = runner.invoke(app, ["trades", str(recording), "--out", str(tmp_path / "t.parquet"), "--json"])
     summary = _json(result)
     assert summary["rows"] == 1 and summary["symbol"] == "btcusdt" and summary["skipped_streams"] == {}
+
+
+def test_a_snapshot_of_another_book_mid_file_is_quarantined_not_applied(tmp_path, binance):
+    lines = gzip.decompress(binance["spot"][0].read_bytes()).split(b"\n")
+    middle = next(i for i in range(len(lines) // 2, len(lines)) if b"@depth" in lines[i])
+    stamp = lines[middle].split(b" ", 1)[0]
+    last_id = max(orjson.loads(line.split(b" ", 1)[1])["data"]["u"] for line in lines if b"@depth" in line)
+    foreign = {"lastUpdateId": last_id + 10**9, "bids": [["0.7801", "1200"]], "asks": [["0.7802", "900"]]}
+    lines.insert(middle, stamp + b" " + orjson.dumps(foreign))  # e.g. NEXOUSDT's, with ids this stream never reaches
+    recording = tmp_path / "spot_btcusdt_20240808.gz"
+    recording.write_bytes(gzip.compress(b"\n".join(lines), compresslevel=1))
+    out = tmp_path / "book.parquet"
+    summary = _json(runner.invoke(app, ["book", str(recording), "--out", str(out), "--json"]))
+    assert summary["bad_lines"] == {"foreign_snapshot": 1} and summary["gaps"] == 0
+    assert summary["out_of_sync_rows"] == 0 and summary["ticker_agreement"] >= 0.999
+    quarantined = orjson.loads((tmp_path / "book.quarantine.jsonl").read_bytes())
+    assert quarantined["kind"] == "foreign_snapshot" and quarantined["line"] == middle + 1
