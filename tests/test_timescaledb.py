@@ -2,13 +2,14 @@
 
 import os
 import signal
+import threading
 
 import polars as pl
 import psycopg
 import pyarrow as pa
 import pytest
 
-from dbbench import servers
+from dbbench import queries, servers
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
@@ -207,3 +208,17 @@ def test_a_dropped_connection_is_an_engine_error_and_a_new_connection_answers(do
         assert compare(again.query("vwap", params), reference("vwap", data, params), "vwap").ok
     finally:
         again.close()
+
+
+def test_server_killed_mid_query_is_an_engine_error_naming_the_query(doomed):
+    server, engine, data = doomed
+    for table in TABLES:
+        engine.load(table, iter_batches(data, table, 50_000))
+    admin = psycopg.connect(server.dsn)
+    admin.execute("LOCK TABLE quotes IN ACCESS EXCLUSIVE MODE")  # the query waits on it: surely running
+    killer = threading.Timer(0.5, os.kill, (server.pid, signal.SIGKILL))  # the postmaster, mid-query
+    killer.start()
+    with pytest.raises(EngineError, match=f"^{engine.name}: query nbbo failed:"):
+        engine.query("nbbo", queries.params_for("nbbo", default_params(data)))
+    killer.join()
+    admin.close()
