@@ -189,6 +189,10 @@ def check_read(files: list[Path], bodies: list[bytes], what: str, header: list[b
         _event(f"{what}: error {str(exc).split(':')[-1][:40]}")
         return
     records = [orjson.loads(x) for x in qpath.read_bytes().splitlines()] if qpath.exists() else []
+    # rows so mangled that most fit a layout of another width: the header is then read (and
+    # quarantined) as a row of that layout, accounted for like any other line
+    header = [h and not any(r["line"] == 1 and Path(r["file"]) == f for r in records)
+              for h, f in zip(header, files)]
     _event(f"{what}: {'rows' if frame.height else 'no rows'}, {'some' if records else 'none'} quarantined")
     for r in records:
         f = files.index(Path(r["file"]))
