@@ -96,8 +96,9 @@ FOREIGN_MARGIN = 1_000_000
 
 
 @njit(cache=True)
-def _step(first, last, prev, futures, synced, awaiting, cur):
-    """One diff against the book state -> (action, synced, awaiting, cur)."""
+def sync_step(first, last, prev, futures, synced, awaiting, cur):
+    """One diff against the book state -> (action, synced, awaiting, cur). The reader and the live
+    recorder (data_loaders.record.Chain) both keep Binance's rules through this one function."""
     d = 0 if futures else 1
     if awaiting:  # first diff after a snapshot with lastUpdateId == cur
         if last < cur + d:
@@ -170,7 +171,7 @@ def _sequence(is_snap, first, last, prev, futures):
             for j in range(pending, i):  # replay the buffered diffs onto the snapshot
                 if is_snap[j]:
                     continue
-                action, synced, awaiting, cur = _step(
+                action, synced, awaiting, cur = sync_step(
                     first[j], last[j], prev[j], futures, synced, awaiting, cur
                 )
                 if state[j] == S_BUFFERED:
@@ -184,7 +185,7 @@ def _sequence(is_snap, first, last, prev, futures):
             continue
         if not have_book:
             continue
-        action, synced, awaiting, cur = _step(
+        action, synced, awaiting, cur = sync_step(
             first[i], last[i], prev[i], futures, synced, awaiting, cur
         )
         if action == A_STALE:

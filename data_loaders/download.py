@@ -11,7 +11,6 @@ so a rerun resumes where the last one stopped. Nothing half-written is ever left
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from data_loaders import binance_csv
-from data_loaders.atomic import IntegrityError, atomic_output, partial_path, publish, verify
+from data_loaders.atomic import IntegrityError, atomic_output, partial_path, publish, sha256, verify
 from data_loaders.quarantine import Quarantine, quarantine_path
 
 BASE_URL = "https://data.binance.vision"
@@ -114,8 +113,7 @@ def fetch(url: str, target: Path, stats: DownloadStats) -> bool:
             if broke or got < length:  # http.client may also return a short body without complaint
                 raise ServerError(f"{url}: the transfer broke off after {got} of {length} bytes; "
                                   "run the same command again to resume it")
-    with open(partial, "rb") as f:
-        found = hashlib.file_digest(f, "sha256").hexdigest()
+    found = sha256(partial)
     if found != expected:
         partial.unlink()
         raise ServerError(f"{url}: sha256 {found[:12]}... does not match the published {expected[:12]}...; "

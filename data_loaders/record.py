@@ -37,6 +37,7 @@ import orjson
 from isal import igzip
 
 from data_loaders.atomic import partial_path, publish
+from data_loaders.binance_ws import A_GAP, sync_step
 
 log = logging.getLogger("ticks.record")
 
@@ -95,21 +96,12 @@ class Chain:
         self.cur, self.awaiting, self.buffer = None, False, []
 
     def _apply(self, first: int, last: int, prev: int) -> bool:
-        """False when the diff breaks the chain."""
+        """False when the diff breaks the chain (a stale or duplicate diff is skipped, as the reader does)."""
         assert self.cur is not None
-        d = 0 if self.futures else 1
-        if self.awaiting:
-            if last < self.cur + d:  # older than the snapshot: dropped
-                return True
-            if first > self.cur + d:
-                return False
-            self.awaiting, self.cur = False, last
-            return True
-        if last <= self.cur:  # a duplicate: the reader skips it
-            return True
-        if (prev != self.cur) if self.futures else (first != self.cur + 1):
+        action, _, awaiting, cur = sync_step(first, last, prev, self.futures, True, self.awaiting, self.cur)
+        if action == A_GAP:
             return False
-        self.cur = last
+        self.awaiting, self.cur = awaiting, cur
         return True
 
     def diff(self, first: int, last: int, prev: int) -> bool:
