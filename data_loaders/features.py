@@ -33,6 +33,8 @@ class FeatureConfig:
     # "log_return" in basis points (x 1e4): the window z-score's +0.01 then no longer swamps it
     return_bp: bool = False
     horizons: tuple[int, ...] = tuple(range(1, 31))
+    # the row clock: "ts", or "local_ts" for a book resampled on receive time (`ticks book --every`)
+    clock: str = "ts"
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Features:
        and far better near zero; the per-window z-score is unchanged by this constant shift.
        Rows that are not valid may hold NaN.
     price: float64 (N,) the absolute target price p (cfg.price) of every row.
-    ts: int64 (N,) UTC ns.  valid: bool (N,) row usable (see build_features).
+    ts: int64 (N,) UTC ns, read from the cfg.clock column.  valid: bool (N,) row usable (see build_features).
     price_ref: float64 constant subtracted from the price-valued columns of x.
     report: row counts: rows, valid, invalid and invalid by reason (INVALID_REASONS).
     """
@@ -73,7 +75,7 @@ def _is_price_column(name: str) -> bool:
 
 def _contract_dtype(column: str, dtype: pl.DataType) -> bool:
     """Whether a book column's type is one the contract allows (a Boolean price is not a number here)."""
-    if column == "ts":
+    if column in ("ts", "local_ts"):
         return dtype.is_integer() or isinstance(dtype, pl.Datetime)
     if column == "in_sync":
         return dtype == pl.Boolean
@@ -99,7 +101,9 @@ def build_features(
     if cfg.include_microprice and cfg.price == "microprice":
         raise ValueError("include_microprice duplicates price='microprice'")
     levels = level_columns(cfg.levels)
-    needed = ["ts", "in_sync", *levels]
+    if cfg.clock not in ("ts", "local_ts"):
+        raise ValueError(f"clock must be 'ts' or 'local_ts', got {cfg.clock!r}")
+    needed = [cfg.clock, "in_sync", *levels]
     schema = book.collect_schema()
     missing = [c for c in needed if c not in schema]
     if missing:
@@ -111,9 +115,9 @@ def build_features(
         raise ValueError(f"book columns of the wrong type: {', '.join(wrong)} (book contract: ts integer ns "
                          "or Datetime, in_sync Boolean, prices and sizes numbers)")
     ts_expr = (
-        pl.col("ts").dt.epoch("ns")
-        if isinstance(schema["ts"], pl.Datetime)
-        else pl.col("ts").cast(pl.Int64)
+        pl.col(cfg.clock).dt.epoch("ns")
+        if isinstance(schema[cfg.clock], pl.Datetime)
+        else pl.col(cfg.clock).cast(pl.Int64)
     )
     book = book.select(
         ts_expr.alias("ts"),
@@ -137,7 +141,7 @@ def build_features(
         chunk = book.slice(lo, stop - lo)
         chunk = chunk.collect() if isinstance(chunk, pl.LazyFrame) else chunk
         if chunk["ts"].null_count():
-            raise ValueError(f"book has null ts in rows {start}..{stop - 1}")
+            raise ValueError(f"book has null {cfg.clock} in rows {start}..{stop - 1}")
         f, p, code = _chunk_features(chunk, cfg)
         k = start - lo  # 1 when the chunk carries the previous row
         if price_ref is None:  # any constant keeps z-scores; a typical price keeps precision

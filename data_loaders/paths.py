@@ -20,3 +20,9 @@ def binance_recordings() -> dict[str, list[Path]]:
         "usdm": [root / "usdm_btcusdt_20240808.gz"],
     }
     return {name: files for name, files in groups.items() if all(f.exists() for f in files)}
+
+
+def nexo_recording() -> list[Path]:
+    """34 hours of spot NEXOUSDT in three files (a thin, large-tick altcoin: long, but not BTC); empty if absent."""
+    files = [shared_data_dir() / "binance" / f"spot_nexousdt_2024072{day}.gz" for day in (3, 4, 5)]
+    return files if all(f.exists() for f in files) else []

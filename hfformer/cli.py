@@ -74,6 +74,10 @@ def evaluate(
     table = result.pop("table")
     if not as_json:
         print_table(table)
+        typer.echo(f"data: {result['market']}", err=True)
+        if result["too_little_data"]:
+            typer.echo("warning: too little data to tell models apart: " + "; ".join(result["too_little_data"]),
+                       err=True)
     print_summary("hfformer evaluate", {**result, "wrote": f"{run}/evaluation.csv,json forecasts/"}, as_json)
 
 
@@ -112,6 +116,45 @@ def export(
     except (*ERRORS, ImportError) as error:
         fail(f"hfformer export: {error}")
     print_summary("hfformer export", fields, as_json)
+
+
+@app.command()
+def walkforward(
+    data: Annotated[Path, typer.Option(help="Book Parquet or directory, on a regular time grid.")],
+    out: Annotated[Path, typer.Option(help="Output directory: fold<k>/ runs and walkforward.csv,json.")],
+    models: Annotated[str, typer.Option(help="Comma-separated models trained in every fold.")] = "naive,lstm,hfformer",
+    every: Annotated[str, typer.Option(help="Test period: 'day' (UTC days) or hours, e.g. '6h'.")] = "day",
+    min_train_hours: Annotated[float, typer.Option(help="Data before the first test period.")] = 1.0,
+    config: Annotated[Path | None, typer.Option(help="TOML config (see hfformer/default.toml).")] = None,
+    overrides: Annotated[list[str] | None,
+                         typer.Option("--set", help="section.key=value (TOML value), repeatable.")] = None,
+    rule: Annotated[list[str] | None,
+                    typer.Option("--rule", help="Backtest rule key=value, as `hfformer backtest --set` "
+                                 "(fees=spot|usdm|paper; default spot).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Block-bootstrap resamples for the 95% intervals.")] = 200,
+    as_json: JSON = False,
+) -> None:
+    """Walk-forward: per test period, train on everything before it, then evaluate and backtest."""
+    from hfformer.backtest import config_from_overrides
+    from hfformer.config import load_config
+    from hfformer.walkforward import print_folds
+    from hfformer.walkforward import walkforward as run_walkforward
+
+    try:
+        cfg = load_config(config, list(overrides or []))
+        rule_config = config_from_overrides(list(rule or []))
+    except ERRORS as error:
+        fail(f"hfformer walkforward: settings: {error}", USAGE)
+    try:
+        result = run_walkforward(data, out, [m.strip() for m in models.split(",") if m.strip()], cfg,
+                                 every=every, min_train_hours=min_train_hours, backtest_config=rule_config,
+                                 n_boot=bootstrap, progress=lambda line: typer.echo(line, err=True))
+    except ERRORS as error:
+        fail(f"hfformer walkforward: {error}")
+    table = result.pop("table")
+    if not as_json:
+        print_folds(table, result["market"])
+    print_summary("hfformer walkforward", result, as_json)
 
 
 # `hfformer backtest` and `hfformer report` live in hfformer/analysis_cli.py.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class DataConfig:
     window: int = 100
     fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     gap: int = 130  # rows dropped before each split cut: window + max horizon keeps parts disjoint
+    test_start: str = ""  # ISO UTC time: walk-forward test from here (learn only from rows before)
+    test_end: str = ""  # ISO UTC time: end of the walk-forward test period ("" = end of data)
 
 
 @dataclass
@@ -189,12 +192,29 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a TOML file: {exc}") from None
 
 
+def utc_ns(text: str) -> int:
+    """UTC nanoseconds of an ISO 8601 time ("2024-07-24", "2024-07-24T06:00:00Z"); naive means UTC."""
+    when = datetime.fromisoformat(text)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
+def _is_time(text: str) -> bool:
+    try:
+        utc_ns(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 # Ranges of the numeric settings: (section.key, holds, what it must be). Checked when a config is
 # loaded, so a bad value is named before any work (not a crash mid-training).
 RANGES: tuple[tuple[str, Any, str], ...] = (
     ("data.levels", lambda v: v >= 1, ">= 1"),
     ("data.window", lambda v: v >= 1, ">= 1"),
     ("data.gap", lambda v: v >= 0, ">= 0"),
+    ("data.test_start", lambda v: v == "" or _is_time(v), "an ISO 8601 UTC time, or empty"),
+    ("data.test_end", lambda v: v == "" or _is_time(v), "an ISO 8601 UTC time, or empty"),
     ("data.fractions", lambda v: len(v) == 3 and min(v) > 0 and sum(v) <= 1 + 1e-9,
      "three positive train/validation/test fractions summing to at most 1"),
     ("model.quantiles", lambda v: bool(v) and all(0 < q < 1 for q in v) and v == sorted(set(v)),

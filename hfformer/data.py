@@ -22,10 +22,14 @@ from data_loaders.features import (
     target_scale,
 )
 from data_loaders.windows import Split, WindowDataset, time_split, valid_window_ends
-from hfformer.config import DataConfig
+from hfformer.config import DataConfig, utc_ns
 
 BOOK_COLUMNS = ["bid_px_1", "ask_px_1", "bid_qty_1", "ask_qty_1"]
+GRID_SHARE = 0.99  # share of steps that must equal the grid step; the rest are gaps, counted
 PARTS = ("train", "val", "test", "all")
+# Below either, a split is too small to tell models apart: the block bootstrap has too few blocks
+# of correlated windows, and an hour of one market's life is one regime.
+MIN_WINDOWS, MIN_HOURS = 10_000, 1.0
 
 
 @dataclass
@@ -39,6 +43,15 @@ class Prepared:
     cfg: DataConfig
     scaling: TrainScaling | None  # data.size_norm = "train": fitted on this data's training rows
     inputs: np.ndarray  # (N, F) float32 what the models' windows are cut from: x, or scaling.inputs(x)
+    grid: Grid  # the rows' clock and step
+
+    def span_hours(self, part: str) -> float:
+        """Hours a part covers, from its first forecast to its last realised target (0 when empty)."""
+        ends = self.ends[part]
+        if ends.size == 0:
+            return 0.0
+        last = self.features.ts[ends[-1] + max(self.cfg.horizons)]
+        return float(last - self.features.ts[ends[0]] + self.grid.step_ns) / 3.6e12
 
     def dataset(self, part: str) -> WindowDataset:
         zscore = None if self.scaling is None else self.scaling.zscore_mask()
@@ -63,11 +76,47 @@ def resolve_inputs(path: Path) -> tuple[list[Path], Path | None]:
     return files, None
 
 
-def feature_config(cfg: DataConfig) -> FeatureConfig:
+def feature_config(cfg: DataConfig, clock: str = "ts") -> FeatureConfig:
     return FeatureConfig(levels=cfg.levels, price=cfg.price, include_ofi=cfg.include_ofi,
                          include_microprice=cfg.include_microprice,
                          include_imbalance=cfg.include_imbalance, return_bp=cfg.return_bp,
-                         horizons=tuple(cfg.horizons))
+                         horizons=tuple(cfg.horizons), clock=clock)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The regular time grid the rows lie on: horizons count rows, so a row must mean a fixed step."""
+
+    clock: str  # "ts" (e.g. the synthetic market) or "local_ts" (`ticks book --every` resamples on it)
+    step_ns: int
+
+
+def find_grid(book: pl.LazyFrame, source: Path) -> Grid:
+    """The clock column whose steps are (almost all) one constant: ts first, then local_ts.
+
+    A book with one row per update is on no grid; its horizons would mean different times.
+    """
+    schema = book.collect_schema()
+    seen = []
+    for clock in ("ts", "local_ts"):
+        if clock not in schema:
+            continue
+        steps = (book.select(pl.col(clock).cast(pl.Int64).diff().alias("d")).drop_nulls()
+                 .group_by("d").len().sort("len", descending=True).collect())
+        if steps.height == 0:
+            continue
+        step, count = steps.row(0)
+        share = count / steps["len"].sum()
+        if step > 0 and share >= GRID_SHARE:
+            return Grid(clock, int(step))
+        seen.append(f"{clock}: {share:.1%} of steps are {step / 1e6:g} ms")
+    raise ValueError(f"{source}: the rows are not on a regular time grid ({'; '.join(seen) or 'no clock'}), "
+                     "so a horizon in rows is no fixed time: resample it (ticks book --every 100ms)")
+
+
+def grid_breaks(ts: np.ndarray, step_ns: int) -> np.ndarray:
+    """Rows whose distance to the previous row is not one grid step (a gap, or a jump back)."""
+    return np.flatnonzero(np.diff(ts) != step_ns) + 1
 
 
 def load_oracle(path: Path, ts: np.ndarray, horizons: list[int]) -> np.ndarray:
@@ -88,10 +137,14 @@ def prepare(path: Path, cfg: DataConfig) -> Prepared:
     for file in files:
         verify(file)
     lazy = pl.concat([pl.scan_parquet(f) for f in files], how="vertical_relaxed")
+    grid = find_grid(lazy, path)
     try:
-        feats = build_features(lazy, feature_config(cfg))
+        feats = build_features(lazy, feature_config(cfg, grid.clock))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+    breaks = grid_breaks(feats.ts, grid.step_ns)  # no window or horizon reaches across a gap
+    feats.valid[breaks] = False
+    feats.report["grid_gap"] = int(breaks.size)
     book = lazy.select(BOOK_COLUMNS).collect()
     book = book.insert_column(0, pl.Series("ts", feats.ts))
     if len(files) > 1:  # windows never span two separately recorded files
@@ -103,14 +156,36 @@ def prepare(path: Path, cfg: DataConfig) -> Prepared:
     if ends.size == 0:
         raise ValueError(f"{path}: no complete windows ({feats.report}); need > window + max horizon "
                          f"= {cfg.window + max(cfg.horizons)} consecutive valid rows")
-    split: Split = time_split(ends, feats.x.shape[0], tuple(cfg.fractions), gap=cfg.gap)
+    if cfg.test_start:
+        split = forward_split(ends, feats.ts, cfg)
+    else:
+        split = time_split(ends, feats.x.shape[0], tuple(cfg.fractions), gap=cfg.gap)
     parts = {"train": split.train, "val": split.val, "test": split.test, "all": ends}
     oracle = load_oracle(oracle_path, feats.ts, cfg.horizons) if oracle_path is not None else None
     scaling, inputs = None, feats.x
     if cfg.size_norm == "train":
         scaling = TrainScaling.fit(feats.x, feats.names, training_rows(feats.valid, split.train))
         inputs = scaling.inputs(feats.x)
-    return Prepared(feats, y, parts, book, oracle, files, cfg, scaling, inputs)
+    return Prepared(feats, y, parts, book, oracle, files, cfg, scaling, inputs, grid)
+
+
+def forward_split(ends: np.ndarray, ts: np.ndarray, cfg: DataConfig) -> Split:
+    """Walk-forward: test on [test_start, test_end) and learn only from what came before.
+
+    Train and validation come from the rows before test_start, in the proportion
+    fractions[0] : fractions[1] (validation last); test windows end at or after test_start and
+    their targets end before test_end. Parts stay `gap` rows apart, as in time_split.
+    """
+    if np.any(np.diff(ts) < 0):
+        raise ValueError("a walk-forward split needs rows in time order; the clock goes backwards")
+    cut = int(np.searchsorted(ts, utc_ns(cfg.test_start)))
+    stop = int(np.searchsorted(ts, utc_ns(cfg.test_end))) if cfg.test_end else ts.size
+    if cut == 0 or cut >= stop:
+        raise ValueError(f"test_start {cfg.test_start} leaves no rows before it or none in the test period")
+    f0, f1 = cfg.fractions[0], cfg.fractions[1]
+    before = time_split(ends[ends < cut], cut, (f0 / (f0 + f1), f1 / (f0 + f1), 0.0), gap=cfg.gap)
+    test = ends[(ends >= cut) & (ends + max(cfg.horizons) < stop)]
+    return Split(train=before.train, val=before.val, test=test)
 
 
 def training_rows(valid: np.ndarray, train_ends: np.ndarray) -> np.ndarray:
@@ -119,3 +194,34 @@ def training_rows(valid: np.ndarray, train_ends: np.ndarray) -> np.ndarray:
     if train_ends.size == 0:
         raise ValueError("data.size_norm = 'train' needs a non-empty training split")
     return np.flatnonzero(valid[: int(train_ends.max()) + 1])
+
+
+def data_warnings(prep: Prepared) -> list[str]:
+    """The parts with too little data to tell models apart (fewer than MIN_WINDOWS windows or
+    spanning less than MIN_HOURS), each as "part: N windows over H h"."""
+    small = []
+    for part in ("train", "val", "test"):
+        windows, hours = prep.ends[part].size, prep.span_hours(part)
+        if windows < MIN_WINDOWS or hours < MIN_HOURS:
+            small.append(f"{part}: {windows:,} windows over {hours:.2f} h")
+    return small
+
+
+def describe_market(prep: Prepared) -> str:
+    """What the data is, for every table on it: instrument, venue, and how coarse its tick is.
+
+    A forecast of a thin, large-tick altcoin says little about BTC-USDT: the label says so."""
+    meta = pl.read_parquet_metadata(prep.sources[0])
+    symbol = meta.get("symbol", "unknown symbol").upper()
+    venue = meta.get("venue") or meta.get("market") or "unknown venue"
+    bid = prep.book["bid_px_1"].drop_nulls().to_numpy()
+    steps = np.abs(np.diff(bid))
+    tick = float(steps[steps > 0].min()) if (steps > 0).any() else float("nan")
+    tick_bp = tick / float(np.median(bid)) * 1e4
+    mid = (prep.book["bid_px_1"] + prep.book["ask_px_1"]).to_numpy() / 2
+    still = float(np.mean(np.diff(mid[np.isfinite(mid)]) == 0))
+    label = (f"{symbol} {venue}: tick {tick:g} = {tick_bp:.2g} bp of price, mid unchanged over "
+             f"{still:.0%} of {prep.grid.step_ns / 1e6:g} ms steps")
+    if symbol != "BTCUSDT":
+        label += " (not BTC-USDT" + (": a large-tick market)" if tick_bp >= 1 else ")")
+    return label

@@ -34,7 +34,7 @@ from rich.table import Table
 from data_loaders.atomic import atomic_output, write_bytes
 from hfformer.bootstrap import block_sums, bootstrap_counts
 from hfformer.config import PAPER_HORIZONS, read_run_config
-from hfformer.data import prepare
+from hfformer.data import data_warnings, describe_market, prepare
 from hfformer.predict import Forecaster, frame
 
 METRICS = ("sign_acc", "r2", "mse", "pinball", "coverage80")
@@ -139,8 +139,9 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
             records.append(rec)
     table = pl.DataFrame(records)
     write_bytes(run_dir / "evaluation.csv", table.write_csv().encode())
-    summary = {"run": str(run_dir), "data": str(data), "split": "test", "windows": int(ends.size),
-               "models": models, "bootstrap": {"resamples": n_boot, "block_windows": block, "seed": seed}}
+    summary = {"run": str(run_dir), "data": str(data), "market": describe_market(prep), "split": "test",
+               "windows": int(ends.size), "too_little_data": data_warnings(prep), "models": models,
+               "bootstrap": {"resamples": n_boot, "block_windows": block, "seed": seed}}
     write_bytes(run_dir / "evaluation.json",
                 orjson.dumps({**summary, "metrics": records}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return {**summary, "seconds": round(time.perf_counter() - started, 3), "table": table}

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import orjson
 import polars as pl
 
 from data_loaders.atomic import atomic_output, checked, write_bytes
@@ -391,6 +392,7 @@ class RunData:
     frames: dict[str, pl.DataFrame]  # model -> test forecasts
     curves: dict[str, pl.DataFrame]  # model -> training metrics
     evaluation: pl.DataFrame | None
+    evaluation_summary: dict  # evaluation.json without its metrics ({} when absent)
     backtest: tuple[dict, pl.DataFrame] | None  # backtest.json payload, bars of every model
     config_text: str | None
     missing: list[str]
@@ -411,6 +413,9 @@ def read_run(run_dir: Path) -> RunData:
     curves = {p.parent.name: c for p in metrics if (c := read_metrics(p)).height}
     evaluation_csv, config_toml = run_dir / "evaluation.csv", run_dir / "config.toml"
     evaluation = pl.read_csv(evaluation_csv) if evaluation_csv.exists() else None
+    evaluation_json = run_dir / "evaluation.json"
+    evaluation_summary = orjson.loads(evaluation_json.read_bytes()) if evaluation_json.exists() else {}
+    evaluation_summary.pop("metrics", None)
     missing, backtest = [], None
     if not (run_dir / "backtest.parquet").exists() and frames:
         try:
@@ -422,7 +427,7 @@ def read_run(run_dir: Path) -> RunData:
     elif not frames:
         missing.append("backtest: no RUN/backtest.parquet and no forecasts")
     config_text = config_toml.read_text() if config_toml.exists() else None
-    return RunData(frames, curves, evaluation, backtest, config_text, missing)
+    return RunData(frames, curves, evaluation, evaluation_summary, backtest, config_text, missing)
 
 
 def report_sections(run: RunData, out_dir: Path) -> list[Section]:
@@ -441,6 +446,11 @@ def report_sections(run: RunData, out_dir: Path) -> list[Section]:
             "Marks: the paper's published HFformer and LSTM results. Table: the paper's "
             "horizons; all horizons are in evaluation.csv."
         )
+        if "market" in run.evaluation_summary:
+            text = f"Data: {run.evaluation_summary['market']}. " + text
+        if run.evaluation_summary.get("too_little_data"):
+            text += (" Warning: too little data to tell models apart ("
+                     + "; ".join(run.evaluation_summary["too_little_data"]) + ").")
         table = evaluation_table(run.evaluation)
         sections.append(Section("Forecast accuracy on the test split", text, "accuracy.png", table))
     else:

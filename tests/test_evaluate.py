@@ -121,6 +121,11 @@ def test_cli_evaluate_prints_the_table(run):
     result = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(data), "--bootstrap", "20"])
     assert result.exit_code == 0, result.output
     assert "oracle" in result.output and "hfformer evaluate:" in result.output
+    # 4 minutes of data: the table comes with what the data is and the warning that it is too little
+    assert "data: BTCUSDT synthetic" in result.output
+    assert "too little data to tell models apart: train:" in result.output
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["market"].startswith("BTCUSDT synthetic") and len(saved["too_little_data"]) == 3
 
 
 def _corrupt(path, how):

@@ -1,5 +1,6 @@
 """Report on a small hand-built run directory: files, offline HTML, models, headless Chromium."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -80,6 +81,9 @@ def run_dir(tmp_path_factory):
                 }
             )
     pl.DataFrame(rows).write_csv(run / "evaluation.csv")
+    (run / "evaluation.json").write_text(json.dumps({
+        "market": "NEXOUSDT spot: tick 0.001 = 8.3 bp of price (not BTC-USDT: a large-tick market)",
+        "too_little_data": ["test: 946 windows over 0.03 h"], "metrics": rows}))
     for model in ("hfformer", "lstm"):
         (run / model).mkdir()
         steps = np.arange(1, 61) * 50
@@ -117,6 +121,9 @@ def test_report_files_offline_and_every_model(run_dir):
     for model in files.models:
         assert f"<td>{model}</td>" in page and f"| {model} |" in markdown
     assert "![Backtest](pnl.png)" in markdown and "| model | h | sign_acc |" in markdown
+    # what the data is and the small-data warning stand beside the accuracy table
+    assert "Data: NEXOUSDT spot: tick 0.001 = 8.3 bp of price (not BTC-USDT" in markdown
+    assert "too little data to tell models apart (test: 946 windows over 0.03 h)" in markdown
     assert (run_dir / "backtest.json").exists()  # the report ran the default backtest
 
 
