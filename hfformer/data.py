@@ -221,7 +221,7 @@ def describe_market(prep: Prepared) -> str:
     mid = (prep.book["bid_px_1"] + prep.book["ask_px_1"]).to_numpy() / 2
     still = float(np.mean(np.diff(mid[np.isfinite(mid)]) == 0))
     label = (f"{symbol} {venue}: tick {tick:g} = {tick_bp:.2g} bp of price, mid unchanged over "
-             f"{still:.0%} of {prep.grid.step_ns / 1e6:g} ms steps")
+             f"{still:.1%} of {prep.grid.step_ns / 1e6:g} ms steps")
     if symbol != "BTCUSDT":
         label += " (not BTC-USDT" + (": a large-tick market)" if tick_bp >= 1 else ")")
     return label
