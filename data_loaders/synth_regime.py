@@ -56,17 +56,17 @@ class RegimeParams:
     """Model constants, one entry per regime where a tuple; written to every file's metadata."""
 
     price0: float = 60_000.0
-    duration: tuple[float, ...] = (600.0, 400.0, 300.0)  # mean steps in each regime
+    duration: tuple[float, ...] = (300.0, 200.0, 150.0)  # mean steps in each regime
     base_rate: tuple[float, ...] = (0.3, 0.4, 0.15)  # mu: trades per step per side, unexcited
     excite: tuple[float, ...] = (0.2, 0.4, 0.35)  # a: intensity per unit of excitation
     decay: float = 0.5  # b: excitation kept per step
-    impact: tuple[float, ...] = (0.4e-4, 0.15e-4, 1.2e-4)  # c: log move per net trade at depth e^m
-    noise: tuple[float, ...] = (0.5e-4, 0.6e-4, 1.5e-4)  # sigma: rms of the other moves per step
+    impact: tuple[float, ...] = (0.4e-4, 0.05e-4, 1.2e-4)  # c: log move per net trade at depth e^m
+    noise: tuple[float, ...] = (1e-4, 1e-4, 2e-4)  # sigma: rms of the other moves per step
     wide_prob: tuple[float, ...] = (0.01, 0.01, 0.15)  # chance of a wide spread
     t_dof: float = 5.0
     touch_median: float = 1.5  # e^m: median level-1 total size, BTC
     touch_sigma: float = 0.8  # q_sd: stationary std of l
-    touch_rho: float = 0.95  # rho_q per step
+    touch_rho: float = 0.8  # rho_q per step
     impact_alpha: float = 1.0  # g = (Q / e^m)^-alpha
     flow_kappa: float = 0.45  # log-size lean of levels 2..N at tanh(D / flow_scale) = 1
     flow_scale: float = 3.0
@@ -136,11 +136,61 @@ def queue_factors(log_depth: np.ndarray, p: RegimeParams = REGIME_PARAMS) -> np.
     return np.exp(-al * np.outer(dev, rho_j) + 0.5 * (al * p.touch_sigma) ** 2 * (1.0 - rho_j**2))
 
 
-def forecasts(flow: np.ndarray, log_depth: np.ndarray, belief: np.ndarray,
+def forecasts(flow: np.ndarray, factors: np.ndarray, belief: np.ndarray,
               p: RegimeParams = REGIME_PARAMS) -> np.ndarray:
-    """(n, len(HORIZONS)) E[x[t+h] - x[t]] given D[t], l[t] and a belief (n, K) over z[t]."""
-    steps = queue_factors(log_depth, p) * (belief @ regime_weights(p).T)
+    """(n, len(HORIZONS)) E[x[t+h] - x[t]] given D[t], the queue factors (n, max horizon) of l[t]
+    and a belief (n, K) over z[t]: one-hot for the oracle, the filter's for the ceiling."""
+    steps = factors * (belief @ regime_weights(p).T)
     return flow[:, None] * np.cumsum(steps, axis=1)[:, np.asarray(HORIZONS) - 1]
+
+
+@dataclass
+class RegimeState:
+    """Values of the current row for k independent paths (arrays of shape (k,)): regime z,
+    excitations E+ and E-, log price x, log level-1 depth l."""
+
+    z: np.ndarray
+    e_buy: np.ndarray
+    e_sell: np.ndarray
+    x: np.ndarray
+    l: np.ndarray
+
+
+@dataclass
+class Latent:
+    """Rows of k latent paths, each (n, k): the state of each row and the trades of its step;
+    x_end (k,): the log price of row n (the last step's return needs it)."""
+
+    z: np.ndarray
+    e_buy: np.ndarray
+    e_sell: np.ndarray
+    x: np.ndarray
+    l: np.ndarray
+    buys: np.ndarray
+    sells: np.ndarray
+    x_end: np.ndarray
+
+
+def regime_streams(seed_seq: np.random.SeedSequence) -> list[np.random.Generator]:
+    """The latent path's random streams: regime moves, buys, sells, price noise, depth noise."""
+    return [np.random.default_rng(child) for child in seed_seq.spawn(5)]
+
+
+def simulate_regime(state: RegimeState, streams: list[np.random.Generator], n: int,
+                    p: RegimeParams = REGIME_PARAMS) -> tuple[Latent, RegimeState]:
+    """n rows of k paths starting at `state`; returns them and the state of row n."""
+    k = state.x.shape[0]
+    cum = np.cumsum(transition_matrix(p), axis=1)
+    cum[:, -1] = 1.0
+    eps = streams[3].standard_t(p.t_dof, (n, k)) * np.sqrt((p.t_dof - 2.0) / p.t_dof)
+    out = _simulate(
+        state.z.astype(np.int64), state.e_buy.astype(np.float64), state.e_sell.astype(np.float64),
+        state.x.astype(np.float64), state.l.astype(np.float64), streams[0].random((n, k)),
+        streams[1].random((n, k)), streams[2].random((n, k)), eps, streams[4].standard_normal((n, k)),
+        cum, np.asarray(p.base_rate), np.asarray(p.excite), p.decay, np.asarray(p.impact),
+        np.asarray(p.noise), np.log(p.touch_median), p.touch_rho,
+        p.touch_sigma * np.sqrt(1.0 - p.touch_rho**2), p.impact_alpha)
+    return Latent(*out[:7], x_end=out[10].copy()), RegimeState(*out[7:])
 
 
 @numba.njit(cache=True)
@@ -158,23 +208,25 @@ def _poisson(u: float, lam: float) -> int:
 @numba.njit(cache=True)
 def _simulate(z, e_buy, e_sell, x, l, u_regime, u_buy, u_sell, eps, xi, cum_p,
               mu, a, b, c, sigma, m, rho_q, innov_q, alpha):  # fmt: skip
-    """Rows of the latent path from the state of row 0; returns them and the state of row n."""
-    n = u_regime.shape[0]
-    zs = np.empty(n, np.int64)
-    eb, es, xs, ls = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    nb, ns = np.empty(n, np.int64), np.empty(n, np.int64)
+    """The model's recursion for k paths (state arrays (k,), draws (n, k)); the rows and row n."""
+    n, k = u_regime.shape
+    zs, nb, ns = np.empty((n, k), np.int64), np.empty((n, k), np.int64), np.empty((n, k), np.int64)
+    eb, es, xs, ls = np.empty((n, k)), np.empty((n, k)), np.empty((n, k)), np.empty((n, k))
+    z, e_buy, e_sell, x, l = z.copy(), e_buy.copy(), e_sell.copy(), x.copy(), l.copy()
     for t in range(n):
-        zs[t], eb[t], es[t], xs[t], ls[t] = z, e_buy, e_sell, x, l
-        nb[t] = _poisson(u_buy[t], mu[z] + a[z] * e_buy)
-        ns[t] = _poisson(u_sell[t], mu[z] + a[z] * e_sell)
-        x += c[z] * math.exp(-alpha * (l - m)) * (nb[t] - ns[t]) + sigma[z] * eps[t]
-        e_buy = b * e_buy + nb[t]
-        e_sell = b * e_sell + ns[t]
-        l = m + rho_q * (l - m) + innov_q * xi[t]
-        nxt = 0
-        while u_regime[t] > cum_p[z, nxt]:
-            nxt += 1
-        z = nxt
+        for i in range(k):
+            r = z[i]
+            zs[t, i], eb[t, i], es[t, i], xs[t, i], ls[t, i] = r, e_buy[i], e_sell[i], x[i], l[i]
+            nb[t, i] = _poisson(u_buy[t, i], mu[r] + a[r] * e_buy[i])
+            ns[t, i] = _poisson(u_sell[t, i], mu[r] + a[r] * e_sell[i])
+            x[i] += c[r] * math.exp(-alpha * (l[i] - m)) * (nb[t, i] - ns[t, i]) + sigma[r] * eps[t, i]
+            e_buy[i] = b * e_buy[i] + nb[t, i]
+            e_sell[i] = b * e_sell[i] + ns[t, i]
+            l[i] = m + rho_q * (l[i] - m) + innov_q * xi[t, i]
+            nxt = 0
+            while u_regime[t, i] > cum_p[r, nxt]:
+                nxt += 1
+            z[i] = nxt
     return zs, eb, es, xs, ls, nb, ns, z, e_buy, e_sell, x, l
 
 
@@ -221,12 +273,14 @@ class RegimeMarket:
         latent_seq = np.random.SeedSequence(seed)
         micro_seq = np.random.SeedSequence([seed, _stable_hash(symbol), _stable_hash(venue)])
         init_latent, streams_seq = latent_seq.spawn(2)
-        self.latent = [np.random.default_rng(c) for c in streams_seq.spawn(5)]
+        self.latent = regime_streams(streams_seq)
         init = np.random.default_rng(init_latent)
         self.trans, self.prior = transition_matrix(params), stationary(params)
-        z0 = int(np.searchsorted(np.cumsum(self.prior), init.random() * self.prior.sum()))
+        z0 = np.searchsorted(np.cumsum(self.prior), init.random() * self.prior.sum())
         l0 = np.log(params.touch_median) + params.touch_sigma * init.standard_normal()
-        self.state = (z0, 0.0, 0.0, float(np.log(params.price0)), float(l0))
+        zero = np.zeros(1)
+        self.state = RegimeState(np.array([z0]), zero, zero, np.array([np.log(params.price0)]),
+                                 np.array([l0]))
         self.pred = self.prior.copy()
         names = ("init", "spread", "gaps", "noise", "book_lat", "updates", "trade_u", "trade_n")
         self.rng = dict(zip(names, (np.random.default_rng(c) for c in micro_seq.spawn(len(names)))))
@@ -239,38 +293,31 @@ class RegimeMarket:
         return self.observe(ts, self.advance(ts.shape[0]))
 
     def advance(self, n: int) -> Latent:
-        """The next n rows of the latent path."""
-        p, streams = self.p, self.latent
-        eps = streams[3].standard_t(p.t_dof, n) * np.sqrt((p.t_dof - 2.0) / p.t_dof)
-        *rows, z, e_buy, e_sell, x, l = _simulate(
-            *self.state, streams[0].random(n), streams[1].random(n), streams[2].random(n), eps,
-            streams[4].standard_normal(n), np.cumsum(self.trans, axis=1), np.asarray(p.base_rate),
-            np.asarray(p.excite), p.decay, np.asarray(p.impact), np.asarray(p.noise),
-            np.log(p.touch_median), p.touch_rho, p.touch_sigma * np.sqrt(1.0 - p.touch_rho**2),
-            p.impact_alpha)
-        self.state = (z, e_buy, e_sell, x, l)
-        return Latent(*rows, x_next=x)
+        """The next n rows of the latent path (arrays of shape (n, 1))."""
+        lat, self.state = simulate_regime(self.state, self.latent, n, self.p)
+        return lat
 
     def beliefs(self, lat: Latent, spread: np.ndarray, edge: np.ndarray) -> np.ndarray:
-        """(n, K) P(z[t] | files up to row t), carrying the filter to the next chunk."""
+        """(n, K) P(z[t] | files up to row t) for the rows of one path, carrying the filter on."""
         p = self.p
         belief, self.pred = _filter(
-            self.pred, lat.buys, lat.sells, lat.e_buy, lat.e_sell, lat.x, lat.x_next, lat.l,
-            spread, edge.astype(np.float64), self.trans, np.asarray(p.base_rate),
-            np.asarray(p.excite), np.asarray(p.impact), np.asarray(p.noise),
-            np.asarray(p.wide_prob), 1.0 - np.exp(-1.0 / p.wide_mean_extra),
+            self.pred, lat.buys[:, 0], lat.sells[:, 0], lat.e_buy[:, 0], lat.e_sell[:, 0],
+            lat.x[:, 0], lat.x_end[0], lat.l[:, 0], spread, edge.astype(np.float64), self.trans,
+            np.asarray(p.base_rate), np.asarray(p.excite), np.asarray(p.impact),
+            np.asarray(p.noise), np.asarray(p.wide_prob), 1.0 - np.exp(-1.0 / p.wide_mean_extra),
             np.log(p.touch_median), p.impact_alpha, p.t_dof)
         return belief
 
     def observe(self, ts: np.ndarray, lat: Latent) -> dict[str, dict[str, np.ndarray]]:
-        """What the market shows of the latent rows: book, quotes, trades; oracle and ceiling."""
+        """What the market shows of one latent path's rows: book, quotes, trades; oracle, ceiling."""
         p, n, depth = self.p, ts.shape[0], self.levels - 1
-        price = np.exp(lat.x)
-        flow = lat.e_buy - lat.e_sell
+        z, x, log_depth, buys, sells = (a[:, 0] for a in (lat.z, lat.x, lat.l, lat.buys, lat.sells))
+        price = np.exp(x)
+        flow = lat.e_buy[:, 0] - lat.e_sell[:, 0]
 
         # Level 1: as in v1 (weighted mid = exp(x) exactly), wide spreads more likely when thin.
         r = self.rng["spread"].random((n, 2))
-        spread = np.where(r[:, 0] < np.asarray(p.wide_prob)[lat.z],
+        spread = np.where(r[:, 0] < np.asarray(p.wide_prob)[z],
                           2.0 + np.floor(-np.log1p(-r[:, 1]) * p.wide_mean_extra), 1.0)
         ticks = price * TICKS_PER_USDT
         frac = ticks - np.floor(ticks)
@@ -280,7 +327,7 @@ class RegimeMarket:
         ask_ticks = bid_ticks + spread
         bid1, ask1 = bid_ticks / TICKS_PER_USDT, ask_ticks / TICKS_PER_USDT
         ask_share = (price - bid1) / (ask1 - bid1)
-        touch = np.exp(lat.l)
+        touch = np.exp(log_depth)
 
         # Levels 2..N: sizes lean to the side of the flow, under persistent noise.
         gaps = 1.0 + np.floor(
@@ -299,11 +346,11 @@ class RegimeMarket:
             ask_qty.append(size * np.exp(-lean + p.size_noise * noise[:, depth + i]))
 
         # Trades: the latent counts, at the touch of row t, in random order within the step.
-        counts = lat.buys + lat.sells
+        counts = buys + sells
         row = np.repeat(np.arange(n), counts)
         m = row.shape[0]
         first = np.cumsum(counts) - counts
-        buy = (np.arange(m) - first[row]) < lat.buys[row]
+        buy = (np.arange(m) - first[row]) < buys[row]
         tu = self.rng["trade_u"].random(m)
         tn = self.rng["trade_n"].standard_normal((m, 2))
         trade_ts = ts[row] + 1 + (tu * (self.step_ns - 1)).astype(np.int64)
@@ -333,24 +380,10 @@ class RegimeMarket:
         trades = {"ts": trade_ts, "local_ts": trade_local, "trade_id": trade_ids,
                   "price": np.where(buy, ask1[row], bid1[row]), "qty": qty,
                   "side": np.where(buy, 1, -1).astype(np.int8)}
-        known = np.eye(len(p.regimes))[lat.z]
         belief = self.beliefs(lat, np.rint(spread).astype(np.int64), edge)
+        factors, known = queue_factors(log_depth, p), np.eye(len(p.regimes))[z]
         oracle = {"ts": ts}
-        oracle.update(zip((f"oracle_h{h}" for h in HORIZONS), forecasts(flow, lat.l, known, p).T))
-        oracle.update(zip((f"ceiling_h{h}" for h in HORIZONS), forecasts(flow, lat.l, belief, p).T))
+        oracle.update(zip((f"oracle_h{h}" for h in HORIZONS), forecasts(flow, factors, known, p).T))
+        oracle.update(zip((f"ceiling_h{h}" for h in HORIZONS), forecasts(flow, factors, belief, p).T))
         return {"trades": trades, "quotes": quotes, "book": book, "oracle": oracle}
 
-
-@dataclass
-class Latent:
-    """Rows of the latent path: regime, excitations, log price, log depth, trades per side; and
-    the log price of the row after the last (the last step's return)."""
-
-    z: np.ndarray
-    e_buy: np.ndarray
-    e_sell: np.ndarray
-    x: np.ndarray
-    l: np.ndarray
-    buys: np.ndarray
-    sells: np.ndarray
-    x_next: float
