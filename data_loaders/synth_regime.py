@@ -140,7 +140,10 @@ def forecasts(flow: np.ndarray, factors: np.ndarray, belief: np.ndarray,
               p: RegimeParams = REGIME_PARAMS) -> np.ndarray:
     """(n, len(HORIZONS)) E[x[t+h] - x[t]] given D[t], the queue factors (n, max horizon) of l[t]
     and a belief (n, K) over z[t]: one-hot for the oracle, the filter's for the ceiling."""
-    steps = factors * (belief @ regime_weights(p).T)
+    w = regime_weights(p)
+    # A sum over k rather than a matrix product: BLAS rounds by the array's size, and a row's
+    # forecast must not depend on how many rows share its chunk.
+    steps = factors * sum(belief[:, k, None] * w[None, :, k] for k in range(w.shape[1]))
     return flow[:, None] * np.cumsum(steps, axis=1)[:, np.asarray(HORIZONS) - 1]
 
 
