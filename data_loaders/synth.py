@@ -326,7 +326,7 @@ def _linear_oracle_meta(p: Params) -> dict:
     }
 
 
-MARKETS = ("regime", "linear")  # the first is the default
+MARKETS = ("regime", "linear")  # the first is the default of `ticks synth`
 
 
 def generate(
@@ -334,7 +334,7 @@ def generate(
     minutes: float,
     seed: int,
     *,
-    market: str = MARKETS[0],
+    market: str = "linear",
     symbol: str = "BTCUSDT",
     venue: str = "synthetic",
     start_ns: int = START_NS,
@@ -345,7 +345,8 @@ def generate(
     """Write out_dir/{trades,quotes,book,oracle}.parquet: `minutes` of market, a book row per step.
 
     `market`: "regime" (v2, data_loaders/synth_regime.py: the oracle file also holds the
-    ceiling_h{h} columns) or "linear" (v1, above). Streamed: at most `chunk_rows` book rows (and
+    ceiling_h{h} columns; the default of `ticks synth`) or "linear" (v1, above; the default here,
+    so callers written for v1 keep getting v1). Streamed: at most `chunk_rows` book rows (and
     their trades) are in memory at once; each chunk is one Parquet row group. The model's
     constants are per step, so another step_ms keeps the dynamics per row and the oracle per
     row-horizon. Returns the summary fields (rows per file, seconds, rates).

@@ -87,7 +87,7 @@ def linear_hour(tmp_path_factory) -> tuple[dict, dict[str, pl.DataFrame]]:
 @pytest.fixture(scope="module")
 def regime_hour(tmp_path_factory) -> tuple[dict, dict[str, pl.DataFrame]]:
     out = tmp_path_factory.mktemp("synth_hour_regime")
-    summary = generate(out, 60, seed=11)  # the default market
+    summary = generate(out, 60, seed=11, market="regime")
     return summary, read(out)
 
 
