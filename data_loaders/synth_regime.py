@@ -83,6 +83,16 @@ class RegimeParams:
     latency_sigma: float = 0.5
     regimes: tuple[str, ...] = field(default=REGIMES)
 
+    def __post_init__(self) -> None:
+        per_regime = (self.duration, self.base_rate, self.excite, self.impact, self.noise, self.wide_prob)
+        if any(len(v) != len(self.regimes) for v in per_regime):
+            raise ValueError(f"every per-regime tuple needs {len(self.regimes)} entries, one per regime")
+        # Stationary Hawkes (branching ratio a / (1 - b) < 1), so intensities stay small enough
+        # for the inverse-CDF Poisson draw.
+        if max(self.excite) >= 1.0 - self.decay or min(self.duration) <= 1.0:
+            raise ValueError(f"need excite < 1 - decay (got {self.excite}, decay {self.decay}) "
+                             f"and durations > 1 step (got {self.duration})")
+
 
 REGIME_PARAMS = RegimeParams()
 

@@ -305,6 +305,10 @@ def test_rejects_bad_arguments(tmp_path):
         generate(tmp_path, 1.0, seed=1, levels=0)
     with pytest.raises(ValueError, match="unknown market 'nope'"):
         generate(tmp_path, 1.0, seed=1, market="nope")
+    with pytest.raises(ValueError, match="excite < 1 - decay"):  # an explosive Hawkes process
+        replace(REGIME_PARAMS, excite=(0.2, 0.6, 0.1))
+    with pytest.raises(ValueError, match="one per regime"):
+        replace(REGIME_PARAMS, impact=(1e-4, 1e-4))
 
 
 # v2: the regime market
