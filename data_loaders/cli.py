@@ -171,7 +171,8 @@ def synth(
     ] = "regime",
     as_json: Json = False,
 ) -> None:
-    """Generate a seeded synthetic BTC-USDT market: DIR/{trades,quotes,book}.parquet and the oracle."""
+    """Generate a seeded synthetic BTC-USDT market: DIR/{trades,quotes,book}.parquet and DIR/oracle.parquet
+    (oracle_h{h}; the regime market adds ceiling_h{h}, the best forecast from the files alone)."""
     from data_loaders.synth import MARKETS, generate
 
     if market not in MARKETS:

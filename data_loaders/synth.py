@@ -1,5 +1,10 @@
 """Seeded synthetic BTC-USDT market with a known, partly predictable component and its exact oracle.
 
+This module holds v1 (`ticks synth --market linear`, below), the writer both markets share
+(`generate`) and the pieces v2 reuses; v2, the default of `ticks synth` (`--market regime`: hidden
+regimes, self-exciting flow, queue-dependent impact, plus the ceiling of what the files reveal),
+lives in data_loaders/synth_regime.py.
+
 Why: forecasters need a market where the best possible forecast is known, so they can be scored
 as a fraction of it. The latent model lives on the 100 ms grid (row t = one book snapshot):
 

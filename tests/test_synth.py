@@ -452,8 +452,8 @@ def test_regime_forecasts_explain_part_of_realised_returns(regime_hour):
         for name in ("oracle", "ceiling"):
             forecast = data["oracle"][f"{name}_h{h}"].to_numpy()[:-h]
             scores[name, h] = r2(realised, forecast)
-        slope = np.polyfit(forecast, realised, 1)[0]  # the ceiling is E[r | files]: slope 1
-        assert 0.8 < slope < 1.2, (h, slope)
+            slope = np.polyfit(forecast, realised, 1)[0]  # a conditional mean: slope 1
+            assert 0.8 < slope < 1.2, (name, h, slope)
     assert 0.05 < scores["oracle", 5] < 0.5 and scores["oracle", 5] > scores["oracle", 30] > 0, scores
     for h in (1, 5, 30):
         assert 0 < scores["ceiling", h] <= scores["oracle", h], scores
