@@ -1,11 +1,14 @@
-"""Speed, peak memory and oracle quality of the synthetic market (`ticks synth`).
+"""Speed, peak memory and oracle quality of the synthetic markets (`ticks synth --market M`).
 
-Each (minutes, chunk_rows) case runs in a fresh process, so its peak resident memory is its own.
-Then the oracle's R^2 against the realised log weighted-mid return is measured per horizon on the
-largest case, and a linear fit on observable book features (levels 2..10 log size imbalance,
-lagged returns) trained on the first half shows how much of the oracle is learnable.
+Each (market, minutes, chunk_rows) case runs in a fresh process, so its peak resident memory is its
+own. Then, per market, the oracle's R^2 (and the ceiling's, for the regime market) against the
+realised log weighted-mid return is measured per horizon on the largest case, and a linear fit on
+observable book features (levels 2..10 log size imbalance, lagged returns) trained on the first
+half shows how much of the oracle is learnable that way (benchmarks/bench_synth_v2.py has the
+practitioner's baseline for the regime market).
 
-    PYTHONPATH=. python benchmarks/bench_synth.py [--minutes 60 1440] [--chunk-rows 1000000 250000]
+    PYTHONPATH=. python benchmarks/bench_synth.py [--markets regime linear] [--minutes 60 1440]
+                                                  [--chunk-rows 1000000 250000]
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ from data_loaders.synth import generate
 R2_HORIZONS = (1, 2, 3, 5, 10, 20, 30)
 
 
-def run_one(out: Path, minutes: float, chunk_rows: int) -> dict:
-    summary = generate(out, minutes, seed=2024, chunk_rows=chunk_rows)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+def run_one(out: Path, market: str, minutes: float, chunk_rows: int) -> dict:
+    summary = generate(out, minutes, seed=2024, chunk_rows=chunk_rows, market=market)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024  # Linux: kB
     return {
+        "market": market,
         "minutes": minutes,
         "chunk_rows": chunk_rows,
         "peak_rss_mb": round(peak_mb, 1),
         "seconds": round(summary["seconds"], 2),
+        "process_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),  # imports included
         "book_rows_per_s": round(summary["book_rows_per_s"]),
         "rows_per_s": round(summary["rows_per_s"]),
         "rows": summary["rows"],
@@ -52,7 +58,7 @@ def lagged(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def oracle_quality(out: Path) -> list[dict]:
-    """Oracle R^2 per horizon, and a linear book-feature forecast's R^2 on the second half."""
+    """Oracle (and ceiling) R^2 per horizon, and a linear book-feature forecast's R^2 on the second half."""
     book = pl.read_parquet(out / "book.parquet")
     oracle = pl.read_parquet(out / "oracle.parquet")
     wmid = (book["ask_px_1"] * book["ask_qty_1"] + book["bid_px_1"] * book["bid_qty_1"]) / (
@@ -80,15 +86,16 @@ def oracle_quality(out: Path) -> list[dict]:
         forecast = oracle[f"oracle_h{h}"].to_numpy()
         oracle_test = r2(realised[test], forecast[test])
         linear_test = r2(realised[test], (features @ coef)[test])
-        rows.append(
-            {
-                "h": h,
-                "oracle_r2": round(r2(realised[usable], forecast[usable]), 4),
-                "oracle_r2_test_half": round(oracle_test, 4),
-                "linear_book_r2_test_half": round(linear_test, 4),
-                "linear_fraction_of_oracle": round(linear_test / oracle_test, 3),
-            }
-        )
+        row = {
+            "h": h,
+            "oracle_r2": round(r2(realised[usable], forecast[usable]), 4),
+            "oracle_r2_test_half": round(oracle_test, 4),
+            "linear_book_r2_test_half": round(linear_test, 4),
+            "linear_fraction_of_oracle": round(linear_test / oracle_test, 3),
+        }
+        if f"ceiling_h{h}" in oracle.columns:
+            row["ceiling_r2_test_half"] = round(r2(realised[test], oracle[f"ceiling_h{h}"].to_numpy()[test]), 4)
+        rows.append(row)
     return rows
 
 
@@ -96,37 +103,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--markets", nargs="+", default=["regime", "linear"])
     parser.add_argument("--minutes", type=float, nargs="+", default=[60, 1440])
     parser.add_argument("--chunk-rows", type=int, nargs="+", default=[1_000_000, 250_000])
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--one", nargs=3, metavar=("OUT", "MINUTES", "CHUNK_ROWS"), help=argparse.SUPPRESS
+        "--one", nargs=4, metavar=("OUT", "MARKET", "MINUTES", "CHUNK_ROWS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(Path(args.one[0]), float(args.one[1]), int(args.one[2]))))
+        out, market, minutes, chunk_rows = args.one
+        print(json.dumps(run_one(Path(out), market, float(minutes), int(chunk_rows))))
         return
+    cases, quality = [], {}
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
-        generate(Path(tmp) / "warm", 0.1, seed=0)  # compile the numba kernel into its cache
-        cases = []
-        for minutes in args.minutes:
-            for chunk_rows in args.chunk_rows:
-                out = Path(tmp) / f"{minutes}_{chunk_rows}"
-                cmd = [sys.executable, __file__, "--one", str(out), str(minutes), str(chunk_rows)]
-                cases.append(
-                    json.loads(
-                        subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        for market in args.markets:
+            generate(Path(tmp) / "warm", 0.1, seed=0, market=market)  # compile numba kernels into the cache
+            for minutes in args.minutes:
+                for chunk_rows in args.chunk_rows:
+                    out = Path(tmp) / f"{market}_{minutes}_{chunk_rows}"
+                    cmd = [sys.executable, __file__, "--one", str(out), market, str(minutes), str(chunk_rows)]
+                    cases.append(
+                        json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
                     )
-                )
-                if not args.json:
-                    print(cases[-1], flush=True)
-        quality = oracle_quality(out)
+                    if not args.json:
+                        print(cases[-1], flush=True)
+            quality[market] = oracle_quality(out)
     if args.json:
         print(json.dumps({"cases": cases, "oracle_quality": quality}))
     else:
-        print(f"oracle quality on {args.minutes[-1]} minutes:")
-        for row in quality:
-            print(row)
+        for market, rows in quality.items():
+            print(f"oracle quality of the {market} market on {args.minutes[-1]} minutes:")
+            for row in rows:
+                print(row)
 
 
 if __name__ == "__main__":

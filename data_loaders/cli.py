@@ -161,14 +161,25 @@ def synth(
     ],
     out: Annotated[Path, typer.Option("--out", help="output directory")],
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    market: Annotated[
+        str,
+        typer.Option(
+            "--market",
+            help="regime: hidden regimes, self-exciting flow, queue-dependent impact (oracle and "
+            "ceiling columns); linear: v1, a Gaussian signal the book shows linearly",
+        ),
+    ] = "regime",
     as_json: Json = False,
 ) -> None:
-    """Generate a seeded synthetic BTC-USDT market: DIR/{trades,quotes,book}.parquet and the oracle."""
-    from data_loaders.synth import generate
+    """Generate a seeded synthetic BTC-USDT market: DIR/{trades,quotes,book}.parquet and DIR/oracle.parquet
+    (oracle_h{h}; the regime market adds ceiling_h{h}, the best forecast from the files alone)."""
+    from data_loaders.synth import MARKETS, generate
 
+    if market not in MARKETS:
+        fail(f"--market must be one of {', '.join(MARKETS)}, not {market!r}", USAGE)
     try:
-        with _progress(f"synth: {minutes} minutes"):
-            stats = generate(out, minutes, seed)
+        with _progress(f"synth: {minutes} minutes of the {market} market"):
+            stats = generate(out, minutes, seed, market=market)
     except (OSError, ValueError, RuntimeError) as exc:
         fail(str(exc))
         return

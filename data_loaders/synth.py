@@ -1,5 +1,10 @@
 """Seeded synthetic BTC-USDT market with a known, partly predictable component and its exact oracle.
 
+This module holds v1 (`ticks synth --market linear`, below), the writer both markets share
+(`generate`) and the pieces v2 reuses; v2, the default of `ticks synth` (`--market regime`: hidden
+regimes, self-exciting flow, queue-dependent impact, plus the ceiling of what the files reveal),
+lives in data_loaders/synth_regime.py.
+
 Why: forecasters need a market where the best possible forecast is known, so they can be scored
 as a fraction of it. The latent model lives on the 100 ms grid (row t = one book snapshot):
 
@@ -294,8 +299,10 @@ def _receive_times(ts: np.ndarray, z: np.ndarray, clock: int, p: Params) -> tupl
     return local, int(local[-1]) if local.shape[0] else clock
 
 
-def _arrow_schemas(levels: int, metadata: dict[str, str]) -> dict[str, pa.Schema]:
-    oracle = {"ts": pl.Int64, **{f"oracle_h{h}": pl.Float64 for h in HORIZONS}}
+def _arrow_schemas(
+    levels: int, metadata: dict[str, str], forecasts: tuple[str, ...]
+) -> dict[str, pa.Schema]:
+    oracle = {"ts": pl.Int64, **{f"{f}_h{h}": pl.Float64 for f in forecasts for h in HORIZONS}}
     contracts = {
         "trades": TRADES_SCHEMA,
         "quotes": QUOTES_SCHEMA,
@@ -308,11 +315,31 @@ def _arrow_schemas(levels: int, metadata: dict[str, str]) -> dict[str, pa.Schema
     }
 
 
+def _linear_oracle_meta(p: Params) -> dict:
+    return {
+        "price": "wmid_paper",
+        "target": "log(wmid[t+h] / wmid[t])",
+        "units": "log return",
+        "formula": "beta * s[t] * (1 - phi^h) / (1 - phi)",
+        "horizons": list(HORIZONS),
+        "beta": p.beta,
+        "phi": p.phi,
+        "sigma0": p.sigma0,
+        "vol_rho": p.vol_rho,
+        "vol_of_vol": p.vol_of_vol,
+        "t_dof": p.t_dof,
+    }
+
+
+MARKETS = ("regime", "linear")  # the first is the default of `ticks synth`
+
+
 def generate(
     out_dir: Path,
     minutes: float,
     seed: int,
     *,
+    market: str = "linear",
     symbol: str = "BTCUSDT",
     venue: str = "synthetic",
     start_ns: int = START_NS,
@@ -322,10 +349,12 @@ def generate(
 ) -> dict:
     """Write out_dir/{trades,quotes,book,oracle}.parquet: `minutes` of market, a book row per step.
 
-    Streamed: at most `chunk_rows` book rows (and their trades) are in memory at once; each chunk
-    is one Parquet row group. The model's constants are per step, so another step_ms keeps the
-    dynamics per row and the oracle per row-horizon. Returns the summary fields (rows per file,
-    seconds, rates).
+    `market`: "regime" (v2, data_loaders/synth_regime.py: the oracle file also holds the
+    ceiling_h{h} columns; the default of `ticks synth`) or "linear" (v1, above; the default here,
+    so callers written for v1 keep getting v1). Streamed: at most `chunk_rows` book rows (and
+    their trades) are in memory at once; each chunk is one Parquet row group. The model's
+    constants are per step, so another step_ms keeps the dynamics per row and the oracle per
+    row-horizon. Returns the summary fields (rows per file, seconds, rates).
     """
     rows = round(minutes * 60_000 / step_ms)
     if rows < 1 or levels < 1 or step_ms < 1 or chunk_rows < 1:
@@ -333,17 +362,29 @@ def generate(
             f"need minutes*60000/step_ms >= 1, levels >= 1, step_ms >= 1, chunk_rows >= 1; got "
             f"minutes={minutes} step_ms={step_ms} levels={levels} chunk_rows={chunk_rows}"
         )
+    if market not in MARKETS:
+        raise ValueError(f"unknown market {market!r}; use one of {', '.join(MARKETS)}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     step_ns = step_ms * 1_000_000
-    p = PARAMS
+    if market == "linear":
+        p: Params = PARAMS
+        gen = Market(seed, symbol, venue, levels, step_ns, p)
+        forecasts, oracle_meta = ("oracle",), _linear_oracle_meta(p)
+    else:
+        from data_loaders import synth_regime  # imports this module's shared pieces
+
+        p = synth_regime.REGIME_PARAMS
+        gen = synth_regime.RegimeMarket(seed, symbol, venue, levels, step_ns, p)
+        forecasts, oracle_meta = ("oracle", "ceiling"), synth_regime.oracle_metadata(p)
     info = {
         "seed": seed,
         "start_ns": start_ns,
         "step_ms": step_ms,
         "levels": levels,
         "params": asdict(p),
+        "market": market,
     }
     metadata = {
         "symbol": symbol,
@@ -351,28 +392,10 @@ def generate(
         "generator": "data_loaders.synth",
         "synth": json.dumps(info),
     }
-    schemas = _arrow_schemas(levels, metadata)
+    schemas = _arrow_schemas(levels, metadata, forecasts)
     schemas["oracle"] = schemas["oracle"].with_metadata(
-        {
-            **metadata,
-            "oracle": json.dumps(
-                {
-                    "price": "wmid_paper",
-                    "target": "log(wmid[t+h] / wmid[t])",
-                    "units": "log return",
-                    "formula": "beta * s[t] * (1 - phi^h) / (1 - phi)",
-                    "horizons": list(HORIZONS),
-                    "beta": p.beta,
-                    "phi": p.phi,
-                    "sigma0": p.sigma0,
-                    "vol_rho": p.vol_rho,
-                    "vol_of_vol": p.vol_of_vol,
-                    "t_dof": p.t_dof,
-                }
-            ),
-        }
+        {**metadata, "oracle": json.dumps(oracle_meta)}
     )
-    market = Market(seed, symbol, venue, levels, step_ns, p)
     counts = dict.fromkeys(FILES, 0)
     # No dictionary encoding: prices and sizes are nearly all distinct; trying costs 4x the time.
     # All four files appear together when the market is complete (a killed run leaves the previous ones).
@@ -384,7 +407,7 @@ def generate(
         try:
             for first in range(0, rows, chunk_rows):
                 ts = start_ns + np.arange(first, min(first + chunk_rows, rows), dtype=np.int64) * step_ns
-                for name, columns in market.chunk(ts).items():
+                for name, columns in gen.chunk(ts).items():
                     table = pa.Table.from_pydict(columns, schema=schemas[name])
                     writers[name].write_table(table)
                     counts[name] += table.num_rows
@@ -394,6 +417,7 @@ def generate(
     seconds = time.perf_counter() - started
     return {
         "out": str(out_dir),
+        "market": market,
         "symbol": symbol,
         "venue": venue,
         "seed": seed,
