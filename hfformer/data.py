@@ -39,6 +39,7 @@ class Prepared:
     ends: dict[str, np.ndarray]  # part -> window end rows (train, val, test, all)
     book: pl.DataFrame  # (N rows) ts + level-1 prices and sizes, aligned with features
     oracle: np.ndarray | None  # (N, H) float32 oracle forecast in scaled-target units (synthetic)
+    ceiling: np.ndarray | None  # (N, H) float32 the best forecast from what the market showed (regime market)
     sources: list[Path]
     cfg: DataConfig
     scaling: TrainScaling | None  # data.size_norm = "train": fitted on this data's training rows
@@ -119,17 +120,23 @@ def grid_breaks(ts: np.ndarray, step_ns: int) -> np.ndarray:
     return np.flatnonzero(np.diff(ts) != step_ns) + 1
 
 
-def load_oracle(path: Path, ts: np.ndarray, horizons: list[int]) -> np.ndarray:
-    """Oracle E_t[log(p_{t+h}/p_t)] aligned to rows by ts, converted to scaled-target units."""
+def load_oracle(path: Path, ts: np.ndarray, horizons: list[int], prefix: str = "oracle") -> np.ndarray:
+    """The `prefix`_h{h} columns (oracle: E[log(p_{t+h}/p_t) | hidden state]; ceiling: the same
+    given only what the market showed) aligned to rows by ts, in scaled-target units."""
     oracle = pl.read_parquet(checked(path))
-    missing = [f"oracle_h{h}" for h in horizons if f"oracle_h{h}" not in oracle.columns]
+    cols = [f"{prefix}_h{h}" for h in horizons]
+    missing = [c for c in cols if c not in oracle.columns]
     if missing:
         raise ValueError(f"{path} lacks columns {missing}")
-    cols = [f"oracle_h{h}" for h in horizons]
     joined = pl.DataFrame({"ts": ts}).join(oracle.select("ts", *cols), on="ts", how="left",
                                            maintain_order="left")
     scale = np.array([1e4 * target_scale(h) for h in horizons])
     return (joined.select(cols).to_numpy() * scale).astype(np.float32)
+
+
+def has_ceiling(path: Path) -> bool:
+    """Whether an oracle file also holds the observable ceiling (the regime market, v2)."""
+    return "ceiling_h1" in pl.read_parquet_schema(path)
 
 
 def prepare(path: Path, cfg: DataConfig) -> Prepared:
@@ -162,11 +169,13 @@ def prepare(path: Path, cfg: DataConfig) -> Prepared:
         split = time_split(ends, feats.x.shape[0], tuple(cfg.fractions), gap=cfg.gap)
     parts = {"train": split.train, "val": split.val, "test": split.test, "all": ends}
     oracle = load_oracle(oracle_path, feats.ts, cfg.horizons) if oracle_path is not None else None
+    ceiling = (load_oracle(oracle_path, feats.ts, cfg.horizons, "ceiling")
+               if oracle_path is not None and has_ceiling(oracle_path) else None)
     scaling, inputs = None, feats.x
     if cfg.size_norm == "train":
         scaling = TrainScaling.fit(feats.x, feats.names, training_rows(feats.valid, split.train))
         inputs = scaling.inputs(feats.x)
-    return Prepared(feats, y, parts, book, oracle, files, cfg, scaling, inputs, grid)
+    return Prepared(feats, y, parts, book, oracle, ceiling, files, cfg, scaling, inputs, grid)
 
 
 def forward_split(ends: np.ndarray, ts: np.ndarray, cfg: DataConfig) -> Split:

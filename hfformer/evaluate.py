@@ -16,6 +16,10 @@ Definitions (f = median forecast, y = realised scaled target):
   E (y - f)^2 = E (y - o)^2 + E (o - f)^2: both estimate 1 - E (o - f)^2 / Var o, but
   r2_oracle_frac adds the sample's 2 sum (y - o)(o - f), a noise term that differs by model and
   dominates differences between good models (bootstrap intervals ~10x wider).
+- ceiling_frac (the regime market): the same as oracle_frac against the ceiling c, the best
+  forecast from what the market showed (E[r_h | the observables], a forward filter over the hidden
+  regime). A model sees no more than that, so y - c is uncorrelated with f - c in the same way;
+  1 is the most any model can reach, where oracle_frac's 1 needs the hidden state.
 Writes RUN/evaluation.{csv,json} and RUN/forecasts/<model>.parquet (read by the backtest).
 """
 
@@ -91,7 +95,7 @@ def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
 
 def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
              write_forecasts: bool = True) -> dict[str, Any]:
-    """Evaluate every model of RUN (plus zero, and the oracle on synthetic data) on the test split."""
+    """Evaluate every model of RUN (plus zero, and the oracle and ceiling on synthetic data) on the test split."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
@@ -99,12 +103,12 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
     ends = prep.ends["test"]
     if ends.size == 0:
         raise ValueError(f"{data}: the test split has no windows")
-    models = run_models(run_dir) + ["zero"] + (["oracle"] if prep.oracle is not None else [])
+    references = {name: known[ends] for name in ("oracle", "ceiling") if (known := getattr(prep, name)) is not None}
+    models = run_models(run_dir) + ["zero"] + list(references)
     horizons = cfg.data.horizons
     y = prep.y[ends]
     block = cfg.data.window + max(horizons)
     counts = bootstrap_counts(-(-ends.size // block), n_boot, seed)
-    oracle = prep.oracle[ends] if prep.oracle is not None else None
     point: dict[str, dict[str, np.ndarray]] = {}
     boot: dict[str, dict[str, np.ndarray]] = {}
     if write_forecasts:
@@ -118,12 +122,12 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
         sums = block_sums(sample_stats(y, fc, f.quantiles), block)  # (nb, S, H)
         point[name] = metrics_from_sums(sums.sum(axis=0))
         boot[name] = metrics_from_sums(np.einsum("bk,ksh->bsh", counts, sums))
-        if oracle is not None:
-            dev = block_sums(oracle_stats(fc, f.quantiles, oracle), block)
-            point[name]["oracle_frac"] = oracle_frac_from_sums(dev.sum(axis=0))
-            boot[name]["oracle_frac"] = oracle_frac_from_sums(np.einsum("bk,ksh->bsh", counts, dev))
-    metrics = list(METRICS)
-    if oracle is not None:
+        for reference, known in references.items():  # oracle_frac, ceiling_frac
+            dev = block_sums(oracle_stats(fc, f.quantiles, known), block)
+            point[name][f"{reference}_frac"] = oracle_frac_from_sums(dev.sum(axis=0))
+            boot[name][f"{reference}_frac"] = oracle_frac_from_sums(np.einsum("bk,ksh->bsh", counts, dev))
+    metrics = list(METRICS) + [f"{reference}_frac" for reference in references if reference != "oracle"]
+    if "oracle" in references:
         metrics += ["r2_oracle_frac", "oracle_frac"]
         for name in models:  # the oracle is scored last, so its R2 is known only now
             for scores in (point, boot):
@@ -154,8 +158,10 @@ def print_table(table: pl.DataFrame, console: Console | None = None) -> None:
     horizons = [h for h in PAPER_HORIZONS if h in set(table["horizon"])] or sorted(set(table["horizon"]))
     models = list(dict.fromkeys(table["model"]))
     oracle = "oracle_frac" in table.columns
+    ceiling = "ceiling_frac" in table.columns
     t = Table(title="test split: sign accuracy / R2"
-              + (" / fraction of the oracle's R2 (oracle_frac)" if oracle else ""))
+              + (" / fraction of the oracle's R2 (oracle_frac)" if oracle else "")
+              + (" / of the ceiling's (ceiling_frac)" if ceiling else ""))
     t.add_column("h", justify="right")
     for m in models:
         t.add_column(m, justify="right")
@@ -164,6 +170,7 @@ def print_table(table: pl.DataFrame, console: Console | None = None) -> None:
         for m in models:
             r = table.filter((pl.col("model") == m) & (pl.col("horizon") == h)).row(0, named=True)
             cell = f"{r['sign_acc']:.3f} / {r['r2']:.3f}"
-            cells.append(cell + (f" / {r['oracle_frac']:.3f}" if oracle else ""))
+            cell += f" / {r['oracle_frac']:.3f}" if oracle else ""
+            cells.append(cell + (f" / {r['ceiling_frac']:.3f}" if ceiling else ""))
         t.add_row(str(h), *cells)
     console.print(t)

@@ -24,12 +24,12 @@ from hfformer.data import BOOK_COLUMNS, Prepared, prepare
 from hfformer.model import HFformer
 from hfformer.train import build_model, load_checkpoint
 
-POINT_MODELS = ("zero", "oracle")  # need no checkpoint
+POINT_MODELS = ("zero", "oracle", "ceiling")  # need no checkpoint
 BATCH = 1024
 
 
 class Forecaster:
-    """A trained model of a run (or zero/oracle) that maps window ends to (n, H, Q) forecasts."""
+    """A trained model of a run (or zero/oracle/ceiling) that maps window ends to (n, H, Q) forecasts."""
 
     def __init__(self, run_dir: Path, name: str, lean: bool = False):
         """lean: forecast an HFformer with the numba kernel (export.FastHFformer; agrees with the
@@ -73,10 +73,12 @@ class Forecaster:
         self.check_features(prep)
         if self.kind == "zero":
             return np.zeros((ends.size, H, 1), dtype=np.float32)
-        if self.kind == "oracle":
-            if prep.oracle is None:
-                raise ValueError("the oracle needs synthetic data (a directory with oracle.parquet)")
-            return prep.oracle[ends][:, :, None]
+        if self.kind in ("oracle", "ceiling"):
+            known = getattr(prep, self.kind)
+            if known is None:
+                raise ValueError(f"the {self.kind} needs synthetic data (a directory with oracle.parquet"
+                                 + (", from the regime market)" if self.kind == "ceiling" else ")"))
+            return known[ends][:, :, None]
         if self.kind == "naive":
             X = ridge_design(prep.features, ends, self.cfg.ridge.lags)
             return self.ridge.predict(X).astype(np.float32)[:, :, None]

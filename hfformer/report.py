@@ -272,14 +272,14 @@ def evaluation_table(evaluation: pl.DataFrame) -> pl.DataFrame:
         shown = evaluation
     metrics = [
         m
-        for m in ("sign_acc", "r2", "mse", "pinball", "coverage80", "r2_oracle_frac", "oracle_frac")
+        for m in ("sign_acc", "r2", "mse", "pinball", "coverage80", "r2_oracle_frac", "oracle_frac", "ceiling_frac")
         if m in evaluation.columns
     ]
     rows = []
     for row in shown.sort("model", "horizon").iter_rows(named=True):
         cells = {"model": row["model"], "h": str(row["horizon"])}
         for m in metrics:
-            with_ci = m in ("sign_acc", "r2", "oracle_frac") and f"{m}_lo" in row
+            with_ci = m in ("sign_acc", "r2", "oracle_frac", "ceiling_frac") and f"{m}_lo" in row
             ci = f" [{fmt(row[m + '_lo'])}, {fmt(row[m + '_hi'])}]" if with_ci else ""
             cells[m] = fmt(row[m]) + ci
         rows.append(cells)

@@ -157,3 +157,20 @@ def test_a_corrupted_checkpoint_is_a_clear_error_not_nan_metrics(run, tmp_path, 
     assert result.exit_code == 3
     assert "lstm/checkpoint.pt" in result.output and "sha256" not in result.output
     assert "train the model again" in result.output
+
+
+def test_the_regime_market_adds_the_ceiling_beside_the_oracle(tmp_path):
+    data = tmp_path / "regime"
+    generate(data, minutes=6, seed=3, market="regime")
+    train(data, tmp_path / "run", "naive", load_config(overrides=TINY))
+    r = evaluate(tmp_path / "run", data, n_boot=20)
+    assert r["models"] == ["naive", "zero", "oracle", "ceiling"]
+    table = r["table"]
+    ceiling = table.filter(pl.col("model") == "ceiling")
+    assert (ceiling["ceiling_frac"] == 1.0).all()
+    # the ceiling sees less than the oracle: it stands below the oracle's bar, and no model above its own
+    assert (ceiling["oracle_frac"] < 1.0).all()
+    for name in ("naive", "zero"):
+        assert (table.filter(pl.col("model") == name)["ceiling_frac"] < 1.0).all()
+    forecast = pl.read_parquet(tmp_path / "run" / "forecasts" / "ceiling.parquet")
+    assert forecast["f_h5_q50"].is_finite().all()
