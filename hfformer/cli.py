@@ -12,7 +12,7 @@ from data_loaders.errors import EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
 from data_loaders.summary import print_summary
 from hfformer.analysis_cli import ERRORS, backtest, report
 
-app = typer.Typer(help="HFformer, LSTM and naive forecasters of order-book returns.",
+app = typer.Typer(help="HFformer, LSTM, linear, LightGBM and naive forecasters of order-book returns.",
                   no_args_is_help=True, add_completion=False, cls=ErrorBoundary,
                   epilog=EXIT_CODES_HELP)
 
@@ -25,7 +25,9 @@ JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")
 def train(
     data: Annotated[Path, typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle).")],
     out: Annotated[Path, typer.Option(help="Run directory (RUN).")],
-    model: Annotated[str, typer.Option(help="hfformer, lstm or naive (ridge).")] = "hfformer",
+    model: Annotated[str, typer.Option(
+        help="hfformer, lstm, linear (ridge on per-level features), lightgbm, or naive (ridge on the summed "
+             "imbalance).")] = "hfformer",
     name: Annotated[str | None, typer.Option(help="Directory name under RUN (default: the model).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config (see hfformer/default.toml).")] = None,
     overrides: Annotated[list[str] | None,

@@ -71,6 +71,32 @@ class RidgeConfig:
 
 
 @dataclass
+class LinearConfig:
+    """Ridge on the tabular features (hfformer/tabular.py); the penalty of each horizon is the grid's
+    best on the validation split."""
+
+    lags: int = 10  # last log returns (and the longer trade-flow span), < data.window
+    trade_flow: bool = True  # signed trade flow columns when the book comes with its trades
+    alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])
+
+
+@dataclass
+class LightGBMConfig:
+    """LightGBM on the same features, one booster per horizon: each (num_leaves, min_data_in_leaf)
+    pair of the grid trains with early stopping on validation; the best on validation is kept."""
+
+    lags: int = 10
+    trade_flow: bool = True
+    num_leaves: list[int] = field(default_factory=lambda: [7, 31])
+    min_data_in_leaf: list[int] = field(default_factory=lambda: [100, 1000])
+    learning_rate: float = 0.05
+    max_rounds: int = 1000
+    early_stopping: int = 50  # rounds without a better validation loss
+    feature_fraction: float = 0.9
+    num_threads: int = 0  # 0: LightGBM's default (OpenMP's); the seed is train.seed
+
+
+@dataclass
 class TrainConfig:
     loss: str = "pinball"  # "pinball" (quantiles) or "mse" (median only, as the reference code)
     per_horizon: bool = False  # one model per horizon, as the paper did
@@ -97,7 +123,7 @@ class TrainConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "lstm": LSTMConfig, "ridge": RidgeConfig,
-            "train": TrainConfig}
+            "linear": LinearConfig, "lightgbm": LightGBMConfig, "train": TrainConfig}
 
 
 @dataclass
@@ -106,6 +132,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
     ridge: RidgeConfig = field(default_factory=RidgeConfig)
+    linear: LinearConfig = field(default_factory=LinearConfig)
+    lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -234,6 +262,16 @@ RANGES: tuple[tuple[str, Any, str], ...] = (
     ("lstm.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("ridge.lags", lambda v: v >= 1, ">= 1"),
     ("ridge.alpha", lambda v: v >= 0, ">= 0"),
+    ("linear.lags", lambda v: v >= 1, ">= 1"),
+    ("linear.alphas", lambda v: bool(v) and min(v) > 0, "a non-empty list of penalties > 0"),
+    ("lightgbm.lags", lambda v: v >= 1, ">= 1"),
+    ("lightgbm.num_leaves", lambda v: bool(v) and min(v) >= 2, "a non-empty list of values >= 2"),
+    ("lightgbm.min_data_in_leaf", lambda v: bool(v) and min(v) >= 1, "a non-empty list of values >= 1"),
+    ("lightgbm.learning_rate", lambda v: v > 0, "> 0"),
+    ("lightgbm.max_rounds", lambda v: v >= 1, ">= 1"),
+    ("lightgbm.early_stopping", lambda v: v >= 1, ">= 1"),
+    ("lightgbm.feature_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("lightgbm.num_threads", lambda v: v >= 0, ">= 0 (0: LightGBM's default)"),
     ("train.batch_size", lambda v: v >= 1, ">= 1"),
     ("train.lr", lambda v: v > 0, "> 0"),
     ("train.weight_decay", lambda v: v >= 0, ">= 0"),
@@ -267,6 +305,9 @@ def validate(cfg: Config, origin: str = "") -> None:
             problems.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if not cfg.data.horizons or min(cfg.data.horizons) < 1:
         problems.append(f"data.horizons must be positive, got {cfg.data.horizons}")
+    for section in ("linear", "lightgbm"):  # every return and flow the features read lies in the window
+        if getattr(cfg, section).lags >= cfg.data.window:
+            problems.append(f"{section}.lags ({getattr(cfg, section).lags}) must be < data.window ({cfg.data.window})")
     if cfg.model.n_heads >= 1 and cfg.model.d_model % cfg.model.n_heads:
         problems.append(f"model.d_model ({cfg.model.d_model}) must be a multiple of model.n_heads "
                         f"({cfg.model.n_heads})")

@@ -22,7 +22,7 @@ from hfformer.baselines import Ridge, ridge_design
 from hfformer.config import Config, merge, quantiles, read_run_config
 from hfformer.data import BOOK_COLUMNS, Prepared, prepare
 from hfformer.model import HFformer
-from hfformer.train import build_model, load_checkpoint
+from hfformer.train import TABULAR, build_model, load_checkpoint
 
 POINT_MODELS = ("zero", "oracle", "ceiling")  # need no checkpoint
 BATCH = 1024
@@ -49,6 +49,9 @@ class Forecaster:
         self.kind = self.ckpt["kind"]
         if self.kind == "naive":
             self.ridge = Ridge(**{k: v.numpy() for k, v in self.ckpt["ridge"].items()})
+            return
+        if self.kind in TABULAR:
+            self.tabular = TABULAR[self.kind].from_state(self.ckpt["tabular"])
             return
         self.quantiles = quantiles(self.cfg)
         if self.ckpt.get("scaling") is not None:
@@ -82,6 +85,8 @@ class Forecaster:
         if self.kind == "naive":
             X = ridge_design(prep.features, ends, self.cfg.ridge.lags)
             return self.ridge.predict(X).astype(np.float32)[:, :, None]
+        if self.kind in TABULAR:
+            return self.tabular.forecast(prep, ends).astype(np.float32)[:, :, None]
         x, zscore = self.inputs(prep)
         if self.fast is not None:
             return self.fast.forecast_ends(x, ends, zscore=zscore)
