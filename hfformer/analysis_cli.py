@@ -12,6 +12,8 @@ from data_loaders.summary import print_summary
 
 ERRORS = (ValueError, FileNotFoundError, RuntimeError, KeyError)  # bad input, reported by every hfformer command
 
+AGAIN_HELP = ("Read the test split again knowingly: no warning (each read is recorded in RUN/test_reads.json; "
+              "a second one warns).")
 SET_HELP = (
     "Rule parameter as key=value (TOML value), repeatable: every, delay_ticks, latency_ms, "
     "exit_at=decision|fill, horizons=[22,28], signal_quantile, require_agreement, "
@@ -30,6 +32,7 @@ def backtest(
         typer.Option("--data", help="Book Parquet; needed only for models without RUN/forecasts."),
     ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
+    again: Annotated[bool, typer.Option("--again", help=AGAIN_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Backtest every model's test forecasts; write RUN/backtest.{json,parquet}."""
@@ -46,7 +49,7 @@ def backtest(
     except ERRORS as error:
         fail(f"hfformer backtest: settings: {error}", USAGE)
     try:
-        result = backtest_models(load_forecasts(run, data), config)
+        result = backtest_models(load_forecasts(run, data, again), config)
         written = write_backtest(run, result)
     except ERRORS as error:
         fail(f"hfformer backtest: {error}")

@@ -352,11 +352,12 @@ def backtest_models(
     return BacktestResult(config, bars, {m: summarize(b) for m, b in bars.items()}, skipped)
 
 
-def load_forecasts(run_dir: Path, data: Path | None = None) -> dict[str, pl.DataFrame]:
+def load_forecasts(run_dir: Path, data: Path | None = None, again: bool = False) -> dict[str, pl.DataFrame]:
     """RUN/forecasts/<model>.parquet for every model in RUN (and the oracle when present).
 
     A trained model (RUN/<model>/metrics.csv) without forecasts gets them from
-    `hfformer.predict.forecast_frame` on `data`, written to RUN/forecasts/<model>.parquet."""
+    `hfformer.predict.forecast_frame` on `data`, written to RUN/forecasts/<model>.parquet: a read of
+    the test split, recorded (hfformer/protocol.py; `again`: a second read, knowingly)."""
     run_dir = Path(run_dir)
     forecast_dir = run_dir / "forecasts"
     trained = sorted(
@@ -368,12 +369,17 @@ def load_forecasts(run_dir: Path, data: Path | None = None) -> dict[str, pl.Data
             raise ValueError(
                 f"{run_dir} has no forecasts for {lacking}; pass --data to compute them"
             )
+        from hfformer.config import read_run_config
+        from hfformer.data import prepare
         from hfformer.predict import forecast_frame
+        from hfformer.protocol import record_test_read
 
+        prep = prepare(data, read_run_config(run_dir).data)
+        record_test_read(run_dir, prep, data, "hfformer backtest", lacking, again)
         forecast_dir.mkdir(exist_ok=True)
         for model in lacking:
             with atomic_output(forecast_dir / f"{model}.parquet", checksum=True) as partial:
-                forecast_frame(run_dir, model, data, split="test").write_parquet(partial)
+                forecast_frame(run_dir, model, data, split="test", prep=prep).write_parquet(partial)
     frames = {p.stem: pl.read_parquet(checked(p)) for p in sorted(forecast_dir.glob("*.parquet"))}
     if not frames:
         raise ValueError(f"{run_dir} has no trained models and no forecasts/*.parquet")

@@ -10,7 +10,7 @@ import typer
 
 from data_loaders.errors import EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
 from data_loaders.summary import print_summary
-from hfformer.analysis_cli import ERRORS, backtest, report
+from hfformer.analysis_cli import AGAIN_HELP, ERRORS, backtest, report
 
 app = typer.Typer(help="HFformer, LSTM, linear, LightGBM and naive forecasters of order-book returns.",
                   no_args_is_help=True, add_completion=False, cls=ErrorBoundary,
@@ -63,14 +63,16 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`.")],
     data: Annotated[Path, typer.Option(help="The same book Parquet or directory the run was trained on.")],
     bootstrap: Annotated[int, typer.Option(help="Block-bootstrap resamples for the 95% intervals.")] = 200,
+    again: Annotated[bool, typer.Option("--again", help=AGAIN_HELP)] = False,
     as_json: JSON = False,
 ) -> None:
-    """Every model of RUN (+ zero, + oracle on synthetic data) on the same test windows."""
+    """Every model of RUN (+ zero, + oracle on synthetic data) on the same test windows; the read of the
+    test split is recorded in RUN/test_reads.json, and a second one warns unless --again."""
     from hfformer.evaluate import evaluate as run_evaluate
     from hfformer.evaluate import print_table
 
     try:
-        result = run_evaluate(run, data, n_boot=bootstrap)
+        result = run_evaluate(run, data, n_boot=bootstrap, again=again)
     except ERRORS as error:
         fail(f"hfformer evaluate: {error}")
     table = result.pop("table")

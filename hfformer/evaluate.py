@@ -20,7 +20,8 @@ Definitions (f = median forecast, y = realised scaled target):
   forecast from what the market showed (E[r_h | the observables], a forward filter over the hidden
   regime). A model sees no more than that, so y - c is uncorrelated with f - c in the same way;
   1 is the most any model can reach, where oracle_frac's 1 needs the hidden state.
-Writes RUN/evaluation.{csv,json} and RUN/forecasts/<model>.parquet (read by the backtest).
+Writes RUN/evaluation.{csv,json} and RUN/forecasts/<model>.parquet (read by the backtest), and
+records the read of the test split in RUN/test_reads.json (hfformer/protocol.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from hfformer.bootstrap import block_sums, bootstrap_counts
 from hfformer.config import PAPER_HORIZONS, read_run_config
 from hfformer.data import data_warnings, describe_market, prepare
 from hfformer.predict import Forecaster, frame
+from hfformer.protocol import record_test_read
 
 METRICS = ("sign_acc", "r2", "mse", "pinball", "coverage80")
 STATS = ("n", "sign_n", "sign_hits", "sse", "sum_y", "sum_y2", "pinball", "covered")
@@ -94,8 +96,9 @@ def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
-             write_forecasts: bool = True) -> dict[str, Any]:
-    """Evaluate every model of RUN (plus zero, and the oracle and ceiling on synthetic data) on the test split."""
+             write_forecasts: bool = True, again: bool = False) -> dict[str, Any]:
+    """Evaluate every model of RUN (plus zero, and the oracle and ceiling on synthetic data) on the test
+    split, a read recorded in RUN/test_reads.json (hfformer/protocol.py; `again`: a second read, knowingly)."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
@@ -104,7 +107,9 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
     if ends.size == 0:
         raise ValueError(f"{data}: the test split has no windows")
     references = {name: known[ends] for name in ("oracle", "ceiling") if (known := getattr(prep, name)) is not None}
-    models = run_models(run_dir) + ["zero"] + list(references)
+    trained = run_models(run_dir)
+    warnings = record_test_read(run_dir, prep, data, "hfformer evaluate", trained, again)
+    models = trained + ["zero"] + list(references)
     horizons = cfg.data.horizons
     y = prep.y[ends]
     block = cfg.data.window + max(horizons)
@@ -148,7 +153,8 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
                "bootstrap": {"resamples": n_boot, "block_windows": block, "seed": seed}}
     write_bytes(run_dir / "evaluation.json",
                 orjson.dumps({**summary, "metrics": records}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    return {**summary, "seconds": round(time.perf_counter() - started, 3), "table": table}
+    return {**summary, **({"second_read": warnings} if warnings else {}),
+            "seconds": round(time.perf_counter() - started, 3), "table": table}
 
 
 def print_table(table: pl.DataFrame, console: Console | None = None) -> None:

@@ -129,10 +129,11 @@ def frame(prep: Prepared, ends: np.ndarray, forecasts: np.ndarray, qs: list[floa
         "ts", "price", "bid_px_1", "ask_px_1", "ask_qty_1", "bid_qty_1", *rest)
 
 
-def forecast_frame(run_dir: Path, model: str, data: Path, split: str = "test") -> pl.DataFrame:
-    """Forecasts of `model` (a trained model of RUN, or zero/oracle) on a split of `data`."""
-    cfg = read_run_config(run_dir)
-    prep = prepare(data, cfg.data)
+def forecast_frame(run_dir: Path, model: str, data: Path, split: str = "test",
+                   prep: Prepared | None = None) -> pl.DataFrame:
+    """Forecasts of `model` (a trained model of RUN, or zero/oracle) on a split of `data` (`prep`:
+    the data already prepared with the run's config)."""
+    prep = prep or prepare(data, read_run_config(run_dir).data)
     if split not in prep.ends:
         raise ValueError(f"split must be one of {sorted(prep.ends)}, got {split!r}")
     f = Forecaster(run_dir, model)

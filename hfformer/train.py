@@ -39,6 +39,7 @@ from hfformer.gbm import GBMModel
 from hfformer.linear import LinearModel
 from hfformer.losses import loss_fn
 from hfformer.model import HFformer, HFformerConfig
+from hfformer.protocol import check_splits
 
 MODELS = ("hfformer", "lstm", "linear", "lightgbm", "naive")
 TABULAR = {"linear": LinearModel, "lightgbm": GBMModel}  # the quant's baselines, on hfformer/tabular.py's features
@@ -255,6 +256,7 @@ def train(data: Path, out: Path, kind: str, cfg: Config, name: str | None = None
         model_dir = out / name
         if ddp.main:
             check_run_config(out, cfg)
+            check_splits(out, prep)
             model_dir.mkdir(parents=True, exist_ok=True)
             if not resume:
                 (model_dir / "metrics.csv").unlink(missing_ok=True)

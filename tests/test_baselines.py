@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from data_loaders.atomic import sha256
 from data_loaders.features import target_scale
 from data_loaders.schema import book_schema
 from data_loaders.synth import generate
@@ -148,3 +149,59 @@ def test_cli_trains_a_baseline_and_names_bad_settings(synth, tmp_path):
     assert result.exit_code == 2 and "linear.alphas must be a non-empty list of penalties > 0" in result.output
     result = CliRunner().invoke(app, args + ["--set", "data.window=20", "--set", "linear.lags=20"])
     assert result.exit_code == 2 and "linear.lags (20) must be < data.window (20)" in result.output
+
+
+def test_the_test_split_is_read_once_and_the_run_records_it(synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = load_config(overrides=SMALL)
+    train(synth, out, "linear", cfg)
+    splits = json.loads((out / "splits.json").read_text())
+    assert set(splits) == {"train", "val", "test"} and splits["test"]["windows"] > 0
+    first = evaluate(out, synth, n_boot=10)
+    assert "second_read" not in first and "WARNING" not in capsys.readouterr().err
+    reads = json.loads((out / "test_reads.json").read_text())
+    assert reads["test"] == splits["test"] and len(reads["reads"]) == 1
+    read = reads["reads"][0]
+    assert read["command"] == "hfformer evaluate" and "@" in read["who"] and read["time"].endswith("+00:00")
+    assert read["models"] == {"linear": sha256(out / "linear" / "checkpoint.pt")} and read["again"] is False
+
+    second = evaluate(out, synth, n_boot=10)  # the same numbers, seen twice: a loud warning
+    expected = f"linear: test split already read 1 time(s), last at {read['time']} by {read['who']} (hfformer evaluate)"
+    assert second["second_read"] == [expected]
+    assert "WARNING: second read of the test split" in capsys.readouterr().err
+    evaluate(out, synth, n_boot=10, again=True)  # knowingly: recorded, not shouted
+    assert "WARNING" not in capsys.readouterr().err
+
+    train(synth, out, "linear", load_config(overrides=[*SMALL, "linear.alphas=[5.0]"]))  # retrained after a look
+    train(synth, out, "lightgbm", cfg)  # a new model: its first read
+    third = evaluate(out, synth, n_boot=10)["second_read"]
+    assert len(third) == 1 and third[0].startswith("linear: retrained after its test split was read 3 time(s)")
+    reads = json.loads((out / "test_reads.json").read_text())["reads"]
+    assert [r["again"] for r in reads] == [False, False, True, False] and set(reads[-1]["models"]) == {
+        "linear", "lightgbm"}
+
+    shutil.rmtree(out / "forecasts")  # the backtest computes missing forecasts: a read, recorded
+    result = CliRunner().invoke(app, ["backtest", str(out), "--data", str(synth), "--again", "--set", "horizons=[5]"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "test_reads.json").read_text())["reads"][-1]["command"] == "hfformer backtest"
+
+
+def test_a_changed_test_split_is_refused(synth, tmp_path):
+    out = tmp_path / "run"
+    train(synth, out, "linear", load_config(overrides=SMALL))
+    other = tmp_path / "other"
+    shutil.copytree(synth, other)
+    (other / "book.parquet.sha256").unlink()
+    book = pl.read_parquet(other / "book.parquet")
+    book.with_columns(pl.col("ask_px_1") + 0.01 * (pl.int_range(pl.len()) == book.height - 40)).write_parquet(
+        other / "book.parquet")  # one price near the end: the same windows, another realised target
+    result = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(other)])
+    assert result.exit_code == 3 and len(result.output.strip().splitlines()) == 1
+    assert "its test split" in result.output and "is not the run's" in result.output
+    assert not (out / "test_reads.json").exists() and not (out / "evaluation.csv").exists()
+    with pytest.raises(ValueError, match="the test windows of this data differ from those the run's models"):
+        train(other, out, "lightgbm", load_config(overrides=SMALL))
+    (out / "splits.json").unlink()  # a run from before splits.json: the first read's windows are the reference
+    evaluate(out, synth, n_boot=10)
+    with pytest.raises(ValueError, match="is not the run's"):
+        evaluate(out, other, n_boot=10)
