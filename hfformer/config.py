@@ -87,7 +87,7 @@ class LightGBMConfig:
 
     lags: int = 10
     trade_flow: bool = True
-    num_leaves: list[int] = field(default_factory=lambda: [7, 31])
+    num_leaves: list[int] = field(default_factory=lambda: [3, 7, 31])
     min_data_in_leaf: list[int] = field(default_factory=lambda: [100, 1000])
     learning_rate: float = 0.05
     max_rounds: int = 1000
