@@ -14,7 +14,7 @@ import numpy as np
 
 from hfformer.config import Config
 from hfformer.data import Prepared
-from hfformer.linear import TabularInputs
+from hfformer.tabular import TabularInputs
 
 
 @dataclass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -88,3 +89,27 @@ def design(prep: Prepared, ends: np.ndarray, lags: int, flow: TradeFlow | None) 
         c = flow.cumulative
         cols.append(np.column_stack([c[ends] - c[ends - 1], c[ends] - c[ends - lags]]))
     return np.concatenate(cols, axis=1)
+
+
+@dataclass
+class TabularInputs:
+    """Which tabular features a model was fitted on; rebuilds them for any data."""
+
+    lags: int
+    flow: bool  # the trade-flow columns are used
+
+    def design(self, prep: Prepared, ends: np.ndarray, name: str) -> np.ndarray:
+        flow = None
+        if self.flow:
+            flow = trade_flow(prep)
+            if flow.cumulative is None:
+                raise ValueError(f"{name} was trained with trade flow, but {flow.note}")
+        return design(prep, ends, self.lags, flow)
+
+    @classmethod
+    def fit(cls, prep: Prepared, lags: int, use_flow: bool) -> tuple[TabularInputs, dict[str, Any]]:
+        """The inputs for this data (flow only when asked for and the trades are there) and a note."""
+        flow = trade_flow(prep) if use_flow else None
+        note = "trade flow off (trade_flow = false)" if flow is None else flow.note
+        inputs = cls(lags, flow is not None and flow.cumulative is not None)
+        return inputs, {"columns": column_names(prep.cfg.levels, lags, inputs.flow), "trade_flow": note}
