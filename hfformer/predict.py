@@ -133,7 +133,7 @@ def forecast_frame(run_dir: Path, model: str, data: Path, split: str = "test",
                    prep: Prepared | None = None) -> pl.DataFrame:
     """Forecasts of `model` (a trained model of RUN, or zero/oracle) on a split of `data` (`prep`:
     the data already prepared with the run's config)."""
-    prep = prep or prepare(data, read_run_config(run_dir).data)
+    prep = prep if prep is not None else prepare(data, read_run_config(run_dir).data)
     if split not in prep.ends:
         raise ValueError(f"split must be one of {sorted(prep.ends)}, got {split!r}")
     f = Forecaster(run_dir, model)
