@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults, end to end:
-#   data (synthetic market + the real Binance recordings when present) -> train the ridge baseline,
-#   the LSTM and HFformer with the settings chosen on validation (hfformer/tuned.toml), and HFformer
+#   data (synthetic regime market + the real Binance recordings when present) -> train the ridge,
+#   linear and LightGBM baselines, the LSTM and HFformer with the settings chosen on validation (hfformer/tuned.toml), and HFformer
 #   with the paper's settings as an ablation -> evaluate -> backtest -> reports -> start every
 #   database server this machine can run -> load the same ticks into each, beside embedded chDB ->
 #   timed, checked query suite -> database report -> one summary screen.
@@ -40,7 +40,7 @@ step "data: synthetic market ($minutes minutes, with its oracle)"
 ticks synth --minutes "$minutes" --seed 7 --out "$out/synth"
 
 step "forecasting on the synthetic market: settings chosen on validation (hfformer/tuned.toml)"
-train "$out/synth" "$out/synth_run" "$root/hfformer/tuned.toml" naive lstm hfformer
+train "$out/synth" "$out/synth_run" "$root/hfformer/tuned.toml" naive linear lightgbm lstm hfformer
 hfformer report "$out/synth_run"
 
 step "ablation: HFformer with the paper's settings (hfformer/default.toml), same budget"
@@ -51,7 +51,7 @@ if [ -f "$binance/spot_btcusdt_20240808.gz" ] && [ -f "$binance/spot_btcusdt_202
   ticks book "$binance/spot_btcusdt_20240808.gz" "$binance/spot_btcusdt_20240809.gz" \
     --levels 10 --every 100ms --out "$out/binance/book.parquet"
   step "forecasting on the real Binance book"
-  train "$out/binance/book.parquet" "$out/binance_run" "$root/hfformer/tuned.toml" naive lstm hfformer
+  train "$out/binance/book.parquet" "$out/binance_run" "$root/hfformer/tuned.toml" naive linear lightgbm lstm hfformer
   hfformer report "$out/binance_run"
   step "database benchmark data: the real Binance recordings (spot and USD-M venues)"
   dbbench dataset --source binance --out "$out/db_data"
