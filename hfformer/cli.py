@@ -123,6 +123,28 @@ def export(
 
 
 @app.command()
+def compare(
+    side_a: Annotated[str, typer.Argument(metavar="A", help="RUN[:model], or several (seeds) joined by commas.")],
+    side_b: Annotated[str, typer.Argument(metavar="B", help="The same for the other side.")],
+    resamples: Annotated[int, typer.Option(help="Block-bootstrap resamples.")] = 1000,
+    as_json: JSON = False,
+) -> None:
+    """Paired comparison on the same test windows: 95% interval of MSE(A) - MSE(B) per horizon."""
+    from hfformer.compare import compare as run_compare
+    from hfformer.compare import print_comparison
+
+    try:
+        result = run_compare(side_a, side_b, n_boot=resamples)
+    except ERRORS as error:
+        fail(f"hfformer compare: {error}")
+    if not as_json:
+        print_comparison(result)
+    verdicts = {r["horizon"]: r["verdict"] for r in result["rows"]}
+    print_summary("hfformer compare", {**{k: v for k, v in result.items() if k != "rows"}, "verdicts": verdicts}
+                  | ({"rows": result["rows"]} if as_json else {}), as_json)
+
+
+@app.command()
 def walkforward(
     data: Annotated[Path, typer.Option(help="Book Parquet or directory, on a regular time grid.")],
     out: Annotated[Path, typer.Option(help="Output directory: fold<k>/ runs and walkforward.csv,json.")],
