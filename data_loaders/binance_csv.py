@@ -137,6 +137,14 @@ def sniff(path: Path) -> bool:
     )  # most sample lines, so one bad row is fine
 
 
+def contents(path: Path) -> tuple[str, ...]:
+    """The kind a Binance public-data file holds: trades (trades, aggTrades) or quotes (bookTicker)."""
+    found = detect(head_lines(path))
+    if found is None:
+        raise ValueError(f"{path}: not a Binance public-data trades, aggTrades or bookTicker CSV")
+    return (found[0].kind,)
+
+
 def _parse_file(path: Path, kind: str) -> tuple[Layout, pl.DataFrame]:
     """One file -> its rows with parsed fields, `ts` in ns, and the first per-row `problem` (or null)."""
     data = read_bytes(path)
@@ -241,7 +249,13 @@ def _read(files: list[Path], kind: str) -> tuple[Layout, pl.DataFrame]:
     return layouts[0], rows
 
 
-def read_trades(
+def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
+         market: str | None = None, **_: object) -> tuple[pl.DataFrame, dict]:
+    """The reader protocol (data_loaders.formats): trades or quotes (book options do not apply)."""
+    return (_read_trades if kind == "trades" else _read_quotes)(files, quarantine, symbol, market)
+
+
+def _read_trades(
     files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
 ) -> tuple[pl.DataFrame, dict]:
     """Binance trades or aggTrades CSV files -> TRADES_SCHEMA (side -1 when the buyer was the maker, else +1)
@@ -269,7 +283,7 @@ def read_trades(
     return frame, stats
 
 
-def read_quotes(
+def _read_quotes(
     files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
 ) -> tuple[pl.DataFrame, dict]:
     """Binance bookTicker CSV files -> QUOTES_SCHEMA and stats {"symbol", "market"}; `ts` is the

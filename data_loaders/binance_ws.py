@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from data_loaders.csv_lines import MAX_NS, MIN_NS
+from data_loaders.csv_lines import MAX_NS, MIN_NS, agreed
 from data_loaders.json_scan import (
     BAD_TIME,
     F_A,
@@ -553,22 +553,20 @@ def book_frame_from(
     return book, stats
 
 
-def read_book(
-    files: list[Path],
-    quarantine: Quarantine,
-    levels: int = 10,
-    every: str | None = None,
-    on_gap: str = "flag",
-) -> tuple[pl.DataFrame, dict]:
-    return book_frame_from(parse_recording(files, quarantine), quarantine, levels, every, on_gap)
-
-
-def read_trades(files: list[Path], quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
-    return trades_frame(parse_recording(files, quarantine), quarantine)
-
-
-def read_quotes(files: list[Path], quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
-    return quotes_frame(parse_recording(files, quarantine), quarantine)
+def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
+         market: str | None = None, levels: int | None = None, every: str | None = None,
+         on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
+    """The reader protocol (data_loaders.formats): one recording -> trades, quotes or the book. A
+    recording names its own symbol and market; a `symbol` / `market` given must match them."""
+    parsed = parse_recording(files, quarantine)
+    if kind == "book":
+        frame, stats = book_frame_from(parsed, quarantine, levels or 10, every, on_gap)
+    else:
+        frame, stats = (trades_frame if kind == "trades" else quotes_frame)(parsed, quarantine)
+    for key, option, value in (("symbol", "--symbol", symbol), ("market", "--venue", market)):
+        if value:
+            stats[key] = agreed(key, option, {"the recording": stats[key], option: value})
+    return frame, stats
 
 
 def bookticker_agreement(book: pl.DataFrame, quotes: pl.DataFrame) -> tuple[int, int]:
