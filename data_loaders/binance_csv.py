@@ -13,7 +13,8 @@ file from the magnitude. Files given in order are one dataset: order checks run 
 
 The symbol and market (as the recordings reader names them: `btcusdt`, `spot` / `usdm`) come from
 the data.binance.vision layout, `.../spot|futures/um/.../BTCUSDT-trades-2025-01-01.zip`, or from
-the caller (`--symbol`, `--venue`) where the path does not say; the rows never name them.
+the caller (`--symbol`, `--venue`) where the path does not say; the rows never name them. COIN-M
+(`futures/cm`) quantities count contracts: they are turned into base units (data_loaders.coinm).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from data_loaders import coinm
 from data_loaders.csv_lines import (
     agreed,
     first_problem,
@@ -280,6 +282,8 @@ def _read_trades(
         )
         .cast(TRADES_SCHEMA)
     )
+    if stats["market"] == "coinm":
+        frame = coinm.to_base(frame, stats["symbol"], [("qty", "price")])
     return frame, stats
 
 
@@ -306,4 +310,6 @@ def _read_quotes(
         )
         .cast(QUOTES_SCHEMA)
     )
+    if stats["market"] == "coinm":
+        frame = coinm.to_base(frame, stats["symbol"], [("bid_qty", "bid_px"), ("ask_qty", "ask_px")])
     return frame, stats

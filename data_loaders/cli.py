@@ -193,12 +193,13 @@ def _recording_info(path: Path) -> dict:
 
     parsed = binance_ws.parse_recording([path], Quarantine(None))
     good = parsed.status == binance_ws.OK
-    names = {binance_ws.K_DEPTH: "depth_diffs", binance_ws.K_TRADE: "trades", binance_ws.K_TICKER: "book_tickers",
+    names = {binance_ws.K_DEPTH: "depth_diffs", binance_ws.K_TRADE: "trades", binance_ws.K_AGGTRADE: "agg_trades",
+             binance_ws.K_TICKER: "book_tickers",
              binance_ws.K_SNAPSHOT: "snapshots", binance_ws.K_OTHER: "skipped"}  # fmt: skip
     info: dict = {
         "kind": "binance-recording",
         "symbol": parsed.symbol,
-        "market": "usdm" if parsed.futures else "spot",
+        "market": parsed.market,
     }
     info["messages"] = parsed.messages
     info.update({name: int(((parsed.kind == k) & good).sum()) for k, name in names.items()})

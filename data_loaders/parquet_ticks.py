@@ -59,7 +59,7 @@ def _contract(frame: pl.DataFrame, schema: dict[str, pl.DataType], path: Path) -
     times = [pl.col(c).dt.epoch("ns") if isinstance(frame.schema[c], pl.Datetime) else pl.col(c)
              for c in ("ts", "local_ts")]
     try:
-        return frame.with_columns(times).select(schema).cast(schema)  # type: ignore[arg-type]
+        return frame.with_columns(times).select(list(schema)).cast(schema)  # type: ignore[arg-type]
     except pl.exceptions.InvalidOperationError as exc:
         raise ValueError(f"{path}: a column does not fit the ticks contract ({exc})") from None
 

@@ -460,3 +460,20 @@ def test_cli_writes_symbol_and_market_as_the_recordings_path_does(real, binance,
         result.exit_code == 3
         and "market is ambiguous (the recording: usdm, --venue: spot)" in result.output
     )
+
+
+def test_coinm_files_count_contracts_and_are_read_in_base_units(tmp_path):
+    """data.binance.vision futures/cm files: quantities are contracts (100 USD each for BTCUSD, 10 USD for
+    the other pairs), turned into the base asset like every other market's sizes."""
+    folder = tmp_path / "data/futures/cm/daily/trades/BTCUSD_PERP"
+    folder.mkdir(parents=True)
+    path = folder / "BTCUSD_PERP-trades-2024-08-08.csv"
+    path.write_text("id,price,qty,base_qty,time,is_buyer_maker\n"
+                    "1,60000.0,3,0.005,1723161600000,true\n2,50000.0,1,0.002,1723161600001,false\n")
+    got, stats = binance_csv.read("trades", [path], quarantine=Quarantine(None))
+    assert stats == {"symbol": "btcusd_perp", "market": "coinm"}
+    assert got["qty"].to_list() == [0.005, 0.002] and got["side"].to_list() == [-1, 1]
+    eth = tmp_path / "data/futures/cm/daily/aggTrades/ETHUSD_PERP/ETHUSD_PERP-aggTrades-2024-08-08.csv"
+    eth.parent.mkdir(parents=True)
+    eth.write_text(UM_AGG_HEADER + "\n7,2500.0,5,10,12,1723161600000,false\n")
+    assert binance_csv.read("trades", [eth], quarantine=Quarantine(None))[0]["qty"].to_list() == [5 * 10 / 2500]
