@@ -36,6 +36,7 @@ from dbbench.engines.base import TABLES
 SYNTH_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SYNTH_VENUES = ("venue_a", "venue_b")
 SYNTH_STEP_NS = 100_000_000  # one quote per market per step
+CHUNK_ROWS = 2_000_000  # synth rows held at once, whatever the scale and the number of markets
 SYNTH_ROWS_PER_STEP = 2.81  # one quote + 1.81 trades (measured: Poisson(trades_per_step * volatility) averages that)
 DICTIONARY_COLUMNS = ("symbol", "venue")  # read as Arrow dictionaries (see iter_batches)
 
@@ -138,7 +139,8 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
                 venues: tuple[str, ...] = SYNTH_VENUES, days: float | None = None, chunk_steps: int = 100_000,
                 progress: Any = None) -> dict[str, Any]:
     """Exactly `rows` trades+quotes over len(symbols) x len(venues) markets on one time grid, streamed to
-    Parquet chunk by chunk (a chunk of at most `chunk_steps` grid steps in memory, whatever `rows`).
+    Parquet chunk by chunk (at most `chunk_steps` grid steps and about CHUNK_ROWS rows in memory,
+    whatever `rows`).
 
     The grid has one quote per market per step, 100 ms apart, or spread over `days` when given. Each
     market's rows are in time order across chunks; the last chunk is cut at exactly `rows`."""
@@ -160,7 +162,7 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
     written, first = 0, 0
     try:
         while written < rows:
-            n_steps = min(chunk_steps, max(1, int((rows - written) / per_step * 1.1) + 1))
+            n_steps = min(chunk_steps, max(1, int(CHUNK_ROWS / per_step)), int((rows - written) / per_step * 1.1) + 1)
             ts = START_NS + np.arange(first, first + n_steps, dtype=np.int64) * step_ns
             first += n_steps
             parts: dict[str, list[pl.DataFrame]] = {table: [] for table in TABLES}
