@@ -3,7 +3,8 @@
 What `ticks` writes, `ticks download` converts and a user brings in the same shape reads back
 through the same protocol as the raw formats (data_loaders.formats). A file's kind is its `kind`
 metadata, else told from its columns; the instrument comes from its `symbol` / `market` metadata
-(as `ticks` writes them) or the caller. A sha256 written beside a file is checked; rows with a
+(as `ticks` writes them), its `symbol` and `market` or `venue` columns (as the benchmark tables
+have them), or the caller. A sha256 written beside a file is checked; rows with a
 price or size that is not finite and positive are quarantined (file, row number, the row).
 """
 
@@ -21,6 +22,7 @@ from data_loaders.order_book import resample_book
 from data_loaders.quarantine import Quarantine
 from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA, book_levels, book_schema
 
+OPTIONAL = ("local_ts", "update_id")
 SIZES = {"trades": ["price", "qty"], "quotes": ["bid_px", "bid_qty", "ask_px", "ask_qty"]}
 
 
@@ -50,9 +52,10 @@ def kind_of(path: Path) -> str:
 
 def _contract(frame: pl.DataFrame, schema: dict[str, pl.DataType], path: Path) -> pl.DataFrame:
     """The contract's columns, times as Int64 ns (a Datetime column is converted from its own unit); a
-    receive time (`local_ts`) is null where the file has none."""
-    if "local_ts" not in frame.columns:
-        frame = frame.with_columns(local_ts=pl.lit(None, dtype=pl.Int64))
+    receive time (`local_ts`) or a quote's `update_id` is null where the file has none (the benchmark
+    tables keep neither)."""
+    frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias(c) for c in OPTIONAL
+                               if c in schema and c not in frame.columns)
     missing = [c for c in schema if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: lacks the columns {missing} of the ticks contract's schema {list(schema)}")
@@ -73,29 +76,66 @@ def _quarantined(frame: pl.DataFrame, kind: str, path: Path, quarantine: Quarant
     return frame.filter(good).drop("row")
 
 
-def _read_file(kind: str, path: Path, quarantine: Quarantine, levels: int | None) -> pl.DataFrame:
+INSTRUMENT_COLUMNS = {"symbol": ("symbol",), "market": ("market", "venue")}
+
+
+def _instrument_columns(columns: list[str]) -> dict[str, str]:
+    """{"symbol": column, "market": column} where the file names its instrument in columns (market,
+    or venue as the benchmark tables call it)."""
+    found = {key: next((c for c in names if c in columns), None) for key, names in INSTRUMENT_COLUMNS.items()}
+    return {key: c for key, c in found.items() if c is not None}
+
+
+def instruments(path: Path) -> list[tuple[str, str]]:
+    """The (symbol, market) pairs a file with instrument columns holds, in order of appearance ([] when
+    the file names its instrument in metadata, or not at all)."""
+    columns = _instrument_columns(pq.read_schema(path).names)
+    if set(columns) != set(INSTRUMENT_COLUMNS):
+        return []
+    pairs = pl.scan_parquet(path).select(columns["symbol"], columns["market"]).unique(maintain_order=True)
+    return [(str(s), str(m)) for s, m in pairs.collect().iter_rows()]
+
+
+def _read_file(kind: str, path: Path, quarantine: Quarantine, levels: int | None, symbol: str | None,
+               market: str | None) -> tuple[pl.DataFrame, dict[str, str]]:
+    """One file's rows of the contract and the instrument its columns name, taking the caller's
+    instrument where the file holds several."""
     verify(path, remedy="write it again, or remove its .sha256 if you changed it on purpose")
     found = kind_of(path)
     if found != kind:
         raise ValueError(f"{path}: holds {found}, not {kind}")
     frame = pl.read_parquet(path)
+    named: dict[str, str] = {}
+    for key, column in _instrument_columns(frame.columns).items():
+        wanted = {"symbol": symbol, "market": market}[key]
+        if wanted:
+            frame = frame.filter(pl.col(column).str.to_lowercase() == wanted.lower())
+        values = frame[column].unique().to_list()
+        if len(values) > 1:
+            raise ValueError(f"{path}: holds several instruments ({key}: {', '.join(map(str, values[:5]))}); "
+                             f"pass --symbol and --venue to take one")
+        if values:
+            named[key] = str(values[0])
     if kind == "book":
-        return frame if levels is None else _contract(frame, book_schema(levels), path)
-    return _quarantined(_contract(frame, TRADES_SCHEMA if kind == "trades" else QUOTES_SCHEMA, path), kind,
-                        path, quarantine)
+        return (frame if levels is None else _contract(frame, book_schema(levels), path)), named
+    schema = TRADES_SCHEMA if kind == "trades" else QUOTES_SCHEMA
+    return _quarantined(_contract(frame, schema, path), kind, path, quarantine), named
 
 
 def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
          market: str | None = None, levels: int | None = None, every: str | None = None,
          **_: object) -> tuple[pl.DataFrame, dict]:
-    """The reader protocol (data_loaders.formats). A book keeps every level it has when `levels` is
-    None; stats' `file_rows` are the rows each file gave, in order (callers mark file boundaries)."""
-    frames = [_read_file(kind, f, quarantine, levels) for f in files]
+    """The reader protocol (data_loaders.formats). A file names its instrument in its metadata or in
+    `symbol` and `market` (or `venue`) columns; of a file holding several, `symbol` / `market` take one.
+    A book keeps every level it has when `levels` is None; stats' `file_rows` are the rows each file
+    gave, in order (callers mark file boundaries)."""
+    read_files = [_read_file(kind, f, quarantine, levels, symbol, market) for f in files]
+    frames = [frame for frame, _ in read_files]
     if kind == "book" and levels is None and len({book_levels(f.columns) for f in frames}) > 1:
         raise ValueError(f"book files with different numbers of levels given together: {[str(f) for f in files]}")
     frame = pl.concat(frames, how="vertical_relaxed")
     stats: dict = {"file_rows": [f.height for f in frames]}
-    named = [metadata(f) for f in files]
+    named = [{**metadata(f), **columns} for f, (_, columns) in zip(files, read_files)]
     for key, option, value in (("symbol", "--symbol", symbol), ("market", "--venue", market)):
         said = {f.name: m.get(key) for f, m in zip(files, named)}
         if value or any(said.values()):

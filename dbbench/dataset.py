@@ -231,9 +231,10 @@ def _instruments(paths: list[Path], quarantine: Any, *, fmt: str = "auto", symbo
     Files of one format and instrument form one continuous input, in the order given (the readers'
     cross-file checks apply); each instrument is a (symbol, venue) of the benchmark tables, on its
     receive clock where it has one, else its exchange clock. Quotes sharing a time keep the last (counted)."""
-    from data_loaders import formats
+    from data_loaders import formats, parquet_ticks
 
     groups: dict[tuple[str, str, str, str], list[Path]] = {}
+    picks: dict[tuple[str, str, str, str], tuple[str | None, str | None]] = {}  # the instrument to read
     skipped: dict[str, str] = {}
     for f in input_files(paths):
         found, kinds = formats.contents(f, fmt)
@@ -241,17 +242,24 @@ def _instruments(paths: list[Path], quarantine: Any, *, fmt: str = "auto", symbo
         if not tables:
             skipped[f.name] = f"holds {', '.join(kinds)}, not trades or quotes"
             continue
-        for table in tables:  # the instrument, from the file alone (its rows are read again with its group)
+        held = parquet_ticks.instruments(f) if found == "parquet" and not (symbol or market) else []
+        for sym, mkt in held:  # a table of several instruments in columns (a dataset's own): one group each
+            groups.setdefault((found, sym, mkt, tables[0]), []).append(f)
+            picks[(found, sym, mkt, tables[0])] = sym, mkt
+        for table in tables if not held else []:  # the instrument, from the file alone (read again with its group)
             _, stats = formats.read(table, [f], fmt=found, symbol=symbol, market=market)
             if not stats.get("symbol") or not stats.get("market"):
                 raise ValueError(f"{f}: names no symbol and market; pass --symbol and --venue")
             groups.setdefault((found, stats["symbol"], stats["market"], table), []).append(f)
+            picks[(found, stats["symbol"], stats["market"], table)] = symbol, market
     if not groups:
         raise ValueError(f"no trades or quotes in the files given ({skipped})")
     read: dict[tuple[str, str, str], dict[str, tuple[pl.DataFrame, list[Path]]]] = {}
     for (found, sym, mkt, table), files in groups.items():
-        frame, _ = formats.read(table, files, quarantine=quarantine, fmt=found, symbol=symbol, market=market)
-        read.setdefault((found, sym, mkt), {})[table] = frame, files
+        pick_symbol, pick_market = picks[(found, sym, mkt, table)]
+        frame, _ = formats.read(table, files, quarantine=quarantine, fmt=found, symbol=pick_symbol,
+                                market=pick_market)
+        read.setdefault((found, sym.lower(), mkt.lower()), {})[table] = frame, files
     instruments = []
     for (found, sym, mkt), tables in read.items():
         frames = {t: frame for t, (frame, _) in tables.items()}

@@ -70,6 +70,8 @@ def test_iter_batches_streams_the_table_in_its_schema(synth, tmp_path):
     with pytest.raises(ValueError, match="unknown table"):
         next(iter_batches(synth, "book"))
     pl.read_parquet(synth / "quotes.parquet").drop("venue").write_parquet(tmp_path / "trades.parquet")
+    manifest = {k: v for k, v in read_manifest(synth).items() if k != "sha256"}  # a dataset, nothing to compare
+    (tmp_path / "dataset.json").write_bytes(orjson.dumps(manifest))
     with pytest.raises(ValueError, match="schema"):
         next(iter_batches(tmp_path, "trades"))
 
@@ -147,3 +149,16 @@ def test_streamed_synth_gives_exactly_the_rows_asked_in_seamless_chunks(tmp_path
     for table in TABLES:
         assert pl.read_parquet(tmp_path / "a" / f"{table}.parquet").sort(pl.all()).equals(
             pl.read_parquet(tmp_path / "b" / f"{table}.parquet").sort(pl.all()))
+
+
+def test_a_dataset_folder_is_itself_an_input_its_instruments_read_from_columns(synth, tmp_path):
+    """Parquet naming its instruments in symbol/venue columns (a dataset's own tables) goes back in whole."""
+    from dbbench.dataset import build_from
+
+    m = build_from(tmp_path / "again", [synth])
+    before = read_manifest(synth)
+    assert m["rows"] == before["rows"] and m["symbols"] == before["symbols"] and m["venues"] == before["venues"]
+    assert (m["min_ts"], m["max_ts"]) == (before["min_ts"], before["max_ts"])
+    for table in TABLES:
+        assert pl.read_parquet(tmp_path / "again" / f"{table}.parquet").sort(pl.all()).equals(
+            pl.read_parquet(synth / f"{table}.parquet").sort(pl.all()))
