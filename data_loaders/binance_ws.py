@@ -2,8 +2,9 @@
 
 Format (../shared/data/binance/README.md): one line per message, `<local receive ts> <JSON>`,
 gzip or plain; JSON is the combined-stream wrapper {"stream", "data"} (`@depth`, `@depth@100ms`,
-`@depth@0ms` diffs, `@trade`, `@bookTicker`; other streams are skipped and counted) or a bare REST
-depth snapshot {"lastUpdateId", "bids", "asks"}. Files given together are one recording.
+`@depth@0ms` diffs, `@trade` (or `@aggTrade`), `@bookTicker`; other streams are skipped and
+counted) or a bare REST depth snapshot {"lastUpdateId", "bids", "asks"}. Files given together are
+one recording. COIN-M sizes (contracts) are turned into base units (data_loaders.coinm).
 
 Speed: each file is decompressed whole and parsed by one numba pass over its bytes
 (data_loaders.json_scan), so nothing loops over lines in Python.

@@ -2,18 +2,22 @@
 
 Generating is a separate step from loading (TSBS style), so load timings never include it.
 Both files follow the engine tables' Arrow schemas (`dbbench.engines.base.TRADES` / `QUOTES`),
-and dataset.json records what was written (rows, time range, symbols, venues, source, and the
-size of each table written as CSV: the raw size storage is compared with, counted once here as
-the batches stream by rather than at every run).
+and dataset.json records what was written (rows, time range, symbols, venues, source, each
+table's sha256, and the size of each table written as CSV: the raw size storage is compared with,
+counted once here as the batches stream by rather than at every run).
 
 Sources:
-- `binance`: the real recordings, spot and USD-M as two venues of BTCUSDT. `ts` is the local
-  receive time: the one clock both venues were recorded with (spot bookTicker carries no exchange time).
+- files (`build_from`): ticks Parquet, Binance recordings, Binance CSV or Tardis CSV, read into
+  ticks frames by the reader registry (data_loaders.formats); each instrument becomes a (symbol,
+  venue), on its receive clock where every row has one, else its exchange clock.
+- `binance`: the shared real recordings through the same path (spot and USD-M BTCUSDT as two
+  venues on the receive clock: spot bookTicker carries no exchange time).
 - `synth`: the synthetic market of `data_loaders.synth`, several symbols x venues (venues of one
-  symbol share its price path), generated chunk by chunk so 100 million rows never sit in memory.
+  symbol share its price path), streamed chunk by chunk so 100 million rows never sit in memory.
 
 Quotes are unique per (symbol, venue, ts), which makes "the prevailing quote" of the query suite
-one row; a source that breaks this is an error, not silently fixed.
+one row: quotes from files that share a time keep the last received (counted in dataset.json);
+the writer refuses any other repeat.
 """
 
 from __future__ import annotations
