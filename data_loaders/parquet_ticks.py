@@ -4,8 +4,9 @@ What `ticks` writes, `ticks download` converts and a user brings in the same sha
 through the same protocol as the raw formats (data_loaders.formats). A file's kind is its `kind`
 metadata, else told from its columns; the instrument comes from its `symbol` / `market` metadata
 (as `ticks` writes them), its `symbol` and `market` or `venue` columns (as the benchmark tables
-have them), or the caller. A sha256 written beside a file is checked; rows with a
-price or size that is not finite and positive are quarantined (file, row number, the row).
+have them), or the caller. A sha256 written beside a file is checked; rows with a price or size
+that is not finite and positive, and trades whose id was met before, are quarantined (file, row
+number, the row).
 """
 
 from __future__ import annotations
@@ -122,6 +123,24 @@ def _read_file(kind: str, path: Path, quarantine: Quarantine, levels: int | None
     return _quarantined(_contract(frame, schema, path), kind, path, quarantine), named
 
 
+def _without_repeated_ids(frames: list[pl.DataFrame], files: list[Path], quarantine: Quarantine) -> list[pl.DataFrame]:
+    """The files are one dataset: a trade id met again, in the same file or a later one, is the same trade
+    counted twice; it is quarantined (file, row number, the row), the first kept."""
+    seen = pl.concat([f.select("trade_id").with_columns(file=pl.lit(i), row=pl.int_range(pl.len()))
+                      for i, f in enumerate(frames)])
+    repeated = seen.filter(pl.col("trade_id").is_not_null() & ~pl.col("trade_id").is_first_distinct())
+    if repeated.is_empty():
+        return frames
+    out = []
+    for i, (frame, path) in enumerate(zip(frames, files)):
+        rows = repeated.filter(pl.col("file") == i)["row"]
+        marked = frame.with_row_index("row")
+        for row in marked.filter(pl.col("row").is_in(rows.implode())).iter_rows(named=True):
+            quarantine.add("duplicate_id", str(path), row.pop("row") + 1, orjson.dumps(row).decode())
+        out.append(marked.filter(~pl.col("row").is_in(rows.implode())).drop("row"))
+    return out
+
+
 def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
          market: str | None = None, levels: int | None = None, every: str | None = None,
          **_: object) -> tuple[pl.DataFrame, dict]:
@@ -133,6 +152,8 @@ def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | 
     frames = [frame for frame, _ in read_files]
     if kind == "book" and levels is None and len({book_levels(f.columns) for f in frames}) > 1:
         raise ValueError(f"book files with different numbers of levels given together: {[str(f) for f in files]}")
+    if kind == "trades":
+        frames = _without_repeated_ids(frames, files, quarantine)
     frame = pl.concat(frames, how="vertical_relaxed")
     stats: dict = {"file_rows": [f.height for f in frames]}
     named = [{**metadata(f), **columns} for f, (_, columns) in zip(files, read_files)]

@@ -264,6 +264,11 @@ def _instruments(paths: list[Path], quarantine: Any, *, fmt: str = "auto", symbo
         frame, _ = formats.read(table, files, quarantine=quarantine, fmt=found, symbol=pick_symbol,
                                 market=pick_market)
         read.setdefault((found, sym.lower(), mkt.lower()), {})[table] = frame, files
+    venues = [(sym, VENUES.get(mkt, mkt)) for _, sym, mkt in read]
+    twice = sorted({f"{s.upper()}@{v}" for s, v in venues if venues.count((s, v)) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given in more than one format (e.g. a download's zip and its "
+                         f"Parquet): its rows would count twice; give each instrument once")
     instruments = []
     for (found, sym, mkt), tables in read.items():
         frames = {t: frame for t, (frame, _) in tables.items()}
