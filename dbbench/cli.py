@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from data_loaders.atomic import write_bytes
 from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
+from data_loaders.formats import FORMATS
 from data_loaders.redact import redact
 from data_loaders.summary import print_summary
 from dbbench import queries
@@ -63,7 +64,7 @@ def dataset(
     sources: list[Path] = typer.Option(None, "--from", help="Files or folders: ticks Parquet (trades, quotes), "
                                        "Binance recordings, Binance CSV or Tardis CSV."),
     out: Path = typer.Option(..., help="Dataset directory: trades.parquet, quotes.parquet, dataset.json."),
-    fmt: str = typer.Option("auto", "--format", help="--from: auto|parquet|binance|binance-csv|tardis."),
+    fmt: str = typer.Option("auto", "--format", help=f"--from: {'|'.join(FORMATS)}."),
     symbol: str = typer.Option(None, help="--from: the instrument, where the files do not name it."),
     venue: str = typer.Option(None, help="--from: the market (spot, usdm, coinm), where the files do not name it."),
     scale: int = typer.Option(1_000_000, "--scale", "--rows", help="synth: exactly this many trades+quotes."),
@@ -96,6 +97,7 @@ def dataset(
     print_summary("dbbench dataset", {"source": source or "files", "out": str(out), "rows": manifest["rows"],
                                       "symbols": len(manifest["symbols"]), "venues": len(manifest["venues"]),
                                       "quarantined": manifest["source"].get("quarantined", {}),
+                                      "skipped_files": manifest["source"].get("skipped", {}),
                                       "seconds": time.perf_counter() - started}, as_json)
 
 
