@@ -20,7 +20,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from data_loaders.atomic import write_bytes
 from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
-from data_loaders.formats import FORMATS
 from data_loaders.redact import redact
 from data_loaders.summary import print_summary
 from dbbench import queries
@@ -64,7 +63,8 @@ def dataset(
     sources: list[Path] = typer.Option(None, "--from", help="Files or folders: ticks Parquet (trades, quotes), "
                                        "Binance recordings, Binance CSV or Tardis CSV."),
     out: Path = typer.Option(..., help="Dataset directory: trades.parquet, quotes.parquet, dataset.json."),
-    fmt: str = typer.Option("auto", "--format", help=f"--from: {'|'.join(FORMATS)}."),
+    fmt: str = typer.Option("auto", "--format", help="--from: auto, or a format of data_loaders.formats "
+                            "(parquet, binance, tardis, binance-csv)."),
     symbol: str = typer.Option(None, help="--from: the instrument, where the files do not name it."),
     venue: str = typer.Option(None, help="--from: the market (spot, usdm, coinm), where the files do not name it."),
     scale: int = typer.Option(1_000_000, "--scale", "--rows", help="synth: exactly this many trades+quotes."),
