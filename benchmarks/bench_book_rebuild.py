@@ -26,7 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_loaders.binance_ws import read_book
+from data_loaders.binance_ws import read
 from data_loaders.paths import binance_recordings
 from data_loaders.quarantine import Quarantine
 
@@ -34,7 +34,7 @@ from data_loaders.quarantine import Quarantine
 def rebuild_to_parquet(files: list[Path], out: Path, levels: int = 10) -> tuple[int, float, float]:
     """(messages, wall seconds, CPU seconds) for one full rebuild written to `out`."""
     wall, cpu = time.perf_counter(), time.process_time()
-    book, stats = read_book(files, Quarantine(None), levels)
+    book, stats = read("book", files, quarantine=Quarantine(None), levels=levels)
     book.write_parquet(out)
     return stats["messages"], time.perf_counter() - wall, time.process_time() - cpu
 

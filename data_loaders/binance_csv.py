@@ -13,7 +13,8 @@ file from the magnitude. Files given in order are one dataset: order checks run 
 
 The symbol and market (as the recordings reader names them: `btcusdt`, `spot` / `usdm`) come from
 the data.binance.vision layout, `.../spot|futures/um/.../BTCUSDT-trades-2025-01-01.zip`, or from
-the caller (`--symbol`, `--venue`) where the path does not say; the rows never name them.
+the caller (`--symbol`, `--venue`) where the path does not say; the rows never name them. COIN-M
+(`futures/cm`) quantities count contracts: they are turned into base units (data_loaders.coinm).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from data_loaders import coinm
 from data_loaders.csv_lines import (
     agreed,
     first_problem,
@@ -137,6 +139,14 @@ def sniff(path: Path) -> bool:
     )  # most sample lines, so one bad row is fine
 
 
+def contents(path: Path) -> tuple[str, ...]:
+    """The kind a Binance public-data file holds: trades (trades, aggTrades) or quotes (bookTicker)."""
+    found = detect(head_lines(path))
+    if found is None:
+        raise ValueError(f"{path}: not a Binance public-data trades, aggTrades or bookTicker CSV")
+    return (found[0].kind,)
+
+
 def _parse_file(path: Path, kind: str) -> tuple[Layout, pl.DataFrame]:
     """One file -> its rows with parsed fields, `ts` in ns, and the first per-row `problem` (or null)."""
     data = read_bytes(path)
@@ -241,7 +251,13 @@ def _read(files: list[Path], kind: str) -> tuple[Layout, pl.DataFrame]:
     return layouts[0], rows
 
 
-def read_trades(
+def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
+         market: str | None = None, **_: object) -> tuple[pl.DataFrame, dict]:
+    """The reader protocol (data_loaders.formats): trades or quotes (book options do not apply)."""
+    return (_read_trades if kind == "trades" else _read_quotes)(files, quarantine, symbol, market)
+
+
+def _read_trades(
     files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
 ) -> tuple[pl.DataFrame, dict]:
     """Binance trades or aggTrades CSV files -> TRADES_SCHEMA (side -1 when the buyer was the maker, else +1)
@@ -266,10 +282,12 @@ def read_trades(
         )
         .cast(TRADES_SCHEMA)
     )
+    if stats["market"] == "coinm":
+        frame = coinm.to_base(frame, stats["symbol"], [("qty", "price")])
     return frame, stats
 
 
-def read_quotes(
+def _read_quotes(
     files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
 ) -> tuple[pl.DataFrame, dict]:
     """Binance bookTicker CSV files -> QUOTES_SCHEMA and stats {"symbol", "market"}; `ts` is the
@@ -292,4 +310,6 @@ def read_quotes(
         )
         .cast(QUOTES_SCHEMA)
     )
+    if stats["market"] == "coinm":
+        frame = coinm.to_base(frame, stats["symbol"], [("bid_qty", "bid_px"), ("ask_qty", "ask_px")])
     return frame, stats

@@ -2,8 +2,9 @@
 
 Format (../shared/data/binance/README.md): one line per message, `<local receive ts> <JSON>`,
 gzip or plain; JSON is the combined-stream wrapper {"stream", "data"} (`@depth`, `@depth@100ms`,
-`@depth@0ms` diffs, `@trade`, `@bookTicker`; other streams are skipped and counted) or a bare REST
-depth snapshot {"lastUpdateId", "bids", "asks"}. Files given together are one recording.
+`@depth@0ms` diffs, `@trade` (or `@aggTrade`), `@bookTicker`; other streams are skipped and
+counted) or a bare REST depth snapshot {"lastUpdateId", "bids", "asks"}. Files given together are
+one recording. COIN-M sizes (contracts) are turned into base units (data_loaders.coinm).
 
 Speed: each file is decompressed whole and parsed by one numba pass over its bytes
 (data_loaders.json_scan), so nothing loops over lines in Python.
@@ -31,7 +32,8 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from data_loaders.csv_lines import MAX_NS, MIN_NS
+from data_loaders import coinm
+from data_loaders.csv_lines import MAX_NS, MIN_NS, agreed
 from data_loaders.json_scan import (
     BAD_TIME,
     F_A,
@@ -47,6 +49,7 @@ from data_loaders.json_scan import (
     I_T,
     I_TID,
     I_U,
+    K_AGGTRADE,
     K_DEPTH,
     K_OTHER,
     K_SNAPSHOT,
@@ -237,6 +240,11 @@ class Parsed:
     def messages(self) -> int:
         return int(self.status.size)
 
+    @property
+    def market(self) -> str:
+        """spot, usdm or coinm: COIN-M symbols name a USD pair and a delivery, futures diffs carry `pu`."""
+        return "coinm" if coinm.is_coinm(self.symbol) else "usdm" if self.futures else "spot"
+
     def quarantine_lines(self, quarantine: Quarantine, kind: str, rows: np.ndarray) -> None:
         """Quarantine lines by index, quoting each with its file and line number."""
         if quarantine.path is None:  # counting only: no need to cut out each line
@@ -400,7 +408,8 @@ def _out_of_order(ids: np.ndarray) -> np.ndarray:
     return np.concatenate(([False], ids[1:] <= running[:-1]))
 
 
-KIND_NAMES = {K_DEPTH: "depth", K_SNAPSHOT: "snapshot", K_TRADE: "trade", K_TICKER: "bookTicker"}
+KIND_NAMES = {K_DEPTH: "depth", K_SNAPSHOT: "snapshot", K_TRADE: "trade", K_AGGTRADE: "aggTrade",
+              K_TICKER: "bookTicker"}
 
 
 def _stats(parsed: Parsed, quarantine: Quarantine) -> dict:
@@ -410,7 +419,7 @@ def _stats(parsed: Parsed, quarantine: Quarantine) -> dict:
         "messages": parsed.messages,
         "messages_by_kind": {name: int((good & (parsed.kind == k)).sum()) for k, name in KIND_NAMES.items()},
         "symbol": parsed.symbol,
-        "market": "usdm" if parsed.futures else "spot",
+        "market": parsed.market,
         "ts_unit": ",".join(sorted(set(parsed.ts_units.values()))),
         "skipped_streams": parsed.skipped_streams,
         "bad_lines": dict(quarantine.counts),
@@ -418,8 +427,14 @@ def _stats(parsed: Parsed, quarantine: Quarantine) -> dict:
 
 
 def trades_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
-    """Trades to the TRADES_SCHEMA contract; repeated or backwards trade ids are quarantined."""
+    """Trades to the TRADES_SCHEMA contract; repeated or backwards trade ids are quarantined.
+
+    The `@trade` stream gives the trades; a recording of `@aggTrade` alone gives aggregate trades
+    (`trade_id` is the aggregate id). COIN-M quantities are turned from contracts into base units."""
     rows = _good(parsed, K_TRADE)
+    source = "trade"
+    if not rows.size:
+        rows, source = _good(parsed, K_AGGTRADE), "aggTrade"
     bad = _out_of_order(parsed.ints[rows, I_TID])
     parsed.quarantine_lines(quarantine, "duplicate_or_out_of_order_id", rows[bad])
     rows = rows[~bad]
@@ -435,7 +450,9 @@ def trades_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, 
             ),  # buyer is maker: a sell
         }
     ).cast(TRADES_SCHEMA)  # type: ignore[arg-type]
-    return frame, {**_stats(parsed, quarantine), "rows": frame.height}
+    if parsed.market == "coinm":
+        frame = coinm.to_base(frame, parsed.symbol, [("qty", "price")])
+    return frame, {**_stats(parsed, quarantine), "trades_from": source, "rows": frame.height}
 
 
 def quotes_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
@@ -460,6 +477,8 @@ def quotes_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, 
             "ask_qty": f[:, F_AQ],
         }
     ).cast(QUOTES_SCHEMA)  # type: ignore[arg-type]
+    if parsed.market == "coinm":
+        frame = coinm.to_base(frame, parsed.symbol, [("bid_qty", "bid_px"), ("ask_qty", "ask_px")])
     return frame, {**_stats(parsed, quarantine), "rows": frame.height}
 
 
@@ -545,6 +564,9 @@ def book_frame_from(
     ]  # its bad lines are the quotes command's to report
     agree, compared = bookticker_agreement(book, quotes)
     stats["ticker_agreement"] = round(agree / compared, 6) if compared else None  # self-check
+    if parsed.market == "coinm":
+        book = coinm.to_base(book, parsed.symbol, [(f"{side}_qty_{i}", f"{side}_px_{i}")
+                                                   for side in ("bid", "ask") for i in range(1, levels + 1)])
     if on_gap == "drop":
         book = book.filter(pl.col("in_sync"))
     if every is not None:
@@ -553,22 +575,20 @@ def book_frame_from(
     return book, stats
 
 
-def read_book(
-    files: list[Path],
-    quarantine: Quarantine,
-    levels: int = 10,
-    every: str | None = None,
-    on_gap: str = "flag",
-) -> tuple[pl.DataFrame, dict]:
-    return book_frame_from(parse_recording(files, quarantine), quarantine, levels, every, on_gap)
-
-
-def read_trades(files: list[Path], quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
-    return trades_frame(parse_recording(files, quarantine), quarantine)
-
-
-def read_quotes(files: list[Path], quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
-    return quotes_frame(parse_recording(files, quarantine), quarantine)
+def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
+         market: str | None = None, levels: int | None = None, every: str | None = None,
+         on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
+    """The reader protocol (data_loaders.formats): one recording -> trades, quotes or the book. A
+    recording names its own symbol and market; a `symbol` / `market` given must match them."""
+    parsed = parse_recording(files, quarantine)
+    if kind == "book":
+        frame, stats = book_frame_from(parsed, quarantine, levels or 10, every, on_gap)
+    else:
+        frame, stats = (trades_frame if kind == "trades" else quotes_frame)(parsed, quarantine)
+    for key, option, value in (("symbol", "--symbol", symbol), ("market", "--venue", market)):
+        if value:
+            stats[key] = agreed(key, option, {"the recording": stats[key], option: value})
+    return frame, stats
 
 
 def bookticker_agreement(book: pl.DataFrame, quotes: pl.DataFrame) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from data_loaders import formats
+from data_loaders import formats, parquet_ticks
 from data_loaders.atomic import atomic_output, check_writable
 from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, fail
 from data_loaders.quarantine import Quarantine, quarantine_path
@@ -32,7 +32,7 @@ Files = Annotated[
     typer.Argument(exists=True, dir_okay=False, help="input files, in order (one recording)"),
 ]
 Out = Annotated[Path, typer.Option("--out", help="output Parquet file")]
-Format = Annotated[str, typer.Option("--format", help="auto|binance|binance-csv|tardis")]
+Format = Annotated[str, typer.Option("--format", help="|".join(formats.FORMATS))]
 Json = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
 Symbol = Annotated[
     str | None,
@@ -65,22 +65,22 @@ def _write(frame: pl.DataFrame, out: Path, kind: str, fmt: str, stats: dict) -> 
         frame.write_parquet(partial, metadata=metadata)
 
 
-def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, read) -> None:
-    """Shared body of trades/quotes/book: read with quarantine next to `out`, write, summarise."""
+def _run(command: str, files: list[Path], out: Path, as_json: bool, **options) -> None:
+    """Shared body of trades/quotes/book: read through the registry with quarantine next to `out`,
+    write, summarise."""
     started = time.perf_counter()
     try:
         check_writable(out)
     except OSError as exc:
         fail(f"cannot write {out}: {exc}", USAGE)
     try:
-        fmt = formats.resolve(files, fmt)
         with (
             Quarantine(quarantine_path(out)) as quarantine,
             _progress(f"{command}: reading {len(files)} file(s)"),
         ):
-            frame, stats = read(files, quarantine, fmt)
+            frame, stats = formats.read(command, files, quarantine=quarantine, **options)
             if frame.height or not quarantine.total:
-                _write(frame, out, command, fmt, stats)
+                _write(frame, out, command, stats["format"], stats)
     except (OSError, ValueError, RuntimeError) as exc:  # includes FormatError and GapError
         fail(str(exc))
         return
@@ -88,7 +88,8 @@ def _run(command: str, files: list[Path], out: Path, fmt: str, as_json: bool, re
         fail(f"no usable {command} rows: every one of the {quarantine.total:,} bad lines went to {quarantine.path} "
              f"(reasons: {dict(quarantine.counts)}); {out} was not written")
     seconds = time.perf_counter() - started
-    fields = {"format": fmt, **stats, "out": str(out), "seconds": round(seconds, 3)}
+    stats.pop("file_rows", None)
+    fields = {**stats, "out": str(out), "seconds": round(seconds, 3)}
     if "messages" in stats:
         fields["msgs_per_s"] = round(stats["messages"] / seconds) if seconds > 0 else 0
     if quarantine.total:
@@ -115,11 +116,8 @@ def book(
     """Rebuild the order book: one row per applied diff, or the last state on a fixed grid."""
     if on_gap not in ("flag", "drop", "error"):
         fail(f"--on-gap must be flag, drop or error, not {on_gap!r}", USAGE)
-
-    def read(files: list[Path], quarantine: Quarantine, fmt: str):
-        return formats.read_book(files, quarantine, fmt, levels, every, on_gap, symbol, venue)
-
-    _run("book", files, out, fmt, as_json, read)
+    _run("book", files, out, as_json, fmt=fmt, symbol=symbol, market=venue, levels=levels, every=every,
+         on_gap=on_gap)
 
 
 @app.command()
@@ -132,10 +130,7 @@ def trades(
     as_json: Json = False,
 ) -> None:
     """Trades to Parquet (ts, local_ts, trade_id, price, qty, side)."""
-    def read(files: list[Path], quarantine: Quarantine, fmt: str):
-        return formats.read_trades(files, quarantine, fmt, symbol, venue)
-
-    _run("trades", files, out, fmt, as_json, read)
+    _run("trades", files, out, as_json, fmt=fmt, symbol=symbol, market=venue)
 
 
 @app.command()
@@ -148,10 +143,7 @@ def quotes(
     as_json: Json = False,
 ) -> None:
     """Best bid/offer quotes (bookTicker) to Parquet."""
-    def read(files: list[Path], quarantine: Quarantine, fmt: str):
-        return formats.read_quotes(files, quarantine, fmt, symbol, venue)
-
-    _run("quotes", files, out, fmt, as_json, read)
+    _run("quotes", files, out, as_json, fmt=fmt, symbol=symbol, market=venue)
 
 
 @app.command()
@@ -189,22 +181,8 @@ def synth(
 def _parquet_info(path: Path) -> dict:
     meta = pq.read_metadata(path)
     columns = meta.schema.names
-    kv = {
-        k.decode(): v.decode()
-        for k, v in (meta.metadata or {}).items()
-        if not k.startswith(b"ARROW")
-    }
-    if "kind" in kv:
-        kind = kv["kind"]
-    elif "bid_px_1" in columns:
-        kind = "book"
-    elif "trade_id" in columns:
-        kind = "trades"
-    elif "bid_px" in columns:
-        kind = "quotes"
-    else:
-        kind = "parquet"
-    info: dict = {"kind": kind, "rows": meta.num_rows, "columns": len(columns)}
+    kv = parquet_ticks.metadata(path)
+    info: dict = {"kind": parquet_ticks.kind_of(path), "rows": meta.num_rows, "columns": len(columns)}
     time_col = "ts" if "ts" in columns else ("local_ts" if "local_ts" in columns else None)
     if time_col:
         span = (
@@ -226,12 +204,13 @@ def _recording_info(path: Path) -> dict:
 
     parsed = binance_ws.parse_recording([path], Quarantine(None))
     good = parsed.status == binance_ws.OK
-    names = {binance_ws.K_DEPTH: "depth_diffs", binance_ws.K_TRADE: "trades", binance_ws.K_TICKER: "book_tickers",
+    names = {binance_ws.K_DEPTH: "depth_diffs", binance_ws.K_TRADE: "trades", binance_ws.K_AGGTRADE: "agg_trades",
+             binance_ws.K_TICKER: "book_tickers",
              binance_ws.K_SNAPSHOT: "snapshots", binance_ws.K_OTHER: "skipped"}  # fmt: skip
     info: dict = {
         "kind": "binance-recording",
         "symbol": parsed.symbol,
-        "market": "usdm" if parsed.futures else "spot",
+        "market": parsed.market,
     }
     info["messages"] = parsed.messages
     info.update({name: int(((parsed.kind == k) & good).sum()) for k, name in names.items()})

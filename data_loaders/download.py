@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from data_loaders import binance_csv
+from data_loaders import formats
 from data_loaders.atomic import IntegrityError, atomic_output, partial_path, publish, sha256, verify
 from data_loaders.quarantine import Quarantine, quarantine_path
 
@@ -136,10 +136,11 @@ def convert(archive: Path, market: str, symbol: str, kind: str) -> tuple[Path, i
         archive.unlink()
         raise ValueError(f"{archive}: not a readable zip, though it matches its published checksum: the archive "
                          f"is damaged at the source ({damaged}); it was removed, nothing was converted")
-    read = binance_csv.read_quotes if kind == "bookTicker" else binance_csv.read_trades
+    table = "quotes" if kind == "bookTicker" else "trades"
     with Quarantine(quarantine_path(out)) as quarantine:
-        frame, found = read([archive], quarantine, symbol, market)
-        metadata = {"kind": "quotes" if kind == "bookTicker" else "trades", "format": "binance-csv",
+        frame, found = formats.read(table, [archive], quarantine=quarantine, fmt="binance-csv", symbol=symbol,
+                                    market=market)
+        metadata = {"kind": table, "format": "binance-csv",
                     "symbol": found["symbol"], "market": found["market"], "source": kind}  # fmt: skip
         with atomic_output(out, checksum=True) as partial:
             frame.write_parquet(partial, metadata=metadata)

@@ -1,42 +1,65 @@
-"""Which reader handles a set of files: Binance recordings, Binance public-data CSV, Tardis CSV.
+"""The one reader protocol: every input format, one registry, one keyword-only call.
 
-Every reader answers in one shape here, `(frame, stats)`, so the CLI treats them alike. Readers
-are imported lazily: each pulls in its own dependencies only when used.
+    frame, stats = formats.read("trades", files, quarantine=q, fmt="auto", symbol=None, market=None)
+
+`kind` is trades, quotes or book; the frame follows that Parquet contract of ARCHITECTURE.md
+(data_loaders.schema). `stats` always holds `format`, `rows`, `bad_lines` (quarantined lines by
+reason), and `symbol` / `market` where the input names them, plus each reader's own counts
+(messages, skipped streams, gaps...). Every reader module exposes `sniff(path) -> bool` and
+`read(kind, files, *, quarantine, symbol, market, levels, every, on_gap)`; `ticks`, `dbbench
+dataset`, `ticks download` and hfformer all read through `read` here.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from data_loaders.csv_lines import agreed
-from data_loaders.order_book import resample_book
+from data_loaders import binance_csv, binance_ws, parquet_ticks, tardis
 from data_loaders.quarantine import Quarantine
 
-FORMATS = ("auto", "binance", "binance-csv", "tardis")
-MODULES = {
-    "binance": "data_loaders.binance_ws",
-    "binance-csv": "data_loaders.binance_csv",
-    "tardis": "data_loaders.tardis",
-}
+KINDS = ("trades", "quotes", "book")
 
 
 class FormatError(ValueError):
     """The files are of an unknown or mixed format, or the format cannot give what was asked."""
 
 
-def _module(fmt: str):
-    return importlib.import_module(MODULES[fmt])
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    holds: str  # what a user is told the format holds
+    kinds: tuple[str, ...]
+    sniff: Callable[[Path], bool]
+    read: Callable[..., tuple[pl.DataFrame, dict]]
+    contents: Callable[[Path], tuple[str, ...]]  # the kinds one file of this format holds
+
+
+# In sniffing order: the cheapest and most specific first.
+READERS: dict[str, Reader] = {
+    r.name: r
+    for r in (
+        Reader("parquet", "ticks Parquet", KINDS, parquet_ticks.sniff, parquet_ticks.read,
+               lambda path: (parquet_ticks.kind_of(path),)),
+        Reader("binance", "Binance recordings", KINDS, binance_ws.sniff, binance_ws.read, lambda _: KINDS),
+        Reader("tardis", "Tardis.dev CSV files", ("trades", "book"), tardis.sniff, tardis.read, tardis.contents),
+        Reader("binance-csv", "Binance public-data CSV files", ("trades", "quotes"), binance_csv.sniff,
+               binance_csv.read, binance_csv.contents),
+    )
+}
+FORMATS = ("auto", *READERS)
 
 
 def detect(path: Path) -> str:
-    """The format of one file, by sniffing its first lines (Binance recording first: cheapest)."""
-    for fmt in ("binance", "tardis", "binance-csv"):
-        if _module(fmt).sniff(Path(path)):
-            return fmt
-    raise FormatError(f"{path}: not a Binance recording, Binance public-data CSV or Tardis CSV")
+    """The format of one file, by sniffing its first bytes or lines."""
+    for reader in READERS.values():
+        if reader.sniff(Path(path)):
+            return reader.name
+    raise FormatError(f"{path}: not a Binance recording, Binance public-data CSV, Tardis CSV or ticks Parquet; "
+                      "give files in one of those formats")
 
 
 def resolve(files: list[Path], fmt: str = "auto") -> str:
@@ -53,77 +76,44 @@ def resolve(files: list[Path], fmt: str = "auto") -> str:
     found = {str(f): detect(Path(f)) for f in files}
     kinds = set(found.values())
     if len(kinds) > 1:
-        raise FormatError(f"files of different formats given together: {found}")
+        raise FormatError(f"files of different formats given together: {found}; give each format on its own")
     return kinds.pop()
 
 
-def _with_stats(
-    result: pl.DataFrame | tuple[pl.DataFrame, dict], quarantine: Quarantine
-) -> tuple[pl.DataFrame, dict]:
-    frame, stats = result if isinstance(result, tuple) else (result, {})
-    return frame, {"rows": frame.height, **stats, "bad_lines": dict(quarantine.counts)}
+def contents(path: Path, fmt: str = "auto") -> tuple[str, tuple[str, ...]]:
+    """(format, the kinds the file holds): what `read` can get from it."""
+    reader = READERS[resolve([Path(path)], fmt)]
+    return reader.name, reader.contents(Path(path))
 
 
-def _named(fmt: str, symbol: str | None, market: str | None) -> dict[str, str | None]:
-    """The caller's symbol and market, for the CSV readers (a recording names its own)."""
-    return {} if fmt == "binance" else {"symbol": symbol, "market": market}
-
-
-def _checked(
-    result: tuple[pl.DataFrame, dict], fmt: str, symbol: str | None, market: str | None
-) -> tuple[pl.DataFrame, dict]:
-    """A recording's own symbol and market, which a given --symbol/--venue must match."""
-    frame, stats = result
-    if fmt == "binance":
-        for key, option, value in (("symbol", "--symbol", symbol), ("market", "--venue", market)):
-            if value:
-                stats[key] = agreed(key, option, {"the recording": stats.get(key), option: value})
-    return frame, stats
-
-
-def read_trades(
+def read(
+    kind: str,
     files: list[Path],
-    quarantine: Quarantine,
+    *,
+    quarantine: Quarantine | None = None,
     fmt: str = "auto",
     symbol: str | None = None,
     market: str | None = None,
-) -> tuple[pl.DataFrame, dict]:
-    fmt = resolve(files, fmt)
-    result = _module(fmt).read_trades(files, quarantine, **_named(fmt, symbol, market))
-    return _with_stats(_checked(result, fmt, symbol, market), quarantine)
-
-
-def read_quotes(
-    files: list[Path],
-    quarantine: Quarantine,
-    fmt: str = "auto",
-    symbol: str | None = None,
-    market: str | None = None,
-) -> tuple[pl.DataFrame, dict]:
-    fmt = resolve(files, fmt)
-    if fmt == "tardis":
-        raise FormatError("Tardis files give trades and books here, not quotes")
-    result = _module(fmt).read_quotes(files, quarantine, **_named(fmt, symbol, market))
-    return _with_stats(_checked(result, fmt, symbol, market), quarantine)
-
-
-def read_book(
-    files: list[Path],
-    quarantine: Quarantine,
-    fmt: str = "auto",
-    levels: int = 10,
+    levels: int | None = None,
     every: str | None = None,
     on_gap: str = "flag",
-    symbol: str | None = None,
-    market: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    fmt = resolve(files, fmt)
-    if fmt == "binance-csv":
-        raise FormatError("Binance public-data CSV files hold trades and quotes, not a book")
-    if fmt == "binance":
-        result = _module(fmt).read_book(files, quarantine, levels, every, on_gap)
-        return _with_stats(_checked(result, fmt, symbol, market), quarantine)
-    book, stats = _module(fmt).read_book(files, levels, quarantine, on_gap, symbol, market)
-    if every is not None:
-        book, stats["ts_backwards"] = resample_book(book, every)
-    return _with_stats((book, {**stats, "rows": book.height}), quarantine)
+    """`files` (one continuous recording or dataset, in order) -> (frame of `kind`, stats).
+
+    quarantine: where bad lines go (None: counted only). symbol / market: the instrument where the
+    files do not name it (and, where they do, a check they must pass). levels: book levels (None:
+    10 for a rebuilt book, all of them for a book Parquet); every: resample a book on that grid;
+    on_gap: flag | drop | error, what an update-id gap does to book rows."""
+    if kind not in KINDS:
+        raise FormatError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    if on_gap not in ("flag", "drop", "error"):
+        raise FormatError(f"on_gap must be flag, drop or error, not {on_gap!r}")
+    files = [Path(f) for f in files]
+    reader = READERS[resolve(files, fmt)]
+    if kind not in reader.kinds:
+        raise FormatError(f"{reader.holds} hold {' and '.join(reader.kinds)} here, not "
+                          f"{'a book' if kind == 'book' else kind}")
+    quarantine = Quarantine(None) if quarantine is None else quarantine
+    frame, stats = reader.read(kind, files, quarantine=quarantine, symbol=symbol, market=market,
+                               levels=levels, every=every, on_gap=on_gap)
+    return frame, {"format": reader.name, **stats, "rows": frame.height, "bad_lines": dict(quarantine.counts)}

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 # message kinds
-K_NONE, K_DEPTH, K_TRADE, K_TICKER, K_SNAPSHOT, K_OTHER = 0, 1, 2, 3, 4, 5
+K_NONE, K_DEPTH, K_TRADE, K_TICKER, K_SNAPSHOT, K_OTHER, K_AGGTRADE = 0, 1, 2, 3, 4, 5, 6
 # line status (0 = good); names are the quarantine kinds
 OK = 0
 STATUS_NAMES = {
@@ -391,6 +391,7 @@ BIDS = np.frombuffer(b"bids", np.uint8)
 ASKS = np.frombuffer(b"asks", np.uint8)
 PU = np.frombuffer(b"pu", np.uint8)
 TRADE = np.frombuffer(b"trade", np.uint8)
+AGGTRADE = np.frombuffer(b"aggTrade", np.uint8)
 BOOKTICKER = np.frombuffer(b"bookTicker", np.uint8)
 DEPTH = np.frombuffer(b"depth", np.uint8)
 INT_KEYS = np.frombuffer(b"ETUut", np.uint8)  # columns I_E, I_T, I_BIGU, I_U, I_TID
@@ -398,10 +399,20 @@ FLOAT_KEYS = np.frombuffer(b"bBaApq", np.uint8)  # columns F_B..F_Q
 
 
 @njit(cache=True, inline="always")  # once per member: a call costs more than it
-def _member(buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px, lv_qty, n):
-    """Parse the value of key [ks, ke) at p into line i's slots -> (status, end, new level count)."""
+def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv_px, lv_qty, n):
+    """Parse the value of key [ks, ke) at p into line i's slots (a message of kind k) -> (status, end,
+    new level count)."""
     klen = ke - ks
     c = buf[ks] if klen > 0 else 0
+    if klen == 1 and (k == K_TRADE or k == K_AGGTRADE) and (c == 97 or c == 98):
+        if k == K_AGGTRADE and c == 97:  # "a": the aggregate trade id (aggTrade has no "t")
+            st, v, q = _int(buf, p, end)
+            if st == OK:
+                ints[i, I_TID] = v
+                present[i] |= P_TID
+            return st, q, n
+        q = _skip_value(buf, p, end)  # a trade's "b"/"a": buyer and seller order ids, not prices
+        return (OK if q >= 0 else BAD_JSON), q, n
     if klen == 1:
         for j in range(5):
             if c == INT_KEYS[j]:
@@ -474,6 +485,8 @@ def _stream_kind(buf, s, e, sym):
     t = at + 1
     if _key_is(buf, t, e, TRADE):
         return K_TRADE
+    if _key_is(buf, t, e, AGGTRADE):
+        return K_AGGTRADE
     if _key_is(buf, t, e, BOOKTICKER):
         return K_TICKER
     if e - t >= 5 and _key_is(buf, t, t + 5, DEPTH):
@@ -538,7 +551,7 @@ def _object(
                     st = MISSING
         else:
             st, q, n = _member(
-                buf, ks, ke, p, end, i, ints, floats, present, maker, lv_side, lv_px, lv_qty, n
+                buf, ks, ke, p, end, i, kind[i], ints, floats, present, maker, lv_side, lv_px, lv_qty, n
             )
         if st != OK:
             return st, q, n
@@ -560,7 +573,7 @@ def _object(
 def _required(kind):
     if kind == K_DEPTH:
         return P_BIGU | P_U | P_E | P_BL | P_AL
-    if kind == K_TRADE:
+    if kind == K_TRADE or kind == K_AGGTRADE:
         return P_TID | P_P | P_Q | P_M | P_T
     if kind == K_TICKER:
         return P_U | P_B | P_BQ | P_A | P_AQ
@@ -642,11 +655,11 @@ def _parse(buf, starts, ends, sym):
                 st = BAD_PRICE
             elif kind[i] == K_TICKER and (floats[i, F_BQ] == 0 or floats[i, F_AQ] == 0):
                 st = ZERO
-            elif kind[i] == K_TRADE and floats[i, F_Q] < 0:
+            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] < 0:
                 st = NEGATIVE
-            elif kind[i] == K_TRADE and floats[i, F_P] <= 0:
+            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_P] <= 0:
                 st = BAD_PRICE
-            elif kind[i] == K_TRADE and floats[i, F_Q] == 0:
+            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] == 0:
                 st = ZERO
         if st != OK:
             status[i] = st

@@ -33,7 +33,7 @@ from data_loaders.csv_lines import (
     split_fields,
     to_ns,
 )
-from data_loaders.order_book import ASK, BID, book_frame, rebuild_book
+from data_loaders.order_book import ASK, BID, book_frame, rebuild_book, resample_book
 from data_loaders.quarantine import Quarantine
 from data_loaders.schema import TRADES_SCHEMA, book_schema
 
@@ -96,6 +96,15 @@ def sniff(path: Path) -> bool:
     """Is this a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV (plain or gzipped)?"""
     head = head_lines(path, n=1)
     return bool(head) and dataset(head[0]) is not None
+
+
+def contents(path: Path) -> tuple[str, ...]:
+    """The kind a Tardis file holds: trades, or a book (snapshots or incremental updates)."""
+    head = head_lines(path, n=1)
+    found = dataset(head[0]) if head else None
+    if found is None:
+        raise ValueError(f"{path}: not a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV")
+    return ("trades",) if found[0] == "trades" else ("book",)
 
 
 def _columns(kind: str, depth: int) -> list[str]:
@@ -171,7 +180,19 @@ def _with_order_check(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns(pl.coalesce("problem", late).alias("problem"))
 
 
-def read_trades(
+def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
+         market: str | None = None, levels: int | None = None, every: str | None = None,
+         on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
+    """The reader protocol (data_loaders.formats): trades, or the book (resampled on `every`)."""
+    if kind == "trades":
+        return _read_trades(files, quarantine, symbol, market)
+    book, stats = _read_book(files, levels or 10, quarantine, on_gap, symbol, market)
+    if every is not None:
+        book, stats["ts_backwards"] = resample_book(book, every)
+    return book, stats
+
+
+def _read_trades(
     files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
 ) -> tuple[pl.DataFrame, dict]:
     """Tardis trades CSV files -> TRADES_SCHEMA and stats {"symbol", "market"}.
@@ -399,7 +420,7 @@ def _read_incremental(
     return book, stats
 
 
-def read_book(
+def _read_book(
     files: list[Path],
     levels: int,
     quarantine: Quarantine,

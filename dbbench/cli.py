@@ -1,6 +1,6 @@
 """`dbbench`: build a dataset, load it into an engine, ask it the suite's questions (answers checked).
 
-    dbbench dataset --source binance|synth --rows N --out DIR
+    dbbench dataset (--source synth [--scale N --symbols K --days D] | --source binance | --from PATH...) --out DIR
     dbbench load --engine E --data DIR [--dsn DSN]
     dbbench query --engine E --query Q [--dsn DSN] [--data DIR] [--format csv|json|table]
     dbbench servers up|down|status
@@ -23,7 +23,15 @@ from data_loaders.errors import ENGINE, EXIT_CODES_HELP, USAGE, ErrorBoundary, f
 from data_loaders.redact import redact
 from data_loaders.summary import print_summary
 from dbbench import queries
-from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
+from dbbench.dataset import (
+    SYNTH_SYMBOLS,
+    build_binance,
+    build_from,
+    build_synth,
+    iter_batches,
+    synth_symbols,
+    verify_dataset,
+)
 from dbbench.engines import ENGINES, connect, default_dsn
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
 from dbbench.run_cli import register as register_run_and_report
@@ -50,35 +58,53 @@ def _progress(as_json: bool) -> Progress:
 
 @app.command()
 def dataset(
-    source: str = typer.Option(..., help="binance (the real recordings) or synth (the synthetic market)."),
+    paths: list[Path] = typer.Argument(None, help="More files or folders for --from (`--from A B C`)."),
+    source: str = typer.Option(None, help="synth (the synthetic market) or binance (the shared recordings)."),
+    sources: list[Path] = typer.Option(None, "--from", help="Files or folders: ticks Parquet (trades, quotes), "
+                                       "Binance recordings, Binance CSV or Tardis CSV."),
     out: Path = typer.Option(..., help="Dataset directory: trades.parquet, quotes.parquet, dataset.json."),
-    rows: int = typer.Option(1_000_000, help="synth: about this many trades+quotes (1e3 .. 1e8)."),
+    fmt: str = typer.Option("auto", "--format", help="--from: auto, or a format of data_loaders.formats "
+                            "(parquet, binance, tardis, binance-csv)."),
+    symbol: str = typer.Option(None, help="--from: the instrument, where the files do not name it."),
+    venue: str = typer.Option(None, help="--from: the market (spot, usdm, coinm), where the files do not name it."),
+    scale: int = typer.Option(1_000_000, "--scale", "--rows", help="synth: exactly this many trades+quotes."),
+    symbols: int = typer.Option(len(SYNTH_SYMBOLS), help="synth: number of symbols (each on two venues)."),
+    days: float = typer.Option(None, help="synth: the time span in days (default: one quote per market per 100 ms)."),
     seed: int = typer.Option(0, help="synth: random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Build a dataset once (TSBS style: load timings never include generating it)."""
     started = time.perf_counter()
-    if source not in ("binance", "synth"):
+    given = [*(sources or []), *(paths or [])]
+    if (source is None) == (not given) or (paths and not sources):
+        fail("give --source synth|binance or --from PATH... (one of them)", USAGE)
+    if source not in (None, "binance", "synth"):
         fail(f"unknown source {source!r}: binance or synth", USAGE)
+    if source == "synth" and (scale < 1 or symbols < 1 or (days is not None and days <= 0)):
+        fail("--scale, --symbols and --days must be positive", USAGE)
     try:
-        if source == "binance":
+        if given:
+            manifest = build_from(out, given, fmt=fmt, symbol=symbol, market=venue)
+        elif source == "binance":
             manifest = build_binance(out)
         else:
             with _progress(as_json) as bar:
-                task = bar.add_task("synth", total=rows)
-                manifest = build_synth(out, rows, seed, progress=lambda n: bar.update(task, advance=n * 3))
+                task = bar.add_task("synth", total=scale)
+                manifest = build_synth(out, scale, seed, symbols=synth_symbols(symbols), days=days,
+                                       progress=lambda n: bar.update(task, advance=n))
     except (OSError, ValueError, RuntimeError) as exc:
         fail(f"dbbench dataset: {exc}")
-    print_summary("dbbench dataset", {"source": source, "out": str(out), "rows": manifest["rows"],
+    print_summary("dbbench dataset", {"source": source or "files", "out": str(out), "rows": manifest["rows"],
                                       "symbols": len(manifest["symbols"]), "venues": len(manifest["venues"]),
                                       "quarantined": manifest["source"].get("quarantined", {}),
+                                      "skipped_files": manifest["source"].get("skipped", {}),
                                       "seconds": time.perf_counter() - started}, as_json)
 
 
 @app.command()
 def load(
     engine: str = typer.Option(..., help=f"One of {', '.join(ENGINES)}."),
-    data: Path = typer.Option(..., help="A dataset directory from `dbbench dataset`."),
+    data: Path = typer.Option(..., help="A dataset directory from `dbbench dataset`, or a folder of ticks Parquet."),
     dsn: str = typer.Option(None, help="Engine DSN (default: $DBBENCH_<ENGINE>_DSN, a started server, or built-in)."),
     batch_rows: int = typer.Option(1_000_000, help="Rows per Arrow batch handed to the engine."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -86,8 +112,8 @@ def load(
     """Recreate the tables and bulk-load the dataset; reports rows/s, MB/s and bytes on disk."""
     _check_engine(engine)
     try:
-        manifest = read_manifest(data)
-    except FileNotFoundError as exc:
+        manifest = verify_dataset(data)
+    except (OSError, ValueError) as exc:  # IntegrityError is a ValueError
         fail(str(exc))
     dsn = dsn or default_dsn(engine)
     fields: dict[str, Any] = {"engine": engine, "dsn": redact(dsn)}

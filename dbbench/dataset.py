@@ -2,18 +2,22 @@
 
 Generating is a separate step from loading (TSBS style), so load timings never include it.
 Both files follow the engine tables' Arrow schemas (`dbbench.engines.base.TRADES` / `QUOTES`),
-and dataset.json records what was written (rows, time range, symbols, venues, source, and the
-size of each table written as CSV: the raw size storage is compared with, counted once here as
-the batches stream by rather than at every run).
+and dataset.json records what was written (rows, time range, symbols, venues, source, each
+table's sha256, and the size of each table written as CSV: the raw size storage is compared with,
+counted once here as the batches stream by rather than at every run).
 
 Sources:
-- `binance`: the real recordings, spot and USD-M as two venues of BTCUSDT. `ts` is the local
-  receive time: the one clock both venues were recorded with (spot bookTicker carries no exchange time).
+- files (`build_from`): ticks Parquet, Binance recordings, Binance CSV or Tardis CSV, read into
+  ticks frames by the reader registry (data_loaders.formats); each instrument becomes a (symbol,
+  venue), on its receive clock where every row has one, else its exchange clock.
+- `binance`: the shared real recordings through the same path (spot and USD-M BTCUSDT as two
+  venues on the receive clock: spot bookTicker carries no exchange time).
 - `synth`: the synthetic market of `data_loaders.synth`, several symbols x venues (venues of one
-  symbol share its price path), generated chunk by chunk so 100 million rows never sit in memory.
+  symbol share its price path), streamed chunk by chunk so 100 million rows never sit in memory.
 
 Quotes are unique per (symbol, venue, ts), which makes "the prevailing quote" of the query suite
-one row; a source that breaks this is an error, not silently fixed.
+one row: quotes from files that share a time keep the last received (counted in dataset.json);
+the writer refuses any other repeat.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from dbbench.engines.base import TABLES
 SYNTH_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SYNTH_VENUES = ("venue_a", "venue_b")
 SYNTH_STEP_NS = 100_000_000  # one quote per market per step
+CHUNK_ROWS = 2_000_000  # synth rows held at once, whatever the scale and the number of markets
 SYNTH_ROWS_PER_STEP = 2.81  # one quote + 1.81 trades (measured: Poisson(trades_per_step * volatility) averages that)
-BINANCE_VENUES = {"spot": "binance_spot", "usdm": "binance_usdm"}
 DICTIONARY_COLUMNS = ("symbol", "venue")  # read as Arrow dictionaries (see iter_batches)
 
 
@@ -117,65 +121,198 @@ def _bench_frame(columns: dict[str, Any] | pl.DataFrame, symbol: str, venue: str
     ).select(TABLES[table].names)
 
 
+def synth_symbols(k: int) -> tuple[str, ...]:
+    """The first k synthetic symbols: BTCUSDT, ETHUSDT, SOLUSDT, then SYN003USDT, SYN004USDT, ..."""
+    return SYNTH_SYMBOLS[:k] + tuple(f"SYN{i:03d}USDT" for i in range(len(SYNTH_SYMBOLS), k))
+
+
+def _first_rows(parts: dict[str, list[pl.DataFrame]], k: int) -> dict[str, list[pl.DataFrame]]:
+    """The first k rows of one chunk in (ts, table, symbol, venue, row) order: the same rows however the
+    market was cut into chunks, since every earlier chunk's rows come before them in that order."""
+    keys = pl.concat([f.select("ts", "symbol", "venue").with_columns(
+        table=pl.lit(ti), part=pl.lit(pi), row=pl.int_range(pl.len()))
+        for ti, frames in enumerate(parts.values()) for pi, f in enumerate(frames)])
+    kept = keys.sort("ts", "table", "symbol", "venue", "row").head(k)
+    return {table: [f.filter(pl.int_range(pl.len()).is_in(
+                kept.filter((pl.col("table") == ti) & (pl.col("part") == pi))["row"].implode()))
+                    for pi, f in enumerate(frames)]
+            for ti, (table, frames) in enumerate(parts.items())}
+
+
 def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...] = SYNTH_SYMBOLS,
-                venues: tuple[str, ...] = SYNTH_VENUES, chunk_steps: int = 100_000,
+                venues: tuple[str, ...] = SYNTH_VENUES, days: float | None = None, chunk_steps: int = 100_000,
                 progress: Any = None) -> dict[str, Any]:
-    """About `rows` trades+quotes over len(symbols) x len(venues) markets on one time grid."""
+    """Exactly `rows` trades+quotes over len(symbols) x len(venues) markets on one time grid, streamed to
+    Parquet chunk by chunk (at most `chunk_steps` grid steps and about CHUNK_ROWS rows in memory,
+    whatever `rows`).
+
+    The grid has one quote per market per step, 100 ms apart, or spread over `days` when given. Each
+    market's rows are in time order across chunks; the last chunk is cut at exactly `rows`."""
     from data_loaders.synth import PARAMS, START_NS, Market
 
-    if rows < 1 or not symbols or not venues:
-        raise ValueError("need rows >= 1 and at least one symbol and venue")
+    if rows < 1 or not symbols or not venues or (days is not None and days <= 0):
+        raise ValueError("need rows >= 1, days > 0 and at least one symbol and venue")
     if len(set(symbols)) < len(symbols) or len(set(venues)) < len(venues):
         raise ValueError(f"symbols and venues must be distinct, got {symbols} x {venues}")
     markets = [(s, v) for s in symbols for v in venues]
-    steps = max(1, round(rows / SYNTH_ROWS_PER_STEP / len(markets)))
-    # Venues of one symbol share its latent price path (same seed); each symbol has its own, a decade lower.
-    gens = [Market(seed + symbols.index(s), s, v, 1, SYNTH_STEP_NS,
-                   replace(PARAMS, price0=PARAMS.price0 / 10 ** symbols.index(s)))
+    per_step = SYNTH_ROWS_PER_STEP * len(markets)
+    steps = max(1, round(rows / per_step))  # about what `rows` takes
+    step_ns = SYNTH_STEP_NS if days is None else max(1, round(days * 86_400e9 / steps))
+    # Venues of one symbol share its latent price path (same seed); each symbol has its own price level.
+    gens = [Market(seed + symbols.index(s), s, v, 1, step_ns,
+                   replace(PARAMS, price0=PARAMS.price0 / 10 ** (symbols.index(s) % 4)))
             for s, v in markets]
     writer = _Writer(Path(out))
+    written, first = 0, 0
     try:
-        for first in range(0, steps, chunk_steps):
-            ts = START_NS + np.arange(first, min(first + chunk_steps, steps), dtype=np.int64) * SYNTH_STEP_NS
+        while written < rows:
+            n_steps = min(chunk_steps, max(1, int(CHUNK_ROWS / per_step)), int((rows - written) / per_step * 1.1) + 1)
+            ts = START_NS + np.arange(first, first + n_steps, dtype=np.int64) * step_ns
+            first += n_steps
+            parts: dict[str, list[pl.DataFrame]] = {table: [] for table in TABLES}
             for (symbol, venue), market in zip(markets, gens):
                 chunk = market.chunk(ts)
                 for table in TABLES:
-                    writer.write(table, _bench_frame(chunk[table], symbol, venue, table))
+                    parts[table].append(_bench_frame(chunk[table], symbol, venue, table))
+            n = sum(f.height for frames in parts.values() for f in frames)
+            if written + n > rows:
+                parts, n = _first_rows(parts, rows - written), rows - written
+            for table, frames in parts.items():
+                for frame in frames:
+                    writer.write(table, frame)
+            written += n
             if progress is not None:
-                progress(ts.shape[0] * len(markets))
+                progress(n)
     except BaseException:
         writer.discard()
         raise
-    return writer.close({"kind": "synth", "seed": seed, "steps": steps, "step_ns": SYNTH_STEP_NS,
+    return writer.close({"kind": "synth", "seed": seed, "steps": first, "step_ns": step_ns,
                          "markets": len(markets), "generator": "data_loaders.synth"})
 
 
-def build_binance(out: Path, recordings: dict[str, list[Path]] | None = None) -> dict[str, Any]:
-    """The real recordings (spot and USD-M BTCUSDT), ts = local receive time, as two venues.
+VENUES = {"spot": "binance_spot", "usdm": "binance_usdm", "coinm": "binance_coinm"}  # else the market as named
+SKIP_SUFFIXES = (".sha256", ".jsonl", ".json", ".md", ".txt", ".partial")
 
-    Lines the reader rejects are counted in the manifest and written to DIR/binance.quarantine.jsonl."""
-    from data_loaders import binance_ws
-    from data_loaders.paths import binance_recordings
+
+def input_files(paths: list[Path]) -> list[Path]:
+    """The files named, a folder standing for its data files in name order (checksums, quarantines,
+    manifests and hidden files left out)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")
+                            and not f.name.endswith(SKIP_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    if not files:
+        raise ValueError(f"no data files in {', '.join(map(str, paths))}")
+    return files
+
+
+def _clock(frames: dict[str, pl.DataFrame]) -> str:
+    """The one time column an instrument's tables are written on: the receive time where every row has
+    one (the clock all venues of a recording share), else the exchange time."""
+    if all(f["local_ts"].null_count() == 0 for f in frames.values()):
+        return "local_ts"
+    if all(f["ts"].null_count() == 0 for f in frames.values()):
+        return "ts"
+    raise ValueError("rows with neither an exchange time (ts) nor a receive time (local_ts) for every row")
+
+
+def _latest_quote_per_ts(quotes: pl.DataFrame, clock: str) -> tuple[pl.DataFrame, int]:
+    """One quote per time (the last received: the one that prevails there), and how many it replaced."""
+    kept = quotes.unique(clock, keep="last", maintain_order=True)
+    return kept, quotes.height - kept.height
+
+
+def _instruments(paths: list[Path], quarantine: Any, *, fmt: str = "auto", symbol: str | None = None,
+                 market: str | None = None) -> tuple[list[tuple[dict[str, Any], dict[str, pl.DataFrame]]],
+                                                       dict[str, str]]:
+    """Files -> [(what each instrument is, its benchmark tables)], and the files skipped (with why).
+
+    Files of one format and instrument form one continuous input, in the order given (the readers'
+    cross-file checks apply); each instrument is a (symbol, venue) of the benchmark tables, on its
+    receive clock where it has one, else its exchange clock. Quotes sharing a time keep the last (counted)."""
+    from data_loaders import formats, parquet_ticks
+
+    groups: dict[tuple[str, str, str, str], list[Path]] = {}
+    picks: dict[tuple[str, str, str, str], tuple[str | None, str | None]] = {}  # the instrument to read
+    skipped: dict[str, str] = {}
+    for f in input_files(paths):
+        found, kinds = formats.contents(f, fmt)
+        tables = [k for k in kinds if k in TABLES]
+        if not tables:
+            skipped[f.name] = f"holds {', '.join(kinds)}, not trades or quotes"
+            continue
+        held = parquet_ticks.instruments(f) if found == "parquet" and not (symbol or market) else []
+        for sym, mkt in held:  # a table of several instruments in columns (a dataset's own): one group each
+            groups.setdefault((found, sym, mkt, tables[0]), []).append(f)
+            picks[(found, sym, mkt, tables[0])] = sym, mkt
+        for table in tables if not held else []:  # the instrument, from the file alone (read again with its group)
+            _, stats = formats.read(table, [f], fmt=found, symbol=symbol, market=market)
+            if not stats.get("symbol") or not stats.get("market"):
+                raise ValueError(f"{f}: names no symbol and market; pass --symbol and --venue")
+            groups.setdefault((found, stats["symbol"], stats["market"], table), []).append(f)
+            picks[(found, stats["symbol"], stats["market"], table)] = symbol, market
+    if not groups:
+        raise ValueError(f"no trades or quotes in the files given ({skipped})")
+    read: dict[tuple[str, str, str], dict[str, tuple[pl.DataFrame, list[Path]]]] = {}
+    for (found, sym, mkt, table), files in groups.items():
+        pick_symbol, pick_market = picks[(found, sym, mkt, table)]
+        frame, _ = formats.read(table, files, quarantine=quarantine, fmt=found, symbol=pick_symbol,
+                                market=pick_market)
+        read.setdefault((found, sym.lower(), mkt.lower()), {})[table] = frame, files
+    venues = [(sym, VENUES.get(mkt, mkt)) for _, sym, mkt in read]
+    twice = sorted({f"{s.upper()}@{v}" for s, v in venues if venues.count((s, v)) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given in more than one format (e.g. a download's zip and its "
+                         f"Parquet): its rows would count twice; give each instrument once")
+    instruments = []
+    for (found, sym, mkt), tables in read.items():
+        frames = {t: frame for t, (frame, _) in tables.items()}
+        clock = _clock(frames)
+        entry: dict[str, Any] = {"format": found, "symbol": sym.upper(), "venue": VENUES.get(mkt, mkt),
+                                 "clock": clock, "files": {t: [str(f) for f in fs] for t, (_, fs) in tables.items()}}
+        if "quotes" in frames:
+            frames["quotes"], entry["quotes_superseded"] = _latest_quote_per_ts(frames["quotes"], clock)
+        entry["rows"] = {t: f.height for t, f in frames.items()}
+        instruments.append((entry, {t: _bench_frame(f, entry["symbol"], entry["venue"], t, ts=clock)
+                                    for t, f in frames.items()}))
+    return instruments, skipped
+
+
+def build_from(out: Path, paths: list[Path], *, fmt: str = "auto", symbol: str | None = None,
+               market: str | None = None, label: str = "files") -> dict[str, Any]:
+    """A dataset from files: ticks Parquet (trades, quotes), Binance recordings, Binance public-data
+    CSV or Tardis CSV, each read into ticks frames through the reader registry (data_loaders.formats),
+    grouped into instruments by `_instruments`. Bad lines go to DIR/inputs.quarantine.jsonl and are
+    counted in dataset.json."""
     from data_loaders.quarantine import Quarantine
+
+    writer = _Writer(Path(out))
+    try:
+        with Quarantine(Path(out) / "inputs.quarantine.jsonl") as quarantine:
+            instruments, skipped = _instruments(paths, quarantine, fmt=fmt, symbol=symbol, market=market)
+            for _, tables in instruments:
+                for table, frame in tables.items():
+                    writer.write(table, frame)
+    except BaseException:
+        writer.discard()
+        raise
+    return writer.close({"kind": label, "inputs": [entry for entry, _ in instruments], "skipped": skipped,
+                         "quarantined": dict(quarantine.counts)})
+
+
+def build_binance(out: Path, recordings: dict[str, list[Path]] | None = None) -> dict[str, Any]:
+    """The shared real recordings (spot and USD-M BTCUSDT: two venues on the receive clock)."""
+    from data_loaders.paths import binance_recordings
 
     recordings = binance_recordings() if recordings is None else recordings
     if not recordings:
         raise FileNotFoundError("no Binance recordings found (see data_loaders.paths.shared_data_dir)")
-    writer = _Writer(Path(out))
-    try:
-        with Quarantine(Path(out) / "binance.quarantine.jsonl") as quarantine:
-            for market, files in recordings.items():
-                venue = BINANCE_VENUES.get(market, f"binance_{market}")
-                parsed = binance_ws.parse_recording(files, quarantine)
-                trades, _ = binance_ws.trades_frame(parsed, quarantine)
-                quotes, _ = binance_ws.quotes_frame(parsed, quarantine)
-                writer.write("trades", _bench_frame(trades, "BTCUSDT", venue, "trades", ts="local_ts"))
-                writer.write("quotes", _bench_frame(quotes, "BTCUSDT", venue, "quotes", ts="local_ts"))
-    except BaseException:
-        writer.discard()
-        raise
-    return writer.close({"kind": "binance", "files": {m: [f.name for f in fs] for m, fs in recordings.items()},
-                         "ts": "local receive time", "quarantined": dict(quarantine.counts)})
+    return build_from(out, [f for files in recordings.values() for f in files], fmt="binance", label="binance")
 
 
 def read_manifest(data: Path) -> dict[str, Any]:
@@ -195,13 +332,55 @@ def verify_table(data: Path, table: str) -> None:
                              "it changed after the dataset was built; build the dataset again")
 
 
+def _ticks_folder(data: Path) -> dict[str, pl.DataFrame]:
+    """A folder of ticks Parquet (no dataset.json), as it is: the benchmark tables its trades and quotes
+    files make. A bad row is an error here, not dropped: `dbbench dataset --from` quarantines them."""
+    from data_loaders.quarantine import Quarantine
+
+    files = [f for f in input_files([data]) if f.suffix == ".parquet"]
+    if not files:
+        raise FileNotFoundError(f"{data} is not a dbbench dataset (no dataset.json) nor a folder of ticks Parquet; "
+                                "build one with `dbbench dataset`")
+    quarantine = Quarantine(None)
+    instruments, _ = _instruments(files, quarantine, fmt="parquet")
+    if quarantine.total:
+        raise ValueError(f"{data}: {quarantine.total} bad rows ({dict(quarantine.counts)}); build a dataset with "
+                         f"`dbbench dataset --from {data}`, which quarantines them")
+    return {t: pl.concat([tables[t] for _, tables in instruments if t in tables])
+               if any(t in tables for _, tables in instruments) else pl.DataFrame(schema=pl.Schema(TABLES[t]))
+            for t in TABLES}
+
+
+def verify_dataset(data: Path) -> dict[str, Any]:
+    """What `dbbench load` loads: a dataset whose every table still has the sha256 dataset.json records
+    (a changed file is an IntegrityError naming it), or a folder of ticks Parquet, described from its files."""
+    if (Path(data) / "dataset.json").exists():
+        for table in TABLES:
+            verify_table(data, table)
+        return read_manifest(data)
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"{data}: no such folder (a dataset.json and its tables, or ticks Parquet); "
+                                "build a dataset with `dbbench dataset`")
+    tables = _ticks_folder(data)
+    ts = pl.concat([t["ts"] for t in tables.values()]).dt.epoch("ns")
+    return {"source": {"kind": "ticks folder", "path": str(data)}, "rows": {t: f.height for t, f in tables.items()},
+            "min_ts": ts.min(), "max_ts": ts.max(),
+            "symbols": sorted(set().union(*(f["symbol"].unique() for f in tables.values()))),
+            "venues": sorted(set().union(*(f["venue"].unique() for f in tables.values())))}
+
+
 def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
     """Stream one table of a dataset as Arrow batches in the engine table's schema, `DICTIONARY_COLUMNS`
     as Arrow dictionaries of strings: they hold a few values, and decoding them to plain strings was a
     third of pyarrow's read (every engine takes either). A batch has at most `batch_rows` rows, and ends
-    early where the Parquet's dictionary changes (a row group per market in the synthetic data)."""
+    early where the Parquet's dictionary changes (a row group per market in the synthetic data).
+    A folder of ticks Parquet (no dataset.json) gives its tables as `verify_dataset` describes them."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    if Path(data).is_dir() and not (Path(data) / "dataset.json").exists():
+        arrow = _ticks_folder(data)[table].to_arrow().cast(TABLES[table])
+        yield from arrow.to_batches(max_chunksize=batch_rows)
+        return
     path = Path(data) / f"{table}.parquet"
     verify_table(data, table)
     schema = pq.read_schema(path)

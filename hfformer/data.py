@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from data_loaders.atomic import checked, verify
+from data_loaders import formats
+from data_loaders.atomic import checked
 from data_loaders.features import (
     FeatureConfig,
     Features,
@@ -141,21 +142,19 @@ def has_ceiling(path: Path) -> bool:
 
 def prepare(path: Path, cfg: DataConfig) -> Prepared:
     files, oracle_path = resolve_inputs(path)
-    for file in files:
-        verify(file)
-    lazy = pl.concat([pl.scan_parquet(f) for f in files], how="vertical_relaxed")
-    grid = find_grid(lazy, path)
+    frame, stats = formats.read("book", files, fmt="parquet")
+    grid = find_grid(frame.lazy(), path)
     try:
-        feats = build_features(lazy, feature_config(cfg, grid.clock))
+        feats = build_features(frame.lazy(), feature_config(cfg, grid.clock))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     breaks = grid_breaks(feats.ts, grid.step_ns)  # no window or horizon reaches across a gap
     feats.valid[breaks] = False
     feats.report["grid_gap"] = int(breaks.size)
-    book = lazy.select(BOOK_COLUMNS).collect()
+    book = frame.select(BOOK_COLUMNS)
     book = book.insert_column(0, pl.Series("ts", feats.ts))
     if len(files) > 1:  # windows never span two separately recorded files
-        starts = np.cumsum([pl.scan_parquet(f).select(pl.len()).collect().item() for f in files])[:-1]
+        starts = np.cumsum(stats["file_rows"])[:-1]
         feats.valid[starts] = False
         feats.report["file_boundary"] = len(starts)
     y = make_targets(feats.price, tuple(cfg.horizons))

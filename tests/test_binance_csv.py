@@ -194,7 +194,7 @@ def test_trades_layouts_round_trip(real, tmp_path, layout, header, scale, name):
     path = write(folder / name, lines, header)
     assert binance_csv.sniff(path)
     quarantine = Quarantine(None)
-    got, stats = binance_csv.read_trades([path], quarantine)
+    got, stats = binance_csv.read("trades", [path], quarantine=quarantine)
     assert quarantine.total == 0
     assert len(rows) > 1_000
     assert got.equals(expected_trades(rows, id_key))
@@ -210,7 +210,7 @@ def test_book_ticker_round_trip(real, tmp_path, header, scale, name):
     path = write(tmp_path / name, quote_lines(quotes, scale), header)
     assert binance_csv.sniff(path)
     quarantine = Quarantine(None)
-    got, stats = binance_csv.read_quotes([path], quarantine, **USDM)
+    got, stats = binance_csv.read("quotes", [path], quarantine=quarantine, **USDM)
     assert (
         quarantine.total == 0
         and len(quotes) > 2_000
@@ -224,7 +224,7 @@ def test_files_in_order_are_one_dataset_across_the_us_switch(real, tmp_path):
     day1 = write(tmp_path / "d1.zip", trade_lines(real["spot_trades_1"], True, 1))
     day2 = write(tmp_path / "d2.csv", trade_lines(real["spot_trades_2"], True, 1000))
     quarantine = Quarantine(None)
-    got, _ = binance_csv.read_trades([day1, day2], quarantine, **SPOT)
+    got, _ = binance_csv.read("trades", [day1, day2], quarantine=quarantine, **SPOT)
     assert quarantine.total == 0
     assert got.equals(expected_trades(real["spot_trades_1"] + real["spot_trades_2"], "t"))
     # the real recording continues at 00:00: check the two files really are consecutive
@@ -238,7 +238,7 @@ def test_files_out_of_order_are_quarantined_across_files(real, tmp_path):
     day1 = write(tmp_path / "d1.csv", trade_lines(real["spot_trades_1"], True, 1))
     day2 = write(tmp_path / "d2.csv", trade_lines(real["spot_trades_2"], True, 1))
     quarantine = Quarantine(tmp_path / "q.jsonl")
-    got, _ = binance_csv.read_trades([day2, day1], quarantine, **SPOT)
+    got, _ = binance_csv.read("trades", [day2, day1], quarantine=quarantine, **SPOT)
     quarantine.close()
     assert got.equals(expected_trades(real["spot_trades_2"], "t"))
     assert dict(quarantine.counts) == {"out_of_order": len(real["spot_trades_1"])}
@@ -276,7 +276,7 @@ def test_bad_rows_are_counted_quarantined_and_good_rows_untouched(real, tmp_path
     path = write(tmp_path / "bad.zip", lines)
     assert binance_csv.sniff(path)  # a few bad rows do not hide the format
     quarantine = Quarantine(tmp_path / "bad.quarantine.jsonl")
-    got, _ = binance_csv.read_trades([path], quarantine, **SPOT)
+    got, _ = binance_csv.read("trades", [path], quarantine=quarantine, **SPOT)
     quarantine.close()
     assert got.equals(expected_trades(trades, "t"))
     kinds = [kind for kind, _ in injected.values()]
@@ -303,7 +303,7 @@ def test_bad_quotes_crossed_and_negative(real, tmp_path):
     lines[60:60] = [crossed, negative]
     path = write(tmp_path / "bt.csv", lines, BOOK_TICKER_HEADER)
     quarantine = Quarantine(tmp_path / "bt.jsonl")
-    got, _ = binance_csv.read_quotes([path], quarantine, **USDM)
+    got, _ = binance_csv.read("quotes", [path], quarantine=quarantine, **USDM)
     quarantine.close()
     assert got.equals(expected_quotes(quotes))
     written = [orjson.loads(x) for x in (tmp_path / "bt.jsonl").read_bytes().splitlines()]
@@ -320,12 +320,12 @@ def test_header_detection_never_swallows_a_data_row(real, tmp_path):
     )  # a garbled first data row is not a header
     path = write(tmp_path / "t.csv", [broken_first, *lines[1:]])
     quarantine = Quarantine(None)
-    got, _ = binance_csv.read_trades([path], quarantine, **USDM)
+    got, _ = binance_csv.read("trades", [path], quarantine=quarantine, **USDM)
     assert dict(quarantine.counts) == {"non_numeric": 1}
     assert got.equals(expected_trades(real["usdm_trades"][1:500], "t"))
     plain = write(tmp_path / "p.csv", lines)  # no header: the first row is data
     assert (
-        binance_csv.read_trades([plain], Quarantine(None), **USDM)[0]["trade_id"][0]
+        binance_csv.read("trades", [plain], quarantine=Quarantine(None), **USDM)[0]["trade_id"][0]
         == real["usdm_trades"][0]["t"]
     )
 
@@ -339,9 +339,9 @@ def test_wrong_kind_and_mixed_layouts_are_clear_errors(real, tmp_path):
         tmp_path / "u.csv", trade_lines(real["usdm_trades"][:100], False, 1), UM_TRADES_HEADER
     )
     with pytest.raises(ValueError, match="bookTicker"):
-        binance_csv.read_trades([quotes], Quarantine(None), **USDM)
+        binance_csv.read("trades", [quotes], quarantine=Quarantine(None), **USDM)
     with pytest.raises(ValueError, match="different layouts"):
-        binance_csv.read_trades([spot, usdm], Quarantine(None), **USDM)
+        binance_csv.read("trades", [spot, usdm], quarantine=Quarantine(None), **USDM)
 
 
 def test_sniff_rejects_other_files(binance, tmp_path):
@@ -362,7 +362,7 @@ def test_gzip_member_is_read_too(real, tmp_path):
     path.write_bytes(
         gzip.compress("\n".join(trade_lines(real["usdm_trades"][:300], False, 1)).encode())
     )
-    assert binance_csv.read_trades([path], Quarantine(None), **USDM)[0].equals(
+    assert binance_csv.read("trades", [path], quarantine=Quarantine(None), **USDM)[0].equals(
         expected_trades(real["usdm_trades"][:300], "t")
     )
 
@@ -375,7 +375,7 @@ def test_zip_with_several_members_is_an_error(tmp_path):
         z.writestr("b.csv", "2,1,1,1,1723161255342,true\n")
     path.write_bytes(buffer.getvalue())
     with pytest.raises(ValueError, match="one CSV"):
-        binance_csv.read_trades([path], Quarantine(None), **USDM)
+        binance_csv.read("trades", [path], quarantine=Quarantine(None), **USDM)
 
 
 def test_symbol_and_market_from_the_path_or_the_caller_else_a_clear_error(real, tmp_path):
@@ -383,27 +383,28 @@ def test_symbol_and_market_from_the_path_or_the_caller_else_a_clear_error(real, 
     um = tmp_path / "data" / "futures" / "um" / "daily" / "trades" / "ETHUSDT"
     um.mkdir(parents=True)
     named = write(um / "ETHUSDT-trades-2024-08-08.zip", lines, UM_TRADES_HEADER)
-    assert binance_csv.read_trades([named], Quarantine(None))[1] == {
+    assert binance_csv.read("trades", [named], quarantine=Quarantine(None))[1] == {
         "symbol": "ethusdt",
         "market": "usdm",
     }
     assert (
-        binance_csv.read_trades([named], Quarantine(None), "ethusdt", "USDM")[1]["market"] == "usdm"
+        binance_csv.read("trades", [named], quarantine=Quarantine(None), symbol="ethusdt",
+                         market="USDM")[1]["market"] == "usdm"
     )
     with pytest.raises(
         ValueError,
         match=r"symbol is ambiguous.*ETHUSDT-trades-2024-08-08.zip: ethusdt.*--symbol: btcusdt",
     ):
-        binance_csv.read_trades([named], Quarantine(None), symbol="BTCUSDT")
+        binance_csv.read("trades", [named], quarantine=Quarantine(None), symbol="BTCUSDT")
 
     plain = write(tmp_path / "t.csv", lines)  # the name says nothing: the caller must
     with pytest.raises(
         ValueError, match="cannot tell the symbol: t.csv do not name it; pass --symbol"
     ):
-        binance_csv.read_trades([plain], Quarantine(None), market="usdm")
+        binance_csv.read("trades", [plain], quarantine=Quarantine(None), market="usdm")
     with pytest.raises(ValueError, match="cannot tell the market.*pass --venue"):
-        binance_csv.read_trades([plain], Quarantine(None), symbol="BTCUSDT")
-    assert binance_csv.read_trades([plain], Quarantine(None), **USDM)[1] == {
+        binance_csv.read("trades", [plain], quarantine=Quarantine(None), symbol="BTCUSDT")
+    assert binance_csv.read("trades", [plain], quarantine=Quarantine(None), **USDM)[1] == {
         "symbol": "btcusdt",
         "market": "usdm",
     }
@@ -411,7 +412,7 @@ def test_symbol_and_market_from_the_path_or_the_caller_else_a_clear_error(real, 
         tmp_path / "BTCUSDT-trades-2024-08-08.csv", lines
     )  # the name gives the symbol only
     assert (
-        binance_csv.read_trades([named_only], Quarantine(None), market="usdm")[1]["symbol"]
+        binance_csv.read("trades", [named_only], quarantine=Quarantine(None), market="usdm")[1]["symbol"]
         == "btcusdt"
     )
 
@@ -419,10 +420,10 @@ def test_symbol_and_market_from_the_path_or_the_caller_else_a_clear_error(real, 
     spot_dir.mkdir()
     wrong = write(spot_dir / "BTCUSDT-trades-2024-08-08.csv", lines)  # USD-M rows under spot/
     with pytest.raises(ValueError, match="usdm trades layout cannot be the spot market"):
-        binance_csv.read_trades([wrong], Quarantine(None))
+        binance_csv.read("trades", [wrong], quarantine=Quarantine(None))
     other = write(um / "BTCUSDT-trades-2024-08-09.csv", lines)
     with pytest.raises(ValueError, match="symbol is ambiguous"):  # files of two instruments
-        binance_csv.read_trades([named, other], Quarantine(None))
+        binance_csv.read("trades", [named, other], quarantine=Quarantine(None))
 
 
 def test_cli_writes_symbol_and_market_as_the_recordings_path_does(real, binance, tmp_path):
@@ -459,3 +460,20 @@ def test_cli_writes_symbol_and_market_as_the_recordings_path_does(real, binance,
         result.exit_code == 3
         and "market is ambiguous (the recording: usdm, --venue: spot)" in result.output
     )
+
+
+def test_coinm_files_count_contracts_and_are_read_in_base_units(tmp_path):
+    """data.binance.vision futures/cm files: quantities are contracts (100 USD each for BTCUSD, 10 USD for
+    the other pairs), turned into the base asset like every other market's sizes."""
+    folder = tmp_path / "data/futures/cm/daily/trades/BTCUSD_PERP"
+    folder.mkdir(parents=True)
+    path = folder / "BTCUSD_PERP-trades-2024-08-08.csv"
+    path.write_text("id,price,qty,base_qty,time,is_buyer_maker\n"
+                    "1,60000.0,3,0.005,1723161600000,true\n2,50000.0,1,0.002,1723161600001,false\n")
+    got, stats = binance_csv.read("trades", [path], quarantine=Quarantine(None))
+    assert stats == {"symbol": "btcusd_perp", "market": "coinm"}
+    assert got["qty"].to_list() == [0.005, 0.002] and got["side"].to_list() == [-1, 1]
+    eth = tmp_path / "data/futures/cm/daily/aggTrades/ETHUSD_PERP/ETHUSD_PERP-aggTrades-2024-08-08.csv"
+    eth.parent.mkdir(parents=True)
+    eth.write_text(UM_AGG_HEADER + "\n7,2500.0,5,10,12,1723161600000,false\n")
+    assert binance_csv.read("trades", [eth], quarantine=Quarantine(None))[0]["qty"].to_list() == [5 * 10 / 2500]

@@ -119,8 +119,8 @@ def test_rebuilt_book_agrees_with_bookticker(binance, name):
 
 
 def test_spot_files_are_one_recording(binance):
-    whole, _ = bw.read_book(binance["spot"], Quarantine(None))
-    second, stats2 = bw.read_book(binance["spot"][1:], Quarantine(None))
+    whole, _ = bw.read("book", binance["spot"], quarantine=Quarantine(None))
+    second, stats2 = bw.read("book", binance["spot"][1:], quarantine=Quarantine(None))
     assert (
         second.height == 0 and stats2["never_synced"] == stats2["diffs"] > 3000
     )  # no snapshot of its own
@@ -276,12 +276,12 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, binance):
 def test_empty_and_garbage_files(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
-    book, stats = bw.read_book([empty], Quarantine(None))
+    book, stats = bw.read("book", [empty], quarantine=Quarantine(None))
     assert book.height == 0 and stats["messages"] == 0 and stats["diffs"] == 0
     junk = tmp_path / "junk.txt"
     junk.write_bytes(b"hello world\n\n")
     quarantine = Quarantine(None)
-    trades, stats = bw.read_trades([junk], quarantine)
+    trades, stats = bw.read("trades", [junk], quarantine=quarantine)
     assert trades.height == 0 and dict(quarantine.counts) == {"malformed_line": 2}
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from dbbench.dataset import (
     DICTIONARY_COLUMNS,
+    SYNTH_VENUES,
     _Writer,
     build_binance,
     build_synth,
@@ -69,6 +70,8 @@ def test_iter_batches_streams_the_table_in_its_schema(synth, tmp_path):
     with pytest.raises(ValueError, match="unknown table"):
         next(iter_batches(synth, "book"))
     pl.read_parquet(synth / "quotes.parquet").drop("venue").write_parquet(tmp_path / "trades.parquet")
+    manifest = {k: v for k, v in read_manifest(synth).items() if k != "sha256"}  # a dataset, nothing to compare
+    (tmp_path / "dataset.json").write_bytes(orjson.dumps(manifest))
     with pytest.raises(ValueError, match="schema"):
         next(iter_batches(tmp_path, "trades"))
 
@@ -124,3 +127,38 @@ def test_a_failed_build_keeps_the_previous_dataset(synth, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         build_synth(copy, 30_000, seed=4, chunk_steps=500, progress=interrupt)
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before  # no partial files, nothing replaced
+
+
+def test_streamed_synth_gives_exactly_the_rows_asked_in_seamless_chunks(tmp_path):
+    """--scale ROWS --symbols K --days D: exactly ROWS rows, each market's rows in time order across the
+    chunks with no repeated quote time or trade id, spread over D days, the same however it is chunked."""
+    from dbbench.dataset import synth_symbols
+
+    m = build_synth(tmp_path / "a", 12_345, seed=1, symbols=synth_symbols(4), days=2, chunk_steps=150)
+    assert sum(m["rows"].values()) == 12_345 and len(m["symbols"]) == 4 and m["venues"] == list(SYNTH_VENUES)
+    assert 1.5 * 86_400e9 < m["max_ts"] - m["min_ts"] < 2.5 * 86_400e9
+    assert pq.ParquetFile(tmp_path / "a" / "trades.parquet").num_row_groups > 8  # many chunks were streamed
+    for table, key in (("trades", "trade_id"), ("quotes", "ts")):
+        frame = pl.read_parquet(tmp_path / "a" / f"{table}.parquet")
+        per_market = frame.group_by("symbol", "venue", maintain_order=True).agg(
+            sorted=pl.col("ts").is_sorted(), unique=pl.col(key).n_unique() == pl.len(),
+            increasing=(pl.col(key).diff().drop_nulls() > 0).all() if table == "trades" else pl.lit(True))
+        assert per_market.height == 8 and per_market.select(pl.all_horizontal("sorted", "unique", "increasing")
+                                                            .all()).item(), per_market
+    build_synth(tmp_path / "b", 12_345, seed=1, symbols=synth_symbols(4), days=2, chunk_steps=10_000)
+    for table in TABLES:
+        assert pl.read_parquet(tmp_path / "a" / f"{table}.parquet").sort(pl.all()).equals(
+            pl.read_parquet(tmp_path / "b" / f"{table}.parquet").sort(pl.all()))
+
+
+def test_a_dataset_folder_is_itself_an_input_its_instruments_read_from_columns(synth, tmp_path):
+    """Parquet naming its instruments in symbol/venue columns (a dataset's own tables) goes back in whole."""
+    from dbbench.dataset import build_from
+
+    m = build_from(tmp_path / "again", [synth])
+    before = read_manifest(synth)
+    assert m["rows"] == before["rows"] and m["symbols"] == before["symbols"] and m["venues"] == before["venues"]
+    assert (m["min_ts"], m["max_ts"]) == (before["min_ts"], before["max_ts"])
+    for table in TABLES:
+        assert pl.read_parquet(tmp_path / "again" / f"{table}.parquet").sort(pl.all()).equals(
+            pl.read_parquet(synth / f"{table}.parquet").sort(pl.all()))

@@ -123,3 +123,93 @@ def test_no_password_from_the_environment_reaches_errors_results_or_reports(work
     assert done.returncode == 0, done.stderr
     written = [p.read_text() for p in [workdir / "env.json", *(workdir / "env-report").iterdir()]]
     assert not [text for text in written if secret in text]
+
+
+# --- bring your own data: each format -> dbbench dataset --from -> dbbench load (embedded DuckDB) ---------
+def _write_ticks(frame: pl.DataFrame, path: Path, kind: str, stats: dict) -> Path:
+    """A ticks Parquet file as `ticks trades|quotes` writes it (the instrument in its metadata)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path, metadata={"kind": kind, "symbol": stats["symbol"], "market": stats["market"]})
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, binance) -> dict[str, tuple[list[str], dict[str, int]]]:
+    """Each format's input (command-line arguments) and the rows its trades and quotes must give."""
+    from data_loaders import formats
+
+    root = tmp_path_factory.mktemp("inputs")
+    spot = binance["spot"][0]
+    trades, stats = formats.read("trades", [spot])
+    quotes, _ = formats.read("quotes", [spot])
+    usdm_trades, usdm = formats.read("trades", binance["usdm"])
+    usdm_quotes, _ = formats.read("quotes", binance["usdm"])
+    ticks = root / "ticks"
+    _write_ticks(usdm_trades, ticks / "trades.parquet", "trades", usdm)
+    _write_ticks(usdm_quotes, ticks / "quotes.parquet", "quotes", usdm)
+    head = trades.head(500)  # the CSV formats, written from the recording's first trades
+    csv = root / "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2024-08-08.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("".join(f"{t},{p!r},{q!r},{p * q:.8f},{ts // 1_000_000},{s < 0},True\n"
+                           for ts, _, t, p, q, s in head.iter_rows()))
+    tardis = root / "binance_trades_2024-08-08_BTCUSDT.csv"
+    tardis.write_text("exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n" + "".join(
+        f"binance,BTCUSDT,{ts // 1000},{local // 1000},{t},{'buy' if s > 0 else 'sell'},{p!r},{q!r}\n"
+        for ts, local, t, p, q, s in head.iter_rows()))
+    assert stats["market"] == "spot" and usdm["market"] == "usdm"
+    return {
+        "recording": ([str(spot)], {"trades": trades.height, "quotes": quotes.height}),
+        "parquet": ([str(ticks)], {"trades": usdm_trades.height, "quotes": usdm_quotes.height}),
+        "binance-csv": ([str(csv), "--format", "binance-csv"], {"trades": 500, "quotes": 0}),
+        "tardis": ([str(tardis)], {"trades": 500, "quotes": 0}),
+    }
+
+
+def _duckdb_rows(path: Path) -> dict[str, int]:
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as db:
+        return {t: db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("trades", "quotes")}
+
+
+@pytest.mark.parametrize("fmt", ["recording", "parquet", "binance-csv", "tardis"])
+def test_each_format_becomes_a_dataset_that_loads_with_every_row(inputs, fmt, tmp_path):
+    args, rows = inputs[fmt]
+    done = dbbench("dataset", "--from", *args, "--out", "ds", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = orjson.loads((tmp_path / "ds" / "dataset.json").read_bytes())
+    assert manifest["rows"] == rows and manifest["symbols"] == ["BTCUSDT"]
+    assert manifest["venues"] == ["binance_usdm" if fmt == "parquet" else "binance_spot"]
+    assert manifest["min_ts"] < manifest["max_ts"] and set(manifest["sha256"]) == {"trades", "quotes"}
+    done = dbbench("load", "--engine", "duckdb", "--data", "ds", "--dsn", f"duckdb:///{tmp_path}/db.duckdb",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _duckdb_rows(tmp_path / "db.duckdb") == rows
+
+
+def test_a_folder_of_ticks_parquet_loads_as_it_is(inputs, tmp_path):
+    args, rows = inputs["parquet"]
+    done = dbbench("load", "--engine", "duckdb", "--data", args[0], "--dsn", f"duckdb:///{tmp_path}/db.duckdb",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _duckdb_rows(tmp_path / "db.duckdb") == rows
+
+
+def test_load_refuses_a_dataset_file_changed_after_the_build(inputs, tmp_path):
+    args, _ = inputs["tardis"]
+    assert dbbench("dataset", "--from", *args, "--out", "ds", cwd=tmp_path).returncode == 0
+    trades = pl.read_parquet(tmp_path / "ds" / "trades.parquet")
+    trades.head(10).write_parquet(tmp_path / "ds" / "trades.parquet")
+    done = dbbench("load", "--engine", "duckdb", "--data", "ds", "--dsn", f"duckdb:///{tmp_path}/db.duckdb",
+                   cwd=tmp_path)
+    assert done.returncode == 3 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "trades.parquet" in done.stderr and "sha256" in done.stderr and "build the dataset again" in done.stderr
+    assert not (tmp_path / "db.duckdb").exists()  # refused before anything was loaded
+
+
+def test_dataset_from_usage_errors(tmp_path):
+    done = dbbench("dataset", "--out", "ds", cwd=tmp_path)
+    assert done.returncode == 2 and "--from" in done.stderr
+    (tmp_path / "notes.txt").write_text("hello\n")
+    done = dbbench("dataset", "--from", "notes.txt", "--out", "ds", cwd=tmp_path)
+    assert done.returncode == 3 and "notes.txt" in done.stderr and not (tmp_path / "ds" / "dataset.json").exists()

@@ -165,3 +165,23 @@ def test_wrong_checksum_and_truncated_zip(archive, tmp_path):
     code, message = _download(archive, tmp_path, "--market", "spot", "--symbol", "BTCUSDT", "--from", "2024-08-10",
                               "--to", "2024-08-09")  # fmt: skip
     assert code == 2
+
+
+def test_downloaded_days_become_a_dataset(archive, tmp_path):
+    """The converted Parquet of several days is one input; the zips beside them are the same rows in
+    another format, so giving both is refused rather than counting every trade twice."""
+    from dbbench.dataset import build_from
+
+    code, summary = _download(archive, tmp_path, "--market", "spot", "--symbol", "BTCUSDT", "--kinds", "trades",
+                              "--from", "2024-08-09", "--to", "2024-08-10")  # fmt: skip
+    assert code == 0, summary
+    folder = tmp_path / "data/spot/daily/trades/BTCUSDT"
+    with pytest.raises(ValueError, match="BTCUSDT@binance_spot given in more than one format"):
+        build_from(tmp_path / "both", [folder])
+    # The served second day repeats the first day's trade ids: the same trades again, counted once.
+    m = build_from(tmp_path / "ds", sorted(folder.glob("*.parquet")))
+    assert m["rows"] == {"trades": 50, "quotes": 0} and m["venues"] == ["binance_spot"]
+    assert m["source"]["quarantined"] == {"duplicate_id": 50}
+    assert m["source"]["inputs"][0]["clock"] == "ts"  # archives carry no receive time
+    m = build_from(tmp_path / "zips", sorted(folder.glob("*.zip")))  # the archives themselves: the same rows
+    assert m["rows"] == {"trades": 50, "quotes": 0} and m["source"]["quarantined"] == {"duplicate_id": 50}

@@ -207,7 +207,7 @@ def test_targets_exact_with_scale():
 def test_features_and_windows_on_the_real_binance_book(binance):
     """The spot recording rebuilt on the paper's 100 ms grid: the pipeline runs end to end."""
     binance_ws = pytest.importorskip("data_loaders.binance_ws")
-    book, _ = binance_ws.read_book(binance["spot"][:1], Quarantine(None), levels=10, every="100ms")
+    book, _ = binance_ws.read("book", binance["spot"][:1], quarantine=Quarantine(None), levels=10, every="100ms")
     cfg = FeatureConfig()
     f = build_features(book, cfg)
     assert f.x.shape == (book.height, 42) and f.report["rows"] == book.height

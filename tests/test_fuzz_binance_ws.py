@@ -183,7 +183,7 @@ def check_recording(bodies: list[bytes]) -> None:
             qpath = Path(tmp) / f"{what}.quarantine.jsonl"
             try:
                 with Quarantine(qpath) as quarantine:
-                    frame, stats = getattr(bw, f"read_{what}")(files, quarantine)
+                    frame, stats = bw.read(what, files, quarantine=quarantine)
             except (ValueError, bw.GapError) as exc:
                 assert any(str(f) in str(exc) for f in files), f"error names no file: {exc}"
                 _event(f"error: {type(exc).__name__}")
@@ -253,7 +253,7 @@ def _read_one(tmp_path: Path, body: bytes, what: str) -> tuple[pl.DataFrame, dic
     path.write_bytes(body)
     qpath = tmp_path / "q.jsonl"
     with Quarantine(qpath) as quarantine:
-        frame, stats = getattr(bw, f"read_{what}")([path], quarantine)
+        frame, stats = bw.read(what, [path], quarantine=quarantine)
     return frame, stats, _quarantined(qpath)
 
 
@@ -315,4 +315,4 @@ def test_unknown_unit_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "rec.txt"
     path.write_bytes(b"1723161255 " + TRADE % b"1723161255000" + b"\n")
     with pytest.raises(ValueError, match=f"{path}: cannot tell the receive-timestamp unit"):
-        bw.read_trades([path], Quarantine(None))
+        bw.read("trades", [path], quarantine=Quarantine(None))

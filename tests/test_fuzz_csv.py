@@ -183,7 +183,7 @@ def check_read(files: list[Path], bodies: list[bytes], what: str, header: list[b
     qpath = files[0].parent / "q.jsonl"
     try:
         with Quarantine(qpath) as quarantine:
-            frame, stats = getattr(formats, f"read_{what}")(files, quarantine, **kw)
+            frame, stats = formats.read(what, files, quarantine=quarantine, **kw)
     except ValueError as exc:  # FormatError is a ValueError
         assert any(f.name in str(exc) for f in files) or "ambiguous" in str(exc), f"error names no file: {exc}"
         _event(f"{what}: error {str(exc).split(':')[-1][:40]}")
@@ -275,7 +275,7 @@ def test_binance_example_reads_clean(tmp_path: Path, body: bytes) -> None:
 def _quarantine_of(files: list[Path], what: str, **kw) -> tuple[pl.DataFrame, dict, list[tuple[str, int]]]:
     qpath = files[0].parent / "q.jsonl"
     with Quarantine(qpath) as quarantine:
-        frame, stats = getattr(formats, f"read_{what}")(files, quarantine, **kw)
+        frame, stats = formats.read(what, files, quarantine=quarantine, **kw)
     records = [orjson.loads(x) for x in qpath.read_bytes().splitlines()] if qpath.exists() else []
     return frame, stats, [(r["kind"], r["line"]) for r in records]
 
@@ -318,7 +318,7 @@ def test_tardis_row_of_another_instrument_names_file_and_line(tmp_path: Path) ->
                      b"binance-futures,BTCUSDT,1723161255000000,1723161255000000,0,buy,60000.00,0.001\n"
                      b"\xffbinance-futures,BTCUSDT,1723161255001000,1723161255001000,1,buy,60000.00,0.001\n")
     with pytest.raises(ValueError, match=f"several instruments.*{path}:2 names.*{path}:3 names"):
-        formats.read_trades([path], Quarantine(None), fmt="tardis")
+        formats.read("trades", [path], fmt="tardis")
 
 
 def test_tardis_incremental_counts_every_row(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_record_replay_with_faults(market, binance, tmp_path):
         assert any(e["event"] == "gap" and e["last_u"] < lost["u"] < e["u"] for e in flagged), lost["u"]
     assert [e["event"] for e in events].count("disconnected") == 1
 
-    book, stats = binance_ws.read_book(files, Quarantine(None), levels=5)
+    book, stats = binance_ws.read("book", files, quarantine=Quarantine(None), levels=5)
     assert stats["ticker_agreement"] >= 0.999, stats
     assert stats["bad_lines"] == {} and stats["snapshots"] == 5
     # no silent gap: the first book row past each lost diff is out of sync, or a snapshot reset it

@@ -167,7 +167,7 @@ def test_trades_round_trip(spot, tmp_path, name):
     path = write(tmp_path / name, TRADES_HEADER, trade_lines(spot["trades"]))
     assert tardis.sniff(path) and not binance_csv.sniff(path)
     quarantine = Quarantine(None)
-    got, stats = tardis.read_trades([path], quarantine)
+    got, stats = tardis.read("trades", [path], quarantine=quarantine)
     assert quarantine.total == 0 and got.height > 5_000
     assert stats == {"symbol": "btcusdt", "market": "spot"}  # from the rows: binance,BTCUSDT
     assert got.equals(expected_trades(spot["trades"]))
@@ -177,11 +177,11 @@ def test_trades_in_several_files_are_one_dataset(spot, tmp_path):
     half = len(spot["trades"]) // 2
     first = write(tmp_path / "a.csv.gz", TRADES_HEADER, trade_lines(spot["trades"][:half]))
     second = write(tmp_path / "b.csv", TRADES_HEADER, trade_lines(spot["trades"][half:]))
-    assert tardis.read_trades([first, second], Quarantine(None))[0].equals(
+    assert tardis.read("trades", [first, second], quarantine=Quarantine(None))[0].equals(
         expected_trades(spot["trades"])
     )
     quarantine = Quarantine(None)
-    reversed_order, _ = tardis.read_trades([second, first], quarantine)
+    reversed_order, _ = tardis.read("trades", [second, first], quarantine=quarantine)
     assert dict(quarantine.counts) == {
         "out_of_order": half
     }  # arrival times go back across the files
@@ -205,7 +205,7 @@ def test_bad_trade_rows_are_quarantined_and_good_rows_untouched(spot, tmp_path):
         lines.insert(line_no - 2, injected[line_no][1])
     path = write(tmp_path / "bad.csv.gz", TRADES_HEADER, lines)
     quarantine = Quarantine(tmp_path / "bad.jsonl")
-    got, _ = tardis.read_trades([path], quarantine)
+    got, _ = tardis.read("trades", [path], quarantine=quarantine)
     quarantine.close()
     assert got.equals(expected_trades(trades))
     written = read_quarantine(tmp_path / "bad.jsonl")
@@ -221,7 +221,7 @@ def test_empty_id_and_unknown_side_are_null_not_invented(tmp_path):
         TRADES_HEADER,
         ["deribit,BTC-PERPETUAL,1723161255342000,1723161255350000,,unknown,61000.5,10"],
     )
-    got, stats = tardis.read_trades([path], Quarantine(None))
+    got, stats = tardis.read("trades", [path], quarantine=Quarantine(None))
     assert got.select("trade_id", "side").row(0) == (None, None)
     assert stats == {
         "symbol": "btc-perpetual",
@@ -236,7 +236,7 @@ def test_incremental_book_rebuild_matches_an_independent_book(spot, tmp_path):
     )
     assert tardis.sniff(path)
     quarantine = Quarantine(None)
-    got, stats = tardis.read_book([path], 10, quarantine, "flag")
+    got, stats = tardis.read("book", [path], levels=10, quarantine=quarantine, on_gap="flag")
     assert quarantine.total == 0
     expected = book_frame(reference_books(rows, 10), 10)
     assert expected.height > 1_000
@@ -258,17 +258,17 @@ def test_book_snapshot_25_round_trip_and_agrees_with_incremental(spot, tmp_path)
     )
     assert tardis.sniff(snapshot)
     quarantine = Quarantine(None)
-    got10, stats = tardis.read_book([snapshot], 10, quarantine, "flag")
+    got10, stats = tardis.read("book", [snapshot], levels=10, quarantine=quarantine, on_gap="flag")
     assert quarantine.total == 0 and stats["rows"] == len(snapshot_lines(books)) > 500
-    from_incremental = tardis.read_book([incremental], 25, Quarantine(None), "flag")[0]
+    from_incremental = tardis.read("book", [incremental], levels=25, quarantine=Quarantine(None), on_gap="flag")[0]
     level_cols = [c for c in from_incremental.columns if c[-1].isdigit()]
     changed = from_incremental.filter(
         pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in level_cols)
     )
-    got25 = tardis.read_book([snapshot], 25, Quarantine(None), "flag")[0]
+    got25 = tardis.read("book", [snapshot], levels=25, quarantine=Quarantine(None), on_gap="flag")[0]
     assert got25.equals(changed)
     assert got10.equals(changed.select(got10.columns))
-    got30 = tardis.read_book([snapshot], 30, Quarantine(None), "flag")[0]
+    got30 = tardis.read("book", [snapshot], levels=30, quarantine=Quarantine(None), on_gap="flag")[0]
     assert got30.select("bid_px_26", "ask_qty_30").null_count().row(0) == (
         got30.height,
         got30.height,
@@ -301,7 +301,7 @@ def test_bad_snapshot_rows(spot, tmp_path):
     lines[200 + len(injected)] = ",".join(thin)
     path = write(tmp_path / "snap.csv", SNAPSHOT_HEADER, lines)
     quarantine = Quarantine(tmp_path / "q.jsonl")
-    got, stats = tardis.read_book([path], 25, quarantine, "flag")
+    got, stats = tardis.read("book", [path], levels=25, quarantine=quarantine, on_gap="flag")
     quarantine.close()
     assert [(w["line"], w["kind"]) for w in read_quarantine(tmp_path / "q.jsonl")] == [
         (n, k) for n, (k, _) in sorted(injected.items())
@@ -347,7 +347,7 @@ def test_incremental_gap_flag_drop_error_and_bad_rows(spot, tmp_path):
     path = write(tmp_path / "inc.csv", INCREMENTAL_HEADER, lines)
 
     quarantine = Quarantine(tmp_path / "q.jsonl")
-    flagged, stats = tardis.read_book([path], 10, quarantine, "flag")
+    flagged, stats = tardis.read("book", [path], levels=10, quarantine=quarantine, on_gap="flag")
     quarantine.close()
     written = read_quarantine(tmp_path / "q.jsonl")
     assert [(w["line"], w["kind"]) for w in written[:3]] == [
@@ -372,12 +372,12 @@ def test_incremental_gap_flag_drop_error_and_bad_rows(spot, tmp_path):
     resent = flagged.filter(pl.col("local_ts") == local * 1000)
     assert resent["in_sync"].to_list() == [True] and resent["bid_px_1"][0] == state[2][0][0]
 
-    dropped, drop_stats = tardis.read_book([path], 10, Quarantine(None), "drop")
+    dropped, drop_stats = tardis.read("book", [path], levels=10, quarantine=Quarantine(None), on_gap="drop")
     assert (
         dropped.equals(flagged.filter(pl.col("in_sync"))) and drop_stats["rows"] == dropped.height
     )
     with pytest.raises(ValueError, match=rf"{path}:{written[3]['line']}: book crossed"):
-        tardis.read_book([path], 10, Quarantine(None), "error")
+        tardis.read("book", [path], levels=10, quarantine=Quarantine(None), on_gap="error")
 
 
 def test_sniff_and_clear_errors(binance, spot, tmp_path):
@@ -393,19 +393,18 @@ def test_sniff_and_clear_errors(binance, spot, tmp_path):
     assert tardis.sniff(trades) and tardis.sniff(incremental)
     assert not tardis.sniff(other) and not tardis.sniff(binance["spot"][0])
     with pytest.raises(ValueError, match="incremental_book_L2"):
-        tardis.read_trades([incremental], Quarantine(None))
+        tardis.read("trades", [incremental], quarantine=Quarantine(None))
     with pytest.raises(ValueError, match="different Tardis data types"):
-        tardis.read_book(
-            [incremental, write(tmp_path / "s.csv", SNAPSHOT_HEADER, [])], 5, Quarantine(None)
-        )
+        tardis.read("book", [incremental, write(tmp_path / "s.csv", SNAPSHOT_HEADER, [])], levels=5,
+                    quarantine=Quarantine(None))
     with pytest.raises(ValueError, match="on_gap"):
-        tardis.read_book([incremental], 5, Quarantine(None), "ignore")
+        tardis.read("book", [incremental], levels=5, quarantine=Quarantine(None), on_gap="ignore")
 
 
 def test_symbol_and_market_from_rows_file_name_or_caller(spot, tmp_path):
     lines = trade_lines(spot["trades"][:50])
     named = write(tmp_path / "binance_trades_2024-08-08_BTCUSDT.csv.gz", TRADES_HEADER, lines)
-    assert tardis.read_trades([named], Quarantine(None))[1] == {
+    assert tardis.read("trades", [named], quarantine=Quarantine(None))[1] == {
         "symbol": "btcusdt",
         "market": "spot",
     }
@@ -415,9 +414,9 @@ def test_symbol_and_market_from_rows_file_name_or_caller(spot, tmp_path):
     with pytest.raises(
         ValueError, match=r"market is ambiguous \(rows: spot, binance-futures_trades.*: usdm\)"
     ):
-        tardis.read_trades([futures], Quarantine(None))  # binance rows in a binance-futures file
+        tardis.read("trades", [futures], quarantine=Quarantine(None))  # binance rows in a binance-futures file
     with pytest.raises(ValueError, match=r"symbol is ambiguous.*--symbol: ethusdt"):
-        tardis.read_trades([named], Quarantine(None), symbol="ETHUSDT")
+        tardis.read("trades", [named], quarantine=Quarantine(None), symbol="ETHUSDT")
 
     # no good row names the instrument: the file name or the caller must
     empty = write(
@@ -425,18 +424,18 @@ def test_symbol_and_market_from_rows_file_name_or_caller(spot, tmp_path):
         INCREMENTAL_HEADER,
         [],
     )
-    book, stats = tardis.read_book([empty], 5, Quarantine(None))
+    book, stats = tardis.read("book", [empty], levels=5, quarantine=Quarantine(None))
     assert book.height == 0 and (stats["symbol"], stats["market"]) == ("btcusdt", "usdm")
     bare = write(tmp_path / "i.csv", INCREMENTAL_HEADER, [])
     with pytest.raises(
         ValueError, match="cannot tell the symbol: rows, i.csv do not name it; pass --symbol"
     ):
-        tardis.read_book([bare], 5, Quarantine(None))
-    stats = tardis.read_book([bare], 5, Quarantine(None), symbol="BTCUSDT", market="usdm")[1]
+        tardis.read("book", [bare], levels=5, quarantine=Quarantine(None))
+    stats = tardis.read("book", [bare], levels=5, quarantine=Quarantine(None), symbol="BTCUSDT", market="usdm")[1]
     assert (stats["symbol"], stats["market"]) == ("btcusdt", "usdm")
     rows = [row_line(r) for r in incremental_rows(spot)[:300]]
     snapshot = write(
         tmp_path / "binance_incremental_book_L2_2024-08-08_BTCUSDT.csv", INCREMENTAL_HEADER, rows
     )
-    stats = tardis.read_book([snapshot], 5, Quarantine(None))[1]
+    stats = tardis.read("book", [snapshot], levels=5, quarantine=Quarantine(None))[1]
     assert (stats["symbol"], stats["market"]) == ("btcusdt", "spot")

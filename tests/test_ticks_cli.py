@@ -211,3 +211,46 @@ def test_a_snapshot_of_another_book_mid_file_is_quarantined_not_applied(tmp_path
     assert summary["out_of_sync_rows"] == 0 and summary["ticker_agreement"] >= 0.999
     quarantined = orjson.loads((tmp_path / "book.quarantine.jsonl").read_bytes())
     assert quarantined["kind"] == "foreign_snapshot" and quarantined["line"] == middle + 1
+
+
+def test_aggtrade_streams_and_spot_trades_with_order_ids_are_read(tmp_path):
+    """aggTrade carries its id in "a" (and first/last trade ids "f"/"l"), a spot trade its order ids in "b"/"a":
+    integers, not prices; both were quarantined as non-numeric (aggTrade streams were skipped)."""
+    agg = tmp_path / "usdm_btcusdt_agg.txt"
+    agg.write_text(
+        '1723161253000000000 {"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1723161253001,'
+        '"s":"BTCUSDT","a":5933014,"p":"60000.1","q":"0.5","f":100,"l":105,"T":1723161253000,"m":true}}\n'
+        '1723161253100000000 {"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1723161253101,'
+        '"s":"BTCUSDT","a":5933015,"p":"60000.2","q":"0.25","f":106,"l":106,"T":1723161253100,"m":false}}\n')
+    out = tmp_path / "agg.parquet"
+    summary = _json(runner.invoke(app, ["trades", str(agg), "--out", str(out), "--json"]))
+    assert summary["rows"] == 2 and summary["trades_from"] == "aggTrade" and summary["bad_lines"] == {}
+    trades = pl.read_parquet(out)
+    assert trades["trade_id"].to_list() == [5933014, 5933015] and trades["side"].to_list() == [-1, 1]
+    assert trades["qty"].to_list() == [0.5, 0.25] and trades["ts"][0] == 1723161253000 * 1_000_000
+    old = tmp_path / "spot_btcusdt_old.txt"
+    old.write_text('1723161253000000000 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161253001,'
+                   '"s":"BTCUSDT","t":12345,"p":"60000.1","q":"0.5","b":88,"a":50,"T":1723161253000,'
+                   '"m":true,"M":true}}\n')
+    summary = _json(runner.invoke(app, ["trades", str(old), "--out", str(out), "--json"]))
+    assert summary["rows"] == 1 and summary["bad_lines"] == {}
+    assert pl.read_parquet(out).row(0) == (1723161253000 * 1_000_000, 1723161253000000000, 12345, 60000.1, 0.5, -1)
+
+
+def test_coinm_recordings_are_coinm_with_contracts_turned_into_base_units(tmp_path):
+    """COIN-M sizes count contracts (100 USD each for BTCUSD): 3 contracts at 60,000 are 0.005 BTC."""
+    recording = tmp_path / "coinm_btcusd_perp.txt"
+    recording.write_text(
+        '1723161253000000000 {"stream":"btcusd_perp@aggTrade","data":{"e":"aggTrade","E":1723161253001,'
+        '"s":"BTCUSD_PERP","a":7,"p":"60000","q":"3","f":1,"l":2,"T":1723161253000,"m":false}}\n'
+        '1723161253100000000 {"stream":"btcusd_perp@bookTicker","data":{"e":"bookTicker","u":400900217,'
+        '"s":"BTCUSD_PERP","ps":"BTCUSD","b":"50000","B":"10","a":"50000.5","A":"20","T":1723161253100,'
+        '"E":1723161253101}}\n')
+    out = tmp_path / "t.parquet"
+    summary = _json(runner.invoke(app, ["trades", str(recording), "--out", str(out), "--json"]))
+    assert summary["market"] == "coinm" and summary["symbol"] == "btcusd_perp"
+    assert pl.read_parquet(out)["qty"].to_list() == [3 * 100 / 60_000]
+    summary = _json(runner.invoke(app, ["quotes", str(recording), "--out", str(out), "--json"]))
+    quote = pl.read_parquet(out).row(0, named=True)
+    assert summary["market"] == "coinm" and (quote["bid_qty"], quote["ask_qty"]) == (10 * 100 / 50_000,
+                                                                                      20 * 100 / 50_000.5)

@@ -13,7 +13,6 @@ import torch
 from typer.testing import CliRunner
 
 from data_loaders import formats
-from data_loaders.quarantine import Quarantine
 from data_loaders.synth import generate
 from data_loaders.windows import WindowDataset
 from hfformer.cli import app
@@ -265,7 +264,7 @@ def test_cli_train_json_and_bad_input(synth, tmp_path):
 
 @pytest.mark.slow
 def test_short_real_training_lowers_validation_loss(binance, tmp_path):
-    book, _ = formats.read_book(binance["spot"], Quarantine(None), "auto", 10, "100ms", "flag")
+    book, _ = formats.read("book", binance["spot"], levels=10, every="100ms")
     path = tmp_path / "spot_book.parquet"
     book.write_parquet(path)
     cfg = load_config(overrides=["progress=false", "max_epochs=3", "max_train_windows=1024", "batch_size=64",
