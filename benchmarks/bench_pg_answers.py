@@ -27,7 +27,7 @@ import orjson
 import polars as pl
 
 from dbbench.engines.base import QUERY_NAMES
-from dbbench.engines.timescaledb import ANSWER_TYPES, TimescaleDB
+from dbbench.engines.timescaledb.adapter import ANSWER_TYPES, TimescaleDB
 from dbbench.measure import _pg_explain, _pg_statement_totals
 from dbbench.queries import default_params, params_for
 

@@ -112,7 +112,7 @@ def _pg_statement_totals(engine: Any, statement: str) -> tuple[int, float]:
 
 def _pg_explain(engine: Any, name: str, params: dict[str, Any]) -> float:
     """Planning + execution time that PostgreSQL reports for the same query text and parameters."""
-    from dbbench.engines.timescaledb import QUERIES
+    from dbbench.engines.timescaledb.adapter import QUERIES
     from dbbench.queries import check_params
 
     text = QUERIES[name].replace("{bucket}", engine.bucket)
@@ -125,7 +125,7 @@ def _pg_explain(engine: Any, name: str, params: dict[str, Any]) -> float:
 
 def _clickhouse_log(engine: Any, name: str, params: dict[str, Any]) -> float | None:
     """query_duration_ms of the latest finished execution of this text in system.query_log."""
-    from dbbench.engines.clickhouse import render
+    from dbbench.engines.clickhouse.adapter import render
 
     engine._client.command("SYSTEM FLUSH LOGS")
     result = engine._client.query(

@@ -6,7 +6,7 @@ import pytest
 
 from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines import connect
-from dbbench.engines.arcticdb import QUERIES, ArcticDB
+from dbbench.engines.arcticdb.adapter import QUERIES, ArcticDB
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
 from dbbench.queries import compare, default_params, params_for, reference
 from tests.conftest import load_dataset

@@ -5,7 +5,7 @@ import pytest
 
 from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.clickhouse import QUERIES, ClickHouse, render
+from dbbench.engines.clickhouse.adapter import QUERIES, ClickHouse, render
 from dbbench.queries import compare, default_params, reference
 from tests.conftest import load_dataset
 

@@ -16,7 +16,7 @@ import pytest
 
 from dbbench import dataset, queries, servers
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
-from dbbench.engines.influxdb import (
+from dbbench.engines.influxdb.adapter import (
     FLUX,
     POSTS_AHEAD,
     QUERIES,

@@ -13,7 +13,7 @@ from dbbench import queries, servers
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.timescaledb import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
+from dbbench.engines.timescaledb.adapter import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
 from dbbench.measure import _pg_statement_totals, server_time_method, timed_query
 from dbbench.queries import MINUTE_NS, compare, default_params, reference
 

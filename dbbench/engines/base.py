@@ -1,8 +1,8 @@
 """The one small interface every engine module implements (ClickBench style: same questions, own dialect).
 
-An engine module exposes a class that subclasses `Engine` and a module-level `QUERIES` dict
+An engine's adapter module exposes a class that subclasses `Engine` and a module-level `QUERIES` dict
 mapping every name in `QUERY_NAMES` to its dialect's text (or to an `Unsupported` with the reason),
-so that the four dialects can be read side by side.
+read from the query file beside it, so that the dialects can be read side by side.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
@@ -43,22 +42,12 @@ from dbbench.engines.base import (
     identifier,
     plain_table,
 )
+from dbbench.engines.dialect import fill, read_blocks, read_queries
 from dbbench.queries import check_params
 
 SQL_TYPES = {pa.timestamp("ns", tz="UTC"): "bigint", pa.string(): "text", pa.int64(): "bigint",
              pa.float64(): "double precision", pa.int8(): "smallint"}
 COPY_TYPES = {"bigint": ">i8", "double precision": ">f8", "smallint": ">i2"}
-# Text sorts by its bytes, as the reference does: the database's locale (en_US in the TimescaleDB image)
-# would put 'eth' before 'PEPE' in every ORDER BY symbol.
-COLLATION = {"text": ' COLLATE "C"'}
-INDEXES = {
-    "trades": ["CREATE INDEX IF NOT EXISTS trades_symbol_ts ON trades (symbol, venue, ts)",
-               "CREATE INDEX IF NOT EXISTS trades_ts_brin ON trades USING brin (ts)"],
-    "quotes": ["CREATE INDEX IF NOT EXISTS quotes_symbol_ts ON quotes (symbol, venue, ts)",
-               "CREATE INDEX IF NOT EXISTS quotes_ts_brin ON quotes USING brin (ts)"],
-}
-BUCKET_FUNCTION = """CREATE OR REPLACE FUNCTION dbbench_bucket(width bigint, ts bigint) RETURNS bigint
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT ts - ts % width'"""
 # The Polars type of every answer column, by name (times stay bigint ns, as stored).
 ANSWER_TYPES: dict[str, pl.DataType] = {
     **dict.fromkeys(["symbol", "venue"], pl.String()),
@@ -68,116 +57,11 @@ ANSWER_TYPES: dict[str, pl.DataType] = {
                      "max_spread", "best_bid", "best_ask", "mid", "ret", "realized_vol", "price", "qty",
                      "bid_px", "ask_px", "bid_qty", "ask_qty", "eff_spread_bps"], pl.Float64()),
 }
-CHUNK_NS = 86_400_000_000_000  # hypertable chunks of one day
 COPY_SLICE_ROWS = 65_536  # rows encoded at a time while the server stores the previous ones
 T = TypeVar("T")
+DDL = read_blocks(__package__, "create.sql")  # trades, quotes, hypertable, bucket_function, indexes, dbbench_loaded
+QUERIES = read_queries(__package__, "queries.sql")
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
-
-_T = "ts >= %(start)s AND ts < %(end)s"
-_MID_RETURNS = f"""
-SELECT symbol, venue, second, mid, ret FROM (
-    SELECT symbol, venue, second, mid, ln(mid / lag(mid) OVER w) AS ret
-    FROM (
-        SELECT DISTINCT ON (symbol, venue, {{bucket}}(1000000000, ts))
-               symbol, venue, {{bucket}}(1000000000, ts) AS second, (bid_px + ask_px) / 2 AS mid
-        FROM quotes WHERE {_T}
-        ORDER BY symbol, venue, {{bucket}}(1000000000, ts), ts DESC
-    ) s
-    WINDOW w AS (PARTITION BY symbol, venue ORDER BY second)
-) r
-WHERE ret IS NOT NULL"""
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS trades, avg(qty) AS avg_qty
-FROM trades WHERE {_T}
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    "vwap": f"""
-SELECT symbol, venue, minute, volume, pq / volume AS vwap,
-       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
-FROM (
-    SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, sum(qty) AS volume, sum(price * qty) AS pq
-    FROM trades WHERE {_T}
-    GROUP BY 1, 2, 3
-) m
-WINDOW w AS (PARTITION BY symbol, venue)
-ORDER BY 1, 2, 3""",
-    "ohlcv_1m": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute,
-       (array_agg(price ORDER BY ts, trade_id))[1] AS open, max(price) AS high, min(price) AS low,
-       (array_agg(price ORDER BY ts DESC, trade_id DESC))[1] AS close, sum(qty) AS volume, count(*) AS trades
-FROM trades WHERE {_T}
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    "spread": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS quotes,
-       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
-FROM quotes WHERE {_T}
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    # One pass of window functions, not a per-row LATERAL lookup (which, on compressed chunks,
-    # decompresses for every row): each venue's last quote is carried forward along the symbol's
-    # time line (a group starts at each of its quotes), and every quote at a ts shows the state
-    # after the last of them, as the Polars reference does.
-    "nbbo": f"""
-WITH q AS (
-    SELECT symbol, venue, ts, bid_px, ask_px, row_number() OVER (ORDER BY symbol, ts, venue) AS rn
-    FROM quotes WHERE {_T}),
-x AS (
-    SELECT q.rn, q.symbol, q.ts, q.venue, v.src,
-           CASE WHEN q.venue = v.src THEN q.bid_px END AS bid,
-           CASE WHEN q.venue = v.src THEN q.ask_px END AS ask,
-           count(*) FILTER (WHERE q.venue = v.src) OVER (PARTITION BY q.symbol, v.src ORDER BY q.rn) AS grp
-    FROM q CROSS JOIN (SELECT DISTINCT venue AS src FROM q) v),
-carried AS (
-    SELECT rn, symbol, ts, venue, max(bid) OVER g AS bid, max(ask) OVER g AS ask
-    FROM x WINDOW g AS (PARTITION BY symbol, src, grp)),
-best AS (
-    SELECT rn, symbol, ts, venue, max(bid) AS best_bid, min(ask) AS best_ask
-    FROM carried GROUP BY rn, symbol, ts, venue)
-SELECT symbol, ts, venue, last_value(best_bid) OVER t AS best_bid, last_value(best_ask) OVER t AS best_ask
-FROM best
-WINDOW t AS (PARTITION BY symbol, ts ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-ORDER BY 1, 2, 3""",
-    "mid_returns": _MID_RETURNS + "\nORDER BY 1, 2, 3",
-    "exec_volatility": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, second) AS minute, count(*) AS returns,
-       sqrt(sum(ret * ret)) AS realized_vol
-FROM ({_MID_RETURNS}) x
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    # Trades and quotes in one time line per (symbol, venue), quotes first at equal ts (a quote at
-    # the trade's ts prevails); each trade takes the last quote before it by window functions, not
-    # a per-row LATERAL lookup (see nbbo). Trades with no quote yet in the range have no answer row.
-    "asof_trades_quotes": f"""
-WITH e AS (
-    SELECT symbol, venue, ts, 1 AS kind, trade_id, price, qty, side, NULL::float8 AS bid_px, NULL::float8 AS ask_px
-    FROM trades WHERE {_T}
-    UNION ALL
-    SELECT symbol, venue, ts, 0, NULL, NULL, NULL, NULL, bid_px, ask_px FROM quotes WHERE {_T}),
-g AS (
-    SELECT *, count(bid_px) OVER (PARTITION BY symbol, venue ORDER BY ts, kind ROWS UNBOUNDED PRECEDING) AS grp
-    FROM e),
-c AS (
-    SELECT symbol, venue, ts, kind, grp, trade_id, price, qty, side,
-           max(bid_px) OVER q AS bid_px, max(ask_px) OVER q AS ask_px
-    FROM g WINDOW q AS (PARTITION BY symbol, venue, grp))
-SELECT symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px,
-       2e4::float8 * side * (price - (bid_px + ask_px) / 2) / ((bid_px + ask_px) / 2) AS eff_spread_bps
-FROM c
-WHERE kind = 1 AND grp > 0
-ORDER BY 1, 2, 3, 4""",
-    "last_quote": f"""
-SELECT DISTINCT ON (symbol, venue) symbol, venue, ts, bid_px, bid_qty, ask_px, ask_qty
-FROM quotes WHERE {_T}
-ORDER BY symbol, venue, ts DESC""",
-    "range_scan": """
-SELECT ts, symbol, venue, trade_id, price, qty, side
-FROM trades WHERE symbol = %(symbol)s AND ts >= %(scan_start)s AND ts < %(scan_end)s
-ORDER BY venue, ts, trade_id""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
@@ -302,20 +186,15 @@ class TimescaleDB(Engine):
                 "server_time": server_time}
 
     def create_schema(self) -> None:
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl text PRIMARY KEY, rows bigint NOT NULL)")
+        self.conn.execute(DDL[LOADED])
         if not self.timescale:
-            self.conn.execute(BUCKET_FUNCTION)
-        for table, schema in TABLES.items():
-            columns = ", ".join(f"{f.name} {SQL_TYPES[f.type]}{COLLATION.get(SQL_TYPES[f.type], '')} NOT NULL"
-                                for f in schema)
+            self.conn.execute(DDL["bucket_function"])
+        for table in TABLES:
             self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))  # forgotten before dropped
             self.conn.execute(f"DROP TABLE IF EXISTS {table}")
-            self.conn.execute(f"CREATE TABLE {table} ({columns})")
+            self.conn.execute(DDL[table])
             if self.timescale:
-                self.conn.execute("SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s)", (table, CHUNK_NS))
-                self.conn.execute(f"ALTER TABLE {table} SET (timescaledb.compress, "
-                                  "timescaledb.compress_segmentby = 'symbol, venue', "
-                                  "timescaledb.compress_orderby = 'ts')")
+                self.conn.execute(fill(DDL["hypertable"], {"table": table}))
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
@@ -352,8 +231,7 @@ class TimescaleDB(Engine):
         if self.timescale:
             self.conn.execute(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
         else:
-            for statement in INDEXES[table]:
-                self.conn.execute(statement)
+            self.conn.execute(fill(DDL["indexes"], {"table": table}))
         self.conn.execute(f"ANALYZE {table}")
 
     def loaded_rows(self) -> dict[str, int]:
@@ -365,7 +243,7 @@ class TimescaleDB(Engine):
         text = QUERIES[name]
         if isinstance(text, Unsupported):
             raise NotImplementedError(f"{self.name}: {name} unsupported: {text.reason}")
-        sql = psycopg.ClientCursor(self.conn).mogrify(text.replace("{bucket}", self.bucket), check_params(params))
+        sql = psycopg.ClientCursor(self.conn).mogrify(fill(text, {"bucket": self.bucket}), check_params(params))
         return f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)"
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:

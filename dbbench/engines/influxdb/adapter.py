@@ -40,7 +40,6 @@ import requests
 from isal import igzip
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
@@ -48,6 +47,7 @@ from dbbench.engines.base import (
     Unsupported,
     identifier,
 )
+from dbbench.engines.dialect import fill, read_blocks, read_queries
 from dbbench.queries import SORT_KEYS, check_params, exact_cast
 
 # Sorted by key: the server sorts otherwise.
@@ -63,138 +63,15 @@ LOADED = "dbbench_loaded"  # one point per table whose load was verified (in the
 _BAD_TAG = r"[\\\n\r]"  # line protocol cannot carry these in a tag value
 _ESCAPED_IN_TAG = "[,= ]"  # these it carries backslash-escaped
 
-# --- InfluxQL (v1 API) -------------------------------------------------------------------------
-# {start}/{end}/{scan_start}/{scan_end} are ns integers; $symbol is a bound parameter.
-_T = "time >= {start} AND time < {end}"
-_MID_1S = f"""SELECT LAST(mid) AS mid, DIFFERENCE(LAST(ln_mid)) AS ret FROM (
-    SELECT (bid_px + ask_px) / 2 AS mid, LN((bid_px + ask_px) / 2) AS ln_mid FROM "quotes"."quotes" WHERE {_T}
-  ) WHERE {_T} GROUP BY time(1s), symbol, venue fill(none)"""
-# ret = ln(mid) - ln(previous mid): the same as ln(mid / previous mid) within a few ulps of ln(mid).
-_MID_RETURNS = f"""SELECT mid, ret FROM ({_MID_1S}) WHERE ret = ret GROUP BY symbol, venue"""
-# `ret = ret` keeps rows that have a return: InfluxQL has no IS NOT NULL, and a comparison with null is false.
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT COUNT(qty) AS trades, MEAN(qty) AS avg_qty FROM "trades"."trades"
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    # Two statements: per minute, then over the whole range (the second answers vwap_range).
-    "vwap": f"""
-SELECT SUM(qty) AS volume, SUM(pq) / SUM(qty) AS vwap """
-    f"""FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
-SELECT SUM(pq) / SUM(qty) AS vwap_range FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
-WHERE {_T} GROUP BY symbol, venue""",
-    # Three statements: the aggregates, then open and close, each the price beside one selector. FIRST and
-    # LAST break ties of equal time by the larger value (measured on 1.6, as in its source), so FIRST of
-    # -trade_id picks the smallest trade_id of the bar's first ns and LAST of trade_id the largest of its
-    # last ns: the suite's (ts, trade_id) order. FIRST(price) picked the larger price of a tie instead.
-    "ohlcv_1m": f"""
-SELECT MAX(price) AS high, MIN(price) AS low, SUM(qty) AS volume, COUNT(price) AS trades
-FROM "trades"."trades" WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
-SELECT FIRST(neg_id) AS neg_id, price AS open FROM (SELECT -1 * trade_id AS neg_id, price FROM "trades"."trades" """
-    f"""WHERE {_T})
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
-SELECT LAST(trade_id) AS last_id, price AS close FROM "trades"."trades"
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    "spread": f"""
-SELECT COUNT(s) AS quotes, MEAN(s) AS avg_spread, MAX(s) AS max_spread
-FROM (SELECT ask_px - bid_px AS s FROM "quotes"."quotes" WHERE {_T})
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    "nbbo": Unsupported(
-        "InfluxQL cannot carry each venue's last quote forward to every other venue's update: it has no "
-        "joins or window functions, and fill(previous) only fills fixed GROUP BY time() buckets"
-    ),
-    "mid_returns": _MID_RETURNS,
-    "exec_volatility": f"""
-SELECT COUNT(ret) AS returns, SQRT(SUM(ret2)) AS realized_vol
-FROM (SELECT ret, ret * ret AS ret2 FROM ({_MID_RETURNS}))
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    "asof_trades_quotes": Unsupported(
-        "InfluxQL has no joins: a trade cannot be matched with the prevailing quote of another measurement"
-    ),
-    # One selector with the other fields as auxiliaries: they come from the same (latest) point.
-    "last_quote": f"""
-SELECT LAST(bid_px) AS bid_px, bid_qty, ask_px, ask_qty FROM "quotes"."quotes"
-WHERE {_T} GROUP BY symbol, venue""",
-    # InfluxQL orders by time only: trades at one ns come in no defined order (not seq's), so the adapter
-    # orders them by trade_id (`ORDERED`).
-    "range_scan": """
-SELECT trade_id, price, qty, side FROM "trades"."trades"
-WHERE symbol = $symbol AND time >= {scan_start} AND time < {scan_end} GROUP BY symbol, venue""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
+DDL = read_blocks(__package__, "create.influxql")  # database, drop_policy, policy
+QUERIES = read_queries(__package__, "queries.influxql")
+FLUX = read_queries(__package__, "queries.flux")  # 2.x
 # Queries of several statements: the later ones' columns join the first's rows on these keys.
 JOINED = {"vwap": ["symbol", "venue"], "ohlcv_1m": ["symbol", "venue", "minute"]}
 # Answers whose rows the adapter puts in the query's order (SORT_KEYS) where InfluxQL cannot: rows of equal
 # time from several series. Series themselves are ordered by their tags (`_frame`).
 ORDERED = ("range_scan",)
 
-# --- Flux (2.x) --------------------------------------------------------------------------------
-# {bucket} is the bucket prefix; ranges use time(v: ns). Tables in buckets {bucket}_trades / _quotes.
-_FR = 'range(start: time(v: {start}), stop: time(v: {end}))'
-_FLUX_TRADES = 'from(bucket: "{bucket}_trades") |> ' + _FR + ' |> filter(fn: (r) => r._measurement == "trades")'
-_FLUX_QUOTES = 'from(bucket: "{bucket}_quotes") |> ' + _FR + ' |> filter(fn: (r) => r._measurement == "quotes")'
-_FLUX_ROWS = ('|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
-              ' |> group(columns: ["symbol", "venue"])')
-_FLUX_MID_RETURNS = (
-    _FLUX_QUOTES + " " + _FLUX_ROWS + """
-  |> map(fn: (r) => ({r with _value: (r.bid_px + r.ask_px) / 2.0}))
-  |> aggregateWindow(every: 1s, fn: last, createEmpty: false, timeSrc: "_start")
-  |> map(fn: (r) => ({r with mid: r._value, ln_mid: math.log(x: r._value)}))
-  |> difference(columns: ["ln_mid"], keepFirst: false)
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._time, mid: r.mid, ret: r.ln_mid}))"""
-)
-FLUX: dict[str, str | Unsupported] = {
-    "avg_trade_volume": _FLUX_TRADES + ' |> filter(fn: (r) => r._field == "qty") |> group(columns: ["symbol", "venue"])'
-    """
-  |> window(every: 1m) |> reduce(identity: {trades: 0, sum: 0.0}, """
-    """fn: (r, accumulator) => ({trades: accumulator.trades + 1, sum: accumulator.sum + r._value}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, trades: r.trades, """
-    """avg_qty: r.sum / float(v: r.trades)}))
-  |> group(columns: ["symbol", "venue"])""",
-    "vwap": _FLUX_TRADES + " " + _FLUX_ROWS + """
-  |> map(fn: (r) => ({r with pq: r.price * r.qty}))
-  |> window(every: 1m) |> reduce(identity: {volume: 0.0, pq: 0.0}, """
-    """fn: (r, accumulator) => ({volume: accumulator.volume + r.qty, pq: accumulator.pq + r.pq}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, volume: r.volume, """
-    """vwap: r.pq / r.volume, pq: r.pq}))
-  |> group(columns: ["symbol", "venue"])""",
-    "ohlcv_1m": _FLUX_TRADES + " " + _FLUX_ROWS + """
-  |> sort(columns: ["_time", "trade_id"]) |> window(every: 1m)
-  |> reduce(identity: {n: 0, open: 0.0, high: -1.0e308, low: 1.0e308, close: 0.0, volume: 0.0},
-            fn: (r, accumulator) => ({n: accumulator.n + 1, """
-    """open: if accumulator.n == 0 then r.price else accumulator.open,
-              high: if r.price > accumulator.high then r.price else accumulator.high,
-              low: if r.price < accumulator.low then r.price else accumulator.low,
-              close: r.price, volume: accumulator.volume + r.qty}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, """
-    """open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, trades: r.n}))
-  |> group(columns: ["symbol", "venue"])""",
-    "spread": _FLUX_QUOTES + " " + _FLUX_ROWS + """
-  |> map(fn: (r) => ({r with s: r.ask_px - r.bid_px}))
-  |> window(every: 1m)
-  |> reduce(identity: {quotes: 0, sum: 0.0, max_spread: -1.0e308},
-            fn: (r, accumulator) => ({quotes: accumulator.quotes + 1, sum: accumulator.sum + r.s,
-              max_spread: if r.s > accumulator.max_spread then r.s else accumulator.max_spread}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, quotes: r.quotes, """
-    """avg_spread: r.sum / float(v: r.quotes), max_spread: r.max_spread}))
-  |> group(columns: ["symbol", "venue"])""",
-    "nbbo": Unsupported("not written in Flux here: it needs a per-venue pivot with fill(usePrevious) per symbol; "
-                        "use InfluxQL servers or another engine"),
-    "mid_returns": "import \"math\"\n" + _FLUX_MID_RETURNS,
-    "exec_volatility": "import \"math\"\n" + _FLUX_MID_RETURNS + """
-  |> window(every: 1m)
-  |> reduce(identity: {returns: 0, ss: 0.0}, """
-    """fn: (r, accumulator) => ({returns: accumulator.returns + 1, ss: accumulator.ss + r.ret * r.ret}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, returns: r.returns, """
-    """realized_vol: math.sqrt(x: r.ss)}))
-  |> group(columns: ["symbol", "venue"])""",
-    "asof_trades_quotes": Unsupported("Flux joins match equal keys only; an as-of join is not expressed here"),
-    "last_quote": _FLUX_QUOTES + " " + _FLUX_ROWS + " |> last(column: \"_time\")",
-    "range_scan": 'from(bucket: "{bucket}_trades") |> range(start: time(v: {scan_start}), stop: time(v: {scan_end}))'
-    ' |> filter(fn: (r) => r._measurement == "trades" and r.symbol == {symbol_literal}) ' + _FLUX_ROWS,
-}
-assert tuple(FLUX) == QUERY_NAMES
 
 # Output columns of each query, in order (the time column is named by TIME_COLUMN).
 COLUMNS = {
@@ -223,8 +100,8 @@ def render(name: str, params: dict[str, Any], dialect: str = "influxql", bucket:
     p = check_params(params)
     times = {k: p[k] for k in ("start", "end", "scan_start", "scan_end")}
     if dialect == "flux":
-        return text.format(**times, bucket=bucket, symbol_literal=orjson.dumps(p["symbol"]).decode())
-    return text.format(**times)
+        return fill(text, {**times, "bucket": bucket, "symbol_literal": orjson.dumps(p["symbol"]).decode()})
+    return fill(text, times)
 
 
 # --- line protocol -----------------------------------------------------------------------------
@@ -422,12 +299,11 @@ class InfluxDB(Engine):
                     buckets.delete_bucket(existing)
                 buckets.create_bucket(bucket_name=f"{self.db}_{table}", org=self.org)
         else:
-            self._influxql(f'CREATE DATABASE "{self.db}"', "create schema", db=False)
+            self._influxql(fill(DDL["database"], {"db": self.db}), "create schema", db=False)
             for table in TABLES:  # forgotten before dropped: a run killed in between never counts as loaded
                 self._forget(table)
-                self._influxql(f'DROP RETENTION POLICY "{table}" ON "{self.db}"', "create schema")
-                self._influxql(f'CREATE RETENTION POLICY "{table}" ON "{self.db}" DURATION INF REPLICATION 1',
-                               "create schema")
+                for block in ("drop_policy", "policy"):
+                    self._influxql(fill(DDL[block], {"db": self.db, "table": table}), "create schema")
         self._ready = False
 
     def _forget(self, table: str) -> None:

@@ -1,7 +1,6 @@
 """ClickHouse: embedded chDB (`chdb:///path`, `chdb://memory`) or a server over HTTP (`http(s)://...`).
 
-Tables are MergeTree ordered by (symbol, ts) with DateTime64(9, 'UTC') times, delta-coded times
-and ids, Gorilla-coded prices, ZSTD everywhere and LowCardinality symbol/venue. Batches go in as
+Tables (create.sql) are MergeTree ordered by (symbol, ts); the queries are in queries.sql. Batches go in as
 Arrow (chDB pulls them all through one `INSERT ... SELECT FROM Python(stream)` of an Arrow stream;
 a server gets `insert_arrow` per batch). The query result cache is off so every timed run is computed.
 """
@@ -18,7 +17,6 @@ import polars as pl
 import pyarrow as pa
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
@@ -26,116 +24,17 @@ from dbbench.engines.base import (
     Unsupported,
     identifier,
 )
+from dbbench.engines.dialect import fill, read_blocks, read_queries
 from dbbench.queries import check_params
 
-SCHEMA = {
-    "trades": """
-        ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-        symbol LowCardinality(String),
-        venue LowCardinality(String),
-        trade_id Int64 CODEC(Delta, ZSTD(1)),
-        price Float64 CODEC(Gorilla, ZSTD(1)),
-        qty Float64 CODEC(ZSTD(1)),
-        side Int8 CODEC(ZSTD(1))""",
-    "quotes": """
-        ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-        symbol LowCardinality(String),
-        venue LowCardinality(String),
-        bid_px Float64 CODEC(Gorilla, ZSTD(1)),
-        bid_qty Float64 CODEC(ZSTD(1)),
-        ask_px Float64 CODEC(Gorilla, ZSTD(1)),
-        ask_qty Float64 CODEC(ZSTD(1))""",
-}
+DDL = read_blocks(__package__, "create.sql")  # trades, quotes, dbbench_loads
+QUERIES = read_queries(__package__, "queries.sql")
 LOW_CARDINALITY = ("symbol", "venue")
-# Load events, appended and never deleted (a DELETE is a mutation: it stalled loads for up to a second):
-# a table counts as loaded when its latest event is a verified row count; a load starts with an unverified one.
-LOADED = "dbbench_loads"
+LOADED = "dbbench_loads"  # load events (create.sql): the latest verified one per table counts
 # chDB SELECTs: result cache off; Arrow output uncompressed (its lz4 default costs a decompression per
 # answer) with LowCardinality as dictionaries (Polars Categorical, no per-row string copy).
 SELECT_SETTINGS = ("use_query_cache = 0, output_format_arrow_compression_method = 'none', "
                    "output_format_arrow_low_cardinality_as_dictionary = 1")
-
-_T = "ts >= {start} AND ts < {end}"
-_MINUTE = "toDateTime64(toStartOfMinute(ts), 9, 'UTC')"  # toStartOfMinute alone gives DateTime (seconds)
-_MID_RETURNS = f"""
-SELECT symbol, venue, second, mid, ret FROM (
-    SELECT symbol, venue, second, mid,
-           log(mid / lagInFrame(mid) OVER w) AS ret,
-           row_number() OVER w AS n
-    FROM (
-        SELECT symbol, venue, toStartOfSecond(ts) AS second,
-               argMax((bid_px + ask_px) / 2, ts) AS mid
-        FROM quotes WHERE {_T}
-        GROUP BY symbol, venue, second
-    )
-    WINDOW w AS (PARTITION BY symbol, venue ORDER BY second ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
-)
-WHERE n > 1"""
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT symbol, venue, {_MINUTE} AS minute, count() AS trades, avg(qty) AS avg_qty
-FROM trades WHERE {_T}
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "vwap": f"""
-SELECT symbol, venue, minute, volume, pq / volume AS vwap,
-       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
-FROM (
-    SELECT symbol, venue, {_MINUTE} AS minute, sum(qty) AS volume, sum(price * qty) AS pq
-    FROM trades WHERE {_T}
-    GROUP BY symbol, venue, minute
-)
-WINDOW w AS (PARTITION BY symbol, venue)
-ORDER BY symbol, venue, minute""",
-    "ohlcv_1m": f"""
-SELECT symbol, venue, {_MINUTE} AS minute,
-       argMin(price, (ts, trade_id)) AS open, max(price) AS high, min(price) AS low,
-       argMax(price, (ts, trade_id)) AS close, sum(qty) AS volume, count() AS trades
-FROM trades WHERE {_T}
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "spread": f"""
-SELECT symbol, venue, {_MINUTE} AS minute, count() AS quotes,
-       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
-FROM quotes WHERE {_T}
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "nbbo": f"""
-WITH q AS (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T})
-SELECT u.symbol AS symbol, u.ts AS ts, u.venue AS venue, max(p.bid_px) AS best_bid, min(p.ask_px) AS best_ask
-FROM (SELECT q.symbol AS symbol, q.ts AS ts, q.venue AS venue, v.venue AS other
-      FROM q CROSS JOIN (SELECT DISTINCT venue FROM q) AS v) AS u
-ASOF JOIN q AS p ON u.symbol = p.symbol AND u.other = p.venue AND u.ts >= p.ts
-GROUP BY u.symbol, u.ts, u.venue
-ORDER BY symbol, ts, venue""",
-    "mid_returns": _MID_RETURNS + "\nORDER BY symbol, venue, second",
-    "exec_volatility": f"""
-SELECT symbol, venue, toDateTime64(toStartOfMinute(second), 9, 'UTC') AS minute,
-       count() AS returns, sqrt(sum(ret * ret)) AS realized_vol
-FROM ({_MID_RETURNS})
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "asof_trades_quotes": f"""
-SELECT t.symbol AS symbol, t.venue AS venue, t.ts AS ts, t.trade_id AS trade_id, t.price AS price,
-       t.qty AS qty, t.side AS side, q.bid_px AS bid_px, q.ask_px AS ask_px,
-       2e4 * t.side * (t.price - (q.bid_px + q.ask_px) / 2) / ((q.bid_px + q.ask_px) / 2) AS eff_spread_bps
-FROM (SELECT * FROM trades WHERE {_T}) AS t
-ASOF JOIN (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T}) AS q
-    ON t.symbol = q.symbol AND t.venue = q.venue AND t.ts >= q.ts
-ORDER BY symbol, venue, ts, trade_id""",
-    "last_quote": f"""
-SELECT symbol, venue, max(t) AS ts, argMax(bid_px, t) AS bid_px, argMax(bid_qty, t) AS bid_qty,
-       argMax(ask_px, t) AS ask_px, argMax(ask_qty, t) AS ask_qty
-FROM (SELECT ts AS t, * EXCEPT ts FROM quotes WHERE {_T})
-GROUP BY symbol, venue
-ORDER BY symbol, venue""",
-    "range_scan": """
-SELECT ts, symbol, venue, trade_id, price, qty, side
-FROM trades WHERE symbol = {symbol} AND ts >= {scan_start} AND ts < {scan_end}
-ORDER BY venue, ts, trade_id""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
 
 
 # chDB is one embedded server per process, and concurrent queries from several threads corrupted
@@ -163,7 +62,7 @@ def render(name: str, params: dict[str, Any]) -> str:
     text = QUERIES[name]
     if isinstance(text, Unsupported):
         raise NotImplementedError(f"clickhouse: {name} unsupported: {text.reason}")
-    return text.format(**{k: _literal(v) for k, v in check_params(params).items()})
+    return fill(text, {k: _literal(v) for k, v in check_params(params).items()})
 
 
 class ClickHouse(Engine):
@@ -227,12 +126,11 @@ class ClickHouse(Engine):
         return {"engine": "MergeTree ORDER BY (symbol, ts)", "ts": "DateTime64(9, 'UTC')", "query_cache": "off"}
 
     def create_schema(self) -> None:
-        self._sql(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl String, verified Bool, rows UInt64, "
-                  "at DateTime64(9) DEFAULT now64(9)) ENGINE = MergeTree ORDER BY (tbl, at)")
-        for table, columns in SCHEMA.items():  # unverified before dropped: a run killed in between never counts
+        self._sql(DDL[LOADED])
+        for table in TABLES:  # unverified before dropped: a run killed in between never counts
             self._mark(table, verified=False, rows=0)
             self._sql(f"DROP TABLE IF EXISTS {table}")
-            self._sql(f"CREATE TABLE {table} ({columns}\n) ENGINE = MergeTree ORDER BY (symbol, ts)")
+            self._sql(DDL[table])
         self._ready = False
 
     def _mark(self, table: str, verified: bool, rows: int) -> None:
