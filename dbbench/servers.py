@@ -19,7 +19,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ import typer
 from data_loaders.atomic import write_bytes
 from data_loaders.errors import ENGINE, fail
 from data_loaders.summary import print_summary
+from dbbench.engines import adapter
 
 PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of the extensions to preload
@@ -173,17 +173,24 @@ def _spawn(argv: list[str], log: Path, cwd: Path, user: str | None = None) -> su
         )
 
 
-def _wait_ready(engine: str, proc: subprocess.Popen, log: Path, ready: Callable[[], bool]) -> None:
+def _wait_ready(engine: str, proc: subprocess.Popen, log: Path, dsn: str) -> None:
+    """Until the engine's own ready check passes: a real query answered on a fresh connection to `dsn`, not
+    just a listening port (PostgreSQL listens while it still refuses connections, starting or recovering)."""
     deadline = time.monotonic() + START_TIMEOUT_S
+    check, last = adapter(engine).ready, ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerError(f"{engine}: server exited with code {proc.returncode} while starting; "
                               f"log {log}:\n{_log_tail(log)}")
-        if ready():
+        try:
+            check(dsn)
             return
+        except Exception as exc:  # noqa: BLE001 - every driver raises its own while the server starts
+            last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
     _stop_pid(proc.pid, STOP_SIGNAL[engine])
-    raise ServerError(f"{engine}: not ready after {START_TIMEOUT_S:.0f} s; log {log}:\n{_log_tail(log)}")
+    raise ServerError(f"{engine}: not ready after {START_TIMEOUT_S:.0f} s (last: {last}); log {log}:\n"
+                      f"{_log_tail(log)}")
 
 
 def _scratch_dir(directory: Path, engine: str, owner: str | None) -> Path:
@@ -235,7 +242,7 @@ def start_postgres(directory: Path) -> Server:
     proc = _spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)
     server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch),
                     str(log), str(bin_dir / "postgres"))
-    _wait_ready("timescaledb", proc, log, lambda: READY["timescaledb"](port))
+    _wait_ready("timescaledb", proc, log, f"postgresql://postgres@127.0.0.1:{port}/postgres")  # before createdb
     create = subprocess.run(
         [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"],
         capture_output=True, text=True, check=False,
@@ -244,15 +251,6 @@ def start_postgres(directory: Path) -> Server:
         _stop_pid(proc.pid, STOP_SIGNAL["timescaledb"])
         raise ServerError(f"timescaledb: createdb dbbench failed: {create.stderr.strip()}")
     return server
-
-
-def _pg_ready(port: int) -> bool:
-    if not _port_open(port):
-        return False
-    probe = subprocess.run(
-        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], capture_output=True, check=False
-    ) if (PG_BIN / "pg_isready").exists() else None
-    return probe is None or probe.returncode == 0
 
 
 INFLUXD_CONFIG = """\
@@ -296,16 +294,8 @@ def start_influxd(directory: Path) -> Server:
     proc = _spawn([str(binary), "-config", str(config)], log, scratch)
     server = Server("influxdb", proc.pid, port, f"influxdb://127.0.0.1:{port}/dbbench", str(scratch), str(log),
                     str(binary))
-    _wait_ready("influxdb", proc, log, lambda: READY["influxdb"](port))
+    _wait_ready("influxdb", proc, log, server.dsn)
     return server
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status < 300
-    except OSError:
-        return False
 
 
 def start_q(directory: Path) -> Server:
@@ -315,19 +305,12 @@ def start_q(directory: Path) -> Server:
     port, log = _free_port(), scratch / "q.log"
     proc = _spawn([str(binary), "-p", f"127.0.0.1:{port}"], log, scratch)
     server = Server("kdb", proc.pid, port, f"kdb://127.0.0.1:{port}", str(scratch), str(log), str(binary))
-    _wait_ready("kdb", proc, log, lambda: READY["kdb"](port))
+    _wait_ready("kdb", proc, log, server.dsn)
     return server
 
 
 STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, "influxdb": start_influxd,
                                                  "kdb": start_q}
-# Ready means serving, not just listening: PostgreSQL accepts its port while it still refuses
-# connections (starting up, recovering), so it is asked with pg_isready; InfluxDB answers /ping.
-READY: dict[str, Callable[[int], bool]] = {
-    "timescaledb": _pg_ready,
-    "influxdb": lambda port: _http_ok(f"http://127.0.0.1:{port}/ping"),
-    "kdb": _port_open,
-}
 
 
 def restart(server: Server) -> Server:
@@ -339,7 +322,7 @@ def restart(server: Server) -> Server:
     user = pwd.getpwuid(uid).pw_name if uid != os.geteuid() else None
     _stop_pid(server.pid, STOP_SIGNAL[server.engine])
     started = _spawn(argv, Path(server.log), cwd, user)
-    _wait_ready(server.engine, started, Path(server.log), lambda: READY[server.engine](server.port))
+    _wait_ready(server.engine, started, Path(server.log), server.dsn)
     restarted = replace(server, pid=started.pid)
     state = read_state()
     state[server.engine] = restarted

@@ -50,7 +50,7 @@ def test_load_reports_rows_bytes_and_storage(loaded):
     engine, data, _ = loaded
     assert engine.loaded_rows() == read_manifest(data)["rows"]
     for table in TABLES:
-        assert 0 < engine.bytes_on_disk(table)
+        assert 0 < engine.storage(table).bytes
     assert engine.version().startswith("ArcticDB ") and engine.name == "arcticdb" and engine.in_process
 
 

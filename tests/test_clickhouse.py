@@ -34,7 +34,7 @@ def test_load_reports_rows_bytes_and_storage(loaded):
     rows = read_manifest(data)["rows"]
     assert engine.loaded_rows() == rows
     for table in TABLES:
-        assert 0 < engine.bytes_on_disk(table)
+        assert 0 < engine.storage(table).bytes
     assert engine.version().startswith("ClickHouse ") and engine.name == "clickhouse"
 
 
@@ -88,3 +88,4 @@ def test_plain_string_batches_load_as_the_dataset_dictionaries_do(loaded):
     assert engine.load("quotes", plain).rows == read_manifest(data)["rows"]["quotes"]
     params = default_params(data)
     assert compare(engine.query("last_quote", params), reference("last_quote", data, params), "last_quote").ok
+

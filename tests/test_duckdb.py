@@ -39,7 +39,7 @@ def test_load_reports_rows_bytes_and_storage(loaded):
     engine, data, _ = loaded
     assert engine.loaded_rows() == read_manifest(data)["rows"]
     for table in TABLES:
-        assert 0 < engine.bytes_on_disk(table)
+        assert 0 < engine.storage(table).bytes
     assert engine.version().startswith("DuckDB ") and engine.name == "duckdb" and engine.in_process
 
 

@@ -152,9 +152,9 @@ def test_load_verifies_counts_and_measures_storage(loaded, binance_data: Path):
     for table, result in results.items():
         rows = pq.ParquetFile(binance_data / f"{table}.parquet").metadata.num_rows
         assert result.rows == rows > 10_000 and result.bytes_in > 0
-        assert engine.bytes_on_disk(table) > 0
+        storage = engine.storage(table)
+        assert storage.bytes > 0 and storage.includes
     assert engine.loaded_rows() == {t: r.rows for t, r in results.items()}
-    assert engine.storage_source
 
 
 @pytest.mark.server

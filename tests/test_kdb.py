@@ -118,7 +118,7 @@ def test_load_verifies_and_saves_splayed(loaded):
     engine, _, results = loaded
     assert engine.version().startswith("kdb+ ")
     assert engine.loaded_rows() == {t: r.rows for t, r in results.items()}
-    assert all(engine.bytes_on_disk(t) > 0 for t in TABLES)
+    assert all(engine.storage(t).bytes > 0 for t in TABLES)
 
 
 @pytest.mark.server

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from dbbench import servers
+from dbbench.engines.base import EngineError
 
 CLI = [sys.executable, "-c", "from dbbench.servers import servers_app; servers_app()"]
 
@@ -162,3 +163,31 @@ def test_restart_returns_only_when_the_server_answers_a_real_query(tmp_path: Pat
         assert servers.read_state()["timescaledb"].pid != started["timescaledb"].pid
     finally:
         servers.down()
+
+
+@pytest.mark.parametrize("engine,dsn,error", [
+    ("timescaledb", "postgresql://postgres@127.0.0.1:{port}/postgres", psycopg.OperationalError),
+    ("influxdb", "influxdb://127.0.0.1:{port}/dbbench", EngineError)])
+def test_ready_needs_a_query_answered_not_an_open_port(engine: str, dsn: str, error: type):
+    """A port that accepts connections and then says nothing (as PostgreSQL's does while it starts) is not ready."""
+    import socket
+    import threading
+
+    from dbbench.engines import adapter
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            for _ in range(4):  # every attempt of the driver: accepted, then closed unanswered
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        with pytest.raises(error):
+            adapter(engine).ready(dsn.format(port=port))

@@ -14,7 +14,6 @@ from dbbench.dataset import build_binance, build_synth, iter_batches, read_manif
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
 from dbbench.engines.timescaledb.adapter import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
-from dbbench.measure import _pg_statement_totals, server_time_method, timed_query
 from dbbench.queries import MINUTE_NS, compare, default_params, reference
 
 pytestmark = pytest.mark.server
@@ -61,7 +60,7 @@ def test_plain_postgresql_is_never_reported_as_timescaledb(loaded):
         assert engine.name == "postgresql" and "not available" in engine.settings()["reason"]
         assert engine.version().startswith("PostgreSQL")
     assert engine.loaded_rows() == read_manifest(data)["rows"]
-    assert all(engine.bytes_on_disk(t) > 0 for t in TABLES)
+    assert all(engine.storage(t).bytes > 0 for t in TABLES)
     assert set(QUERIES) == set(QUERY_NAMES)
 
 
@@ -121,11 +120,11 @@ def test_server_time_is_the_timed_copy_in_pg_stat_statements(loaded, timescaledb
     if engine.statements_reason and os.environ.get("DBBENCH_TIMESCALEDB_DSN"):
         pytest.skip(f"the server in DBBENCH_TIMESCALEDB_DSN: {engine.statements_reason}")
     assert engine.statements_reason is None and engine.settings()["server_time"] == "pg_stat_statements"
-    assert server_time_method(engine).startswith("pg_stat_statements")
+    assert engine.server_time_method().startswith("pg_stat_statements")
     p = params_for(data)
-    before = _pg_statement_totals(engine, engine.statement("asof_trades_quotes", p))
-    samples = [timed_query(engine, "asof_trades_quotes", p) for _ in range(2)]
-    calls, total = _pg_statement_totals(engine, engine.statement("asof_trades_quotes", p))
+    before = engine.statement_totals(engine.statement("asof_trades_quotes", p))
+    samples = [engine.timed_query("asof_trades_quotes", p) for _ in range(2)]
+    calls, total = engine.statement_totals(engine.statement("asof_trades_quotes", p))
     assert calls == before[0] + 2 and total - before[1] == pytest.approx(sum(s.server_s for s in samples))
     assert all(0 < s.server_s < s.client_s for s in samples)
     assert compare(samples[-1].frame, reference("asof_trades_quotes", data, p), "asof_trades_quotes").ok
@@ -139,8 +138,8 @@ def test_without_pg_stat_statements_tracking_copy_the_server_time_is_explain(loa
         if engine.statements_reason is None:
             assert "track_utility is off" in fallback.statements_reason
         assert fallback.settings()["server_time"].startswith("EXPLAIN ANALYZE (")
-        assert server_time_method(fallback).startswith("EXPLAIN")
-        sample = timed_query(fallback, "spread", params_for(data))
+        assert fallback.server_time_method().startswith("EXPLAIN")
+        sample = fallback.timed_query("spread", params_for(data))
         assert sample.server_s > 0 and sample.frame.height > 0
     finally:
         fallback.close()

@@ -34,8 +34,8 @@ def default_dsn(engine: str) -> str:
     return os.environ.get(f"DBBENCH_{engine.upper()}_DSN") or (started.dsn if started else DEFAULT_DSNS[engine])
 
 
-def connect(engine: str, dsn: str | None = None) -> Engine:
-    """The engine's adapter, connected to `dsn` (or its default)."""
+def adapter(engine: str) -> type[Engine]:
+    """The engine's adapter class (its module imported now: only the drivers of the engines used load)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
     module = importlib.import_module(f"dbbench.engines.{engine}.adapter")
@@ -43,4 +43,9 @@ def connect(engine: str, dsn: str | None = None) -> Engine:
                if isinstance(v, type) and issubclass(v, Engine) and v.__module__ == module.__name__]
     if len(classes) != 1:
         raise RuntimeError(f"{module.__name__} must define exactly one Engine subclass, found {classes}")
-    return classes[0](dsn or default_dsn(engine))
+    return classes[0]
+
+
+def connect(engine: str, dsn: str | None = None) -> Engine:
+    """The engine's adapter, connected to `dsn` (or its default)."""
+    return adapter(engine)(dsn or default_dsn(engine))

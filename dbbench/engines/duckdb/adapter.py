@@ -27,6 +27,7 @@ from dbbench.engines.base import (
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
     plain_table,
@@ -63,6 +64,14 @@ class DuckDB(Engine):
             self.conn = duckdb.connect(str(self.path))
         except (duckdb.Error, OSError) as exc:
             raise EngineError(self.name, "connect", str(exc)) from exc
+
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        engine = cls(dsn)
+        try:
+            engine.conn.execute("SELECT 1").fetchall()
+        finally:
+            engine.close()
 
     def version(self) -> str:
         return f"DuckDB {duckdb.__version__} (embedded)"
@@ -135,7 +144,7 @@ class DuckDB(Engine):
         except duckdb.Error as exc:
             raise EngineError(self.name, f"query {name}", f"{type(exc).__name__}: {exc}") from exc
 
-    def bytes_on_disk(self, table: str) -> int:
+    def storage(self, table: str) -> Storage:
         """The table's blocks in the file (DuckDB's block size each) after the load's checkpoint. Small
         segments of several tables may share a block, which then counts for each: an upper bound."""
         (blocks, block_size), = self.conn.execute(
@@ -143,7 +152,9 @@ class DuckDB(Engine):
             "WHERE database_name = current_database())) "
             "FROM (SELECT unnest(list_prepend(block_id, additional_block_ids)) AS b "
             "      FROM pragma_storage_info(?) WHERE persistent AND block_id >= 0)", [identifier(table)]).fetchall()
-        return int(blocks or 0) * int(block_size or 0)
+        return Storage(int(blocks or 0) * int(block_size or 0),
+                       "the table's blocks in the database file after a checkpoint (block size each; a block shared "
+                       "with another table counts for both)")
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):

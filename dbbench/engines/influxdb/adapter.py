@@ -44,6 +44,7 @@ from dbbench.engines.base import (
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
 )
@@ -198,7 +199,6 @@ class InfluxDB(Engine):
         if not 0 <= self.gzip_level <= 3:
             raise ValueError(f"influxdb: gzip must be an ISA-L level 1-3, or 0 for plain text, got {self.gzip_level}")
         self.backoff_s, self.timeout_s = backoff_s, timeout_s
-        self.storage_source = ""
         self._http = requests.Session()
         user = unquote(url.username) if url.username else os.environ.get("INFLUXDB_USERNAME")
         password = unquote(url.password) if url.password else os.environ.get("INFLUXDB_PASSWORD")
@@ -275,6 +275,18 @@ class InfluxDB(Engine):
 
     # -- Engine interface --
 
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        """A query answered (`SHOW DATABASES`; 2.x: the buckets listed), not just /ping."""
+        engine = cls(dsn, timeout_s=5)
+        try:
+            if engine.dialect == "flux":
+                engine._flux.buckets_api().find_buckets(limit=1)
+            else:
+                engine._influxql("SHOW DATABASES", "ready", db=False)
+        finally:
+            engine.close()
+
     def version(self) -> str:
         try:
             resp = self._http.get(f"{self.base}/ping", timeout=10)
@@ -286,8 +298,7 @@ class InfluxDB(Engine):
         return {"api": "v2 + Flux" if self.dialect == "flux" else "v1 + InfluxQL", "batch_rows": self.batch_rows,
                 "gzip_level": self.gzip_level, "retries": self.retries, "precision": "ns",
                 "layout": "measurement per table in its own retention policy/bucket; "
-                          "tags symbol, venue (+ seq for trades)",
-                "bytes_on_disk": self.storage_source or "not measured yet"}
+                          "tags symbol, venue (+ seq for trades)"}
 
     def create_schema(self) -> None:
         """Recreate, empty, the per-table retention policies (v2: buckets) and forget verified loads."""
@@ -437,7 +448,7 @@ class InfluxDB(Engine):
             frame = frame.with_columns(pl.col("_time").str.to_datetime(time_zone="UTC", time_unit="ns").dt.epoch("ns"))
         return frame
 
-    def bytes_on_disk(self, table: str) -> int:
+    def storage(self, table: str) -> Storage:
         """Shard files (TSM + WAL) of the table's retention policy: summed from the shard directories when
         the server is local, else the servers' own `diskBytes` shard statistic (SHOW STATS)."""
         if self.dialect == "flux":
@@ -448,10 +459,10 @@ class InfluxDB(Engine):
                   if s["tags"].get("database") == self.db and s["tags"].get("retentionPolicy") == identifier(table)]
         dirs = [Path(s["tags"][k]) for s in shards for k in ("path", "walPath") if s["tags"].get(k)]
         if dirs and all(d.is_dir() for d in dirs):
-            self.storage_source = "local shard directories (TSM + WAL files)"
-            return sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
-        self.storage_source = "SHOW STATS shard diskBytes"
-        return sum(int(dict(zip(s["columns"], s["values"][0]))["diskBytes"]) for s in shards)
+            return Storage(sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file()),
+                           "local shard directories (TSM + WAL files)")
+        return Storage(sum(int(dict(zip(s["columns"], s["values"][0]))["diskBytes"]) for s in shards),
+                       "SHOW STATS shard diskBytes")
 
     def drop(self) -> None:
         if self.dialect == "flux":

@@ -24,7 +24,7 @@ os.environ.setdefault("PYKX_UNLICENSED", "true")  # before pykx is imported anyw
 import polars as pl
 import pyarrow as pa
 
-from dbbench.engines.base import TABLES, Engine, EngineError, LoadResult, identifier, plain_table
+from dbbench.engines.base import TABLES, Engine, EngineError, LoadResult, Storage, identifier, plain_table
 from dbbench.engines.dialect import read_blocks, read_queries
 from dbbench.queries import check_params, exact_cast
 
@@ -165,8 +165,9 @@ class Kdb(Engine):
         answer = self._q(render(name, params), f"query {name}")
         return _typed(pl.from_arrow(answer.pa()))
 
-    def bytes_on_disk(self, table: str) -> int:
-        return int(self._q(disk_bytes(table, self.dir), f"bytes on disk {table}").py())
+    def storage(self, table: str) -> Storage:
+        return Storage(int(self._q(disk_bytes(table, self.dir), f"bytes on disk {table}").py()),
+                       f"the table's splayed column files under {self.dir} plus the shared sym file")
 
     def drop(self) -> None:
         for table in TABLES:

@@ -17,7 +17,7 @@ the answer's schema, with the parameters rendered as quoted literals by psycopg:
 row (reading a 150k-row as-of answer through `fetchall` cost more than 10% of the query). PostgreSQL
 writes float8 in its shortest exact form, so the floats read back bit for bit. The server time of
 that very COPY statement is in pg_stat_statements when the server preloads it (`statement()` gives
-the text to look it up by; see dbbench.measure).
+the text to look it up by: `server_seconds`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from dbbench.engines.base import (
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
     plain_table,
@@ -165,7 +166,13 @@ class TimescaleDB(Engine):
         (track,), = self._rows("SHOW pg_stat_statements.track_utility")
         return None if track == "on" else "pg_stat_statements.track_utility is off: COPY statements are not tracked"
 
-    def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        """`SELECT 1` on a fresh connection (the adapter's own would create extensions)."""
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT 1").fetchall()
+
+    def _rows(self, sql: str, params: Any = None) -> list[tuple]:
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
@@ -260,10 +267,45 @@ class TimescaleDB(Engine):
         names = data[:data.index(b"\n")].decode().split(",")
         return pl.read_csv(data, schema={name: ANSWER_TYPES[name] for name in names})
 
-    def bytes_on_disk(self, table: str) -> int:
+    def server_time_method(self) -> str:
+        if self.statements_reason is None:
+            return "pg_stat_statements total_exec_time of the timed COPY (query) TO STDOUT (rows sent included)"
+        return ("EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution (rows not sent): "
+                + self.statements_reason)
+
+    def server_mark(self, name: str, params: dict[str, Any]) -> tuple[int, float] | None:
+        return self.statement_totals(self.statement(name, params)) if self.statements_reason is None else None
+
+    def server_seconds(self, name: str, params: dict[str, Any], mark: tuple[int, float] | None) -> float | None:
+        """pg_stat_statements' time of the timed COPY (None when another session ran the same text meanwhile,
+        which it would count too); without it, EXPLAIN ANALYZE of the same query, run again."""
+        if mark is None:
+            return self.explain_seconds(name, params)
+        calls, total = self.statement_totals(self.statement(name, params))
+        return total - mark[1] if calls == mark[0] + 1 else None
+
+    def statement_totals(self, statement: str) -> tuple[int, float]:
+        """Calls and total execution seconds pg_stat_statements holds for this exact top-level statement
+        text, run by this user in this database ((0, 0.0) before its first run)."""
+        (calls, total_ms), = self._rows(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
+            "WHERE toplevel AND query = %s AND userid = (SELECT oid FROM pg_roles WHERE rolname = current_user) "
+            "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())", (statement,))
+        return int(calls), total_ms / 1e3
+
+    def explain_seconds(self, name: str, params: dict[str, Any]) -> float:
+        """Planning + execution time that PostgreSQL reports for the same query text and parameters."""
+        text = fill(QUERIES[name], {"bucket": self.bucket})
+        (plan,), = self._rows("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + text, check_params(params))
+        plan = plan[0] if isinstance(plan, list) else plan
+        return (plan["Planning Time"] + plan["Execution Time"]) / 1e3
+
+    def storage(self, table: str) -> Storage:
         size = "hypertable_size(%s)" if self.timescale else "pg_total_relation_size(%s)"
         (value,), = self._rows(f"SELECT {size}", (identifier(table),))
-        return int(value or 0)
+        includes = ("hypertable_size: every chunk (compressed and not), its indexes and TOAST" if self.timescale
+                    else "pg_total_relation_size: the heap, its indexes (btree, BRIN) and TOAST")
+        return Storage(int(value or 0), includes)
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):
