@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -71,7 +72,9 @@ class ClickHouse(Engine):
 
     def __init__(self, dsn: str) -> None:
         self._session: Any = None
-        self.last_server_seconds: float | None = None  # chDB's own elapsed time of the last SELECT
+        self.last_server_seconds: float | None = None  # chDB's own elapsed time of the last query of the suite
+        self.last_tag: str | None = None  # the log_comment of the last query of the suite (see query_log_seconds)
+        self._elapsed: float | None = None  # chDB's elapsed time of the last SELECT
         self._client: Any = None
         if dsn.startswith("chdb://"):
             import chdb.session
@@ -92,8 +95,9 @@ class ClickHouse(Engine):
         else:
             raise ValueError("clickhouse DSN must be chdb:///path, chdb://memory or http(s)://host:port/db")
 
-    def _sql(self, sql: str) -> pa.Table | None:
-        """Run one statement; SELECTs come back as an Arrow table."""
+    def _sql(self, sql: str, tag: str | None = None) -> pa.Table | None:
+        """Run one statement; SELECTs come back as an Arrow table, logged in system.query_log (where the server
+        keeps it) with `tag` as their log_comment."""
         select = sql.lstrip().startswith(("SELECT", "WITH"))
         if self._session is not None:
             if self._session._conn is None:
@@ -102,16 +106,17 @@ class ClickHouse(Engine):
                 with CHDB_LOCK:
                     self._session.query(sql)
                 return None
+            settings = SELECT_SETTINGS + (f", log_comment = {_literal(tag)}" if tag else "")
             with CHDB_LOCK:
-                result = self._session.query(f"{sql} SETTINGS {SELECT_SETTINGS}", "Arrow")
+                result = self._session.query(f"{sql} SETTINGS {settings}", "Arrow")
             # Read the Arrow bytes in place, without a copy: chDB frees them with the result object (what
             # broke its "ArrowTable" format), so the buffer owns that object and keeps it alive.
             view = np.frombuffer(result.get_memview().view(), dtype=np.uint8)
             arrow = pa.foreign_buffer(view.ctypes.data, view.size, base=result)
-            self.last_server_seconds = float(result.elapsed())
+            self._elapsed = float(result.elapsed())
             return pa.ipc.open_file(arrow).read_all()
         if select:
-            return self._client.query_arrow(sql)
+            return self._client.query_arrow(sql, settings={"log_comment": tag} if tag else None)
         self._client.command(sql)
         return None
 
@@ -139,18 +144,23 @@ class ClickHouse(Engine):
     def server_time_method(self) -> str:
         if self._session is not None:
             return "chDB result elapsed() of the timed execution (the engine records it)"
-        return "system.query_log query_duration_ms of the timed execution"
+        return "system.query_log query_duration_ms of the timed execution (found by its unique log_comment)"
 
     def server_seconds(self, name: str, params: dict[str, Any], mark: Any) -> float | None:
         if self._session is not None:
             return self.last_server_seconds
-        self._client.command("SYSTEM FLUSH LOGS")
-        result = self._client.query(
-            "SELECT query_duration_ms FROM system.query_log WHERE type = 'QueryFinish' AND query = {q:String} "
-            "ORDER BY event_time_microseconds DESC LIMIT 1",
-            parameters={"q": render(name, params)},
-        )
-        return result.result_rows[0][0] / 1e3 if result.result_rows else None
+        return self.query_log_seconds(self.last_tag)
+
+    def query_log_seconds(self, tag: str | None) -> float | None:
+        """query_duration_ms of the finished execution tagged `tag` (its log_comment) in system.query_log; None
+        when there is none. Found by the tag, not by the text: the logged text is never the one rendered (chDB
+        adds SETTINGS, clickhouse-connect also a FORMAT clause), so a lookup by text never matched."""
+        if tag is None:
+            return None
+        self._sql("SYSTEM FLUSH LOGS")
+        found = self._sql("SELECT query_duration_ms FROM system.query_log "
+                          f"WHERE type = 'QueryFinish' AND log_comment = {_literal(tag)}")
+        return found.column(0)[0].as_py() / 1e3 if found.num_rows else None
 
     def settings(self) -> dict[str, Any]:
         return {"engine": "MergeTree ORDER BY (symbol, ts)", "ts": "DateTime64(9, 'UTC')", "query_cache": "off"}
@@ -217,8 +227,12 @@ class ClickHouse(Engine):
         return {t: int(n) for t, n in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+        """The answer; the execution is tagged with a unique log_comment (`last_tag`) for its server time."""
         self.require_loaded(name)
-        return pl.from_arrow(self._sql(render(name, params)))
+        self.last_tag = f"dbbench-{uuid.uuid4().hex}"
+        answer = pl.from_arrow(self._sql(render(name, params), self.last_tag))
+        self.last_server_seconds = self._elapsed
+        return answer
 
     def storage(self, table: str) -> Storage:
         sql = (
