@@ -15,7 +15,8 @@ Layout (SCHEMA = "dbbench.results/1"):
         load[{batch_rows, valid, tables{table: {rows, bytes_in, seconds, rows_per_s, mb_per_s, csv_mb_per_s}}, error}]
             (seconds: from the first row sent to the rows visible to a count, verified equal to those sent),
         storage{table: {bytes_on_disk (after compaction), includes (what it counts), compact_seconds,
-                        uncompressed_bytes (where the engine compresses a table after loading it), rows,
+                        uncompressed_bytes (where the engine compresses a table after loading it), wal_bytes
+                        (InfluxDB: left in its WAL, not counted), rows,
                         bytes_per_row, compression_vs_csv}},
         queries{query: {status ("ok" | "wrong" | "error" | "unsupported" | "not_run"), valid, verdict,
                         rows, expected_rows, error, params[{start, end, symbol, scan_start, scan_end}] (the
@@ -80,7 +81,7 @@ ENGINE = {
     "compaction?": OPTIONAL_TEXT,
     "storage?": Each([{"bytes_on_disk": NUMBER, "includes?": TEXT, "compact_seconds?": NUMBER, "rows?": Maybe([NUMBER]),
                        "bytes_per_row?": Maybe([NUMBER]), "compression_vs_csv?": Maybe([NUMBER]),
-                       "uncompressed_bytes?": NUMBER}]),
+                       "uncompressed_bytes?": NUMBER, "wal_bytes?": NUMBER}]),
     "concurrency?": [{"clients": NUMBER, "duration_s": NUMBER, "queries": NUMBER, "qps": NUMBER, "errors": NUMBER,
                       "wrong": NUMBER, "valid": FLAG, "mix?": [TEXT], "left_out?": Each([TEXT]),
                       "latency?": Maybe([{"median?": Maybe([NUMBER]), "p95?": Maybe([NUMBER])}])}],

@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -12,7 +13,7 @@ import pytest
 from dbbench import queries, servers
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import connect
-from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
+from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Storage
 from dbbench.engines.timescaledb.adapter import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
 from dbbench.queries import MINUTE_NS, compare, default_params, reference
 
@@ -30,8 +31,13 @@ def loaded(request, tmp_path_factory, timescaledb_dsn):
     engine.create_schema()
     for table in TABLES:
         assert engine.load(table, iter_batches(out, table, 20_000)).rows == read_manifest(out)["rows"][table]
+        BEFORE_COMPACTION[out, table] = engine.storage(table)
+        engine.compact(table)
     yield engine, out
     engine.close()
+
+
+BEFORE_COMPACTION: dict[tuple[Path, str], Storage] = {}  # (dataset, table) -> storage between load and compact
 
 
 def params_for(data):
@@ -62,6 +68,20 @@ def test_plain_postgresql_is_never_reported_as_timescaledb(loaded):
     assert engine.loaded_rows() == read_manifest(data)["rows"]
     assert all(engine.storage(t).bytes > 0 for t in TABLES)
     assert set(QUERIES) == set(QUERY_NAMES)
+
+
+def test_storage_after_compaction_shrinks_and_says_what_it_includes(loaded):
+    """TimescaleDB: compress_chunk shrinks the table, and the uncompressed size is reported beside it; plain
+    PostgreSQL: the compaction builds the indexes, which the figure then includes."""
+    engine, data = loaded
+    for table in TABLES:
+        before, after = BEFORE_COMPACTION[data, table], engine.storage(table)
+        if engine.timescale:
+            assert after.bytes < before.bytes and "compressed" in after.includes
+            assert after.details["uncompressed_bytes"] >= before.bytes * 0.9  # the chunks as they were
+            assert after.details["uncompressed_bytes"] > after.bytes
+        else:
+            assert after.bytes > before.bytes and "indexes" in after.includes and not after.details
 
 
 def test_with_the_extension_tables_are_compressed_hypertables(loaded):

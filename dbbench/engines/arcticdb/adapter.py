@@ -165,6 +165,8 @@ def _release(uri: str) -> None:
 
 class ArcticDB(Engine):
     name = "arcticdb"
+    compaction = ("none: the load finalizes each (symbol, venue) as one version of its staged parts, earlier versions "
+                  "pruned")
     in_process = ("the Arctic instance over the LMDB directory is released (every adapter of this process over it "
                   "closed first) and opened again; LMDB's pages stay in the OS page cache")
 

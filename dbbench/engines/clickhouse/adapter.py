@@ -69,6 +69,9 @@ def render(name: str, params: dict[str, Any]) -> str:
 
 class ClickHouse(Engine):
     name = "clickhouse"
+    compaction = ("OPTIMIZE TABLE ... FINAL where the table has more than one active part: the parts the insert "
+                  "blocks made merged into one (ClickHouse merges in the background otherwise, so storage would depend "
+                  "on when it is read); a single part is left as it is (FINAL would rewrite it for nothing)")
 
     def __init__(self, dsn: str) -> None:
         self._session: Any = None
@@ -234,13 +237,22 @@ class ClickHouse(Engine):
         self.last_server_seconds = self._elapsed
         return answer
 
+    def compact(self, table: str) -> None:
+        if self._parts(table) > 1:
+            self._sql(f"OPTIMIZE TABLE {identifier(table)} FINAL")
+
+    def _parts(self, table: str) -> int:
+        return int(self._scalar("SELECT count() FROM system.parts "
+                                f"WHERE database = currentDatabase() AND table = '{identifier(table)}' AND active"))
+
     def storage(self, table: str) -> Storage:
         sql = (
             "SELECT sum(bytes_on_disk) FROM system.parts "
             f"WHERE database = currentDatabase() AND table = '{identifier(table)}' AND active"
         )
         return Storage(int(self._scalar(sql) or 0),
-                       "the table's active MergeTree parts (column data, marks, primary index; system.parts)")
+                       "the table's active MergeTree parts (column data, marks, primary index; system.parts), not "
+                       "the parts a merge replaced, which ClickHouse deletes later")
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):

@@ -2,8 +2,8 @@
 
 Tables (create.sql) take the Arrow schema's types as they are (TIMESTAMP_NS keeps nanoseconds). A
 table's batches go in through one `INSERT ... SELECT` that scans them as an Arrow stream: one
-transaction, so a failed load keeps none of its rows (and the table is not marked loaded); a
-CHECKPOINT afterwards writes them to the file, so storage is measured on disk, not in the WAL.
+transaction, so a failed load keeps none of its rows (and the table is not marked loaded); the
+compaction, a CHECKPOINT, writes them to the file, so storage is measured on disk, not in the WAL.
 
 Every query is DuckDB SQL (queries.sql): the as-of join of trades to quotes is its native ASOF
 JOIN, the NBBO an ASOF JOIN of each quote to every venue's last quote, returns window functions.
@@ -50,6 +50,7 @@ def statement(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 class DuckDB(Engine):
     name = "duckdb"
+    compaction = "CHECKPOINT: the write-ahead log written into the database file"
     in_process = ("the database is closed and reopened (every connection of this process to it closed first, "
                   "so its buffer pool goes with it)")
 
@@ -117,7 +118,6 @@ class DuckDB(Engine):
                 raise
             finally:
                 self.conn.unregister("dbbench_stream")
-            self.conn.execute("CHECKPOINT")
             (stored,), = self.conn.execute(f"SELECT count(*) FROM {table}").fetchall()
         except (duckdb.Error, OSError, pa.ArrowException) as exc:
             raise EngineError(self.name, f"load {table}", f"{sent['rows']:,} rows sent before the error "
@@ -144,8 +144,11 @@ class DuckDB(Engine):
         except duckdb.Error as exc:
             raise EngineError(self.name, f"query {name}", f"{type(exc).__name__}: {exc}") from exc
 
+    def compact(self, table: str) -> None:
+        self.conn.execute("CHECKPOINT")
+
     def storage(self, table: str) -> Storage:
-        """The table's blocks in the file (DuckDB's block size each) after the load's checkpoint. Small
+        """The table's blocks in the file (DuckDB's block size each) after the compaction's checkpoint. Small
         segments of several tables may share a block, which then counts for each: an upper bound."""
         (blocks, block_size), = self.conn.execute(
             "SELECT count(DISTINCT b), any_value((SELECT block_size FROM pragma_database_size() "

@@ -17,7 +17,13 @@ DSNs: `influxdb://[user:password@]host:port/db` (`influxdbs://` for https; `http
 also; user and password also from INFLUXDB_USERNAME / INFLUXDB_PASSWORD),
 `influxdb2://host:port/bucket?org=ORG` (token from INFLUX_TOKEN or the DSN password, org also from
 INFLUX_ORG). Options as query parameters: `batch` (points per write, default 50000), `retries`
-(default 4), `gzip` (ISA-L level 1-3, 0 = plain text; default 1).
+(default 4), `gzip` (ISA-L level 1-3, 0 = plain text; default 1), `compact_wait` (seconds `compact`
+waits for the server's own compaction, default 600).
+
+Storage is the TSM files of the table's shards, measured after the compaction: InfluxDB first keeps
+written points in its cache and WAL, snapshots them to TSM files when the shard goes cold, and
+compacts those files fully later; the WAL holds the same points uncompressed, so counting it
+overstated the size (1.4-1.8x).
 """
 
 from __future__ import annotations
@@ -182,6 +188,9 @@ class _Sequencer:
 
 class InfluxDB(Engine):
     name = "influxdb"
+    compaction = ("waits until every shard of the table has its cache written to TSM files (WAL empty) and its TSM "
+                  "files fully compacted, no compaction running (InfluxDB compacts on its own: `dbbench servers up` "
+                  "sets [data] cache-snapshot-write-cold-duration and compact-full-write-cold-duration to seconds)")
 
     def __init__(self, dsn: str, *, batch_rows: int | None = None, retries: int | None = None, backoff_s: float = 0.25,
                  timeout_s: float = 300.0) -> None:
@@ -199,6 +208,7 @@ class InfluxDB(Engine):
         if not 0 <= self.gzip_level <= 3:
             raise ValueError(f"influxdb: gzip must be an ISA-L level 1-3, or 0 for plain text, got {self.gzip_level}")
         self.backoff_s, self.timeout_s = backoff_s, timeout_s
+        self.compact_wait_s = float(options.get("compact_wait", 600))
         self._http = requests.Session()
         user = unquote(url.username) if url.username else os.environ.get("INFLUXDB_USERNAME")
         password = unquote(url.password) if url.password else os.environ.get("INFLUXDB_PASSWORD")
@@ -448,21 +458,51 @@ class InfluxDB(Engine):
             frame = frame.with_columns(pl.col("_time").str.to_datetime(time_zone="UTC", time_unit="ns").dt.epoch("ns"))
         return frame
 
-    def storage(self, table: str) -> Storage:
-        """Shard files (TSM + WAL) of the table's retention policy: summed from the shard directories when
-        the server is local, else the servers' own `diskBytes` shard statistic (SHOW STATS)."""
+    def _shards(self, table: str, step: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """The table's shards (its retention policy's): shard id -> statistic (tsm1_cache, tsm1_engine,
+        tsm1_filestore, tsm1_wal) -> its values, with the shard's directories under "tags"."""
         if self.dialect == "flux":
-            raise EngineError(self.name, f"bytes on disk {table}",
-                              "not measured for 2.x servers (no per-bucket size in the API)")
-        series = self._influxql("SHOW STATS FOR 'shard'", f"bytes on disk {table}", db=False)[0].get("series", [])
-        shards = [s for s in series
-                  if s["tags"].get("database") == self.db and s["tags"].get("retentionPolicy") == identifier(table)]
-        dirs = [Path(s["tags"][k]) for s in shards for k in ("path", "walPath") if s["tags"].get(k)]
+            raise EngineError(self.name, step, "not measured for 2.x servers (no per-bucket shard statistics)")
+        shards: dict[str, dict[str, dict[str, Any]]] = {}
+        for s in self._influxql("SHOW STATS", step, db=False)[0].get("series", []):
+            tags = s.get("tags") or {}
+            if tags.get("database") == self.db and tags.get("retentionPolicy") == identifier(table):
+                shard = shards.setdefault(tags["id"], {"tags": tags})
+                shard[s["name"]] = dict(zip(s["columns"], s["values"][0]))
+        return shards
+
+    def compact(self, table: str) -> None:
+        """Wait for the server's own compaction of the table's shards (see `compaction`); an error after
+        `compact_wait` seconds says what is left and which settings make the server do it sooner."""
+        deadline = time.monotonic() + self.compact_wait_s
+        last: dict[str, str] = {}
+        settled = 0
+        while time.monotonic() < deadline:
+            shards = self._shards(table, f"compact {table}")
+            last = {shard_id: left for shard_id, shard in shards.items() if (left := _uncompacted(shard))}
+            settled = settled + 1 if shards and not last else 0
+            if settled == 2:  # twice in a row: no compaction was about to start between two looks
+                return
+            time.sleep(0.5)
+        raise EngineError(self.name, f"compact {table}", f"not compacted after {self.compact_wait_s:.0f} s: "
+                          f"{'; '.join(f'shard {k}: {v}' for k, v in last.items()) or 'no shard'}; set [data] "
+                          "cache-snapshot-write-cold-duration and compact-full-write-cold-duration to a few seconds "
+                          "(dbbench servers up does), or a longer ?compact_wait=")
+
+    def storage(self, table: str) -> Storage:
+        """The TSM files of the table's shards (after `compact`: the WAL is empty), summed from the shard
+        directories when the server is local, else the server's own file-store statistic."""
+        shards = self._shards(table, f"bytes on disk {table}").values()
+        dirs = [Path(s["tags"]["path"]) for s in shards if s["tags"].get("path")]
+        wal = sum(s.get("tsm1_wal", {}).get(k, 0) for s in shards for k in ("currentSegmentDiskBytes",
+                                                                            "oldSegmentsDiskBytes"))
         if dirs and all(d.is_dir() for d in dirs):
             return Storage(sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file()),
-                           "local shard directories (TSM + WAL files)")
-        return Storage(sum(int(dict(zip(s["columns"], s["values"][0]))["diskBytes"]) for s in shards),
-                       "SHOW STATS shard diskBytes")
+                           "the files in the table's shard directories: TSM files (and the series index, where it "
+                           "is on disk); not the WAL", {"wal_bytes": wal})
+        return Storage(sum(int(s.get("tsm1_filestore", {}).get("diskBytes", 0)) for s in shards),
+                       "SHOW STATS tsm1_filestore diskBytes of the table's shards: TSM files; not the WAL",
+                       {"wal_bytes": wal})
 
     def drop(self) -> None:
         if self.dialect == "flux":
@@ -478,6 +518,24 @@ class InfluxDB(Engine):
         self._http.close()
         if self._flux is not None:
             self._flux.close()
+
+
+def _uncompacted(shard: dict[str, dict[str, Any]]) -> str:
+    """What is left to compact in one shard's statistics, or "" (cache written to TSM files, WAL empty, no
+    compaction running or queued, and the files fully compacted: one file, or at least one full compaction)."""
+    cache, engine = shard.get("tsm1_cache", {}), shard.get("tsm1_engine", {})
+    wal, files = shard.get("tsm1_wal", {}), shard.get("tsm1_filestore", {})
+    left = []
+    if cache.get("memBytes", 0):
+        left.append(f"{cache['memBytes']:,} bytes in the cache")
+    if wal.get("currentSegmentDiskBytes", 0) + wal.get("oldSegmentsDiskBytes", 0):
+        left.append("WAL not empty")
+    running = sum(v for k, v in engine.items() if k.endswith(("CompactionsActive", "CompactionQueue")))
+    if running:
+        left.append(f"{running} compaction(s) running or queued")
+    if files.get("numFiles", 0) > 1 and not engine.get("tsmFullCompactions", 0):
+        left.append(f"{files['numFiles']} TSM files, no full compaction yet")
+    return ", ".join(left)
 
 
 def _posted(write: tuple[Future, int]) -> int:

@@ -150,6 +150,8 @@ class TimescaleDB(Engine):
             self.reason = ("timescaledb extension not available on this server: plain PostgreSQL "
                            "(never reported as TimescaleDB)")
         self.bucket = "time_bucket" if self.timescale else "dbbench_bucket"
+        self.compaction = ("compress_chunk on every chunk, then VACUUM ANALYZE" if self.timescale else
+                           "CREATE INDEX (btree (symbol, venue, ts), BRIN (ts)), then VACUUM ANALYZE")
         self.statements_reason = self._statements()
 
     def _statements(self) -> str | None:
@@ -205,8 +207,8 @@ class TimescaleDB(Engine):
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
-        """Replace the table's rows: one binary COPY (one transaction: a failure keeps nothing), then count,
-        index or compress. The table counts as loaded only once its row count is verified."""
+        """Replace the table's rows: one binary COPY (one transaction: a failure keeps nothing), then count them.
+        The table counts as loaded only once its row count is verified (indexes or compression: `compact`)."""
         schema = TABLES[identifier(table)]
         rows = bytes_in = 0
         t0 = time.perf_counter()
@@ -223,7 +225,6 @@ class TimescaleDB(Engine):
                     bytes_in += part.nbytes
                 copy.write(_TRAILER)
             (after,), = self._rows(f"SELECT count(*) FROM {table}")
-            self._finish(table)
         except (psycopg.Error, OSError) as exc:
             raise EngineError(self.name, f"load {table}", f"{rows:,} rows sent before the error "
                               f"(the COPY is one transaction: none kept): {exc}") from exc
@@ -233,13 +234,18 @@ class TimescaleDB(Engine):
         self.conn.execute(f"INSERT INTO {LOADED} VALUES (%s, %s)", (table, after))
         return LoadResult(table, rows, bytes_in, seconds)
 
-    def _finish(self, table: str) -> None:
-        """What a bulk load does after the rows are in: indexes or compression, and statistics."""
-        if self.timescale:
-            self.conn.execute(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
-        else:
-            self.conn.execute(fill(DDL["indexes"], {"table": table}))
-        self.conn.execute(f"ANALYZE {table}")
+    def compact(self, table: str) -> None:
+        """What follows a bulk load: compression (TimescaleDB) or indexes (plain PostgreSQL), then VACUUM ANALYZE
+        (the visibility map and the planner's statistics)."""
+        table = identifier(table)
+        try:
+            if self.timescale:
+                self.conn.execute(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
+            else:
+                self.conn.execute(fill(DDL["indexes"], {"table": table}))
+            self.conn.execute(f"VACUUM ANALYZE {table}")
+        except psycopg.Error as exc:
+            raise EngineError(self.name, f"compact {table}", f"{type(exc).__name__}: {exc}") from exc
 
     def loaded_rows(self) -> dict[str, int]:
         """Tables whose last load was verified, with their row counts."""
@@ -301,11 +307,18 @@ class TimescaleDB(Engine):
         return (plan["Planning Time"] + plan["Execution Time"]) / 1e3
 
     def storage(self, table: str) -> Storage:
-        size = "hypertable_size(%s)" if self.timescale else "pg_total_relation_size(%s)"
-        (value,), = self._rows(f"SELECT {size}", (identifier(table),))
-        includes = ("hypertable_size: every chunk (compressed and not), its indexes and TOAST" if self.timescale
-                    else "pg_total_relation_size: the heap, its indexes (btree, BRIN) and TOAST")
-        return Storage(int(value or 0), includes)
+        """Bytes after the compaction; on TimescaleDB also what the compressed chunks held before compression."""
+        if not self.timescale:
+            (value,), = self._rows("SELECT pg_total_relation_size(%s)", (identifier(table),))
+            return Storage(int(value), "pg_total_relation_size: the heap, its indexes (btree, BRIN) and TOAST")
+        (value,), = self._rows("SELECT hypertable_size(%s)", (identifier(table),))
+        (before, after), = self._rows("SELECT coalesce(sum(before_compression_total_bytes), 0), "
+                                      "coalesce(sum(after_compression_total_bytes), 0) "
+                                      "FROM hypertable_compression_stats(%s)", (table,))
+        uncompressed = int(value) - int(after) + int(before)  # compressed chunks counted as they were before
+        return Storage(int(value), "hypertable_size: every chunk (compressed after the compaction), its indexes and "
+                       "TOAST; uncompressed_bytes: the same with each compressed chunk counted as before compression",
+                       {"uncompressed_bytes": uncompressed})
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):
