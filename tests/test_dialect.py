@@ -44,8 +44,9 @@ def test_every_engine_has_its_folder_and_the_files_are_package_data():
     assert sorted(p.name for p in ENGINES_DIR.iterdir() if (p / "adapter.py").exists()) == sorted(ENGINES)
     globs = tomllib.loads((ENGINES_DIR.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["dbbench.engines"]
-    files = [p.relative_to(ENGINES_DIR).as_posix() for p in ENGINES_DIR.glob("*/*") if p.suffix in COMMENT]
-    assert len(files) == 11
+    files = [p.relative_to(ENGINES_DIR).as_posix() for p in ENGINES_DIR.glob("*/*")
+             if p.suffix in COMMENT or p.suffix == ".conf"]
+    assert len(files) == 12  # 11 dialect files and InfluxDB's server config
     assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), files
 
 

@@ -83,12 +83,12 @@ def test_unknown_engine_and_missing_binaries_are_clear_errors(tmp_path: Path, mo
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("QHOME", str(tmp_path))
     with pytest.raises(servers.ServerError, match="Debian package influxdb"):
-        servers.influxd_binary()
+        servers.lifecycle("influxdb").binary()
     with pytest.raises(servers.ServerError, match="kdb\\+ is not a Debian package"):
-        servers.q_binary()
-    monkeypatch.setattr(servers, "PG_BIN", tmp_path)
+        servers.lifecycle("kdb").binary()
+    monkeypatch.setattr(servers.lifecycle("timescaledb"), "PG_BIN", tmp_path)
     with pytest.raises(servers.ServerError, match="postgresql-15"):
-        servers.postgres_binaries()
+        servers.lifecycle("timescaledb").binary()
     result = _cli(["up", "--engines", "kdb"], tmp_path)
     assert result.returncode == 4 and "kdb:" in result.stderr and "Traceback" not in result.stderr
 
@@ -102,9 +102,9 @@ def test_q_without_a_license_is_refused(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.delenv("QLIC", raising=False)
     with pytest.raises(servers.ServerError, match="no license"):
-        servers.q_binary()
+        servers.lifecycle("kdb").binary()
     (tmp_path / "kc.lic").write_text("x")
-    assert servers.q_binary() == q
+    assert servers.lifecycle("kdb").binary() == q
 
 
 @pytest.mark.server

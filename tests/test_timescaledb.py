@@ -172,7 +172,7 @@ def doomed(tmp_path, binance):
     reason = servers.available()["timescaledb"]
     if reason:
         pytest.skip(f"no scratch PostgreSQL can start: {reason}")
-    server = servers.start_postgres(tmp_path / "pg")
+    server = servers.lifecycle("timescaledb").start(tmp_path / "pg")
     try:
         engine = TimescaleDB(server.dsn)
         engine.create_schema()
