@@ -34,7 +34,7 @@ from isal import igzip
 
 from dbbench import dataset
 from dbbench.engines.base import TABLES
-from dbbench.engines.influxdb import InfluxDB, _Sequencer, line_protocol
+from dbbench.engines.influxdb.adapter import InfluxDB, _Sequencer, line_protocol
 
 
 def prepared_bodies(data: Path, table: str, batch: int, level: int) -> list[bytes]:

@@ -27,8 +27,8 @@ import orjson
 
 from dbbench.dataset import build_synth, iter_batches, read_manifest
 from dbbench.engines.base import TABLES
-from dbbench.engines.clickhouse import ClickHouse
-from dbbench.engines.timescaledb import _HEADER, _TRAILER, TimescaleDB, copy_binary
+from dbbench.engines.clickhouse.adapter import ClickHouse
+from dbbench.engines.timescaledb.adapter import _HEADER, _TRAILER, TimescaleDB, copy_binary
 
 
 def best(fn, repeat: int) -> float:

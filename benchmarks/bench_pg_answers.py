@@ -27,8 +27,7 @@ import orjson
 import polars as pl
 
 from dbbench.engines.base import QUERY_NAMES
-from dbbench.engines.timescaledb import ANSWER_TYPES, TimescaleDB
-from dbbench.measure import _pg_explain, _pg_statement_totals
+from dbbench.engines.timescaledb.adapter import ANSWER_TYPES, TimescaleDB
 from dbbench.queries import default_params, params_for
 
 
@@ -42,11 +41,11 @@ def joined(engine: TimescaleDB, name: str, params: dict) -> pl.DataFrame:
 def timed(engine: TimescaleDB, fn, name: str, params: dict) -> tuple[pl.DataFrame, float, float]:
     """The answer, client seconds and pg_stat_statements seconds of this one execution."""
     statement = engine.statement(name, params)
-    calls, total = _pg_statement_totals(engine, statement)
+    calls, total = engine.statement_totals(statement)
     t0 = time.perf_counter()
     frame = fn(name, params)
     client = time.perf_counter() - t0
-    after_calls, after_total = _pg_statement_totals(engine, statement)
+    after_calls, after_total = engine.statement_totals(statement)
     assert after_calls == calls + 1, "another session ran the same statement: no server time"
     return frame, client, after_total - total
 
@@ -74,7 +73,7 @@ def main() -> None:
                 answer, client, server = timed(engine, fn, name, params)
                 times[path].append(client)
                 times[f"{path}_server"].append(server)
-            times["explain"].append(_pg_explain(engine, name, params))
+            times["explain"].append(engine.explain_seconds(name, params))
         med = {k: statistics.median(v) for k, v in times.items()}
         result[name] = {"rows": answer.height, **{f"{k}_s": round(v, 4) for k, v in med.items()},
                         **{f"{p}_overhead_pct": round(100 * (med[p] - med[f"{p}_server"]) / med[p], 1) for p in paths},

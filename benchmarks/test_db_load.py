@@ -23,5 +23,5 @@ def test_load(benchmark: Any, db_engine: Engine, db_data: Path, db_dataset_info:
     seconds = benchmark.stats.stats.max if benchmark.stats else None
     benchmark.extra_info.update(engine=db_engine.name, version=db_engine.version(), settings=db_engine.settings(),
                                 **db_dataset_info, rows=sum(rows.values()), batch_rows=batch_rows,
-                                bytes_on_disk={t: db_engine.bytes_on_disk(t) for t in TABLES},
+                                bytes_on_disk={t: db_engine.storage(t).bytes for t in TABLES},
                                 rows_per_s=sum(rows.values()) / seconds if seconds else None)

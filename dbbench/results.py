@@ -11,8 +11,13 @@ Layout (SCHEMA = "dbbench.results/1"):
     engines{name: {
         engine (as asked), name (as the adapter reports itself), status ("ok" | "failed" | "skipped"), reason,
         failures[{step, query, error}], dsn (redacted), version, settings, server_time, cold_method,
-        load[{batch_rows, valid, tables{table: {rows, bytes_in, seconds, rows_per_s, mb_per_s, csv_mb_per_s}}, error}],
-        storage{table: {bytes_on_disk, rows, bytes_per_row, compression_vs_csv}},
+        compaction (what the engine's compaction does),
+        load[{batch_rows, valid, tables{table: {rows, bytes_in, seconds, rows_per_s, mb_per_s, csv_mb_per_s}}, error}]
+            (seconds: from the first row sent to the rows visible to a count, verified equal to those sent),
+        storage{table: {bytes_on_disk (after compaction), includes (what it counts), compact_seconds,
+                        uncompressed_bytes (where the engine compresses a table after loading it), wal_bytes
+                        (InfluxDB: left in its WAL, not counted), rows,
+                        bytes_per_row, compression_vs_csv}},
         queries{query: {status ("ok" | "wrong" | "error" | "unsupported" | "not_run"), valid, verdict,
                         rows, expected_rows, error, params[{start, end, symbol, scan_start, scan_end}] (the
                         timed runs'), cold_params,
@@ -23,7 +28,8 @@ Layout (SCHEMA = "dbbench.results/1"):
 
 Timings are seconds. A number is trustworthy only where `valid` is true: a wrong answer, an error
 or a step cut short by a failure is kept for the record but never marked valid. Fields added since
-the first files of this schema (dataset.identity, config.workload, params, mix, left_out) are
+the first files of this schema (dataset.identity, config.workload, params, mix, left_out, compaction,
+storage includes, compact_seconds and uncompressed_bytes) are
 optional on reading; a file without dataset.identity is identified by `dataset_identity` from
 what its dataset part holds.
 """
@@ -72,7 +78,10 @@ ENGINE = {
                        "error?": OPTIONAL_TEXT, "verdict?": OPTIONAL_TEXT}]),
     "load?": [{"batch_rows": NUMBER, "valid": FLAG, "tables": Each([{
         "rows": NUMBER, "seconds": NUMBER, "rows_per_s": NUMBER, "mb_per_s": NUMBER, "csv_mb_per_s": NUMBER}])}],
-    "storage?": Each([Each([Maybe([NUMBER])])]),
+    "compaction?": OPTIONAL_TEXT,
+    "storage?": Each([{"bytes_on_disk": NUMBER, "includes?": TEXT, "compact_seconds?": NUMBER, "rows?": Maybe([NUMBER]),
+                       "bytes_per_row?": Maybe([NUMBER]), "compression_vs_csv?": Maybe([NUMBER]),
+                       "uncompressed_bytes?": NUMBER, "wal_bytes?": NUMBER}]),
     "concurrency?": [{"clients": NUMBER, "duration_s": NUMBER, "queries": NUMBER, "qps": NUMBER, "errors": NUMBER,
                       "wrong": NUMBER, "valid": FLAG, "mix?": [TEXT], "left_out?": Each([TEXT]),
                       "latency?": Maybe([{"median?": Maybe([NUMBER]), "p95?": Maybe([NUMBER])}])}],

@@ -1,7 +1,9 @@
 """`dbbench run`: every engine, one at a time, through load, hot and cold query runs and concurrency.
 
-Each engine goes: connect (a failure here skips the engine, with the reason), create the schema,
-load the dataset once per batch size of the sweep (the last load stays), measure storage, then
+Each engine goes: connect (a failure here skips the engine, with the reason), warm up (outside every
+timing), create the schema, load the dataset once per batch size of the sweep (the last load stays; each
+load timed to the one end point every engine shares: the rows visible to a count, verified equal to those
+sent), compact each table (the engine's own compaction, timed apart) and measure its storage, then
 per query a warm-up and N timed repetitions, each run with its own parameters from the seeded
 workload (`dbbench.workload`: the same sequence for every engine; the per-row queries over a window,
 so no answer, and no reference, grows with the dataset), every answer compared with the Polars
@@ -46,9 +48,9 @@ from data_loaders.redact import redact
 from dbbench import results, servers
 from dbbench.dataset import csv_size, iter_batches, read_manifest
 from dbbench.engines import connect, default_dsn
-from dbbench.engines.base import QUERY_NAMES, TABLES, Engine
+from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, Storage
 from dbbench.machine import machine_info
-from dbbench.measure import server_time_method, stats, timed_query
+from dbbench.measure import stats, timings
 from dbbench.queries import compare, reference
 from dbbench.workload import DEFAULT_SEED, Workload
 
@@ -131,20 +133,6 @@ def _reopen(engine: Engine, name: str, dsn: str, drop_caches: bool) -> Engine:
     return connect(name, dsn)
 
 
-def timings(client: list[float], server: list[float | None]) -> dict[str, Any]:
-    """Samples, their statistics, and the harness overhead (median client minus median server time)."""
-    server_s = None if not server or any(s is None for s in server) else server
-    out: dict[str, Any] = {"client_s": client, "server_s": server_s, "client": stats(client),
-                           "server": stats(server_s or [])}
-    if out["client"] and out["server"]:
-        overhead = out["client"]["median"] - out["server"]["median"]
-        out["overhead_s"] = overhead
-        out["overhead_pct"] = 100 * overhead / out["client"]["median"]
-    else:
-        out["overhead_s"] = out["overhead_pct"] = None
-    return out
-
-
 class References:
     """The Polars answer per (query, parameters), computed once and shared by every engine of the run.
 
@@ -174,7 +162,7 @@ def measure_query(engine: Engine, name: str, runs: list[dict[str, Any]], refs: R
     expected = [refs(name, params) for params in runs]
     try:
         for i, (params, ref) in enumerate(zip(runs, expected)):
-            sample = timed_query(engine, name, params)
+            sample = engine.timed_query(name, params)
             verdict = compare(sample.frame, ref, name)
             entry["rows"], entry["expected_rows"], entry["verdict"] = verdict.rows, verdict.expected_rows, str(verdict)
             if not verdict.ok:
@@ -266,6 +254,14 @@ def concurrency(engine: str, dsn: str, queries: list[str], workload: Workload, r
     }
 
 
+def storage_entry(storage: Storage, rows: int, csv_bytes: int, compact_s: float) -> dict[str, Any]:
+    """A table's storage in the results: bytes after compaction, what they include, the engine's other sizes,
+    the compaction's seconds, bytes per row and the compression against the CSV size."""
+    return {"bytes_on_disk": storage.bytes, "includes": storage.includes, **storage.details,
+            "compact_seconds": compact_s, "rows": rows, "bytes_per_row": storage.bytes / rows if rows else None,
+            "compression_vs_csv": csv_bytes / storage.bytes if storage.bytes else None}
+
+
 class EngineRun:
     """One engine through every step; `entry` is its part of the results, filled as it goes."""
 
@@ -276,6 +272,7 @@ class EngineRun:
         self.engine: Engine | None = None
         self.entry: dict[str, Any] = {"engine": name, "name": name, "status": "ok", "reason": None, "failures": [],
                                       "dsn": redact(dsn), "version": None, "settings": {}, "server_time": None,
+                                      "compaction": None,
                                       "load": [], "storage": {}, "queries": {}, "concurrency": [], "cold_method": None}
 
     def fail(self, step: str, query: str | None, error: BaseException | str) -> None:
@@ -290,7 +287,7 @@ class EngineRun:
         try:
             self.engine = connect(self.name, self.dsn)
             self.entry.update(name=self.engine.name, version=self.engine.version(), settings=self.engine.settings(),
-                              server_time=server_time_method(self.engine))
+                              server_time=self.engine.server_time_method(), compaction=self.engine.compaction)
         except Exception as exc:  # noqa: BLE001 - no server, no driver, no license: skipped with the reason
             self.entry.update(status="skipped",
                               reason=f"cannot connect to {redact(self.dsn)}: {type(exc).__name__}: {exc}")
@@ -311,7 +308,14 @@ class EngineRun:
             pass
 
     def load(self) -> bool:
-        """Create the schema and load every table, once per batch size; then measure storage."""
+        """Warm the engine up, then create the schema and load every table, once per batch size (each load timed
+        to its verified end point: the rows visible to a count); then compact each table of the last load (timed
+        apart) and measure its storage."""
+        try:
+            self.engine.warm_up()
+        except Exception as exc:  # noqa: BLE001
+            self.fail("warm-up", None, exc)
+            return False
         for batch_rows in self.config.batch_rows:
             record: dict[str, Any] = {"batch_rows": batch_rows, "valid": False, "tables": {}, "error": None}
             self.entry["load"].append(record)
@@ -335,16 +339,18 @@ class EngineRun:
             finally:
                 self.progress(f"{self.name}: load, batch {batch_rows:,} rows")
             record["valid"] = True
+        step = "compact"
         try:
             for table in TABLES:
-                size = self.engine.bytes_on_disk(table)
-                rows = self.data["rows"][table]
-                self.entry["storage"][table] = {"bytes_on_disk": size, "rows": rows,
-                                                "bytes_per_row": size / rows if rows else None,
-                                                "compression_vs_csv": (self.data["csv_bytes"][table] / size
-                                                                       if size else None)}
+                step = f"compact {table}"
+                t0 = time.perf_counter()
+                self.engine.compact(table)
+                compact_s = time.perf_counter() - t0
+                step = f"storage {table}"
+                self.entry["storage"][table] = storage_entry(self.engine.storage(table), self.data["rows"][table],
+                                                             self.data["csv_bytes"][table], compact_s)
         except Exception as exc:  # noqa: BLE001
-            self.fail("storage", None, exc)
+            self.fail(step, None, exc)
         return True
 
     def queries(self) -> None:
@@ -370,7 +376,7 @@ class EngineRun:
         ref = self.refs(query, params)
         try:
             self.engine = _reopen(self.engine, self.name, self.dsn, self.config.drop_caches)
-            sample = timed_query(self.engine, query, params)
+            sample = self.engine.timed_query(query, params)
         except Exception as exc:  # noqa: BLE001
             entry.update(status="error", valid=False, error=f"cold run: {type(exc).__name__}: {exc}")
             self.fail("query (cold)", query, exc)

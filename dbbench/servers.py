@@ -6,10 +6,15 @@ pg_stat_statements and, when installed, timescaledb preloaded), InfluxDB 1.x
 127.0.0.1 port. A state file in the run directory ($DBBENCH_SERVERS_DIR, default
 ~/.cache/dbbench/servers) records pids, ports and DSNs, so that `status` and `down` work from
 another process and `up` reuses servers that are already running.
+
+What is particular to an engine lives in its folder, `dbbench/engines/<engine>/server.py` (see
+`lifecycle`; InfluxDB's config template beside it): this module has no per-engine branches. Ready means
+the engine's own check passes (`Engine.ready`: a real query answered on a fresh connection).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import pwd
 import shlex
@@ -19,10 +24,10 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 import orjson
 import typer
@@ -30,16 +35,13 @@ import typer
 from data_loaders.atomic import write_bytes
 from data_loaders.errors import ENGINE, fail
 from data_loaders.summary import print_summary
+from dbbench.engines import adapter
 
-PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of the extensions to preload
 SERVER_ENGINES = ("timescaledb", "influxdb", "kdb")
 EMBEDDED = {"clickhouse": "through chDB, DSN chdb:///path", "duckdb": "in this process, DSN duckdb:///path/to/file.duckdb",
             "arcticdb": "on LMDB, DSN lmdb:///path"}  # engines that run inside the benchmark's process
 # What each engine exports for the tests and benchmarks (`up --export`).
 DSN_ENV = {"timescaledb": "DBBENCH_TIMESCALEDB_DSN", "influxdb": "DBBENCH_INFLUXDB_DSN", "kdb": "DBBENCH_KDB_DSN"}
-# SIGINT: postgres fast shutdown.
-STOP_SIGNAL = {"timescaledb": signal.SIGINT, "influxdb": signal.SIGTERM, "kdb": signal.SIGTERM}
 DOCKER_HINT = "with Docker: docker compose -f docker/compose.yml up -d"  # + the compose service
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -80,7 +82,7 @@ def _write_state(directory: Path, servers: dict[str, Server]) -> None:
                                                       option=orjson.OPT_INDENT_2))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -110,61 +112,29 @@ def _log_tail(log: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-# --- finding binaries -----------------------------------------------------------------------
-
-
-def postgres_binaries() -> Path:
-    for tool in ("initdb", "postgres"):
-        if not (PG_BIN / tool).exists():
-            raise ServerError(
-                f"timescaledb: {PG_BIN / tool} not found: install the Debian package postgresql-15 "
-                f"(apt-get install postgresql), set DBBENCH_PG_BIN, or {DOCKER_HINT} timescaledb"
-            )
-    return PG_BIN
-
-
-def influxd_binary() -> Path:
-    found = shutil.which("influxd")
-    if not found:
-        raise ServerError(f"influxdb: influxd not found on PATH: install the Debian package influxdb "
-                          f"(apt-get install influxdb), or {DOCKER_HINT} influxdb")
-    return Path(found)
-
-
-def q_binary() -> Path:
-    """A q executable with a kdb+ license next to it (QHOME/QLIC); kdb+ is not packaged by Debian."""
-    qhome = Path(os.environ.get("QHOME", Path.home() / "q"))
-    found = shutil.which("q") or next((str(p) for p in (qhome / "l64" / "q", qhome / "l64arm" / "q") if p.exists()),
-                                      None)
-    if not found:
-        raise ServerError(
-            "kdb: no q executable on PATH or in $QHOME/l64: kdb+ is not a Debian package; install it from KX "
-            "(https://kx.com) with a license, point KDB_HOST/KDB_PORT at a running q, "
-            "or with Docker: docker compose -f docker/compose.yml --profile kdb up -d kdb"
-        )
-    lic_dirs = [Path(os.environ["QLIC"])] if "QLIC" in os.environ else []
-    lic_dirs += [qhome, Path(found).resolve().parent.parent]
-    if not any((d / name).exists() for d in lic_dirs for name in ("kc.lic", "k4.lic", "kx.lic")):
-        raise ServerError(f"kdb: {found} found but no license (kc.lic/k4.lic/kx.lic) in QLIC or QHOME ({qhome})")
-    return Path(found)
+def lifecycle(engine: str) -> ModuleType:
+    """The engine's server module (`dbbench/engines/<engine>/server.py`): `binary()` finds what it runs (or raises
+    ServerError with how to install it), `start(directory)` starts it and waits until it answers, `STOP_SIGNAL`
+    shuts it down cleanly."""
+    return importlib.import_module(f"dbbench.engines.{engine}.server")
 
 
 def available() -> dict[str, str | None]:
     """Engine -> None when it can be started here, else the reason it cannot."""
     reasons: dict[str, str | None] = {}
-    for engine, find in (("timescaledb", postgres_binaries), ("influxdb", influxd_binary), ("kdb", q_binary)):
+    for engine in SERVER_ENGINES:
         try:
-            find()
+            lifecycle(engine).binary()
             reasons[engine] = None
         except ServerError as exc:
             reasons[engine] = str(exc)
     return reasons
 
 
-# --- starting each engine ----------------------------------------------------------------------
+# --- what every engine's server module uses ----------------------------------------------------
 
 
-def _spawn(argv: list[str], log: Path, cwd: Path, user: str | None = None) -> subprocess.Popen:
+def spawn(argv: list[str], log: Path, cwd: Path, user: str | None = None) -> subprocess.Popen:
     """Detached from our session and our stdout, so it outlives `eval "$(dbbench servers up --export)"`."""
     with open(log, "ab") as out:
         return subprocess.Popen(
@@ -173,20 +143,27 @@ def _spawn(argv: list[str], log: Path, cwd: Path, user: str | None = None) -> su
         )
 
 
-def _wait_ready(engine: str, proc: subprocess.Popen, log: Path, ready: Callable[[], bool]) -> None:
+def wait_ready(engine: str, proc: subprocess.Popen, log: Path, dsn: str) -> None:
+    """Until the engine's own ready check passes: a real query answered on a fresh connection to `dsn`, not
+    just a listening port (PostgreSQL listens while it still refuses connections, starting or recovering)."""
     deadline = time.monotonic() + START_TIMEOUT_S
+    check, last = adapter(engine).ready, ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerError(f"{engine}: server exited with code {proc.returncode} while starting; "
                               f"log {log}:\n{_log_tail(log)}")
-        if ready():
+        try:
+            check(dsn)
             return
+        except Exception as exc:  # noqa: BLE001 - every driver raises its own while the server starts
+            last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.1)
-    _stop_pid(proc.pid, STOP_SIGNAL[engine])
-    raise ServerError(f"{engine}: not ready after {START_TIMEOUT_S:.0f} s; log {log}:\n{_log_tail(log)}")
+    stop_pid(proc.pid, lifecycle(engine).STOP_SIGNAL)
+    raise ServerError(f"{engine}: not ready after {START_TIMEOUT_S:.0f} s (last: {last}); log {log}:\n"
+                      f"{_log_tail(log)}")
 
 
-def _scratch_dir(directory: Path, engine: str, owner: str | None) -> Path:
+def scratch_dir(directory: Path, engine: str, owner: str | None) -> Path:
     """Under the run dir, except when a root-run server drops to `owner`, who cannot enter /root."""
     if owner is None:
         path = directory / engine
@@ -199,137 +176,6 @@ def _scratch_dir(directory: Path, engine: str, owner: str | None) -> Path:
     return path
 
 
-def start_postgres(directory: Path) -> Server:
-    """PostgreSQL 15: initdb (trust auth, loopback only) in a scratch dir, then database `dbbench`."""
-    bin_dir = postgres_binaries()
-    owner = None
-    if os.geteuid() == 0:  # postgres refuses to run as root: run as the postgres system user
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError as exc:
-            raise ServerError("timescaledb: running as root and no `postgres` user exists "
-                              "(it comes with the Debian package postgresql-common)") from exc
-        owner = "postgres"
-    scratch = _scratch_dir(directory, "timescaledb", owner)
-    data, log, port = scratch / "data", scratch / "postgres.log", _free_port()
-    init = subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
-        capture_output=True, text=True, user=owner, cwd=scratch, check=False,
-    )
-    if init.returncode != 0:
-        raise ServerError(f"timescaledb: initdb failed ({init.returncode}): {init.stderr.strip()[-2000:]}")
-    conf = [
-        "listen_addresses = '127.0.0.1'",
-        f"port = {port}",
-        f"unix_socket_directories = '{scratch}'",
-    ]
-    preload = [name for name in ("timescaledb", "pg_stat_statements") if (PG_EXTENSIONS / f"{name}.control").exists()]
-    if preload:
-        conf.append(f"shared_preload_libraries = '{','.join(preload)}'")
-    if "timescaledb" in preload:
-        conf.append("timescaledb.telemetry_level = off")
-    if "pg_stat_statements" in preload:  # server time of each timed COPY ... TO STDOUT (see dbbench.measure)
-        conf.append("pg_stat_statements.track_utility = on")
-    with open(data / "postgresql.conf", "a") as f:
-        f.write("\n# dbbench servers up\n" + "\n".join(conf) + "\n")
-    proc = _spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)
-    server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch),
-                    str(log), str(bin_dir / "postgres"))
-    _wait_ready("timescaledb", proc, log, lambda: READY["timescaledb"](port))
-    create = subprocess.run(
-        [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"],
-        capture_output=True, text=True, check=False,
-    )
-    if create.returncode != 0:
-        _stop_pid(proc.pid, STOP_SIGNAL["timescaledb"])
-        raise ServerError(f"timescaledb: createdb dbbench failed: {create.stderr.strip()}")
-    return server
-
-
-def _pg_ready(port: int) -> bool:
-    if not _port_open(port):
-        return False
-    probe = subprocess.run(
-        [str(PG_BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)], capture_output=True, check=False
-    ) if (PG_BIN / "pg_isready").exists() else None
-    return probe is None or probe.returncode == 0
-
-
-INFLUXD_CONFIG = """\
-# Generated by `dbbench servers up`: everything in one scratch directory, HTTP on loopback only.
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{scratch}/meta"
-
-[data]
-  dir = "{scratch}/data"
-  wal-dir = "{scratch}/wal"
-  query-log-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{port}"
-  auth-enabled = false
-  log-enabled = false
-  max-body-size = 0
-
-[subscriber]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-"""
-
-
-def start_influxd(directory: Path) -> Server:
-    """InfluxDB 1.x: generated config (meta, data, wal in the scratch dir), wait for /ping."""
-    binary = influxd_binary()
-    scratch = _scratch_dir(directory, "influxdb", None)
-    port, rpc_port = _free_port(), _free_port()
-    config, log = scratch / "influxdb.conf", scratch / "influxd.log"
-    config.write_text(INFLUXD_CONFIG.format(scratch=scratch, port=port, rpc_port=rpc_port))
-    proc = _spawn([str(binary), "-config", str(config)], log, scratch)
-    server = Server("influxdb", proc.pid, port, f"influxdb://127.0.0.1:{port}/dbbench", str(scratch), str(log),
-                    str(binary))
-    _wait_ready("influxdb", proc, log, lambda: READY["influxdb"](port))
-    return server
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status < 300
-    except OSError:
-        return False
-
-
-def start_q(directory: Path) -> Server:
-    """kdb+: `q -p PORT` in the scratch dir (where the engine saves its splayed tables)."""
-    binary = q_binary()
-    scratch = _scratch_dir(directory, "kdb", None)
-    port, log = _free_port(), scratch / "q.log"
-    proc = _spawn([str(binary), "-p", f"127.0.0.1:{port}"], log, scratch)
-    server = Server("kdb", proc.pid, port, f"kdb://127.0.0.1:{port}", str(scratch), str(log), str(binary))
-    _wait_ready("kdb", proc, log, lambda: READY["kdb"](port))
-    return server
-
-
-STARTERS: dict[str, Callable[[Path], Server]] = {"timescaledb": start_postgres, "influxdb": start_influxd,
-                                                 "kdb": start_q}
-# Ready means serving, not just listening: PostgreSQL accepts its port while it still refuses
-# connections (starting up, recovering), so it is asked with pg_isready; InfluxDB answers /ping.
-READY: dict[str, Callable[[int], bool]] = {
-    "timescaledb": _pg_ready,
-    "influxdb": lambda port: _http_ok(f"http://127.0.0.1:{port}/ping"),
-    "kdb": _port_open,
-}
-
-
 def restart(server: Server) -> Server:
     """Clean shutdown, then the same command line on the same data, waited for as after `up`
     (cold runs: the server's own caches start empty)."""
@@ -337,9 +183,9 @@ def restart(server: Server) -> Server:
     argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
     cwd, uid = Path(os.readlink(proc / "cwd")), proc.stat().st_uid
     user = pwd.getpwuid(uid).pw_name if uid != os.geteuid() else None
-    _stop_pid(server.pid, STOP_SIGNAL[server.engine])
-    started = _spawn(argv, Path(server.log), cwd, user)
-    _wait_ready(server.engine, started, Path(server.log), lambda: READY[server.engine](server.port))
+    stop_pid(server.pid, lifecycle(server.engine).STOP_SIGNAL)
+    started = spawn(argv, Path(server.log), cwd, user)
+    wait_ready(server.engine, started, Path(server.log), server.dsn)
     restarted = replace(server, pid=started.pid)
     state = read_state()
     state[server.engine] = restarted
@@ -373,14 +219,14 @@ def up(engines: Sequence[str], directory: Path | None = None) -> dict[str, Serve
         if current:  # stale entry: the server died; its scratch dir is garbage
             _remove_scratch(current)
         try:
-            state[engine] = started[engine] = STARTERS[engine](directory)
+            state[engine] = started[engine] = lifecycle(engine).start(directory)
         except OSError as exc:  # e.g. a binary its server user may not run, a full disk
             raise ServerError(f"{engine}: cannot start: {exc}") from exc
         _write_state(directory, state)
     return started
 
 
-def _stop_pid(pid: int, sig: int) -> bool:
+def stop_pid(pid: int, sig: int) -> bool:
     """Signal, wait for exit (reaping it if it is our child), SIGKILL after STOP_TIMEOUT_S. True if it was running."""
     try:
         os.kill(pid, sig)
@@ -412,7 +258,7 @@ def _remove_scratch(server: Server) -> None:
 
 def stop(server: Server) -> bool:
     """Stop one server cleanly and remove its scratch directory; True if it was running."""
-    was_running = alive(server) and _stop_pid(server.pid, STOP_SIGNAL[server.engine])
+    was_running = alive(server) and stop_pid(server.pid, lifecycle(server.engine).STOP_SIGNAL)
     _remove_scratch(server)
     return was_running
 

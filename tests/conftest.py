@@ -57,8 +57,8 @@ def influxdb_dsn(tmp_path_factory: pytest.TempPathFactory):
 def load_dataset(engine_name: str, dsn: str, kind: str, request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Path]:
     """An engine connected to `dsn` with a dataset loaded in small batches (their ends fall inside
-    runs of equal timestamps): `kind` binance (the real recordings) or synth; each table's row
-    count checked against the manifest."""
+    runs of equal timestamps) and compacted, as `dbbench load` and `dbbench run` leave it: `kind`
+    binance (the real recordings) or synth; each table's row count checked against the manifest."""
     out = tmp_path_factory.mktemp(kind)
     if kind == "binance":
         build_binance(out, request.getfixturevalue("binance"))
@@ -69,4 +69,5 @@ def load_dataset(engine_name: str, dsn: str, kind: str, request: pytest.FixtureR
     for table in TABLES:
         result = engine.load(table, iter_batches(out, table, 7_000))
         assert result.rows == read_manifest(out)["rows"][table]
+        engine.compact(table)
     return engine, out

@@ -6,7 +6,7 @@ import pytest
 
 from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines import connect
-from dbbench.engines.arcticdb import QUERIES, ArcticDB
+from dbbench.engines.arcticdb.adapter import QUERIES, ArcticDB
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
 from dbbench.queries import compare, default_params, params_for, reference
 from tests.conftest import load_dataset
@@ -50,7 +50,7 @@ def test_load_reports_rows_bytes_and_storage(loaded):
     engine, data, _ = loaded
     assert engine.loaded_rows() == read_manifest(data)["rows"]
     for table in TABLES:
-        assert 0 < engine.bytes_on_disk(table)
+        assert 0 < engine.storage(table).bytes
     assert engine.version().startswith("ArcticDB ") and engine.name == "arcticdb" and engine.in_process
 
 

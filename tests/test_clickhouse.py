@@ -5,7 +5,7 @@ import pytest
 
 from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.clickhouse import QUERIES, ClickHouse, render
+from dbbench.engines.clickhouse.adapter import QUERIES, ClickHouse, render
 from dbbench.queries import compare, default_params, reference
 from tests.conftest import load_dataset
 
@@ -34,7 +34,7 @@ def test_load_reports_rows_bytes_and_storage(loaded):
     rows = read_manifest(data)["rows"]
     assert engine.loaded_rows() == rows
     for table in TABLES:
-        assert 0 < engine.bytes_on_disk(table)
+        assert 0 < engine.storage(table).bytes
     assert engine.version().startswith("ClickHouse ") and engine.name == "clickhouse"
 
 
@@ -88,3 +88,56 @@ def test_plain_string_batches_load_as_the_dataset_dictionaries_do(loaded):
     assert engine.load("quotes", plain).rows == read_manifest(data)["rows"]["quotes"]
     params = default_params(data)
     assert compare(engine.query("last_quote", params), reference("last_quote", data, params), "last_quote").ok
+
+
+
+QUERY_LOG_CONFIG = """<clickhouse>
+    <query_log><database>system</database><table>query_log</table></query_log>
+</clickhouse>
+"""
+SERVER_TIME_SCRIPT = """
+import json, sys
+from dbbench.dataset import iter_batches
+from dbbench.engines.base import TABLES
+from dbbench.engines.clickhouse.adapter import ClickHouse, render
+from dbbench.queries import params_for, default_params
+
+dsn, data = sys.argv[1], sys.argv[2]
+engine = ClickHouse(dsn)
+engine.create_schema()
+for table in TABLES:
+    engine.load(table, iter_batches(data, table))
+params = params_for("ohlcv_1m", default_params(data))
+sample = engine.timed_query("ohlcv_1m", params)
+logged = engine.query_log_seconds(engine.last_tag)
+never_run = engine.query_log_seconds("dbbench-" + "0" * 32)
+# The lookup by the rendered text, as it was done before tagging: the logged text has more (SETTINGS, FORMAT).
+by_text = engine._sql("SELECT count() FROM system.query_log WHERE type = 'QueryFinish' AND query = "
+                      + "'" + render("ohlcv_1m", params).replace("\\\\", "\\\\\\\\").replace("'", "\\\\'") + "'")
+print(json.dumps({"client": sample.client_s, "elapsed": sample.server_s, "logged": logged, "never_run": never_run,
+                  "rows": sample.frame.height, "by_text": by_text.column(0)[0].as_py()}))
+engine.close()
+"""
+
+
+def test_server_time_lookup_finds_the_tagged_execution_in_query_log(tmp_path):
+    """A ClickHouse server's time comes from system.query_log, found by the log_comment tag the query carried:
+    the logged text never equals the rendered one (chDB adds SETTINGS, clickhouse-connect also FORMAT). chDB with
+    query_log configured runs the same lookup, in a process of its own (chDB opens one path per process)."""
+    import json
+    import subprocess
+    import sys
+
+    from dbbench.dataset import build_synth
+
+    config, data = tmp_path / "config.xml", tmp_path / "data"
+    config.write_text(QUERY_LOG_CONFIG)
+    build_synth(data, 3000)
+    dsn = f"chdb://{tmp_path / 'chdb'}?config-file={config}"
+    done = subprocess.run([sys.executable, "-c", SERVER_TIME_SCRIPT, dsn, str(data)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["rows"] > 0 and out["by_text"] == 0  # the text lookup matches nothing: the tag is needed
+    assert out["logged"] is not None and 0 <= out["logged"] <= out["client"]
+    assert out["never_run"] is None

@@ -34,6 +34,8 @@ def test_load_then_query_prints_answer_and_verdict(workdir):
     summary = orjson.loads(done.stdout.splitlines()[-1])
     assert summary["trades"]["rows"] > 0 and summary["quotes"]["bytes_on_disk"] > 0
     assert summary["trades"]["rows_per_s"] > 0 and summary["trades"]["MB_per_s"] > 0
+    assert summary["trades"]["compact_seconds"] >= 0 and "MergeTree parts" in summary["trades"]["storage_includes"]
+    assert summary["compaction"].startswith("OPTIMIZE TABLE")
     done = dbbench("query", "--engine", "clickhouse", "--dsn", dsn, "--query", "ohlcv_1m", "--format", "csv",
                    cwd=workdir)
     assert done.returncode == 0, done.stderr

@@ -45,7 +45,7 @@ def test_postgresql_out_of_disk_mid_load_is_a_named_failure_and_the_next_run_sta
         pytest.skip(f"no scratch PostgreSQL can start: {reason}")
     data = tmp_path / "ds"
     build_synth(data, 1_500_000, seed=5)
-    server = servers.start_postgres(tmp_path / "pg")
+    server = servers.lifecycle("timescaledb").start(tmp_path / "pg")
     try:
         assert Path(server.data_dir).is_relative_to(small_disk)
         config = RunConfig(data=data, engines=["timescaledb"], dsns={"timescaledb": server.dsn},

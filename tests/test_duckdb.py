@@ -6,7 +6,7 @@ import pytest
 from dbbench.dataset import iter_batches, read_manifest
 from dbbench.engines import connect
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Unsupported
-from dbbench.engines.duckdb import QUERIES, DuckDB
+from dbbench.engines.duckdb.adapter import QUERIES, DuckDB
 from dbbench.queries import compare, default_params, params_for, reference
 from tests.conftest import load_dataset
 
@@ -39,7 +39,7 @@ def test_load_reports_rows_bytes_and_storage(loaded):
     engine, data, _ = loaded
     assert engine.loaded_rows() == read_manifest(data)["rows"]
     for table in TABLES:
-        assert 0 < engine.bytes_on_disk(table)
+        assert 0 < engine.storage(table).bytes
     assert engine.version().startswith("DuckDB ") and engine.name == "duckdb" and engine.in_process
 
 

@@ -156,7 +156,7 @@ def loaded(request, data):
     engine.create_schema()
     for table in TABLES:
         engine.load(table, iter_batches(data, table, 7))
-    yield importlib.import_module(f"dbbench.engines.{request.param}"), engine
+    yield importlib.import_module(f"dbbench.engines.{request.param}.adapter"), engine
     engine.drop()
     engine.close()
 

@@ -10,9 +10,9 @@ import pytest
 
 from dbbench import dataset, queries, servers
 from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.kdb import (
+from dbbench.engines.kdb.adapter import (
+    DDL,
     QUERIES,
-    SCHEMA,
     Kdb,
     disk_bytes,
     q_symbol,
@@ -65,8 +65,8 @@ def test_render_applies_the_lambda_to_q_literals():
 
 
 def test_schema_and_storage_text():
-    assert set(SCHEMA) == set(TABLES)
-    for table, schema in SCHEMA.items():
+    assert set(DDL) == set(TABLES)
+    for table, schema in DDL.items():
         assert re.findall(r"(\w+):`", schema) == TABLES[table].names
     assert save_splayed("trades", "db") == '(hsym `$"db/trades/") set .Q.en[hsym `$"db"] trades'
     assert '["db";"quotes"]' in disk_bytes("quotes", "db")
@@ -118,7 +118,7 @@ def test_load_verifies_and_saves_splayed(loaded):
     engine, _, results = loaded
     assert engine.version().startswith("kdb+ ")
     assert engine.loaded_rows() == {t: r.rows for t, r in results.items()}
-    assert all(engine.bytes_on_disk(t) > 0 for t in TABLES)
+    assert all(engine.storage(t).bytes > 0 for t in TABLES)
 
 
 @pytest.mark.server

@@ -58,11 +58,13 @@ def test_chdb_run_writes_valid_results_with_verdicts(full_run: tuple[dict, Path]
     dataset = on_disk["dataset"]
     for table, s in ch["storage"].items():
         assert s["rows"] == dataset["rows"][table] and s["bytes_on_disk"] > 0
+        assert "MergeTree parts" in s["includes"] and s["compact_seconds"] >= 0
         assert s["compression_vs_csv"] == pytest.approx(dataset["csv_bytes"][table] / s["bytes_on_disk"])
         assert ch["load"][-1]["tables"][table]["rows"] == dataset["rows"][table]
     assert [c["clients"] for c in ch["concurrency"]] == [1, 3]
     for c in ch["concurrency"]:
         assert c["valid"] and c["errors"] == 0 and c["wrong"] == 0 and c["queries"] == 10 * c["clients"]
+    assert ch["server_time"].startswith("chDB") and ch["compaction"]
     assert "reopened" in ch["cold_method"] and "disabled" in on_disk["caches"]["os_page_cache"]
     assert on_disk["machine"]["cores"] >= 1 and on_disk["machine"]["cpu"]
 
@@ -145,7 +147,6 @@ def test_timed_answers_stay_right_after_later_queries(tiny: Path, chdb_dsn: str)
     from dbbench.dataset import iter_batches
     from dbbench.engines import connect
     from dbbench.engines.base import TABLES
-    from dbbench.measure import timed_query
     from dbbench.queries import compare, default_params, params_for, reference
 
     params, engine = default_params(tiny), connect("clickhouse", chdb_dsn)
@@ -153,7 +154,7 @@ def test_timed_answers_stay_right_after_later_queries(tiny: Path, chdb_dsn: str)
         engine.create_schema()
         for table in TABLES:
             engine.load(table, iter_batches(tiny, table))
-        kept = [(q, timed_query(engine, q, params_for(q, params)).frame) for _ in range(3) for q in QUERY_NAMES]
+        kept = [(q, engine.timed_query(q, params_for(q, params)).frame) for _ in range(3) for q in QUERY_NAMES]
     finally:
         engine.close()
     gc.collect()

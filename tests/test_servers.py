@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from dbbench import servers
+from dbbench.engines.base import EngineError
 
 CLI = [sys.executable, "-c", "from dbbench.servers import servers_app; servers_app()"]
 
@@ -82,12 +83,12 @@ def test_unknown_engine_and_missing_binaries_are_clear_errors(tmp_path: Path, mo
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("QHOME", str(tmp_path))
     with pytest.raises(servers.ServerError, match="Debian package influxdb"):
-        servers.influxd_binary()
+        servers.lifecycle("influxdb").binary()
     with pytest.raises(servers.ServerError, match="kdb\\+ is not a Debian package"):
-        servers.q_binary()
-    monkeypatch.setattr(servers, "PG_BIN", tmp_path)
+        servers.lifecycle("kdb").binary()
+    monkeypatch.setattr(servers.lifecycle("timescaledb"), "PG_BIN", tmp_path)
     with pytest.raises(servers.ServerError, match="postgresql-15"):
-        servers.postgres_binaries()
+        servers.lifecycle("timescaledb").binary()
     result = _cli(["up", "--engines", "kdb"], tmp_path)
     assert result.returncode == 4 and "kdb:" in result.stderr and "Traceback" not in result.stderr
 
@@ -101,9 +102,9 @@ def test_q_without_a_license_is_refused(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     monkeypatch.delenv("QLIC", raising=False)
     with pytest.raises(servers.ServerError, match="no license"):
-        servers.q_binary()
+        servers.lifecycle("kdb").binary()
     (tmp_path / "kc.lic").write_text("x")
-    assert servers.q_binary() == q
+    assert servers.lifecycle("kdb").binary() == q
 
 
 @pytest.mark.server
@@ -162,3 +163,31 @@ def test_restart_returns_only_when_the_server_answers_a_real_query(tmp_path: Pat
         assert servers.read_state()["timescaledb"].pid != started["timescaledb"].pid
     finally:
         servers.down()
+
+
+@pytest.mark.parametrize("engine,dsn,error", [
+    ("timescaledb", "postgresql://postgres@127.0.0.1:{port}/postgres", psycopg.OperationalError),
+    ("influxdb", "influxdb://127.0.0.1:{port}/dbbench", EngineError)])
+def test_ready_needs_a_query_answered_not_an_open_port(engine: str, dsn: str, error: type):
+    """A port that accepts connections and then says nothing (as PostgreSQL's does while it starts) is not ready."""
+    import socket
+    import threading
+
+    from dbbench.engines import adapter
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def hang_up() -> None:
+            for _ in range(4):  # every attempt of the driver: accepted, then closed unanswered
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        with pytest.raises(error):
+            adapter(engine).ready(dsn.format(port=port))

@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -12,9 +13,8 @@ import pytest
 from dbbench import queries, servers
 from dbbench.dataset import build_binance, build_synth, iter_batches, read_manifest
 from dbbench.engines import connect
-from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError
-from dbbench.engines.timescaledb import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
-from dbbench.measure import _pg_statement_totals, server_time_method, timed_query
+from dbbench.engines.base import QUERY_NAMES, TABLES, EngineError, Storage
+from dbbench.engines.timescaledb.adapter import _HEADER, _TRAILER, QUERIES, TimescaleDB, copy_binary
 from dbbench.queries import MINUTE_NS, compare, default_params, reference
 
 pytestmark = pytest.mark.server
@@ -31,8 +31,13 @@ def loaded(request, tmp_path_factory, timescaledb_dsn):
     engine.create_schema()
     for table in TABLES:
         assert engine.load(table, iter_batches(out, table, 20_000)).rows == read_manifest(out)["rows"][table]
+        BEFORE_COMPACTION[out, table] = engine.storage(table)
+        engine.compact(table)
     yield engine, out
     engine.close()
+
+
+BEFORE_COMPACTION: dict[tuple[Path, str], Storage] = {}  # (dataset, table) -> storage between load and compact
 
 
 def params_for(data):
@@ -61,8 +66,22 @@ def test_plain_postgresql_is_never_reported_as_timescaledb(loaded):
         assert engine.name == "postgresql" and "not available" in engine.settings()["reason"]
         assert engine.version().startswith("PostgreSQL")
     assert engine.loaded_rows() == read_manifest(data)["rows"]
-    assert all(engine.bytes_on_disk(t) > 0 for t in TABLES)
+    assert all(engine.storage(t).bytes > 0 for t in TABLES)
     assert set(QUERIES) == set(QUERY_NAMES)
+
+
+def test_storage_after_compaction_shrinks_and_says_what_it_includes(loaded):
+    """TimescaleDB: compress_chunk shrinks the table, and the uncompressed size is reported beside it; plain
+    PostgreSQL: the compaction builds the indexes, which the figure then includes."""
+    engine, data = loaded
+    for table in TABLES:
+        before, after = BEFORE_COMPACTION[data, table], engine.storage(table)
+        if engine.timescale:
+            assert after.bytes < before.bytes and "compressed" in after.includes
+            assert after.details["uncompressed_bytes"] >= before.bytes * 0.9  # the chunks as they were
+            assert after.details["uncompressed_bytes"] > after.bytes
+        else:
+            assert after.bytes > before.bytes and "indexes" in after.includes and not after.details
 
 
 def test_with_the_extension_tables_are_compressed_hypertables(loaded):
@@ -121,11 +140,11 @@ def test_server_time_is_the_timed_copy_in_pg_stat_statements(loaded, timescaledb
     if engine.statements_reason and os.environ.get("DBBENCH_TIMESCALEDB_DSN"):
         pytest.skip(f"the server in DBBENCH_TIMESCALEDB_DSN: {engine.statements_reason}")
     assert engine.statements_reason is None and engine.settings()["server_time"] == "pg_stat_statements"
-    assert server_time_method(engine).startswith("pg_stat_statements")
+    assert engine.server_time_method().startswith("pg_stat_statements")
     p = params_for(data)
-    before = _pg_statement_totals(engine, engine.statement("asof_trades_quotes", p))
-    samples = [timed_query(engine, "asof_trades_quotes", p) for _ in range(2)]
-    calls, total = _pg_statement_totals(engine, engine.statement("asof_trades_quotes", p))
+    before = engine.statement_totals(engine.statement("asof_trades_quotes", p))
+    samples = [engine.timed_query("asof_trades_quotes", p) for _ in range(2)]
+    calls, total = engine.statement_totals(engine.statement("asof_trades_quotes", p))
     assert calls == before[0] + 2 and total - before[1] == pytest.approx(sum(s.server_s for s in samples))
     assert all(0 < s.server_s < s.client_s for s in samples)
     assert compare(samples[-1].frame, reference("asof_trades_quotes", data, p), "asof_trades_quotes").ok
@@ -139,8 +158,8 @@ def test_without_pg_stat_statements_tracking_copy_the_server_time_is_explain(loa
         if engine.statements_reason is None:
             assert "track_utility is off" in fallback.statements_reason
         assert fallback.settings()["server_time"].startswith("EXPLAIN ANALYZE (")
-        assert server_time_method(fallback).startswith("EXPLAIN")
-        sample = timed_query(fallback, "spread", params_for(data))
+        assert fallback.server_time_method().startswith("EXPLAIN")
+        sample = fallback.timed_query("spread", params_for(data))
         assert sample.server_s > 0 and sample.frame.height > 0
     finally:
         fallback.close()
@@ -153,7 +172,7 @@ def doomed(tmp_path, binance):
     reason = servers.available()["timescaledb"]
     if reason:
         pytest.skip(f"no scratch PostgreSQL can start: {reason}")
-    server = servers.start_postgres(tmp_path / "pg")
+    server = servers.lifecycle("timescaledb").start(tmp_path / "pg")
     try:
         engine = TimescaleDB(server.dsn)
         engine.create_schema()

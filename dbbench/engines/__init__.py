@@ -1,8 +1,11 @@
-"""Engine adapters, one module per database; `connect` imports only the one asked for.
+"""Engines, one folder per database (ClickBench style); `connect` imports only the one asked for.
 
-Each module defines one `Engine` subclass whose constructor takes the DSN. A DSN comes from the
-caller, else from `default_dsn`. DSNs may hold passwords: print
-them only through `data_loaders.redact.redact`.
+`dbbench/engines/<engine>/` holds `adapter.py`, which defines one `Engine` subclass whose constructor
+takes the DSN, and beside it the dialect's files a reader can open and diff: the DDL (`create.sql`,
+`create.q`, `create.influxql`) and the suite's queries (`queries.sql`, `.influxql`, `.flux`, `.q`;
+read by `dbbench.engines.dialect`). ArcticDB has no query language: its queries stay in its adapter.
+A DSN comes from the caller, else from `default_dsn`. DSNs may hold passwords: print them only
+through `data_loaders.redact.redact`.
 """
 
 from __future__ import annotations
@@ -31,13 +34,18 @@ def default_dsn(engine: str) -> str:
     return os.environ.get(f"DBBENCH_{engine.upper()}_DSN") or (started.dsn if started else DEFAULT_DSNS[engine])
 
 
-def connect(engine: str, dsn: str | None = None) -> Engine:
-    """The engine's adapter, connected to `dsn` (or its default)."""
+def adapter(engine: str) -> type[Engine]:
+    """The engine's adapter class (its module imported now: only the drivers of the engines used load)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
-    module = importlib.import_module(f"dbbench.engines.{engine}")
+    module = importlib.import_module(f"dbbench.engines.{engine}.adapter")
     classes = [v for v in vars(module).values()
                if isinstance(v, type) and issubclass(v, Engine) and v.__module__ == module.__name__]
     if len(classes) != 1:
-        raise RuntimeError(f"dbbench.engines.{engine} must define exactly one Engine subclass, found {classes}")
-    return classes[0](dsn or default_dsn(engine))
+        raise RuntimeError(f"{module.__name__} must define exactly one Engine subclass, found {classes}")
+    return classes[0]
+
+
+def connect(engine: str, dsn: str | None = None) -> Engine:
+    """The engine's adapter, connected to `dsn` (or its default)."""
+    return adapter(engine)(dsn or default_dsn(engine))

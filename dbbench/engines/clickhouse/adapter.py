@@ -1,7 +1,6 @@
 """ClickHouse: embedded chDB (`chdb:///path`, `chdb://memory`) or a server over HTTP (`http(s)://...`).
 
-Tables are MergeTree ordered by (symbol, ts) with DateTime64(9, 'UTC') times, delta-coded times
-and ids, Gorilla-coded prices, ZSTD everywhere and LowCardinality symbol/venue. Batches go in as
+Tables (create.sql) are MergeTree ordered by (symbol, ts); the queries are in queries.sql. Batches go in as
 Arrow (chDB pulls them all through one `INSERT ... SELECT FROM Python(stream)` of an Arrow stream;
 a server gets `insert_arrow` per batch). The query result cache is off so every timed run is computed.
 """
@@ -10,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,124 +18,25 @@ import polars as pl
 import pyarrow as pa
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
 )
+from dbbench.engines.dialect import fill, read_blocks, read_queries
 from dbbench.queries import check_params
 
-SCHEMA = {
-    "trades": """
-        ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-        symbol LowCardinality(String),
-        venue LowCardinality(String),
-        trade_id Int64 CODEC(Delta, ZSTD(1)),
-        price Float64 CODEC(Gorilla, ZSTD(1)),
-        qty Float64 CODEC(ZSTD(1)),
-        side Int8 CODEC(ZSTD(1))""",
-    "quotes": """
-        ts DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
-        symbol LowCardinality(String),
-        venue LowCardinality(String),
-        bid_px Float64 CODEC(Gorilla, ZSTD(1)),
-        bid_qty Float64 CODEC(ZSTD(1)),
-        ask_px Float64 CODEC(Gorilla, ZSTD(1)),
-        ask_qty Float64 CODEC(ZSTD(1))""",
-}
+DDL = read_blocks(__package__, "create.sql")  # trades, quotes, dbbench_loads
+QUERIES = read_queries(__package__, "queries.sql")
 LOW_CARDINALITY = ("symbol", "venue")
-# Load events, appended and never deleted (a DELETE is a mutation: it stalled loads for up to a second):
-# a table counts as loaded when its latest event is a verified row count; a load starts with an unverified one.
-LOADED = "dbbench_loads"
+LOADED = "dbbench_loads"  # load events (create.sql): the latest verified one per table counts
 # chDB SELECTs: result cache off; Arrow output uncompressed (its lz4 default costs a decompression per
 # answer) with LowCardinality as dictionaries (Polars Categorical, no per-row string copy).
 SELECT_SETTINGS = ("use_query_cache = 0, output_format_arrow_compression_method = 'none', "
                    "output_format_arrow_low_cardinality_as_dictionary = 1")
-
-_T = "ts >= {start} AND ts < {end}"
-_MINUTE = "toDateTime64(toStartOfMinute(ts), 9, 'UTC')"  # toStartOfMinute alone gives DateTime (seconds)
-_MID_RETURNS = f"""
-SELECT symbol, venue, second, mid, ret FROM (
-    SELECT symbol, venue, second, mid,
-           log(mid / lagInFrame(mid) OVER w) AS ret,
-           row_number() OVER w AS n
-    FROM (
-        SELECT symbol, venue, toStartOfSecond(ts) AS second,
-               argMax((bid_px + ask_px) / 2, ts) AS mid
-        FROM quotes WHERE {_T}
-        GROUP BY symbol, venue, second
-    )
-    WINDOW w AS (PARTITION BY symbol, venue ORDER BY second ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
-)
-WHERE n > 1"""
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT symbol, venue, {_MINUTE} AS minute, count() AS trades, avg(qty) AS avg_qty
-FROM trades WHERE {_T}
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "vwap": f"""
-SELECT symbol, venue, minute, volume, pq / volume AS vwap,
-       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
-FROM (
-    SELECT symbol, venue, {_MINUTE} AS minute, sum(qty) AS volume, sum(price * qty) AS pq
-    FROM trades WHERE {_T}
-    GROUP BY symbol, venue, minute
-)
-WINDOW w AS (PARTITION BY symbol, venue)
-ORDER BY symbol, venue, minute""",
-    "ohlcv_1m": f"""
-SELECT symbol, venue, {_MINUTE} AS minute,
-       argMin(price, (ts, trade_id)) AS open, max(price) AS high, min(price) AS low,
-       argMax(price, (ts, trade_id)) AS close, sum(qty) AS volume, count() AS trades
-FROM trades WHERE {_T}
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "spread": f"""
-SELECT symbol, venue, {_MINUTE} AS minute, count() AS quotes,
-       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
-FROM quotes WHERE {_T}
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "nbbo": f"""
-WITH q AS (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T})
-SELECT u.symbol AS symbol, u.ts AS ts, u.venue AS venue, max(p.bid_px) AS best_bid, min(p.ask_px) AS best_ask
-FROM (SELECT q.symbol AS symbol, q.ts AS ts, q.venue AS venue, v.venue AS other
-      FROM q CROSS JOIN (SELECT DISTINCT venue FROM q) AS v) AS u
-ASOF JOIN q AS p ON u.symbol = p.symbol AND u.other = p.venue AND u.ts >= p.ts
-GROUP BY u.symbol, u.ts, u.venue
-ORDER BY symbol, ts, venue""",
-    "mid_returns": _MID_RETURNS + "\nORDER BY symbol, venue, second",
-    "exec_volatility": f"""
-SELECT symbol, venue, toDateTime64(toStartOfMinute(second), 9, 'UTC') AS minute,
-       count() AS returns, sqrt(sum(ret * ret)) AS realized_vol
-FROM ({_MID_RETURNS})
-GROUP BY symbol, venue, minute
-ORDER BY symbol, venue, minute""",
-    "asof_trades_quotes": f"""
-SELECT t.symbol AS symbol, t.venue AS venue, t.ts AS ts, t.trade_id AS trade_id, t.price AS price,
-       t.qty AS qty, t.side AS side, q.bid_px AS bid_px, q.ask_px AS ask_px,
-       2e4 * t.side * (t.price - (q.bid_px + q.ask_px) / 2) / ((q.bid_px + q.ask_px) / 2) AS eff_spread_bps
-FROM (SELECT * FROM trades WHERE {_T}) AS t
-ASOF JOIN (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T}) AS q
-    ON t.symbol = q.symbol AND t.venue = q.venue AND t.ts >= q.ts
-ORDER BY symbol, venue, ts, trade_id""",
-    "last_quote": f"""
-SELECT symbol, venue, max(t) AS ts, argMax(bid_px, t) AS bid_px, argMax(bid_qty, t) AS bid_qty,
-       argMax(ask_px, t) AS ask_px, argMax(ask_qty, t) AS ask_qty
-FROM (SELECT ts AS t, * EXCEPT ts FROM quotes WHERE {_T})
-GROUP BY symbol, venue
-ORDER BY symbol, venue""",
-    "range_scan": """
-SELECT ts, symbol, venue, trade_id, price, qty, side
-FROM trades WHERE symbol = {symbol} AND ts >= {scan_start} AND ts < {scan_end}
-ORDER BY venue, ts, trade_id""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
 
 
 # chDB is one embedded server per process, and concurrent queries from several threads corrupted
@@ -163,15 +64,20 @@ def render(name: str, params: dict[str, Any]) -> str:
     text = QUERIES[name]
     if isinstance(text, Unsupported):
         raise NotImplementedError(f"clickhouse: {name} unsupported: {text.reason}")
-    return text.format(**{k: _literal(v) for k, v in check_params(params).items()})
+    return fill(text, {k: _literal(v) for k, v in check_params(params).items()})
 
 
 class ClickHouse(Engine):
     name = "clickhouse"
+    compaction = ("OPTIMIZE TABLE ... FINAL where the table has more than one active part: the parts the insert "
+                  "blocks made merged into one (ClickHouse merges in the background otherwise, so storage would depend "
+                  "on when it is read); a single part is left as it is (FINAL would rewrite it for nothing)")
 
     def __init__(self, dsn: str) -> None:
         self._session: Any = None
-        self.last_server_seconds: float | None = None  # chDB's own elapsed time of the last SELECT
+        self.last_server_seconds: float | None = None  # chDB's own elapsed time of the last query of the suite
+        self.last_tag: str | None = None  # the log_comment of the last query of the suite (see query_log_seconds)
+        self._elapsed: float | None = None  # chDB's elapsed time of the last SELECT
         self._client: Any = None
         if dsn.startswith("chdb://"):
             import chdb.session
@@ -192,8 +98,9 @@ class ClickHouse(Engine):
         else:
             raise ValueError("clickhouse DSN must be chdb:///path, chdb://memory or http(s)://host:port/db")
 
-    def _sql(self, sql: str) -> pa.Table | None:
-        """Run one statement; SELECTs come back as an Arrow table."""
+    def _sql(self, sql: str, tag: str | None = None) -> pa.Table | None:
+        """Run one statement; SELECTs come back as an Arrow table, logged in system.query_log (where the server
+        keeps it) with `tag` as their log_comment."""
         select = sql.lstrip().startswith(("SELECT", "WITH"))
         if self._session is not None:
             if self._session._conn is None:
@@ -202,16 +109,17 @@ class ClickHouse(Engine):
                 with CHDB_LOCK:
                     self._session.query(sql)
                 return None
+            settings = SELECT_SETTINGS + (f", log_comment = {_literal(tag)}" if tag else "")
             with CHDB_LOCK:
-                result = self._session.query(f"{sql} SETTINGS {SELECT_SETTINGS}", "Arrow")
+                result = self._session.query(f"{sql} SETTINGS {settings}", "Arrow")
             # Read the Arrow bytes in place, without a copy: chDB frees them with the result object (what
             # broke its "ArrowTable" format), so the buffer owns that object and keeps it alive.
             view = np.frombuffer(result.get_memview().view(), dtype=np.uint8)
             arrow = pa.foreign_buffer(view.ctypes.data, view.size, base=result)
-            self.last_server_seconds = float(result.elapsed())
+            self._elapsed = float(result.elapsed())
             return pa.ipc.open_file(arrow).read_all()
         if select:
-            return self._client.query_arrow(sql)
+            return self._client.query_arrow(sql, settings={"log_comment": tag} if tag else None)
         self._client.command(sql)
         return None
 
@@ -223,16 +131,49 @@ class ClickHouse(Engine):
         kind = "chDB (embedded)" if self._session is not None else "server"
         return f"ClickHouse {self._scalar('SELECT version()')} {kind}"
 
+    def warm_up(self) -> None:
+        """chDB: read one row of each table's Arrow layout through the Python() table function that `load` uses,
+        so that its first use is charged to no table's load."""
+        if self._session is None:
+            self._scalar("SELECT 1")
+            return
+        for schema in TABLES.values():
+            layout = _arrow_layout(schema)
+            row = pa.Table.from_pylist([{f.name: ("x" if pa.types.is_dictionary(f.type) else 0) for f in layout}],
+                                       schema=schema).cast(layout)
+            stream = pa.RecordBatchReader.from_batches(layout, row.to_batches())  # noqa: F841 (Python() finds it)
+            self._scalar("SELECT count() FROM Python(stream)")
+
+    def server_time_method(self) -> str:
+        if self._session is not None:
+            return "chDB result elapsed() of the timed execution (the engine records it)"
+        return "system.query_log query_duration_ms of the timed execution (found by its unique log_comment)"
+
+    def server_seconds(self, name: str, params: dict[str, Any], mark: Any) -> float | None:
+        if self._session is not None:
+            return self.last_server_seconds
+        return self.query_log_seconds(self.last_tag)
+
+    def query_log_seconds(self, tag: str | None) -> float | None:
+        """query_duration_ms of the finished execution tagged `tag` (its log_comment) in system.query_log; None
+        when there is none. Found by the tag, not by the text: the logged text is never the one rendered (chDB
+        adds SETTINGS, clickhouse-connect also a FORMAT clause), so a lookup by text never matched."""
+        if tag is None:
+            return None
+        self._sql("SYSTEM FLUSH LOGS")
+        found = self._sql("SELECT query_duration_ms FROM system.query_log "
+                          f"WHERE type = 'QueryFinish' AND log_comment = {_literal(tag)}")
+        return found.column(0)[0].as_py() / 1e3 if found.num_rows else None
+
     def settings(self) -> dict[str, Any]:
         return {"engine": "MergeTree ORDER BY (symbol, ts)", "ts": "DateTime64(9, 'UTC')", "query_cache": "off"}
 
     def create_schema(self) -> None:
-        self._sql(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl String, verified Bool, rows UInt64, "
-                  "at DateTime64(9) DEFAULT now64(9)) ENGINE = MergeTree ORDER BY (tbl, at)")
-        for table, columns in SCHEMA.items():  # unverified before dropped: a run killed in between never counts
+        self._sql(DDL[LOADED])
+        for table in TABLES:  # unverified before dropped: a run killed in between never counts
             self._mark(table, verified=False, rows=0)
             self._sql(f"DROP TABLE IF EXISTS {table}")
-            self._sql(f"CREATE TABLE {table} ({columns}\n) ENGINE = MergeTree ORDER BY (symbol, ts)")
+            self._sql(DDL[table])
         self._ready = False
 
     def _mark(self, table: str, verified: bool, rows: int) -> None:
@@ -289,15 +230,29 @@ class ClickHouse(Engine):
         return {t: int(n) for t, n in zip(table.column(0).to_pylist(), table.column(1).to_pylist())}
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
+        """The answer; the execution is tagged with a unique log_comment (`last_tag`) for its server time."""
         self.require_loaded(name)
-        return pl.from_arrow(self._sql(render(name, params)))
+        self.last_tag = f"dbbench-{uuid.uuid4().hex}"
+        answer = pl.from_arrow(self._sql(render(name, params), self.last_tag))
+        self.last_server_seconds = self._elapsed
+        return answer
 
-    def bytes_on_disk(self, table: str) -> int:
+    def compact(self, table: str) -> None:
+        if self._parts(table) > 1:
+            self._sql(f"OPTIMIZE TABLE {identifier(table)} FINAL")
+
+    def _parts(self, table: str) -> int:
+        return int(self._scalar("SELECT count() FROM system.parts "
+                                f"WHERE database = currentDatabase() AND table = '{identifier(table)}' AND active"))
+
+    def storage(self, table: str) -> Storage:
         sql = (
             "SELECT sum(bytes_on_disk) FROM system.parts "
             f"WHERE database = currentDatabase() AND table = '{identifier(table)}' AND active"
         )
-        return int(self._scalar(sql) or 0)
+        return Storage(int(self._scalar(sql) or 0),
+                       "the table's active MergeTree parts (column data, marks, primary index; system.parts), not "
+                       "the parts a merge replaced, which ClickHouse deletes later")
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):

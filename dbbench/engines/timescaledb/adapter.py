@@ -17,7 +17,7 @@ the answer's schema, with the parameters rendered as quoted literals by psycopg:
 row (reading a 150k-row as-of answer through `fetchall` cost more than 10% of the query). PostgreSQL
 writes float8 in its shortest exact form, so the floats read back bit for bit. The server time of
 that very COPY statement is in pg_stat_statements when the server preloads it (`statement()` gives
-the text to look it up by; see dbbench.measure).
+the text to look it up by: `server_seconds`).
 """
 
 from __future__ import annotations
@@ -34,31 +34,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
     plain_table,
 )
+from dbbench.engines.dialect import fill, read_blocks, read_queries
 from dbbench.queries import check_params
 
 SQL_TYPES = {pa.timestamp("ns", tz="UTC"): "bigint", pa.string(): "text", pa.int64(): "bigint",
              pa.float64(): "double precision", pa.int8(): "smallint"}
 COPY_TYPES = {"bigint": ">i8", "double precision": ">f8", "smallint": ">i2"}
-# Text sorts by its bytes, as the reference does: the database's locale (en_US in the TimescaleDB image)
-# would put 'eth' before 'PEPE' in every ORDER BY symbol.
-COLLATION = {"text": ' COLLATE "C"'}
-INDEXES = {
-    "trades": ["CREATE INDEX IF NOT EXISTS trades_symbol_ts ON trades (symbol, venue, ts)",
-               "CREATE INDEX IF NOT EXISTS trades_ts_brin ON trades USING brin (ts)"],
-    "quotes": ["CREATE INDEX IF NOT EXISTS quotes_symbol_ts ON quotes (symbol, venue, ts)",
-               "CREATE INDEX IF NOT EXISTS quotes_ts_brin ON quotes USING brin (ts)"],
-}
-BUCKET_FUNCTION = """CREATE OR REPLACE FUNCTION dbbench_bucket(width bigint, ts bigint) RETURNS bigint
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS 'SELECT ts - ts % width'"""
 # The Polars type of every answer column, by name (times stay bigint ns, as stored).
 ANSWER_TYPES: dict[str, pl.DataType] = {
     **dict.fromkeys(["symbol", "venue"], pl.String()),
@@ -68,116 +58,11 @@ ANSWER_TYPES: dict[str, pl.DataType] = {
                      "max_spread", "best_bid", "best_ask", "mid", "ret", "realized_vol", "price", "qty",
                      "bid_px", "ask_px", "bid_qty", "ask_qty", "eff_spread_bps"], pl.Float64()),
 }
-CHUNK_NS = 86_400_000_000_000  # hypertable chunks of one day
 COPY_SLICE_ROWS = 65_536  # rows encoded at a time while the server stores the previous ones
 T = TypeVar("T")
+DDL = read_blocks(__package__, "create.sql")  # trades, quotes, hypertable, bucket_function, indexes, dbbench_loaded
+QUERIES = read_queries(__package__, "queries.sql")
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
-
-_T = "ts >= %(start)s AND ts < %(end)s"
-_MID_RETURNS = f"""
-SELECT symbol, venue, second, mid, ret FROM (
-    SELECT symbol, venue, second, mid, ln(mid / lag(mid) OVER w) AS ret
-    FROM (
-        SELECT DISTINCT ON (symbol, venue, {{bucket}}(1000000000, ts))
-               symbol, venue, {{bucket}}(1000000000, ts) AS second, (bid_px + ask_px) / 2 AS mid
-        FROM quotes WHERE {_T}
-        ORDER BY symbol, venue, {{bucket}}(1000000000, ts), ts DESC
-    ) s
-    WINDOW w AS (PARTITION BY symbol, venue ORDER BY second)
-) r
-WHERE ret IS NOT NULL"""
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS trades, avg(qty) AS avg_qty
-FROM trades WHERE {_T}
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    "vwap": f"""
-SELECT symbol, venue, minute, volume, pq / volume AS vwap,
-       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
-FROM (
-    SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, sum(qty) AS volume, sum(price * qty) AS pq
-    FROM trades WHERE {_T}
-    GROUP BY 1, 2, 3
-) m
-WINDOW w AS (PARTITION BY symbol, venue)
-ORDER BY 1, 2, 3""",
-    "ohlcv_1m": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute,
-       (array_agg(price ORDER BY ts, trade_id))[1] AS open, max(price) AS high, min(price) AS low,
-       (array_agg(price ORDER BY ts DESC, trade_id DESC))[1] AS close, sum(qty) AS volume, count(*) AS trades
-FROM trades WHERE {_T}
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    "spread": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, ts) AS minute, count(*) AS quotes,
-       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
-FROM quotes WHERE {_T}
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    # One pass of window functions, not a per-row LATERAL lookup (which, on compressed chunks,
-    # decompresses for every row): each venue's last quote is carried forward along the symbol's
-    # time line (a group starts at each of its quotes), and every quote at a ts shows the state
-    # after the last of them, as the Polars reference does.
-    "nbbo": f"""
-WITH q AS (
-    SELECT symbol, venue, ts, bid_px, ask_px, row_number() OVER (ORDER BY symbol, ts, venue) AS rn
-    FROM quotes WHERE {_T}),
-x AS (
-    SELECT q.rn, q.symbol, q.ts, q.venue, v.src,
-           CASE WHEN q.venue = v.src THEN q.bid_px END AS bid,
-           CASE WHEN q.venue = v.src THEN q.ask_px END AS ask,
-           count(*) FILTER (WHERE q.venue = v.src) OVER (PARTITION BY q.symbol, v.src ORDER BY q.rn) AS grp
-    FROM q CROSS JOIN (SELECT DISTINCT venue AS src FROM q) v),
-carried AS (
-    SELECT rn, symbol, ts, venue, max(bid) OVER g AS bid, max(ask) OVER g AS ask
-    FROM x WINDOW g AS (PARTITION BY symbol, src, grp)),
-best AS (
-    SELECT rn, symbol, ts, venue, max(bid) AS best_bid, min(ask) AS best_ask
-    FROM carried GROUP BY rn, symbol, ts, venue)
-SELECT symbol, ts, venue, last_value(best_bid) OVER t AS best_bid, last_value(best_ask) OVER t AS best_ask
-FROM best
-WINDOW t AS (PARTITION BY symbol, ts ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-ORDER BY 1, 2, 3""",
-    "mid_returns": _MID_RETURNS + "\nORDER BY 1, 2, 3",
-    "exec_volatility": f"""
-SELECT symbol, venue, {{bucket}}(60000000000, second) AS minute, count(*) AS returns,
-       sqrt(sum(ret * ret)) AS realized_vol
-FROM ({_MID_RETURNS}) x
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3""",
-    # Trades and quotes in one time line per (symbol, venue), quotes first at equal ts (a quote at
-    # the trade's ts prevails); each trade takes the last quote before it by window functions, not
-    # a per-row LATERAL lookup (see nbbo). Trades with no quote yet in the range have no answer row.
-    "asof_trades_quotes": f"""
-WITH e AS (
-    SELECT symbol, venue, ts, 1 AS kind, trade_id, price, qty, side, NULL::float8 AS bid_px, NULL::float8 AS ask_px
-    FROM trades WHERE {_T}
-    UNION ALL
-    SELECT symbol, venue, ts, 0, NULL, NULL, NULL, NULL, bid_px, ask_px FROM quotes WHERE {_T}),
-g AS (
-    SELECT *, count(bid_px) OVER (PARTITION BY symbol, venue ORDER BY ts, kind ROWS UNBOUNDED PRECEDING) AS grp
-    FROM e),
-c AS (
-    SELECT symbol, venue, ts, kind, grp, trade_id, price, qty, side,
-           max(bid_px) OVER q AS bid_px, max(ask_px) OVER q AS ask_px
-    FROM g WINDOW q AS (PARTITION BY symbol, venue, grp))
-SELECT symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px,
-       2e4::float8 * side * (price - (bid_px + ask_px) / 2) / ((bid_px + ask_px) / 2) AS eff_spread_bps
-FROM c
-WHERE kind = 1 AND grp > 0
-ORDER BY 1, 2, 3, 4""",
-    "last_quote": f"""
-SELECT DISTINCT ON (symbol, venue) symbol, venue, ts, bid_px, bid_qty, ask_px, ask_qty
-FROM quotes WHERE {_T}
-ORDER BY symbol, venue, ts DESC""",
-    "range_scan": """
-SELECT ts, symbol, venue, trade_id, price, qty, side
-FROM trades WHERE symbol = %(symbol)s AND ts >= %(scan_start)s AND ts < %(scan_end)s
-ORDER BY venue, ts, trade_id""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
@@ -265,6 +150,8 @@ class TimescaleDB(Engine):
             self.reason = ("timescaledb extension not available on this server: plain PostgreSQL "
                            "(never reported as TimescaleDB)")
         self.bucket = "time_bucket" if self.timescale else "dbbench_bucket"
+        self.compaction = ("compress_chunk on every chunk, then VACUUM ANALYZE" if self.timescale else
+                           "CREATE INDEX (btree (symbol, venue, ts), BRIN (ts)), then VACUUM ANALYZE")
         self.statements_reason = self._statements()
 
     def _statements(self) -> str | None:
@@ -281,7 +168,13 @@ class TimescaleDB(Engine):
         (track,), = self._rows("SHOW pg_stat_statements.track_utility")
         return None if track == "on" else "pg_stat_statements.track_utility is off: COPY statements are not tracked"
 
-    def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        """`SELECT 1` on a fresh connection (the adapter's own would create extensions)."""
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT 1").fetchall()
+
+    def _rows(self, sql: str, params: Any = None) -> list[tuple]:
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
@@ -302,25 +195,20 @@ class TimescaleDB(Engine):
                 "server_time": server_time}
 
     def create_schema(self) -> None:
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl text PRIMARY KEY, rows bigint NOT NULL)")
+        self.conn.execute(DDL[LOADED])
         if not self.timescale:
-            self.conn.execute(BUCKET_FUNCTION)
-        for table, schema in TABLES.items():
-            columns = ", ".join(f"{f.name} {SQL_TYPES[f.type]}{COLLATION.get(SQL_TYPES[f.type], '')} NOT NULL"
-                                for f in schema)
+            self.conn.execute(DDL["bucket_function"])
+        for table in TABLES:
             self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = %s", (table,))  # forgotten before dropped
             self.conn.execute(f"DROP TABLE IF EXISTS {table}")
-            self.conn.execute(f"CREATE TABLE {table} ({columns})")
+            self.conn.execute(DDL[table])
             if self.timescale:
-                self.conn.execute("SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s)", (table, CHUNK_NS))
-                self.conn.execute(f"ALTER TABLE {table} SET (timescaledb.compress, "
-                                  "timescaledb.compress_segmentby = 'symbol, venue', "
-                                  "timescaledb.compress_orderby = 'ts')")
+                self.conn.execute(fill(DDL["hypertable"], {"table": table}))
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
-        """Replace the table's rows: one binary COPY (one transaction: a failure keeps nothing), then count,
-        index or compress. The table counts as loaded only once its row count is verified."""
+        """Replace the table's rows: one binary COPY (one transaction: a failure keeps nothing), then count them.
+        The table counts as loaded only once its row count is verified (indexes or compression: `compact`)."""
         schema = TABLES[identifier(table)]
         rows = bytes_in = 0
         t0 = time.perf_counter()
@@ -337,7 +225,6 @@ class TimescaleDB(Engine):
                     bytes_in += part.nbytes
                 copy.write(_TRAILER)
             (after,), = self._rows(f"SELECT count(*) FROM {table}")
-            self._finish(table)
         except (psycopg.Error, OSError) as exc:
             raise EngineError(self.name, f"load {table}", f"{rows:,} rows sent before the error "
                               f"(the COPY is one transaction: none kept): {exc}") from exc
@@ -347,14 +234,18 @@ class TimescaleDB(Engine):
         self.conn.execute(f"INSERT INTO {LOADED} VALUES (%s, %s)", (table, after))
         return LoadResult(table, rows, bytes_in, seconds)
 
-    def _finish(self, table: str) -> None:
-        """What a bulk load does after the rows are in: indexes or compression, and statistics."""
-        if self.timescale:
-            self.conn.execute(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
-        else:
-            for statement in INDEXES[table]:
-                self.conn.execute(statement)
-        self.conn.execute(f"ANALYZE {table}")
+    def compact(self, table: str) -> None:
+        """What follows a bulk load: compression (TimescaleDB) or indexes (plain PostgreSQL), then VACUUM ANALYZE
+        (the visibility map and the planner's statistics)."""
+        table = identifier(table)
+        try:
+            if self.timescale:
+                self.conn.execute(f"SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('{table}') c")
+            else:
+                self.conn.execute(fill(DDL["indexes"], {"table": table}))
+            self.conn.execute(f"VACUUM ANALYZE {table}")
+        except psycopg.Error as exc:
+            raise EngineError(self.name, f"compact {table}", f"{type(exc).__name__}: {exc}") from exc
 
     def loaded_rows(self) -> dict[str, int]:
         """Tables whose last load was verified, with their row counts."""
@@ -365,7 +256,7 @@ class TimescaleDB(Engine):
         text = QUERIES[name]
         if isinstance(text, Unsupported):
             raise NotImplementedError(f"{self.name}: {name} unsupported: {text.reason}")
-        sql = psycopg.ClientCursor(self.conn).mogrify(text.replace("{bucket}", self.bucket), check_params(params))
+        sql = psycopg.ClientCursor(self.conn).mogrify(fill(text, {"bucket": self.bucket}), check_params(params))
         return f"COPY ({sql}) TO STDOUT (FORMAT csv, HEADER)"
 
     def query(self, name: str, params: dict[str, Any]) -> pl.DataFrame:
@@ -382,10 +273,52 @@ class TimescaleDB(Engine):
         names = data[:data.index(b"\n")].decode().split(",")
         return pl.read_csv(data, schema={name: ANSWER_TYPES[name] for name in names})
 
-    def bytes_on_disk(self, table: str) -> int:
-        size = "hypertable_size(%s)" if self.timescale else "pg_total_relation_size(%s)"
-        (value,), = self._rows(f"SELECT {size}", (identifier(table),))
-        return int(value or 0)
+    def server_time_method(self) -> str:
+        if self.statements_reason is None:
+            return "pg_stat_statements total_exec_time of the timed COPY (query) TO STDOUT (rows sent included)"
+        return ("EXPLAIN (ANALYZE, TIMING OFF) planning + execution time of a separate execution (rows not sent): "
+                + self.statements_reason)
+
+    def server_mark(self, name: str, params: dict[str, Any]) -> tuple[int, float] | None:
+        return self.statement_totals(self.statement(name, params)) if self.statements_reason is None else None
+
+    def server_seconds(self, name: str, params: dict[str, Any], mark: tuple[int, float] | None) -> float | None:
+        """pg_stat_statements' time of the timed COPY (None when another session ran the same text meanwhile,
+        which it would count too); without it, EXPLAIN ANALYZE of the same query, run again."""
+        if mark is None:
+            return self.explain_seconds(name, params)
+        calls, total = self.statement_totals(self.statement(name, params))
+        return total - mark[1] if calls == mark[0] + 1 else None
+
+    def statement_totals(self, statement: str) -> tuple[int, float]:
+        """Calls and total execution seconds pg_stat_statements holds for this exact top-level statement
+        text, run by this user in this database ((0, 0.0) before its first run)."""
+        (calls, total_ms), = self._rows(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
+            "WHERE toplevel AND query = %s AND userid = (SELECT oid FROM pg_roles WHERE rolname = current_user) "
+            "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())", (statement,))
+        return int(calls), total_ms / 1e3
+
+    def explain_seconds(self, name: str, params: dict[str, Any]) -> float:
+        """Planning + execution time that PostgreSQL reports for the same query text and parameters."""
+        text = fill(QUERIES[name], {"bucket": self.bucket})
+        (plan,), = self._rows("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + text, check_params(params))
+        plan = plan[0] if isinstance(plan, list) else plan
+        return (plan["Planning Time"] + plan["Execution Time"]) / 1e3
+
+    def storage(self, table: str) -> Storage:
+        """Bytes after the compaction; on TimescaleDB also what the compressed chunks held before compression."""
+        if not self.timescale:
+            (value,), = self._rows("SELECT pg_total_relation_size(%s)", (identifier(table),))
+            return Storage(int(value), "pg_total_relation_size: the heap, its indexes (btree, BRIN) and TOAST")
+        (value,), = self._rows("SELECT hypertable_size(%s)", (identifier(table),))
+        (before, after), = self._rows("SELECT coalesce(sum(before_compression_total_bytes), 0), "
+                                      "coalesce(sum(after_compression_total_bytes), 0) "
+                                      "FROM hypertable_compression_stats(%s)", (table,))
+        uncompressed = int(value) - int(after) + int(before)  # compressed chunks counted as they were before
+        return Storage(int(value), "hypertable_size: every chunk (compressed after the compaction), its indexes and "
+                       "TOAST; uncompressed_bytes: the same with each compressed chunk counted as before compression",
+                       {"uncompressed_bytes": uncompressed})
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):

@@ -1,10 +1,10 @@
 """kdb+ through pykx over IPC to a running q process (no embedded q: pykx runs unlicensed here).
 
-Batches go over IPC in chunks (`insert`) into in-memory tables typed up front; after the row count
-is verified, each table is saved splayed (symbols enumerated against one sym file) under the
-q process's directory `dir`, which is what the storage figure measures. Queries are q-SQL with
-`xbar` bars, `wavg`, and `aj` as-of joins; every query in QUERIES is a q lambda over its
-parameters so that the four dialects can be read side by side.
+Batches go over IPC in chunks (`insert`) into in-memory tables typed up front (create.q) and the row
+count is verified; the compaction then saves each table splayed (symbols enumerated against one sym
+file) under the q process's directory `dir`, which is what the storage figure measures. Queries are q-SQL with
+`xbar` bars, `wavg`, and `aj` as-of joins (queries.q); every query is a q lambda over its
+parameters so that the dialects can be read side by side.
 
 DSN: `kdb://[user:password@]host:port[?dir=PATH&chunk=ROWS]`, or KDB_HOST / KDB_PORT (and
 KDB_USER / KDB_PASSWORD) when the DSN is just `kdb://`. `dir` defaults to `dbbench_db`, relative
@@ -24,64 +24,15 @@ os.environ.setdefault("PYKX_UNLICENSED", "true")  # before pykx is imported anyw
 import polars as pl
 import pyarrow as pa
 
-from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, EngineError, LoadResult, identifier, plain_table
+from dbbench.engines.base import TABLES, Engine, EngineError, LoadResult, Storage, identifier, plain_table
+from dbbench.engines.dialect import read_blocks, read_queries
 from dbbench.queries import check_params, exact_cast
 
 Q_EPOCH_NS = 946_684_800_000_000_000  # q timestamps count ns from 2000.01.01
 
-SCHEMA = {
-    "trades": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); "
-              "trade_id:`long$(); price:`float$(); qty:`float$(); side:`short$())",
-    "quotes": "([] ts:`timestamp$(); symbol:`symbol$(); venue:`symbol$(); "
-              "bid_px:`float$(); bid_qty:`float$(); ask_px:`float$(); ask_qty:`float$())",
-}
+DDL = read_blocks(__package__, "create.q")  # trades, quotes: empty typed tables
+QUERIES = read_queries(__package__, "queries.q")  # lambdas of [S;E;SYM;SS;SE]
 LOADED = ".dbbench.loaded"  # table -> verified row count, in the q process
-
-# Every query is a lambda of [S;E;SYM;SS;SE]: range start/end, symbol, range_scan start/end (timestamps).
-_T = "ts>=S, ts<E"
-_MID_RETURNS = ("""select symbol, venue, second, mid, ret from
-    (update ret:log mid % prev mid by symbol, venue from
-      0!select mid:last 0.5*bid_px+ask_px by symbol, venue, second:0D00:00:01 xbar ts """
-                f"""from `ts xasc select from quotes where {_T})
-    where not null ret""")
-QUERIES: dict[str, str] = {
-    "avg_trade_volume": f"""{{[S;E;SYM;SS;SE]
-  0!select trades:count i, avg_qty:avg qty by symbol, venue, minute:0D00:01 xbar ts from trades where {_T}}}""",
-    "vwap": f"""{{[S;E;SYM;SS;SE]
-  bars:0!select volume:sum qty, vwap:qty wavg price, pq:sum price*qty """
-    f"""by symbol, venue, minute:0D00:01 xbar ts from trades where {_T};
-  delete pq from update vwap_range:(sum pq)%sum volume by symbol, venue from bars}}""",
-    "ohlcv_1m": f"""{{[S;E;SYM;SS;SE]
-  0!select open:first price, high:max price, low:min price, close:last price, volume:sum qty, trades:count i
-    by symbol, venue, minute:0D00:01 xbar ts from `ts`trade_id xasc select from trades where {_T}}}""",
-    "spread": f"""{{[S;E;SYM;SS;SE]
-  0!select quotes:count i, avg_spread:avg ask_px-bid_px, max_spread:max ask_px-bid_px
-    by symbol, venue, minute:0D00:01 xbar ts from quotes where {_T}}}""",
-    # Each venue's last quote at or before every update, by one aj per venue; max/min ignore nulls.
-    "nbbo": f"""{{[S;E;SYM;SS;SE]
-  q:`symbol`ts`venue xasc select symbol, ts, venue from quotes where {_T};
-  prevailing:{{[S;E;q;v] aj[`symbol`ts; q; """
-    f"""`symbol`ts xasc select symbol, ts, b:bid_px, a:ask_px from quotes where {_T}, venue=v]}}[S;E;q];
-  per:prevailing each asc exec distinct venue from q;
-  select symbol, ts, venue, best_bid:max each flip per@\\:`b, best_ask:min each flip per@\\:`a from q}}""",
-    "mid_returns": f"""{{[S;E;SYM;SS;SE]
-  {_MID_RETURNS}}}""",
-    "exec_volatility": f"""{{[S;E;SYM;SS;SE]
-  0!select returns:count i, realized_vol:sqrt sum ret*ret by symbol, venue, minute:0D00:01 xbar second from (
-    {_MID_RETURNS})}}""",
-    "asof_trades_quotes": f"""{{[S;E;SYM;SS;SE]
-  t:`symbol`venue`ts`trade_id xasc select symbol, venue, ts, trade_id, price, qty, side from trades where {_T};
-  r:aj[`symbol`venue`ts; t; `symbol`venue`ts xasc select symbol, venue, ts, bid_px, ask_px from quotes where {_T}];
-  select symbol, venue, ts, trade_id, price, qty, side, bid_px, ask_px, eff_spread_bps:2e4*side*(price-m)%m
-    from (update m:0.5*bid_px+ask_px from r) where not null bid_px}}""",
-    "last_quote": f"""{{[S;E;SYM;SS;SE]
-  0!select ts:last ts, bid_px:last bid_px, bid_qty:last bid_qty, ask_px:last ask_px, ask_qty:last ask_qty
-    by symbol, venue from `ts xasc select from quotes where {_T}}}""",
-    "range_scan": """{[S;E;SYM;SS;SE]
-  `venue`ts`trade_id xasc select ts, symbol, venue, trade_id, price, qty, side from trades
-    where symbol=SYM, ts>=SS, ts<SE}""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
 
 _TYPES = {"side": pl.Int8, "trades": pl.Int64, "quotes": pl.Int64, "returns": pl.Int64, "trade_id": pl.Int64}
 
@@ -122,6 +73,7 @@ def disk_bytes(table: str, directory: str) -> str:
 
 class Kdb(Engine):
     name = "kdb"
+    compaction = "the in-memory table saved splayed under the q process's directory (symbols enumerated)"
 
     def __init__(self, dsn: str, *, chunk_rows: int | None = None, timeout_s: float = 600.0) -> None:
         url = urlsplit(dsn)
@@ -138,7 +90,6 @@ class Kdb(Engine):
         if any(c in self.dir for c in '"\\\n'):
             raise ValueError(f"kdb dir {self.dir!r} must not contain quotes, backslashes or newlines")
         self.chunk_rows = int(chunk_rows or options.get("chunk", 500_000))
-        self.save_seconds: dict[str, float] = {}
         import pykx as kx
 
         self._kx = kx
@@ -164,17 +115,16 @@ class Kdb(Engine):
                 f"{self._q('string .z.k', 'version').py().decode()}")
 
     def settings(self) -> dict[str, Any]:
-        return {"storage": f"splayed tables under {self.dir} (symbols enumerated)", "chunk_rows": self.chunk_rows,
-                "save_seconds": self.save_seconds}
+        return {"storage": f"splayed tables under {self.dir} (symbols enumerated)", "chunk_rows": self.chunk_rows}
 
     def create_schema(self) -> None:
         self._q(f"{LOADED}:(`symbol$())!`long$()", "create schema")  # verified loads forgotten first
-        for table, schema in SCHEMA.items():
-            self._q(f"{table}:{schema}", "create schema")
+        for table in TABLES:
+            self._q(f"{table}:{DDL[table]}", "create schema")
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
-        """Insert chunks over IPC, verify the count, then save the table splayed (the save is timed too)."""
+        """Insert chunks over IPC and verify the count (saving it splayed is the compaction)."""
         schema = TABLES[identifier(table)]
         kx = self._kx
         rows = bytes_in = 0
@@ -198,14 +148,11 @@ class Kdb(Engine):
         stored = int(self._q(f"count {table}", f"count {table}").py()) - before
         if stored != rows:
             raise EngineError(self.name, f"load {table}", f"sent {rows:,} rows but the table holds {stored:,} more")
-        t_save = time.perf_counter()
-        self._q(save_splayed(table, self.dir), f"save {table}")
-        self.save_seconds[table] = time.perf_counter() - t_save
         self._q(f"{LOADED},:(enlist `{table})!enlist {before + rows}", f"load {table}")
         return LoadResult(table, rows, bytes_in, time.perf_counter() - t0)
 
     def loaded_rows(self) -> dict[str, int]:
-        """Tables whose last load was verified (and saved), with their row counts."""
+        """Tables whose last load was verified, with their row counts."""
         loaded = self._q(f"$[`loaded in key `.dbbench; {LOADED}; ()!()]", "loaded tables").py()
         return {str(k): int(v) for k, v in loaded.items()}
 
@@ -214,8 +161,12 @@ class Kdb(Engine):
         answer = self._q(render(name, params), f"query {name}")
         return _typed(pl.from_arrow(answer.pa()))
 
-    def bytes_on_disk(self, table: str) -> int:
-        return int(self._q(disk_bytes(table, self.dir), f"bytes on disk {table}").py())
+    def compact(self, table: str) -> None:
+        self._q(save_splayed(table, self.dir), f"save {table}")
+
+    def storage(self, table: str) -> Storage:
+        return Storage(int(self._q(disk_bytes(table, self.dir), f"bytes on disk {table}").py()),
+                       f"the table's splayed column files under {self.dir} plus the shared sym file")
 
     def drop(self) -> None:
         for table in TABLES:

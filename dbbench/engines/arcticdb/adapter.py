@@ -45,6 +45,7 @@ from dbbench.engines.base import (
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
     plain_table,
@@ -164,6 +165,8 @@ def _release(uri: str) -> None:
 
 class ArcticDB(Engine):
     name = "arcticdb"
+    compaction = ("none: the load finalizes each (symbol, venue) as one version of its staged parts, earlier versions "
+                  "pruned")
     in_process = ("the Arctic instance over the LMDB directory is released (every adapter of this process over it "
                   "closed first) and opened again; LMDB's pages stay in the OS page cache")
 
@@ -180,6 +183,14 @@ class ArcticDB(Engine):
 
     def _library(self, name: str) -> Any:
         return self.arctic.get_library(name, create_if_missing=True)
+
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        engine = cls(dsn)
+        try:
+            engine.arctic.list_libraries()
+        finally:
+            engine.close()
 
     def version(self) -> str:
         return f"ArcticDB {arcticdb.__version__} (embedded, LMDB)"
@@ -264,11 +275,13 @@ class ArcticDB(Engine):
             raise EngineError(self.name, f"query {name}", f"{type(exc).__name__}: {exc}") from exc
         return joined.rename({"ts": p.index}).select(p.columns)
 
-    def bytes_on_disk(self, table: str) -> int:
+    def storage(self, table: str) -> Storage:
         """Compressed bytes of every object ArcticDB keeps for the table's library (data, indexes, versions):
         LMDB's file also holds pages freed after staging, which it reuses but never returns."""
         sizes = self._library(identifier(table)).admin_tools().get_sizes()
-        return sum(size.bytes_compressed for size in sizes.values())
+        return Storage(sum(size.bytes_compressed for size in sizes.values()),
+                       "compressed bytes of every object ArcticDB keeps for the table's library (data, indexes, "
+                       "versions), not LMDB's free pages")
 
     def drop(self) -> None:
         for library in (*TABLES, LOADED):

@@ -1,16 +1,14 @@
 """DuckDB, embedded: one database file (`duckdb:///path/to/file.duckdb`), no server.
 
-Tables take the Arrow schema's types as they are: TIMESTAMP_NS (DuckDB keeps the recordings'
-nanoseconds, where its TIMESTAMPTZ has microseconds), VARCHAR symbol and venue (DuckDB
-dictionary-compresses them itself), BIGINT, DOUBLE, TINYINT. A table's batches go in through one
-`INSERT ... SELECT` that scans them as an Arrow stream: one transaction, so a failed load keeps
-none of its rows (and the table is not marked loaded); a CHECKPOINT afterwards writes them to the
-file, so storage is measured on disk, not in the WAL.
+Tables (create.sql) take the Arrow schema's types as they are (TIMESTAMP_NS keeps nanoseconds). A
+table's batches go in through one `INSERT ... SELECT` that scans them as an Arrow stream: one
+transaction, so a failed load keeps none of its rows (and the table is not marked loaded); the
+compaction, a CHECKPOINT, writes them to the file, so storage is measured on disk, not in the WAL.
 
-Every query is DuckDB SQL: the as-of join of trades to quotes is its native ASOF JOIN, the NBBO
-an ASOF JOIN of each quote to every venue's last quote, returns window functions. Parameters are
-bound, never interpolated (times as ns integers through `make_timestamp_ns`). DuckDB has no
-result cache, so every timed run is computed.
+Every query is DuckDB SQL (queries.sql): the as-of join of trades to quotes is its native ASOF
+JOIN, the NBBO an ASOF JOIN of each quote to every venue's last quote, returns window functions.
+Parameters are bound, never interpolated (times as ns integers through `make_timestamp_ns`).
+DuckDB has no result cache, so every timed run is computed.
 """
 
 from __future__ import annotations
@@ -25,105 +23,21 @@ import polars as pl
 import pyarrow as pa
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
     plain_table,
 )
+from dbbench.engines.dialect import read_blocks, read_queries
 from dbbench.queries import check_params
 
-SQL_TYPES = {pa.timestamp("ns", tz="UTC"): "TIMESTAMP_NS", pa.string(): "VARCHAR", pa.int64(): "BIGINT",
-             pa.float64(): "DOUBLE", pa.int8(): "TINYINT"}
+DDL = read_blocks(__package__, "create.sql")  # trades, quotes, dbbench_loaded
+QUERIES = read_queries(__package__, "queries.sql")
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
-
-_T = "ts >= make_timestamp_ns($start) AND ts < make_timestamp_ns($end)"
-
-
-def _floor(column: str, width_ns: int) -> str:
-    """`column` floored to a multiple of width_ns, in ns. Not date_trunc or time_bucket: they round
-    TIMESTAMP_NS to microseconds first, which put a trade at 00:00:59.999999999 in minute 00:01."""
-    ns = f"epoch_ns({column})"
-    return f"make_timestamp_ns({ns} - ({ns} % {width_ns} + {width_ns}) % {width_ns})"  # a floor before 1970 too
-
-
-_MINUTE = _floor("ts", 60_000_000_000)
-_MID_RETURNS = f"""
-SELECT symbol, venue, second, mid, ln(mid / lag(mid) OVER w) AS ret
-FROM (
-    SELECT symbol, venue, {_floor("ts", 1_000_000_000)} AS second, arg_max((bid_px + ask_px) / 2, ts) AS mid
-    FROM quotes WHERE {_T}
-    GROUP BY ALL
-)
-WINDOW w AS (PARTITION BY symbol, venue ORDER BY second)
-QUALIFY row_number() OVER w > 1"""
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT symbol, venue, {_MINUTE} AS minute, count(*) AS trades, avg(qty) AS avg_qty
-FROM trades WHERE {_T}
-GROUP BY ALL
-ORDER BY ALL""",
-    "vwap": f"""
-SELECT symbol, venue, minute, volume, pq / volume AS vwap,
-       sum(pq) OVER w / sum(volume) OVER w AS vwap_range
-FROM (
-    SELECT symbol, venue, {_MINUTE} AS minute, sum(qty) AS volume, sum(price * qty) AS pq
-    FROM trades WHERE {_T}
-    GROUP BY ALL
-)
-WINDOW w AS (PARTITION BY symbol, venue)
-ORDER BY symbol, venue, minute""",
-    "ohlcv_1m": f"""
-SELECT symbol, venue, {_MINUTE} AS minute,
-       arg_min(price, (ts, trade_id)) AS open, max(price) AS high, min(price) AS low,
-       arg_max(price, (ts, trade_id)) AS close, sum(qty) AS volume, count(*) AS trades
-FROM trades WHERE {_T}
-GROUP BY ALL
-ORDER BY symbol, venue, minute""",
-    "spread": f"""
-SELECT symbol, venue, {_MINUTE} AS minute, count(*) AS quotes,
-       avg(ask_px - bid_px) AS avg_spread, max(ask_px - bid_px) AS max_spread
-FROM quotes WHERE {_T}
-GROUP BY ALL
-ORDER BY symbol, venue, minute""",
-    # Each quote paired with every venue quoting in the range, each pair as-of joined to that venue's last
-    # quote at or before the quote's ts (its own venue: itself); a venue with none yet drops out of the best.
-    "nbbo": f"""
-WITH q AS (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T})
-SELECT u.symbol AS symbol, u.ts AS ts, u.venue AS venue, max(p.bid_px) AS best_bid, min(p.ask_px) AS best_ask
-FROM (SELECT q.symbol, q.ts, q.venue, v.venue AS other FROM q CROSS JOIN (SELECT DISTINCT venue FROM q) v) u
-ASOF JOIN q p ON u.symbol = p.symbol AND u.other = p.venue AND u.ts >= p.ts
-GROUP BY ALL
-ORDER BY symbol, ts, venue""",
-    "mid_returns": _MID_RETURNS + "\nORDER BY symbol, venue, second",
-    "exec_volatility": f"""
-SELECT symbol, venue, {_floor('second', 60_000_000_000)} AS minute, count(*) AS returns,
-       sqrt(sum(ret * ret)) AS realized_vol
-FROM ({_MID_RETURNS})
-GROUP BY ALL
-ORDER BY symbol, venue, minute""",
-    "asof_trades_quotes": f"""
-SELECT t.symbol, t.venue, t.ts, t.trade_id, t.price, t.qty, t.side, q.bid_px, q.ask_px,
-       2e4 * t.side * (t.price - (q.bid_px + q.ask_px) / 2) / ((q.bid_px + q.ask_px) / 2) AS eff_spread_bps
-FROM (SELECT * FROM trades WHERE {_T}) t
-ASOF JOIN (SELECT symbol, venue, ts, bid_px, ask_px FROM quotes WHERE {_T}) q
-    ON t.symbol = q.symbol AND t.venue = q.venue AND t.ts >= q.ts
-ORDER BY t.symbol, t.venue, t.ts, t.trade_id""",
-    "last_quote": f"""
-SELECT symbol, venue, ts, bid_px, bid_qty, ask_px, ask_qty
-FROM quotes WHERE {_T}
-QUALIFY row_number() OVER (PARTITION BY symbol, venue ORDER BY ts DESC) = 1
-ORDER BY symbol, venue""",
-    "range_scan": """
-SELECT ts, symbol, venue, trade_id, price, qty, side
-FROM trades WHERE symbol = $symbol AND ts >= make_timestamp_ns($scan_start) AND ts < make_timestamp_ns($scan_end)
-ORDER BY venue, ts, trade_id""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
 
 
 def statement(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -136,6 +50,7 @@ def statement(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 class DuckDB(Engine):
     name = "duckdb"
+    compaction = "CHECKPOINT: the write-ahead log written into the database file"
     in_process = ("the database is closed and reopened (every connection of this process to it closed first, "
                   "so its buffer pool goes with it)")
 
@@ -151,6 +66,14 @@ class DuckDB(Engine):
         except (duckdb.Error, OSError) as exc:
             raise EngineError(self.name, "connect", str(exc)) from exc
 
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        engine = cls(dsn)
+        try:
+            engine.conn.execute("SELECT 1").fetchall()
+        finally:
+            engine.close()
+
     def version(self) -> str:
         return f"DuckDB {duckdb.__version__} (embedded)"
 
@@ -161,11 +84,10 @@ class DuckDB(Engine):
                 "threads": threads, "memory_limit": memory, "result_cache": "none"}
 
     def create_schema(self) -> None:
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {LOADED} (tbl VARCHAR PRIMARY KEY, rows BIGINT NOT NULL)")
-        for table, schema in TABLES.items():
-            columns = ", ".join(f"{f.name} {SQL_TYPES[f.type]} NOT NULL" for f in schema)
+        self.conn.execute(DDL[LOADED])
+        for table in TABLES:
             self.conn.execute(f"DELETE FROM {LOADED} WHERE tbl = ?", [table])  # forgotten before replaced
-            self.conn.execute(f"CREATE OR REPLACE TABLE {table} ({columns})")
+            self.conn.execute(DDL[table])
         self._ready = False
 
     def load(self, table: str, batches: Iterable[pa.RecordBatch]) -> LoadResult:
@@ -196,7 +118,6 @@ class DuckDB(Engine):
                 raise
             finally:
                 self.conn.unregister("dbbench_stream")
-            self.conn.execute("CHECKPOINT")
             (stored,), = self.conn.execute(f"SELECT count(*) FROM {table}").fetchall()
         except (duckdb.Error, OSError, pa.ArrowException) as exc:
             raise EngineError(self.name, f"load {table}", f"{sent['rows']:,} rows sent before the error "
@@ -223,15 +144,20 @@ class DuckDB(Engine):
         except duckdb.Error as exc:
             raise EngineError(self.name, f"query {name}", f"{type(exc).__name__}: {exc}") from exc
 
-    def bytes_on_disk(self, table: str) -> int:
-        """The table's blocks in the file (DuckDB's block size each) after the load's checkpoint. Small
+    def compact(self, table: str) -> None:
+        self.conn.execute("CHECKPOINT")
+
+    def storage(self, table: str) -> Storage:
+        """The table's blocks in the file (DuckDB's block size each) after the compaction's checkpoint. Small
         segments of several tables may share a block, which then counts for each: an upper bound."""
         (blocks, block_size), = self.conn.execute(
             "SELECT count(DISTINCT b), any_value((SELECT block_size FROM pragma_database_size() "
             "WHERE database_name = current_database())) "
             "FROM (SELECT unnest(list_prepend(block_id, additional_block_ids)) AS b "
             "      FROM pragma_storage_info(?) WHERE persistent AND block_id >= 0)", [identifier(table)]).fetchall()
-        return int(blocks or 0) * int(block_size or 0)
+        return Storage(int(blocks or 0) * int(block_size or 0),
+                       "the table's blocks in the database file after a checkpoint (block size each; a block shared "
+                       "with another table counts for both)")
 
     def drop(self) -> None:
         for table in (*TABLES, LOADED):

@@ -17,7 +17,13 @@ DSNs: `influxdb://[user:password@]host:port/db` (`influxdbs://` for https; `http
 also; user and password also from INFLUXDB_USERNAME / INFLUXDB_PASSWORD),
 `influxdb2://host:port/bucket?org=ORG` (token from INFLUX_TOKEN or the DSN password, org also from
 INFLUX_ORG). Options as query parameters: `batch` (points per write, default 50000), `retries`
-(default 4), `gzip` (ISA-L level 1-3, 0 = plain text; default 1).
+(default 4), `gzip` (ISA-L level 1-3, 0 = plain text; default 1), `compact_wait` (seconds `compact`
+waits for the server's own compaction, default 600).
+
+Storage is the TSM files of the table's shards, measured after the compaction: InfluxDB first keeps
+written points in its cache and WAL, snapshots them to TSM files when the shard goes cold, and
+compacts those files fully later. The WAL holds the same points uncompressed: on the real recordings
+it took 1.5-1.7x the bytes of the compacted TSM files, so it is never counted.
 """
 
 from __future__ import annotations
@@ -40,14 +46,15 @@ import requests
 from isal import igzip
 
 from dbbench.engines.base import (
-    QUERY_NAMES,
     TABLES,
     Engine,
     EngineError,
     LoadResult,
+    Storage,
     Unsupported,
     identifier,
 )
+from dbbench.engines.dialect import fill, read_blocks, read_queries
 from dbbench.queries import SORT_KEYS, check_params, exact_cast
 
 # Sorted by key: the server sorts otherwise.
@@ -63,138 +70,15 @@ LOADED = "dbbench_loaded"  # one point per table whose load was verified (in the
 _BAD_TAG = r"[\\\n\r]"  # line protocol cannot carry these in a tag value
 _ESCAPED_IN_TAG = "[,= ]"  # these it carries backslash-escaped
 
-# --- InfluxQL (v1 API) -------------------------------------------------------------------------
-# {start}/{end}/{scan_start}/{scan_end} are ns integers; $symbol is a bound parameter.
-_T = "time >= {start} AND time < {end}"
-_MID_1S = f"""SELECT LAST(mid) AS mid, DIFFERENCE(LAST(ln_mid)) AS ret FROM (
-    SELECT (bid_px + ask_px) / 2 AS mid, LN((bid_px + ask_px) / 2) AS ln_mid FROM "quotes"."quotes" WHERE {_T}
-  ) WHERE {_T} GROUP BY time(1s), symbol, venue fill(none)"""
-# ret = ln(mid) - ln(previous mid): the same as ln(mid / previous mid) within a few ulps of ln(mid).
-_MID_RETURNS = f"""SELECT mid, ret FROM ({_MID_1S}) WHERE ret = ret GROUP BY symbol, venue"""
-# `ret = ret` keeps rows that have a return: InfluxQL has no IS NOT NULL, and a comparison with null is false.
-
-QUERIES: dict[str, str | Unsupported] = {
-    "avg_trade_volume": f"""
-SELECT COUNT(qty) AS trades, MEAN(qty) AS avg_qty FROM "trades"."trades"
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    # Two statements: per minute, then over the whole range (the second answers vwap_range).
-    "vwap": f"""
-SELECT SUM(qty) AS volume, SUM(pq) / SUM(qty) AS vwap """
-    f"""FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
-SELECT SUM(pq) / SUM(qty) AS vwap_range FROM (SELECT price * qty AS pq, qty FROM "trades"."trades" WHERE {_T})
-WHERE {_T} GROUP BY symbol, venue""",
-    # Three statements: the aggregates, then open and close, each the price beside one selector. FIRST and
-    # LAST break ties of equal time by the larger value (measured on 1.6, as in its source), so FIRST of
-    # -trade_id picks the smallest trade_id of the bar's first ns and LAST of trade_id the largest of its
-    # last ns: the suite's (ts, trade_id) order. FIRST(price) picked the larger price of a tie instead.
-    "ohlcv_1m": f"""
-SELECT MAX(price) AS high, MIN(price) AS low, SUM(qty) AS volume, COUNT(price) AS trades
-FROM "trades"."trades" WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
-SELECT FIRST(neg_id) AS neg_id, price AS open FROM (SELECT -1 * trade_id AS neg_id, price FROM "trades"."trades" """
-    f"""WHERE {_T})
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none);
-SELECT LAST(trade_id) AS last_id, price AS close FROM "trades"."trades"
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    "spread": f"""
-SELECT COUNT(s) AS quotes, MEAN(s) AS avg_spread, MAX(s) AS max_spread
-FROM (SELECT ask_px - bid_px AS s FROM "quotes"."quotes" WHERE {_T})
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    "nbbo": Unsupported(
-        "InfluxQL cannot carry each venue's last quote forward to every other venue's update: it has no "
-        "joins or window functions, and fill(previous) only fills fixed GROUP BY time() buckets"
-    ),
-    "mid_returns": _MID_RETURNS,
-    "exec_volatility": f"""
-SELECT COUNT(ret) AS returns, SQRT(SUM(ret2)) AS realized_vol
-FROM (SELECT ret, ret * ret AS ret2 FROM ({_MID_RETURNS}))
-WHERE {_T} GROUP BY time(1m), symbol, venue fill(none)""",
-    "asof_trades_quotes": Unsupported(
-        "InfluxQL has no joins: a trade cannot be matched with the prevailing quote of another measurement"
-    ),
-    # One selector with the other fields as auxiliaries: they come from the same (latest) point.
-    "last_quote": f"""
-SELECT LAST(bid_px) AS bid_px, bid_qty, ask_px, ask_qty FROM "quotes"."quotes"
-WHERE {_T} GROUP BY symbol, venue""",
-    # InfluxQL orders by time only: trades at one ns come in no defined order (not seq's), so the adapter
-    # orders them by trade_id (`ORDERED`).
-    "range_scan": """
-SELECT trade_id, price, qty, side FROM "trades"."trades"
-WHERE symbol = $symbol AND time >= {scan_start} AND time < {scan_end} GROUP BY symbol, venue""",
-}
-assert tuple(QUERIES) == QUERY_NAMES
+DDL = read_blocks(__package__, "create.influxql")  # database, drop_policy, policy
+QUERIES = read_queries(__package__, "queries.influxql")
+FLUX = read_queries(__package__, "queries.flux")  # 2.x
 # Queries of several statements: the later ones' columns join the first's rows on these keys.
 JOINED = {"vwap": ["symbol", "venue"], "ohlcv_1m": ["symbol", "venue", "minute"]}
 # Answers whose rows the adapter puts in the query's order (SORT_KEYS) where InfluxQL cannot: rows of equal
 # time from several series. Series themselves are ordered by their tags (`_frame`).
 ORDERED = ("range_scan",)
 
-# --- Flux (2.x) --------------------------------------------------------------------------------
-# {bucket} is the bucket prefix; ranges use time(v: ns). Tables in buckets {bucket}_trades / _quotes.
-_FR = 'range(start: time(v: {start}), stop: time(v: {end}))'
-_FLUX_TRADES = 'from(bucket: "{bucket}_trades") |> ' + _FR + ' |> filter(fn: (r) => r._measurement == "trades")'
-_FLUX_QUOTES = 'from(bucket: "{bucket}_quotes") |> ' + _FR + ' |> filter(fn: (r) => r._measurement == "quotes")'
-_FLUX_ROWS = ('|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
-              ' |> group(columns: ["symbol", "venue"])')
-_FLUX_MID_RETURNS = (
-    _FLUX_QUOTES + " " + _FLUX_ROWS + """
-  |> map(fn: (r) => ({r with _value: (r.bid_px + r.ask_px) / 2.0}))
-  |> aggregateWindow(every: 1s, fn: last, createEmpty: false, timeSrc: "_start")
-  |> map(fn: (r) => ({r with mid: r._value, ln_mid: math.log(x: r._value)}))
-  |> difference(columns: ["ln_mid"], keepFirst: false)
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._time, mid: r.mid, ret: r.ln_mid}))"""
-)
-FLUX: dict[str, str | Unsupported] = {
-    "avg_trade_volume": _FLUX_TRADES + ' |> filter(fn: (r) => r._field == "qty") |> group(columns: ["symbol", "venue"])'
-    """
-  |> window(every: 1m) |> reduce(identity: {trades: 0, sum: 0.0}, """
-    """fn: (r, accumulator) => ({trades: accumulator.trades + 1, sum: accumulator.sum + r._value}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, trades: r.trades, """
-    """avg_qty: r.sum / float(v: r.trades)}))
-  |> group(columns: ["symbol", "venue"])""",
-    "vwap": _FLUX_TRADES + " " + _FLUX_ROWS + """
-  |> map(fn: (r) => ({r with pq: r.price * r.qty}))
-  |> window(every: 1m) |> reduce(identity: {volume: 0.0, pq: 0.0}, """
-    """fn: (r, accumulator) => ({volume: accumulator.volume + r.qty, pq: accumulator.pq + r.pq}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, volume: r.volume, """
-    """vwap: r.pq / r.volume, pq: r.pq}))
-  |> group(columns: ["symbol", "venue"])""",
-    "ohlcv_1m": _FLUX_TRADES + " " + _FLUX_ROWS + """
-  |> sort(columns: ["_time", "trade_id"]) |> window(every: 1m)
-  |> reduce(identity: {n: 0, open: 0.0, high: -1.0e308, low: 1.0e308, close: 0.0, volume: 0.0},
-            fn: (r, accumulator) => ({n: accumulator.n + 1, """
-    """open: if accumulator.n == 0 then r.price else accumulator.open,
-              high: if r.price > accumulator.high then r.price else accumulator.high,
-              low: if r.price < accumulator.low then r.price else accumulator.low,
-              close: r.price, volume: accumulator.volume + r.qty}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, """
-    """open: r.open, high: r.high, low: r.low, close: r.close, volume: r.volume, trades: r.n}))
-  |> group(columns: ["symbol", "venue"])""",
-    "spread": _FLUX_QUOTES + " " + _FLUX_ROWS + """
-  |> map(fn: (r) => ({r with s: r.ask_px - r.bid_px}))
-  |> window(every: 1m)
-  |> reduce(identity: {quotes: 0, sum: 0.0, max_spread: -1.0e308},
-            fn: (r, accumulator) => ({quotes: accumulator.quotes + 1, sum: accumulator.sum + r.s,
-              max_spread: if r.s > accumulator.max_spread then r.s else accumulator.max_spread}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, quotes: r.quotes, """
-    """avg_spread: r.sum / float(v: r.quotes), max_spread: r.max_spread}))
-  |> group(columns: ["symbol", "venue"])""",
-    "nbbo": Unsupported("not written in Flux here: it needs a per-venue pivot with fill(usePrevious) per symbol; "
-                        "use InfluxQL servers or another engine"),
-    "mid_returns": "import \"math\"\n" + _FLUX_MID_RETURNS,
-    "exec_volatility": "import \"math\"\n" + _FLUX_MID_RETURNS + """
-  |> window(every: 1m)
-  |> reduce(identity: {returns: 0, ss: 0.0}, """
-    """fn: (r, accumulator) => ({returns: accumulator.returns + 1, ss: accumulator.ss + r.ret * r.ret}))
-  |> map(fn: (r) => ({symbol: r.symbol, venue: r.venue, _time: r._start, returns: r.returns, """
-    """realized_vol: math.sqrt(x: r.ss)}))
-  |> group(columns: ["symbol", "venue"])""",
-    "asof_trades_quotes": Unsupported("Flux joins match equal keys only; an as-of join is not expressed here"),
-    "last_quote": _FLUX_QUOTES + " " + _FLUX_ROWS + " |> last(column: \"_time\")",
-    "range_scan": 'from(bucket: "{bucket}_trades") |> range(start: time(v: {scan_start}), stop: time(v: {scan_end}))'
-    ' |> filter(fn: (r) => r._measurement == "trades" and r.symbol == {symbol_literal}) ' + _FLUX_ROWS,
-}
-assert tuple(FLUX) == QUERY_NAMES
 
 # Output columns of each query, in order (the time column is named by TIME_COLUMN).
 COLUMNS = {
@@ -223,8 +107,8 @@ def render(name: str, params: dict[str, Any], dialect: str = "influxql", bucket:
     p = check_params(params)
     times = {k: p[k] for k in ("start", "end", "scan_start", "scan_end")}
     if dialect == "flux":
-        return text.format(**times, bucket=bucket, symbol_literal=orjson.dumps(p["symbol"]).decode())
-    return text.format(**times)
+        return fill(text, {**times, "bucket": bucket, "symbol_literal": orjson.dumps(p["symbol"]).decode()})
+    return fill(text, times)
 
 
 # --- line protocol -----------------------------------------------------------------------------
@@ -304,6 +188,9 @@ class _Sequencer:
 
 class InfluxDB(Engine):
     name = "influxdb"
+    compaction = ("waits until every shard of the table has its cache written to TSM files (WAL empty) and its TSM "
+                  "files fully compacted, no compaction running (InfluxDB compacts on its own: `dbbench servers up` "
+                  "sets [data] cache-snapshot-write-cold-duration and compact-full-write-cold-duration to seconds)")
 
     def __init__(self, dsn: str, *, batch_rows: int | None = None, retries: int | None = None, backoff_s: float = 0.25,
                  timeout_s: float = 300.0) -> None:
@@ -321,7 +208,7 @@ class InfluxDB(Engine):
         if not 0 <= self.gzip_level <= 3:
             raise ValueError(f"influxdb: gzip must be an ISA-L level 1-3, or 0 for plain text, got {self.gzip_level}")
         self.backoff_s, self.timeout_s = backoff_s, timeout_s
-        self.storage_source = ""
+        self.compact_wait_s = float(options.get("compact_wait", 600))
         self._http = requests.Session()
         user = unquote(url.username) if url.username else os.environ.get("INFLUXDB_USERNAME")
         password = unquote(url.password) if url.password else os.environ.get("INFLUXDB_PASSWORD")
@@ -398,6 +285,18 @@ class InfluxDB(Engine):
 
     # -- Engine interface --
 
+    @classmethod
+    def ready(cls, dsn: str) -> None:
+        """A query answered (`SHOW DATABASES`; 2.x: the buckets listed), not just /ping."""
+        engine = cls(dsn, timeout_s=5)
+        try:
+            if engine.dialect == "flux":
+                engine._flux.buckets_api().find_buckets(limit=1)
+            else:
+                engine._influxql("SHOW DATABASES", "ready", db=False)
+        finally:
+            engine.close()
+
     def version(self) -> str:
         try:
             resp = self._http.get(f"{self.base}/ping", timeout=10)
@@ -409,8 +308,7 @@ class InfluxDB(Engine):
         return {"api": "v2 + Flux" if self.dialect == "flux" else "v1 + InfluxQL", "batch_rows": self.batch_rows,
                 "gzip_level": self.gzip_level, "retries": self.retries, "precision": "ns",
                 "layout": "measurement per table in its own retention policy/bucket; "
-                          "tags symbol, venue (+ seq for trades)",
-                "bytes_on_disk": self.storage_source or "not measured yet"}
+                          "tags symbol, venue (+ seq for trades)"}
 
     def create_schema(self) -> None:
         """Recreate, empty, the per-table retention policies (v2: buckets) and forget verified loads."""
@@ -422,12 +320,11 @@ class InfluxDB(Engine):
                     buckets.delete_bucket(existing)
                 buckets.create_bucket(bucket_name=f"{self.db}_{table}", org=self.org)
         else:
-            self._influxql(f'CREATE DATABASE "{self.db}"', "create schema", db=False)
+            self._influxql(fill(DDL["database"], {"db": self.db}), "create schema", db=False)
             for table in TABLES:  # forgotten before dropped: a run killed in between never counts as loaded
                 self._forget(table)
-                self._influxql(f'DROP RETENTION POLICY "{table}" ON "{self.db}"', "create schema")
-                self._influxql(f'CREATE RETENTION POLICY "{table}" ON "{self.db}" DURATION INF REPLICATION 1',
-                               "create schema")
+                for block in ("drop_policy", "policy"):
+                    self._influxql(fill(DDL[block], {"db": self.db, "table": table}), "create schema")
         self._ready = False
 
     def _forget(self, table: str) -> None:
@@ -561,21 +458,51 @@ class InfluxDB(Engine):
             frame = frame.with_columns(pl.col("_time").str.to_datetime(time_zone="UTC", time_unit="ns").dt.epoch("ns"))
         return frame
 
-    def bytes_on_disk(self, table: str) -> int:
-        """Shard files (TSM + WAL) of the table's retention policy: summed from the shard directories when
-        the server is local, else the servers' own `diskBytes` shard statistic (SHOW STATS)."""
+    def _shards(self, table: str, step: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """The table's shards (its retention policy's): shard id -> statistic (tsm1_cache, tsm1_engine,
+        tsm1_filestore, tsm1_wal) -> its values, with the shard's directories under "tags"."""
         if self.dialect == "flux":
-            raise EngineError(self.name, f"bytes on disk {table}",
-                              "not measured for 2.x servers (no per-bucket size in the API)")
-        series = self._influxql("SHOW STATS FOR 'shard'", f"bytes on disk {table}", db=False)[0].get("series", [])
-        shards = [s for s in series
-                  if s["tags"].get("database") == self.db and s["tags"].get("retentionPolicy") == identifier(table)]
-        dirs = [Path(s["tags"][k]) for s in shards for k in ("path", "walPath") if s["tags"].get(k)]
+            raise EngineError(self.name, step, "not measured for 2.x servers (no per-bucket shard statistics)")
+        shards: dict[str, dict[str, dict[str, Any]]] = {}
+        for s in self._influxql("SHOW STATS", step, db=False)[0].get("series", []):
+            tags = s.get("tags") or {}
+            if tags.get("database") == self.db and tags.get("retentionPolicy") == identifier(table):
+                shard = shards.setdefault(tags["id"], {"tags": tags})
+                shard[s["name"]] = dict(zip(s["columns"], s["values"][0]))
+        return shards
+
+    def compact(self, table: str) -> None:
+        """Wait for the server's own compaction of the table's shards (see `compaction`); an error after
+        `compact_wait` seconds says what is left and which settings make the server do it sooner."""
+        deadline = time.monotonic() + self.compact_wait_s
+        last: dict[str, str] = {}
+        settled = 0
+        while time.monotonic() < deadline:
+            shards = self._shards(table, f"compact {table}")
+            last = {shard_id: left for shard_id, shard in shards.items() if (left := _uncompacted(shard))}
+            settled = settled + 1 if shards and not last else 0
+            if settled == 2:  # twice in a row: no compaction was about to start between two looks
+                return
+            time.sleep(0.5)
+        raise EngineError(self.name, f"compact {table}", f"not compacted after {self.compact_wait_s:.0f} s: "
+                          f"{'; '.join(f'shard {k}: {v}' for k, v in last.items()) or 'no shard'}; set [data] "
+                          "cache-snapshot-write-cold-duration and compact-full-write-cold-duration to a few seconds "
+                          "(dbbench servers up does), or a longer ?compact_wait=")
+
+    def storage(self, table: str) -> Storage:
+        """The TSM files of the table's shards (after `compact`: the WAL is empty), summed from the shard
+        directories when the server is local, else the server's own file-store statistic."""
+        shards = self._shards(table, f"bytes on disk {table}").values()
+        dirs = [Path(s["tags"]["path"]) for s in shards if s["tags"].get("path")]
+        wal = sum(s.get("tsm1_wal", {}).get(k, 0) for s in shards for k in ("currentSegmentDiskBytes",
+                                                                            "oldSegmentsDiskBytes"))
         if dirs and all(d.is_dir() for d in dirs):
-            self.storage_source = "local shard directories (TSM + WAL files)"
-            return sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file())
-        self.storage_source = "SHOW STATS shard diskBytes"
-        return sum(int(dict(zip(s["columns"], s["values"][0]))["diskBytes"]) for s in shards)
+            return Storage(sum(f.stat().st_size for d in dirs for f in d.rglob("*") if f.is_file()),
+                           "the files in the table's shard directories: TSM files (and the series index, where it "
+                           "is on disk); not the WAL", {"wal_bytes": wal})
+        return Storage(sum(int(s.get("tsm1_filestore", {}).get("diskBytes", 0)) for s in shards),
+                       "SHOW STATS tsm1_filestore diskBytes of the table's shards: TSM files; not the WAL",
+                       {"wal_bytes": wal})
 
     def drop(self) -> None:
         if self.dialect == "flux":
@@ -591,6 +518,24 @@ class InfluxDB(Engine):
         self._http.close()
         if self._flux is not None:
             self._flux.close()
+
+
+def _uncompacted(shard: dict[str, dict[str, Any]]) -> str:
+    """What is left to compact in one shard's statistics, or "" (cache written to TSM files, WAL empty, no
+    compaction running or queued, and the files fully compacted: one file, or at least one full compaction)."""
+    cache, engine = shard.get("tsm1_cache", {}), shard.get("tsm1_engine", {})
+    wal, files = shard.get("tsm1_wal", {}), shard.get("tsm1_filestore", {})
+    left = []
+    if cache.get("memBytes", 0):
+        left.append(f"{cache['memBytes']:,} bytes in the cache")
+    if wal.get("currentSegmentDiskBytes", 0) + wal.get("oldSegmentsDiskBytes", 0):
+        left.append("WAL not empty")
+    running = sum(v for k, v in engine.items() if k.endswith(("CompactionsActive", "CompactionQueue")))
+    if running:
+        left.append(f"{running} compaction(s) running or queued")
+    if files.get("numFiles", 0) > 1 and not engine.get("tsmFullCompactions", 0):
+        left.append(f"{files['numFiles']} TSM files, no full compaction yet")
+    return ", ".join(left)
 
 
 def _posted(write: tuple[Future, int]) -> int:

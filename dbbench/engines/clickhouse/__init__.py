@@ -1,0 +1,1 @@
+"""ClickHouse (chDB or a server): adapter.py, create.sql, queries.sql."""

@@ -1,0 +1,1 @@
+"""DuckDB, embedded: adapter.py, create.sql, queries.sql."""

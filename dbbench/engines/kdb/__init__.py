@@ -1,0 +1,1 @@
+"""kdb+ over IPC: adapter.py, create.q, queries.q."""
