@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from data_loaders import formats
 from data_loaders.paths import nexo_recording
-from data_loaders.quarantine import Quarantine
 from data_loaders.synth import generate
 from hfformer.cli import app
 from hfformer.config import load_config, utc_ns
@@ -64,7 +63,7 @@ def test_a_gap_in_the_grid_breaks_the_windows_and_is_counted(synth, tmp_path):
 
 
 def test_a_book_off_any_grid_is_refused(binance, tmp_path):
-    book, _ = formats.read_book(binance["spot"][:1], Quarantine(None), "auto", 10, None, "flag")
+    book, _ = formats.read("book", binance["spot"][:1], levels=10)
     path = tmp_path / "per_update.parquet"
     book.write_parquet(path)
     with pytest.raises(ValueError, match="not on a regular time grid.*ticks book --every"):
@@ -72,7 +71,7 @@ def test_a_book_off_any_grid_is_refused(binance, tmp_path):
 
 
 def test_real_resampled_book_runs_on_the_receive_clock_with_warnings(binance, tmp_path):
-    book, _ = formats.read_book(binance["spot"], Quarantine(None), "auto", 10, "100ms", "flag")
+    book, _ = formats.read("book", binance["spot"], levels=10, every="100ms")
     path = tmp_path / "spot.parquet"
     book.write_parquet(path, metadata={"symbol": "btcusdt", "market": "spot"})
     prep = prepare(path, load_config(None, SMALL).data)
@@ -88,7 +87,7 @@ def test_a_thin_altcoin_is_labelled_as_not_btc(tmp_path):
     nexo = nexo_recording()
     if not nexo:
         pytest.skip("the NEXOUSDT recording is not under ../shared/data/binance")
-    book, _ = formats.read_book(nexo[:1], Quarantine(None), "auto", 10, "100ms", "flag")
+    book, _ = formats.read("book", nexo[:1], levels=10, every="100ms")
     path = tmp_path / "nexo.parquet"
     book.write_parquet(path, metadata={"symbol": "nexousdt", "market": "spot"})
     label = describe_market(prepare(path, load_config(None, SMALL).data))
