@@ -37,30 +37,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from hfformer import kernels
+from hfformer.config import DataConfig, ModelConfig
 
 
-@dataclass
-class HFformerConfig:
-    n_features: int = 42  # F: features per time step (set from the data)
-    window: int = 100  # T: time steps per window
-    horizons: list[int] = field(default_factory=lambda: list(range(1, 31)))  # H outputs
-    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # Q outputs
-    d_model: int = 36
-    n_heads: int = 6
-    n_layers: int = 2
-    d_ff: int = 64
-    dropout: float = 0.3  # on the residual branches and inside the feed-forward block
-    attn_dropout: float = 0.0  # on attention weights: the reference used 0.3, which costs a random
-    # draw per attention score (B*6*100*100 per layer) and halves CPU training speed
-    d_dec: int = 1  # per-step decoder width (the paper decodes each step to one number)
-    dec_rank: int = 0  # 0: the across-window decoder is one full linear map (the paper); r > 0: the
-    # same linear map factorised through r numbers (rank <= r), far fewer weights for many outputs;
-    # an r that constrains nothing (>= its inputs or outputs, as with one horizon) keeps the full map
-    spiking: bool = True  # LIF spiking activation in the feed-forward block; False = ReLU
-    beta: float = 0.9  # LIF membrane decay per step
-    threshold: float = 1.0  # LIF firing threshold
-    pos_encoding: bool = False  # the paper uses none; sinusoidal when True (ablation)
-    norm_first: bool = False  # pre-norm blocks (LayerNorm before each sublayer); the paper: post-norm
+@dataclass(kw_only=True)
+class HFformerConfig(ModelConfig):
+    """The [model] settings (hyper-parameters: each declared with its default and meaning in
+    hfformer/default.toml) and the shapes the data fixes; window and horizons default to [data]'s."""
+
+    n_features: int  # F: features per time step (set from the data)
+    window: int = DataConfig.window  # T: time steps per window
+    horizons: list[int] = field(default_factory=lambda: DataConfig().horizons)  # H outputs
 
 
 class QuantileHead(nn.Module):

@@ -63,7 +63,8 @@ def build_model(kind: str, cfg: Config, n_features: int) -> nn.Module:
             return HFformer(HFformerConfig(n_features=n_features, window=cfg.data.window,
                                            horizons=hs, quantiles=qs, **m))
         if kind == "lstm":
-            return LSTMForecaster(LSTMForecasterConfig(n_features, hs, qs, **asdict(cfg.lstm)))
+            return LSTMForecaster(LSTMForecasterConfig(n_features=n_features, horizons=hs, quantiles=qs,
+                                                       **asdict(cfg.lstm)))
         raise ValueError(f"unknown torch model {kind!r}: expected hfformer or lstm")
 
     if cfg.train.per_horizon:

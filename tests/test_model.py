@@ -40,7 +40,7 @@ def test_factorised_decoder_is_one_linear_map_of_lower_rank():
 
 
 def test_lstm_and_per_horizon_shapes():
-    lstm = LSTMForecaster(LSTMForecasterConfig(F, [1, 5, 10], [0.1, 0.5, 0.9]))
+    lstm = LSTMForecaster(LSTMForecasterConfig(n_features=F, horizons=[1, 5, 10], quantiles=[0.1, 0.5, 0.9]))
     assert lstm(torch.randn(B, T, F)).shape == (B, 3, 3)
     per = PerHorizon([HFformer(HFformerConfig(n_features=F, horizons=[h], quantiles=[0.5])) for h in (1, 2)])
     assert per(torch.randn(B, T, F)).shape == (B, 2, 1)
@@ -107,20 +107,20 @@ def test_forecast_of_a_window_does_not_depend_on_the_batch():
     assert torch.equal(batch, again)
 
 
-def test_defaults_keep_the_published_architecture_and_match_the_run_config():
-    """The defaults are the paper's; default.toml, the run config's dataclass and the model's
-    dataclass agree."""
-    from dataclasses import asdict
+def test_defaults_keep_the_published_architecture_and_come_from_default_toml():
+    """The defaults are the paper's; the model's config takes every hyper-parameter's default from
+    default.toml's [model] (and window, horizons from [data]), declared nowhere else."""
+    from hfformer.config import DEFAULT_TOML, read_toml
 
-    from hfformer.config import Config, load_config
-
-    c = HFformerConfig()
+    c = HFformerConfig(n_features=F)
     assert (c.d_model, c.n_heads, c.n_layers, c.d_ff, c.window) == (36, 6, 2, 64, 100)
     assert (c.dropout, c.d_dec, c.dec_rank) == (0.3, 1, 0)
     assert c.spiking and not c.pos_encoding and not c.norm_first and c.quantiles == [0.1, 0.5, 0.9]
-    model_cfg = asdict(load_config().model)
-    assert load_config() == Config()
-    assert all(getattr(c, k) == v for k, v in model_cfg.items()), model_cfg
+    table = read_toml(DEFAULT_TOML)
+    assert {k: getattr(c, k) for k in table["model"]} == table["model"]
+    assert (c.window, c.horizons) == (table["data"]["window"], table["data"]["horizons"])
+    lstm = LSTMForecasterConfig(n_features=F, horizons=[1], quantiles=[0.5])
+    assert {k: getattr(lstm, k) for k in table["lstm"]} == table["lstm"]
 
 
 def test_tuned_config_keeps_the_model_size():

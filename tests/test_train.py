@@ -45,10 +45,6 @@ def synth(tmp_path_factory) -> Path:
     return out
 
 
-def test_default_toml_equals_dataclass_defaults():
-    assert load_config() == Config()
-
-
 def test_overrides_and_errors():
     cfg = load_config(overrides=["lr=3e-4", "data.horizons=[1, 5]", "device=cpu", "model.spiking=false"])
     assert (cfg.train.lr, cfg.data.horizons, cfg.train.device, cfg.model.spiking) == (3e-4, [1, 5], "cpu", False)
