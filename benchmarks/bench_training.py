@@ -23,10 +23,10 @@ import torch
 
 from data_loaders.synth import generate
 from hfformer import kernels
+from hfformer.checkpoint import build_model
 from hfformer.config import load_config
 from hfformer.data import prepare
 from hfformer.losses import pinball_loss
-from hfformer.train import build_model
 
 QS = [0.1, 0.5, 0.9]
 

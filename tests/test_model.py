@@ -6,8 +6,8 @@ import torch
 from snntorch import surrogate
 
 from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig
+from hfformer.checkpoint import PerHorizon
 from hfformer.model import LIF, HFformer, HFformerConfig, QuantileHead
-from hfformer.train import PerHorizon
 
 torch.set_num_threads(1)
 B, T, F = 4, 100, 42

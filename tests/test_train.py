@@ -16,20 +16,12 @@ from data_loaders import formats
 from data_loaders.quarantine import Quarantine
 from data_loaders.synth import generate
 from data_loaders.windows import WindowDataset
+from hfformer.checkpoint import build_model, load_checkpoint, save_checkpoint
 from hfformer.cli import app
 from hfformer.config import Config, load_config, parse_override
 from hfformer.data import prepare
 from hfformer.predict import Forecaster
-from hfformer.train import (
-    Distributed,
-    build_model,
-    load_checkpoint,
-    lr_at,
-    save_checkpoint,
-    subset,
-    train,
-    validation_loss,
-)
+from hfformer.train import Distributed, lr_at, subset, train, validation_loss
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
