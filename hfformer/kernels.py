@@ -5,6 +5,8 @@ Why: with 6-wide heads, PyTorch's CPU flash-attention kernel (the fastest of its
 here) took about 70% of a training step; the attention kernels, one (window, head) pair per task,
 run its forward and backward about 2.5x faster. They follow FlashAttention's algebra: the
 forward keeps only each row's log-sum-exp, the backward recomputes the probabilities from it.
+causal_attention_head is the one attention kernel of the package: the training forward runs it
+per (window, head) task, the lean inference path (hfformer/lean.py) per head of its window.
 Layout: qkv (B, T, 3C) is the qkv projection's output as it is (q | k | v, each C = n_heads *
 head_size wide), y (B, T, C) is what the output projection reads: no transposes or copies.
 The LIF neuron, a (T, T) matmul plus snnTorch's surrogate (about eight elementwise passes) in
@@ -63,35 +65,97 @@ def _keys_values(qkv, b, k0, v0, hs):
     return kT, vT
 
 
-@nb.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+@nb.njit(cache=True)
+def attention_buffers(T, hs):
+    # kt, vt (hsp, Tp): one head's keys and values along time, zero-padded to hsp (the head size
+    # rounded up to 6: six dims per score pass, three per weights @ values pass) and Tp (T rounded
+    # up to 16); scores (T * Tp,): the rows of the causal triangle, packed
+    hsp, Tp = (hs + 5) // 6 * 6, (T + 15) // 16 * 16
+    return np.zeros((hsp, Tp), np.float32), np.zeros((hsp, Tp), np.float32), np.empty(T * Tp, np.float32)
+
+
+@nb.njit(fastmath=True, error_model="numpy", cache=True)
+def causal_attention_head(qkv, h, n_heads, scale, kt, vt, scores, y, lse):
+    # The one attention kernel (training forward and the lean inference path): for head h of one
+    # window, y[:, head h] = causal softmax(scale * q k^T) v, with qkv (T, 3C) as the projection
+    # writes it (q | k | v) and y (T, C); lse (T,), when not empty, gets each row's log-sum-exp of
+    # the scaled scores (what the backward recomputes the probabilities from). Buffers: see
+    # attention_buffers. Row t scores keys s < n(t) = t+1 rounded up to 16 (the causal triangle, in
+    # whole vectors); the rows lie packed in `scores`, so the exp, the costly part, runs as one long
+    # vectorised loop over the whole triangle instead of T short ones (short loops here are latency
+    # bound). Scores of s > t are zeroed after the exp.
+    T, C = y.shape
+    hs, hsp, Tp = C // n_heads, kt.shape[0], kt.shape[1]
+    o = h * hs
+    for d in range(hs):
+        for s in range(T):
+            kt[d, s] = qkv[s, C + o + d]
+            vt[d, s] = qkv[s, 2 * C + o + d]
+    start = 0
+    for t in range(T):  # scores minus the row's causal maximum
+        n = min((t + 16) // 16 * 16, Tp)
+        row = scores[start : start + n]
+        for d in range(0, hsp, 6):
+            q0 = qkv[t, o + d] * scale
+            q1 = qkv[t, o + d + 1] * scale if d + 1 < hs else _F(0.0)
+            q2 = qkv[t, o + d + 2] * scale if d + 2 < hs else _F(0.0)
+            q3 = qkv[t, o + d + 3] * scale if d + 3 < hs else _F(0.0)
+            q4 = qkv[t, o + d + 4] * scale if d + 4 < hs else _F(0.0)
+            q5 = qkv[t, o + d + 5] * scale if d + 5 < hs else _F(0.0)
+            k0, k1, k2, k3, k4, k5 = kt[d], kt[d + 1], kt[d + 2], kt[d + 3], kt[d + 4], kt[d + 5]
+            if d == 0:
+                for s in range(n):
+                    row[s] = (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                              + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
+            else:
+                for s in range(n):
+                    row[s] += (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                               + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
+        m = row[0]
+        for s in range(t + 1):
+            m = max(m, row[s])
+        for s in range(n):
+            row[s] -= m
+        if lse.size:
+            lse[t] = m  # the log of the row's total is added below
+        start += n
+    for i in range(start):
+        scores[i] = exp_nonpositive(scores[i])
+    start = 0
+    for t in range(T):  # weights @ values
+        n = min((t + 16) // 16 * 16, Tp)
+        row = scores[start : start + n]
+        for s in range(t + 1, n):
+            row[s] = _F(0.0)
+        total = _F(0.0)
+        for s in range(n):
+            total += row[s]
+        if lse.size:
+            lse[t] += np.log(total)
+        inv = _F(1.0) / total
+        for d in range(0, hsp, 3):
+            v0, v1, v2 = vt[d], vt[d + 1], vt[d + 2]
+            a0 = a1 = a2 = _F(0.0)
+            for s in range(n):
+                a0 += row[s] * v0[s]
+                a1 += row[s] * v1[s]
+                a2 += row[s] * v2[s]
+            y[t, o + d] = a0 * inv
+            if d + 1 < hs:
+                y[t, o + d + 1] = a1 * inv
+            if d + 2 < hs:
+                y[t, o + d + 2] = a2 * inv
+        start += n
+
+
+@nb.njit(parallel=True, cache=True)
 def _forward(qkv, n_heads, y, lse):
-    # qkv (B, T, 3C) float32 -> y (B, T, C), lse (B, nh, T): log-sum-exp of each row's scores
-    B, T, C, hs, scale = _dims(qkv, n_heads)
+    # qkv (B, T, 3C) float32 -> y (B, T, C), lse (B, nh, T): one (window, head) pair per task
+    B, T, _, hs, scale = _dims(qkv, n_heads)
     for task in nb.prange(B * n_heads):
         b, h = task // n_heads, task % n_heads
-        q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
-        kT, vT = _keys_values(qkv, b, k0, v0, hs)
-        p = np.empty(T, np.float32)
-        for i in range(T):
-            n = i + 1  # causal: row i sees steps 0..i
-            p[:n] = 0.0
-            for d in range(hs):
-                qd = qkv[b, i, q0 + d] * scale
-                for j in range(n):
-                    p[j] += qd * kT[d, j]
-            m = p[0]
-            for j in range(1, n):
-                m = max(m, p[j])
-            total = np.float32(0.0)
-            for j in range(n):
-                p[j] = exp_nonpositive(p[j] - m)
-                total += p[j]
-            for d in range(hs):
-                acc = np.float32(0.0)
-                for j in range(n):
-                    acc += p[j] * vT[d, j]
-                y[b, i, q0 + d] = acc / total
-            lse[b, h, i] = m + np.log(total)
+        kt, vt, scores = attention_buffers(T, hs)
+        causal_attention_head(qkv[b], h, n_heads, scale, kt, vt, scores, y[b], lse[b, h])
 
 
 @nb.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)

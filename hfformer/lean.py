@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from data_loaders.windows import ZSCORE_EPS
-from hfformer.kernels import exp_nonpositive
+from hfformer.kernels import attention_buffers, causal_attention_head
 from hfformer.model import HFformer
 
 _F = np.float32
@@ -48,74 +48,12 @@ def _add_layernorm(h, a, g, b):
             h[t, c] = (h[t, c] - mean) * inv * g[c] + b[c]
 
 
-@nb.njit(fastmath=True, error_model="numpy", cache=True)
-def _causal_attention(qkv, n_heads, kt, vt, scores, y):
-    # y (T, C) = causal softmax(q k^T) v per head (q already scaled). kt, vt (hsp, Tp): one head's
-    # keys and values along time, zero-padded to hsp (head size rounded up to 6: six dims per
-    # score pass, three per weights @ values pass) and Tp (T rounded up to 16). Row t scores keys
-    # s < n(t) = t+1 rounded up to 16 (the causal triangle, in whole vectors); the rows lie packed in
-    # `scores`, so the exp, the costly part, runs as one long vectorised loop over the whole triangle
-    # instead of 100 short ones (short loops here are latency bound). Scores of s > t are zeroed after
-    # the exp.
-    T, C = y.shape
-    hs, hsp, Tp = C // n_heads, kt.shape[0], kt.shape[1]
-    for hh in range(n_heads):
-        o = hh * hs
-        for d in range(hs):
-            for s in range(T):
-                kt[d, s] = qkv[s, C + o + d]
-                vt[d, s] = qkv[s, 2 * C + o + d]
-        start = 0
-        for t in range(T):  # scores minus the row's causal maximum
-            n = min((t + 16) // 16 * 16, Tp)
-            row = scores[start : start + n]
-            for d in range(0, hsp, 6):
-                q0 = qkv[t, o + d]
-                q1 = qkv[t, o + d + 1] if d + 1 < hs else _F(0.0)
-                q2 = qkv[t, o + d + 2] if d + 2 < hs else _F(0.0)
-                q3 = qkv[t, o + d + 3] if d + 3 < hs else _F(0.0)
-                q4 = qkv[t, o + d + 4] if d + 4 < hs else _F(0.0)
-                q5 = qkv[t, o + d + 5] if d + 5 < hs else _F(0.0)
-                k0, k1, k2, k3, k4, k5 = kt[d], kt[d + 1], kt[d + 2], kt[d + 3], kt[d + 4], kt[d + 5]
-                if d == 0:
-                    for s in range(n):
-                        row[s] = (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
-                                  + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
-                else:
-                    for s in range(n):
-                        row[s] += (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
-                                   + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
-            m = row[0]
-            for s in range(t + 1):
-                m = max(m, row[s])
-            for s in range(n):
-                row[s] -= m
-            start += n
-        for i in range(start):
-            scores[i] = exp_nonpositive(scores[i])
-        start = 0
-        for t in range(T):  # weights @ values
-            n = min((t + 16) // 16 * 16, Tp)
-            row = scores[start : start + n]
-            for s in range(t + 1, n):
-                row[s] = _F(0.0)
-            total = _F(0.0)
-            for s in range(n):
-                total += row[s]
-            inv = _F(1.0) / total
-            for d in range(0, hsp, 3):
-                v0, v1, v2 = vt[d], vt[d + 1], vt[d + 2]
-                a0 = a1 = a2 = _F(0.0)
-                for s in range(n):
-                    a0 += row[s] * v0[s]
-                    a1 += row[s] * v1[s]
-                    a2 += row[s] * v2[s]
-                y[t, o + d] = a0 * inv
-                if d + 1 < hs:
-                    y[t, o + d + 1] = a1 * inv
-                if d + 2 < hs:
-                    y[t, o + d + 2] = a2 * inv
-            start += n
+@nb.njit(cache=True)
+def _attention(qkv, n_heads, kt, vt, scores, y):
+    # y (T, C) = causal attention of every head; the query weights hold the 1/sqrt(head size) scale
+    no_lse = np.empty(0, np.float32)
+    for h in range(n_heads):
+        causal_attention_head(qkv, h, n_heads, _F(1.0), kt, vt, scores, y, no_lse)
 
 
 @nb.njit(fastmath=True, cache=True, inline="always")
@@ -143,7 +81,7 @@ def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt,
     # one post-norm block (the paper's): h = LN1(h + attention(h)); h = LN2(h + feed_forward(h))
     (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
     _linear(h, wqkv[layer], bqkv[layer], qkv)
-    _causal_attention(qkv, n_heads, kt, vt, scores, y)
+    _attention(qkv, n_heads, kt, vt, scores, y)
     _linear(y, wp[layer], bp[layer], a)
     _add_layernorm(h, a, g1[layer], b1[layer])
     _linear(h, wfc[layer], bfc[layer], f)
@@ -159,7 +97,7 @@ def _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, v
     n[:] = 0.0
     _add_layernorm(n, h, g1[layer], b1[layer])  # n = LN(0 + h)
     _linear(n, wqkv[layer], bqkv[layer], qkv)
-    _causal_attention(qkv, n_heads, kt, vt, scores, y)
+    _attention(qkv, n_heads, kt, vt, scores, y)
     _linear(y, wp[layer], bp[layer], a)
     h += a
     n[:] = 0.0
@@ -184,10 +122,7 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, thres
     y = np.empty((T, C), np.float32)
     qkv = np.empty((T, 3 * C), np.float32)
     f = np.empty((T, FF), np.float32)
-    hsp, Tp = (C // n_heads + 5) // 6 * 6, (T + 15) // 16 * 16  # see _causal_attention
-    kt = np.zeros((hsp, Tp), np.float32)
-    vt = np.zeros((hsp, Tp), np.float32)
-    scores = np.empty(T * Tp, np.float32)
+    kt, vt, scores = attention_buffers(T, C // n_heads)
     dec = np.empty((T, wd.shape[1]), np.float32)
     raw = np.empty(H * Q, np.float32)
     mean = np.empty(F, np.float64)
@@ -290,7 +225,7 @@ class FastHFformer:
     def forecast_ends(self, features: np.ndarray, ends: np.ndarray, eps: float = ZSCORE_EPS,
                       zscore: np.ndarray | None = None) -> np.ndarray:
         """Forecasts (n, H, Q) float32 of the windows of `features` (N, F) ending at rows `ends`,
-        z-scored inside the kernel exactly as WindowDataset.get_batch does (zscore: bool (F,), the
+        z-scored inside the kernel exactly as data_loaders.windows.Windows.batch does (zscore: bool (F,), the
         features to z-score; None: all)."""
         c = self.config
         ends = np.ascontiguousarray(ends, dtype=np.int64)
