@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import torch
 
 from data_loaders.atomic import atomic_output
-from data_loaders.windows import WindowDataset, valid_window_ends
+from data_loaders.windows import valid_window_ends
 from hfformer.baselines import ridge_design
 from hfformer.checkpoint import Trained, load_trained
 from hfformer.config import Config, read_run_config
 from hfformer.data import BOOK_COLUMNS, Prepared, prepare
 from hfformer.lean import FastHFformer
+from hfformer.loader import WindowDataset
 from hfformer.model import HFformer
 
 POINT_MODELS = ("zero", "oracle", "ceiling")  # need no checkpoint

@@ -8,12 +8,12 @@ import torch
 from typer.testing import CliRunner
 
 from data_loaders.synth import generate
-from data_loaders.windows import WindowDataset
 from hfformer.cli import app
 from hfformer.config import load_config
 from hfformer.data import prepare
 from hfformer.export import check_onnx, export_onnx, onnx_session
 from hfformer.lean import FastHFformer
+from hfformer.loader import WindowDataset
 from hfformer.model import HFformer, HFformerConfig
 from hfformer.predict import Forecaster
 from hfformer.train import train

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from data_loaders import formats
 from data_loaders.quarantine import Quarantine
 from data_loaders.synth import generate
-from data_loaders.windows import WindowDataset
 from hfformer.checkpoint import build_model, load_checkpoint, save_checkpoint
 from hfformer.cli import app
 from hfformer.config import Config, load_config, parse_override
 from hfformer.data import prepare
+from hfformer.loader import WindowDataset
 from hfformer.predict import Forecaster
 from hfformer.train import Distributed, lr_at, subset, train, validation_loss
 
