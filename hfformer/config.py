@@ -87,6 +87,32 @@ def _coerce(section: str, key: str, value: Any, kind: type, origin: str) -> Any:
     return values if is_list else values[0]
 
 
+# Keys that runs written earlier hold (RUN/config.toml, checkpoints, users' files), read as today's:
+# "section.old_key" -> ("new_key", {old value: new value}).
+RENAMED: dict[str, tuple[str, dict[Any, Any]]] = {
+    "model.spiking": ("activation", {True: "spiking", False: "relu"}),
+}
+
+
+def _renamed(section: str, values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A section's table with renamed keys as today's; an old value outside the mapping, or an old
+    and a new key that disagree, is a ValueError naming the setting."""
+    out = dict(values)
+    for old, value in values.items():
+        if f"{section}.{old}" not in RENAMED:
+            continue
+        new, mapping = RENAMED[f"{section}.{old}"]
+        allowed = [v for v in mapping if type(v) is type(value) and v == value]  # true is not 1
+        if not allowed:
+            raise ValueError(f"{origin}: {section}.{old} must be one of {list(mapping)}, got {value!r}")
+        if new in values and values[new] != mapping[allowed[0]]:
+            raise ValueError(f"{origin}: {section}.{old} = {value!r} contradicts {section}.{new} = "
+                             f"{values[new]!r}; give only {section}.{new}")
+        del out[old]
+        out[new] = mapping[allowed[0]]
+    return out
+
+
 def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
     """Apply a TOML-like {section: {key: value}} table; unknown sections or keys are errors."""
     for section, values in table.items():
@@ -94,7 +120,7 @@ def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
             raise ValueError(f"{origin}: unknown config section {section!r}; expected {sorted(SECTIONS)}")
         target = getattr(cfg, section)
         known = {f.name for f in fields(SECTIONS[section])}
-        for key, value in values.items():
+        for key, value in _renamed(section, values, origin).items():
             if key not in known:
                 raise ValueError(f"{origin}: unknown key {section}.{key}; known: {sorted(known)}")
             setattr(target, key, _coerce(section, key, value, SECTIONS[section], origin))
@@ -109,7 +135,8 @@ def parse_override(text: str) -> dict[str, Any]:
     if "." in key:
         section, key = key.split(".", 1)
     else:
-        owners = [s for s, kind in SECTIONS.items() if key in {f.name for f in fields(kind)}]
+        owners = [s for s, kind in SECTIONS.items()
+                  if key in {f.name for f in fields(kind)} or f"{s}.{key}" in RENAMED]
         if len(owners) != 1:
             raise ValueError(f"--set {key}: give section.key (matches sections {owners or 'none'})")
         section = owners[0]
@@ -197,6 +224,8 @@ RANGES: tuple[tuple[str, Any, str], ...] = (
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.price": PRICES,
     "data.size_norm": SIZE_NORMS,
+    "model.activation": ("spiking", "relu", "gelu"),
+    "model.reset": ("none", "subtract", "zero"),
     "train.loss": ("pinball", "mse"),
     "train.device": ("auto", "cpu", "cuda"),
 }

@@ -9,8 +9,8 @@ causal_attention_head is the one attention kernel of the package: the training f
 per (window, head) task, the lean inference path (hfformer/lean.py) per head of its window.
 Layout: qkv (B, T, 3C) is the qkv projection's output as it is (q | k | v, each C = n_heads *
 head_size wide), y (B, T, C) is what the output projection reads: no transposes or copies.
-The LIF neuron, a (T, T) matmul plus snnTorch's surrogate (about eight elementwise passes) in
-PyTorch, becomes one scan along time each way.
+The LIF neuron, in PyTorch a (T, T) matmul (or, with a reset, a loop over time steps) plus
+snnTorch's surrogate (about eight elementwise passes), becomes one scan along time each way.
 Results agree with the PyTorch paths to float32 rounding (tests/test_kernels.py); tracing (ONNX
 export), torch.compile and other devices or dtypes take the PyTorch paths.
 """
@@ -201,32 +201,60 @@ def _backward(qkv, y, lse, dy, n_heads, dqkv):
                 dqkv[b, t, v0 + d] = dvT[d, t]
 
 
+# LIF reset modes, as the kernels take them (model.LIF maps the names)
+RESET_NONE, RESET_SUBTRACT, RESET_ZERO = 0, 1, 2
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def lif_step(m, x, beta, threshold, reset):
+    # One LIF membrane update, the recurrence of every LIF path here and in lean.py: mem[t] from
+    # m = mem[t-1] and the input x = x[t]; a spike at t-1 (m > threshold) resets at t (snnTorch's
+    # Leaky with reset_delay): subtract takes the threshold off, zero clears the membrane.
+    if m > threshold:
+        if reset == RESET_SUBTRACT:
+            return beta * m + x - threshold
+        if reset == RESET_ZERO:
+            return x
+    return beta * m + x
+
+
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _lif_forward(x, beta, threshold, slope, spikes, slopes):
-    # mem[t] = beta * mem[t-1] + x[t]; spikes = mem > threshold; slopes: the surrogate's derivative
-    # 1 / (slope * |mem - threshold| + 1)^2 (snnTorch's fast sigmoid), kept for the backward
+def _lif_forward(x, beta, threshold, reset, spikes, mem):
+    # mem (B, T, C): the membrane along time from 0 (kept for the backward); spikes = mem > threshold
     B, T, C = x.shape
     for b in nb.prange(B):
-        mem = np.zeros(C, np.float32)
+        m = np.zeros(C, np.float32)
         for t in range(T):
             for c in range(C):
-                mem[c] = beta * mem[c] + x[b, t, c]
-                u = mem[c] - threshold
-                spikes[b, t, c] = np.float32(1.0) if u > 0 else np.float32(0.0)
-                a = slope * abs(u) + np.float32(1.0)
-                slopes[b, t, c] = np.float32(1.0) / (a * a)
+                m[c] = lif_step(m[c], x[b, t, c], beta, threshold, reset)
+                mem[b, t, c] = m[c]
+                spikes[b, t, c] = np.float32(1.0) if m[c] - threshold > 0 else np.float32(0.0)
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _lif_backward(dy, slopes, beta, dx):
-    # dx[s] = sum_{t >= s} beta^(t-s) dy[t] slopes[t]: the same filter run backwards in time
+def _lif_backward(dy, mem, spikes, beta, threshold, slope, reset, dx, dbeta):
+    # g[t] = dL/dmem[t] = dy[t] s[t] + a[t+1] g[t+1], with s[t] = 1 / (slope |mem[t] - threshold| + 1)^2
+    # (snnTorch's fast-sigmoid surrogate) and a[t] = d mem[t] / d mem[t-1] = beta, or beta (1 - spike[t-1])
+    # with reset "zero" (the reset itself carries no gradient, as in snnTorch). dx = g; when dbeta
+    # (B,) is not empty, dbeta[b] = sum over t, c of g[t] (a[t] / beta) mem[t-1].
     B, T, C = dy.shape
     for b in nb.prange(B):
-        acc = np.zeros(C, np.float32)
+        g = np.zeros(C, np.float32)
+        carry = np.zeros(C, np.float32)  # a[t+1]
+        total = 0.0
         for t in range(T - 1, -1, -1):
             for c in range(C):
-                acc[c] = beta * acc[c] + dy[b, t, c] * slopes[b, t, c]
-                dx[b, t, c] = acc[c]
+                a = slope * abs(mem[b, t, c] - threshold) + np.float32(1.0)
+                g[c] = carry[c] * g[c] + dy[b, t, c] * (np.float32(1.0) / (a * a))
+                dx[b, t, c] = g[c]
+                keep = np.float32(1.0)
+                if reset == RESET_ZERO and t > 0:
+                    keep -= spikes[b, t - 1, c]
+                if dbeta.size and t > 0:
+                    total += g[c] * keep * mem[b, t - 1, c]
+                carry[c] = beta * keep
+        if dbeta.size:
+            dbeta[b] = total
 
 
 def _threads() -> None:
@@ -267,29 +295,34 @@ class _CausalAttention(torch.autograd.Function):
 
 class _LIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, beta: float, threshold: float, slope: float) -> torch.Tensor:
-        x = x.detach().contiguous()
-        spikes, slopes = torch.empty_like(x), torch.empty_like(x)
+    def forward(ctx, x: torch.Tensor, beta: float | torch.Tensor, threshold: float, slope: float,
+                reset: int) -> torch.Tensor:
+        x, beta = x.detach().contiguous(), float(beta)
+        spikes, mem = torch.empty_like(x), torch.empty_like(x)
         _threads()
-        _lif_forward(x.numpy(), np.float32(beta), np.float32(threshold), np.float32(slope),
-                     spikes.numpy(), slopes.numpy())
-        ctx.save_for_backward(slopes)
-        ctx.beta = beta
+        _lif_forward(x.numpy(), np.float32(beta), np.float32(threshold), reset, spikes.numpy(), mem.numpy())
+        ctx.save_for_backward(mem, spikes)
+        ctx.args = (beta, threshold, slope, reset)
         return spikes
 
     @staticmethod
-    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        (slopes,) = ctx.saved_tensors
-        dx = torch.empty_like(slopes)
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None, None, None]:
+        mem, spikes = ctx.saved_tensors
+        beta, threshold, slope, reset = ctx.args
+        dx = torch.empty_like(mem)
+        dbeta = mem.new_empty(mem.shape[0] if ctx.needs_input_grad[1] else 0, dtype=torch.float64)
         _threads()
-        _lif_backward(dy.detach().contiguous().numpy(), slopes.numpy(), np.float32(ctx.beta), dx.numpy())
-        return dx, None, None, None
+        _lif_backward(dy.detach().contiguous().numpy(), mem.numpy(), spikes.numpy(), np.float32(beta),
+                      np.float32(threshold), np.float32(slope), reset, dx.numpy(), dbeta.numpy())
+        return dx, dbeta.sum().to(mem.dtype) if ctx.needs_input_grad[1] else None, None, None, None
 
 
-def lif(x: torch.Tensor, beta: float, threshold: float, slope: float) -> torch.Tensor:
-    """Spikes (B, T, C) in {0, 1} of LIF neurons (no reset) driven by x (B, T, C) along time,
-    with the fast-sigmoid surrogate gradient of the given slope."""
-    return _LIF.apply(x, beta, threshold, slope)
+def lif(x: torch.Tensor, beta: float | torch.Tensor, threshold: float, slope: float,
+        reset: int = RESET_NONE) -> torch.Tensor:
+    """Spikes (B, T, C) in {0, 1} of LIF neurons driven by x (B, T, C) along time (lif_step; reset:
+    RESET_NONE, RESET_SUBTRACT or RESET_ZERO), with the fast-sigmoid surrogate gradient of the given
+    slope; beta may be a 0-d tensor that gets a gradient (a learned decay)."""
+    return _LIF.apply(x, beta, threshold, slope, reset)
 
 
 def causal_attention(qkv: torch.Tensor, n_heads: int) -> torch.Tensor:

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 
 from data_loaders.windows import ZSCORE_EPS
-from hfformer.kernels import attention_buffers, causal_attention_head
-from hfformer.model import HFformer
+from hfformer.kernels import attention_buffers, causal_attention_head, lif_step
+from hfformer.model import RESETS, HFformer
 
 _F = np.float32
+SPIKING, RELU, GELU = 0, 1, 2  # the feed-forward activations, as the kernel takes them
+ACTIVATIONS = {"spiking": SPIKING, "relu": RELU, "gelu": GELU}
 
 
 @nb.njit(fastmath=True, cache=True, inline="always")
@@ -62,22 +64,30 @@ def _softplus(x):
 
 
 @nb.njit(fastmath=True, cache=True, inline="always")
-def _activation(f, spiking, beta, threshold, mem):
-    # the feed-forward activation in place on f (T, FF): LIF spikes along time (no reset), or ReLU
-    if spiking:
+def _activation(f, act, layer, mem):
+    # the feed-forward activation in place on f (T, FF); act = (kind, LIF reset, beta per layer,
+    # threshold): LIF spikes along time (kernels.lif_step), ReLU, or GELU (exact: with erf)
+    kind, reset, betas, threshold = act
+    if kind == SPIKING:
+        beta = betas[layer]
         mem[:] = 0.0
         for t in range(f.shape[0]):
             for c in range(f.shape[1]):
-                mem[c] = beta * mem[c] + f[t, c]
+                mem[c] = lif_step(mem[c], f[t, c], beta, threshold, reset)
                 f[t, c] = _F(1.0) if mem[c] > threshold else _F(0.0)
-    else:
+    elif kind == RELU:
         for t in range(f.shape[0]):
             for c in range(f.shape[1]):
                 f[t, c] = max(f[t, c], _F(0.0))
+    else:
+        for t in range(f.shape[0]):
+            for c in range(f.shape[1]):
+                v = f[t, c]
+                f[t, c] = _F(0.5) * v * (_F(1.0) + math.erf(v * _F(0.7071067811865476)))
 
 
 @nb.njit(fastmath=True, cache=True)
-def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores, y, a, f, mem):
+def _postnorm_layer(h, w, layer, n_heads, act, qkv, kt, vt, scores, y, a, f, mem):
     # one post-norm block (the paper's): h = LN1(h + attention(h)); h = LN2(h + feed_forward(h))
     (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
     _linear(h, wqkv[layer], bqkv[layer], qkv)
@@ -85,13 +95,13 @@ def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt,
     _linear(y, wp[layer], bp[layer], a)
     _add_layernorm(h, a, g1[layer], b1[layer])
     _linear(h, wfc[layer], bfc[layer], f)
-    _activation(f, spiking, beta, threshold, mem)
+    _activation(f, act, layer, mem)
     _linear(f, wfp[layer], bfp[layer], a)
     _add_layernorm(h, a, g2[layer], b2[layer])
 
 
 @nb.njit(fastmath=True, cache=True)
-def _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores, y, a, f, mem):
+def _prenorm_layer(h, w, layer, n_heads, act, n, qkv, kt, vt, scores, y, a, f, mem):
     # one pre-norm block (model.norm_first): h += attention(LN1(h)); h += feed_forward(LN2(h)).
     (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
     n[:] = 0.0
@@ -103,13 +113,13 @@ def _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, v
     n[:] = 0.0
     _add_layernorm(n, h, g2[layer], b2[layer])
     _linear(n, wfc[layer], bfc[layer], f)
-    _activation(f, spiking, beta, threshold, mem)
+    _activation(f, act, layer, mem)
     _linear(f, wfp[layer], bfp[layer], a)
     h += a
 
 
 @nb.njit(fastmath=True, cache=True)
-def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, threshold, mid, out):
+def _forward(xs, ends, zscore, eps, w, n_heads, act, norm_first, mid, out):
     """out (B, H, Q) <- HFformer(window b) for each b: window b is rows ends[b]-T+1 .. ends[b] of
     xs (N, F), its features c with zscore[c] z-scored here (float64 mean and population std,
     / (std + eps), as data_loaders.windows.zscore_windows), the others taken as they are."""
@@ -154,11 +164,9 @@ def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, thres
         h += pe
         for layer in range(L):
             if norm_first:
-                _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores,
-                               y, a, f, mem)
+                _prenorm_layer(h, w, layer, n_heads, act, n, qkv, kt, vt, scores, y, a, f, mem)
             else:
-                _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores,
-                                y, a, f, mem)
+                _postnorm_layer(h, w, layer, n_heads, act, qkv, kt, vt, scores, y, a, f, mem)
         _linear(h, wd, bd, dec)
         raw[:] = bw
         for t in range(T):
@@ -205,12 +213,15 @@ class FastHFformer:
             stack(lambda k: k.ln_2.weight), stack(lambda k: k.ln_2.bias),
             arr(model.decode_step.weight.T), arr(model.decode_step.bias),
             arr(dec_weight.T), arr(dec_bias))
+        with torch.no_grad():  # a learned decay as its layer uses it (clamped)
+            betas = [float(k.ff.act.decay()) if c.activation == "spiking" else 0.0 for k in model.blocks]
+        reset = RESETS[c.reset] if c.activation == "spiking" else 0
+        self.act = (ACTIVATIONS[c.activation], reset, np.array(betas, np.float32), _F(c.threshold))
 
     def _run(self, xs: np.ndarray, ends: np.ndarray, zscore: np.ndarray, eps: float) -> np.ndarray:
         c = self.config
         out = np.empty((ends.size, len(c.horizons), len(c.quantiles)), np.float32)
-        _forward(xs, ends, zscore, eps, self.weights, c.n_heads, c.spiking, c.norm_first, _F(c.beta),
-                 _F(c.threshold), self.mid, out)
+        _forward(xs, ends, zscore, eps, self.weights, c.n_heads, self.act, c.norm_first, self.mid, out)
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

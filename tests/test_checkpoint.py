@@ -11,7 +11,7 @@ import torch
 from data_loaders.synth import generate
 from hfformer.baselines import Ridge, ridge_design
 from hfformer.checkpoint import build_model, checkpoint_path, load_trained, ridge_state, save_checkpoint
-from hfformer.config import load_config, save_config
+from hfformer.config import dumps, load_config, save_config
 from hfformer.data import prepare
 from hfformer.evaluate import evaluate
 from hfformer.predict import Forecaster
@@ -74,3 +74,24 @@ def test_a_trained_run_forecasts_alike_through_predict_and_evaluate(synth, tmp_p
     np.testing.assert_array_equal(frame["f_h5_q50"].to_numpy(), torch_fc[:, 2, 1])
     np.testing.assert_allclose(Forecaster(tmp_path, "hfformer", lean=True).forecast(prep, ends), torch_fc,
                                atol=1e-4, rtol=0)
+
+
+def test_a_checkpoint_written_before_the_activation_setting_loads_as_it_was_trained(synth, tmp_path):
+    """Runs written with model.spiking (and no reset, learn_beta) load as the model they trained:
+    LIF neurons without a reset, the same forecasts."""
+    cfg = load_config(overrides=TINY)
+    prep = prepare(synth, cfg.data)
+    old = cfg.to_dict()
+    old["model"] = {k: v for k, v in old["model"].items() if k not in ("activation", "reset", "learn_beta")}
+    old["model"]["spiking"] = True
+    (tmp_path / "config.toml").write_text(dumps(old))
+    torch.manual_seed(0)
+    model = build_model("hfformer", cfg, prep.features.x.shape[1]).eval()
+    ends = prep.ends["test"]
+    with torch.inference_mode():
+        expected = model(prep.dataset("test").get_batch(np.arange(ends.size))[0]).numpy()
+    save_checkpoint({"kind": "hfformer", "config": old, "feature_names": prep.features.names, "scaling": None,
+                     "model": model.state_dict(), "best_state": None}, checkpoint_path(tmp_path, "old"))
+    m = load_trained(tmp_path, "old").cfg.model
+    assert (m.activation, m.reset, m.learn_beta) == ("spiking", "none", False)
+    np.testing.assert_array_equal(Forecaster(tmp_path, "old").forecast(prep, ends), expected)

@@ -62,3 +62,29 @@ def test_default_toml_is_the_one_declaration_of_the_settings():
     first, second = Config(), Config()
     first.data.horizons.append(99)  # list defaults are copies, never shared between configs
     assert second.data.horizons == table["data"]["horizons"]
+
+
+@pytest.mark.parametrize("old,activation", [("true", "spiking"), ("false", "relu")])
+def test_the_old_spiking_key_reads_as_the_activation(tmp_path, old, activation):
+    """Run configs and checkpoints written with model.spiking load as today's model.activation."""
+    assert load_config(None, [f"model.spiking={old}"]).model.activation == activation
+    assert load_config(None, [f"spiking={old}"]).model.activation == activation
+    path = tmp_path / "old.toml"
+    path.write_text(f"[model]\nspiking = {old}\nbeta = 0.8\n")
+    cfg = load_config(path)
+    assert (cfg.model.activation, cfg.model.beta, cfg.model.reset) == (activation, 0.8, "none")
+    assert "spiking" not in cfg.to_dict()["model"]
+
+
+@pytest.mark.parametrize("toml,message", [
+    ("[model]\nspiking = 1\n", "model.spiking must be one of [True, False], got 1"),
+    ("[model]\nspiking = false\nactivation = 'spiking'\n", "contradicts model.activation = 'spiking'"),
+    ("[model]\nactivation = 'tanh'\n", "model.activation must be one of spiking, relu, gelu, got 'tanh'"),
+    ("[model]\nreset = 'soft'\n", "model.reset must be one of none, subtract, zero, got 'soft'"),
+    ("[model]\nlearn_beta = 1\n", "model.learn_beta must be bool"),
+])
+def test_bad_activation_settings_are_named(tmp_path, toml, message):
+    path = tmp_path / "run.toml"
+    path.write_text(toml)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path)

@@ -38,8 +38,8 @@ def synth(tmp_path_factory) -> Path:
 
 
 def test_overrides_and_errors():
-    cfg = load_config(overrides=["lr=3e-4", "data.horizons=[1, 5]", "device=cpu", "model.spiking=false"])
-    assert (cfg.train.lr, cfg.data.horizons, cfg.train.device, cfg.model.spiking) == (3e-4, [1, 5], "cpu", False)
+    cfg = load_config(overrides=["lr=3e-4", "data.horizons=[1, 5]", "device=cpu", "model.activation=gelu"])
+    assert (cfg.train.lr, cfg.data.horizons, cfg.train.device, cfg.model.activation) == (3e-4, [1, 5], "cpu", "gelu")
     assert parse_override("train.max_epochs=3") == {"train": {"max_epochs": 3}}
     with pytest.raises(ValueError, match="unknown key"):
         load_config(overrides=["model.depth=3"])
