@@ -112,7 +112,9 @@ class LIF(nn.Module):
         if reset not in RESETS:
             raise ValueError(f"LIF reset must be one of {', '.join(RESETS)}, got {reset!r}")
         t = torch.arange(window)
-        self.register_buffer("lag", (t[:, None] - t[None, :]).float(), persistent=False)  # (T, T): t - s
+        lag = (t[:, None] - t[None, :]).float().clamp(min=0)  # (T, T): t - s, where s <= t
+        self.register_buffer("lag", lag, persistent=False)
+        self.register_buffer("filter", (beta ** lag).tril(), persistent=False)  # (T, T) beta^(t-s), s <= t
         self.beta = nn.Parameter(torch.tensor(float(beta))) if learn_beta else beta
         self.threshold, self.reset, self.slope = threshold, reset, 25.0
         self.spike_grad = surrogate.fast_sigmoid(slope=self.slope)
@@ -123,8 +125,8 @@ class LIF(nn.Module):
 
     def membrane(self, x: torch.Tensor, beta: torch.Tensor | float) -> torch.Tensor:
         # x: (B, T, C) -> mem (B, T, C)
-        if self.reset == "none":  # (T, T) lower triangular beta^(t-s), @ (B, T, C)
-            return (beta ** self.lag.clamp(min=0)).tril() @ x
+        if self.reset == "none":  # (T, T) lower triangular beta^(t-s) @ (B, T, C); a learned beta's, made here
+            return ((beta ** self.lag).tril() if isinstance(self.beta, nn.Parameter) else self.filter) @ x
         mem, steps = torch.zeros_like(x[:, 0]), []  # (B, C)
         for t in range(x.shape[1]):
             fired = (mem > self.threshold).to(x.dtype)  # r[t]
