@@ -2,7 +2,7 @@
 
 Paths: eager PyTorch (the plain forward, the reference point: SDPA attention and matmul LIF, with
 hfformer/kernels.py switched off), ONNX Runtime (single thread), the
-lean numba kernel (export.FastHFformer) on z-scored windows, and the same kernel z-scoring windows
+lean numba kernel (lean.FastHFformer) on z-scored windows, and the same kernel z-scoring windows
 of a feature matrix itself (forecast_ends: what `hfformer predict` runs). Default model size,
 random weights (speed does not depend on training). Run one core:
 
@@ -29,7 +29,8 @@ import pytest
 import torch
 
 from hfformer import kernels
-from hfformer.export import FastHFformer, export_onnx, onnx_session
+from hfformer.export import export_onnx, onnx_session
+from hfformer.lean import FastHFformer
 from hfformer.model import HFformer, HFformerConfig
 
 torch.set_num_threads(1)

@@ -23,10 +23,10 @@ import torch
 
 from data_loaders.synth import generate
 from hfformer import kernels
+from hfformer.checkpoint import build_model
 from hfformer.config import load_config
 from hfformer.data import prepare
 from hfformer.losses import pinball_loss
-from hfformer.train import build_model
 
 QS = [0.1, 0.5, 0.9]
 
@@ -34,7 +34,7 @@ QS = [0.1, 0.5, 0.9]
 def step_runner(kind: str, spiking: bool, data: Path, batch: int = 256, compiled: bool = False,
                 device: str = "cpu"):
     """A closure doing one training step on the next batch of real (synthetic) windows."""
-    cfg = load_config(overrides=[f"model.spiking={str(spiking).lower()}"])
+    cfg = load_config(overrides=[f"model.activation={'spiking' if spiking else 'relu'}"])
     prep = prepare(data, cfg.data)
     ds = prep.dataset("train")
     torch.manual_seed(0)

@@ -25,7 +25,8 @@ import torch
 
 from data_loaders.features import FeatureConfig, build_features, make_targets
 from data_loaders.schema import book_schema
-from data_loaders.windows import WindowDataset, make_loader, time_split, valid_window_ends
+from data_loaders.windows import time_split, valid_window_ends
+from hfformer.loader import WindowDataset, make_loader
 
 LEVELS = 10
 GROUP = 262_144

@@ -3,6 +3,7 @@
 A window is rows end-window+1 .. end of x, z-scored per feature within the window as the HFformer
 paper does; its label is the target row y[end]. Windows are slices (views) of x: only the batch
 being served is ever copied, so 10 million snapshots cost x itself and nothing per window.
+numpy only: the models' side makes tensors of the batches (hfformer/loader.py).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 ZSCORE_EPS = 0.01
 
@@ -33,13 +32,12 @@ def zscore_windows(w: np.ndarray, eps: float = ZSCORE_EPS, mask: np.ndarray | No
     return z.astype(np.float32)
 
 
-class WindowDataset(Dataset):
-    """Item i: (z-scored window (T, F) float32 tensor, y[ends[i]] (H,) float32 tensor), T = window.
+class Windows:
+    """Item i: (z-scored window (T, F) float32, y[ends[i]] (H,) float32), T = window.
 
     x: (N, F) float32 features (zscore: bool (F,), the features the window z-score applies to;
     None: all); y: (N, H) float32 targets; ends: the last row of each window
-    (e.g. from valid_window_ends / time_split). Indexing with a sequence of indices returns a
-    batch ((B, T, F), (B, H)), which is what make_loader's DataLoader relies on.
+    (e.g. from valid_window_ends / time_split).
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int = 100,
@@ -68,67 +66,15 @@ class WindowDataset(Dataset):
         end = int(self.ends[i])
         return self.x[end - self.window + 1 : end + 1]
 
-    def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        if np.ndim(i) != 0:
-            return self.get_batch(i)
-        y = self.y[self.ends[i]].copy()  # (H,), copied like get_batch's rows: never aliases y
-        return torch.from_numpy(zscore_windows(self.window_view(i), mask=self.zscore)), torch.from_numpy(y)
+    def item(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item i: its z-scored window (T, F) and a copy of its target row (H,), never aliasing y."""
+        return zscore_windows(self.window_view(i), mask=self.zscore), self.y[self.ends[i]].copy()
 
-    def get_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised batch: xb (B, T, F) float32 z-scored, yb (B, H) float32."""
         ends = self.ends[np.asarray(indices, dtype=np.int64)]  # (B,)
         rows = ends[:, None] + self._offsets  # (B, T)
-        return torch.from_numpy(zscore_windows(self.x[rows], mask=self.zscore)), torch.from_numpy(self.y[ends])
-
-
-class BatchIndices(Sampler):
-    """Batches of dataset indices as int64 arrays, reshuffled each epoch (seed, epoch) when shuffle.
-
-    Numpy index arrays instead of torch's RandomSampler, which lists every index as a Python int
-    (hundreds of MB for millions of windows).
-    """
-
-    def __init__(
-        self, n: int, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
-    ):
-        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = (
-            n,
-            batch_size,
-            shuffle,
-            seed,
-            drop_last,
-        )
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
-
-    def __iter__(self):
-        order = (
-            np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
-            if self.shuffle
-            else np.arange(self.n)
-        )
-        self.epoch += 1
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            yield order[start : start + self.batch_size]
-
-
-def make_loader(
-    ds: WindowDataset,
-    batch_size: int = 256,
-    shuffle: bool = True,
-    seed: int = 0,
-    drop_last: bool = False,
-    num_workers: int = 0,
-) -> DataLoader:
-    """A DataLoader that serves whole batches through ds.get_batch (no per-item collate)."""
-    return DataLoader(
-        ds,
-        batch_size=None,
-        sampler=BatchIndices(len(ds), batch_size, shuffle, seed, drop_last),
-        num_workers=num_workers,
-    )
+        return zscore_windows(self.x[rows], mask=self.zscore), self.y[ends]
 
 
 def valid_window_ends(valid: np.ndarray, window: int, max_h: int) -> np.ndarray:

@@ -10,17 +10,18 @@ import torch
 from torch import nn
 
 from data_loaders.features import Features
+from hfformer.config import LSTMConfig
 from hfformer.model import QuantileHead
 
 
-@dataclass
-class LSTMForecasterConfig:
-    n_features: int = 42
-    horizons: list[int] | None = None
-    quantiles: list[float] | None = None
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.2
+@dataclass(kw_only=True)
+class LSTMForecasterConfig(LSTMConfig):
+    """The [lstm] settings (declared with their defaults in hfformer/default.toml) and the shapes
+    the data and run fix."""
+
+    n_features: int
+    horizons: list[int]
+    quantiles: list[float]
 
 
 class LSTMForecaster(nn.Module):

@@ -37,12 +37,12 @@ def train(
     as_json: JSON = False,
 ) -> None:
     """Train one model into RUN/<name>/ (checkpoint.pt, metrics.csv); RUN/config.toml is the resolved config."""
+    from hfformer.checkpoint import checkpoint_path, load_checkpoint
     from hfformer.config import load_config
-    from hfformer.train import load_checkpoint
     from hfformer.train import train as run_train
 
     try:
-        base = load_checkpoint(out / (name or model) / "checkpoint.pt")["config"] if resume else None
+        base = load_checkpoint(checkpoint_path(out, name or model))["config"] if resume else None
     except ERRORS as error:
         fail(f"hfformer train --resume: {error}")
     try:

@@ -1,14 +1,19 @@
 """Run configuration: defaults (default.toml) < a user TOML file < `--set section.key=value`.
 
+hfformer/default.toml is the one declaration of every setting: its name, default, type (the TOML
+type of the default; a float is written with a decimal point) and meaning (its comment). The
+section dataclasses below are built from it, so a new section or key is a line in that file (plus
+its range or choices in RANGES / CHOICES here, where it has one).
 The resolved config is written to RUN/config.toml so every later command (evaluate, predict,
 export, backtest) rebuilds exactly the same features, windows and split.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields, make_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,125 +25,41 @@ DEFAULT_TOML = Path(__file__).with_name("default.toml")
 PAPER_HORIZONS = (1, 3, 5, 10, 20, 30)  # the horizons the paper reports results for
 
 
-@dataclass
-class DataConfig:
-    levels: int = 10
-    price: str = "wmid"
-    include_ofi: bool = False
-    include_microprice: bool = False
-    include_imbalance: bool = False
-    return_bp: bool = False  # True: bp, which the window z-score's +0.01 no longer flattens (tuned.toml)
-    size_norm: str = "window"  # "window": z-score every feature per window (paper); "train": see below
-    horizons: list[int] = field(default_factory=lambda: list(range(1, 31)))
-    window: int = 100
-    fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
-    gap: int = 130  # rows dropped before each split cut: window + max horizon keeps parts disjoint
-    test_start: str = ""  # ISO UTC time: walk-forward test from here (learn only from rows before)
-    test_end: str = ""  # ISO UTC time: end of the walk-forward test period ("" = end of data)
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; text that is not UTF-8 or not TOML is a ValueError naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a TOML file: {exc}") from None
 
 
-@dataclass
-class ModelConfig:
-    """HFformer hyper-parameters (see model.HFformerConfig); quantiles are shared by all models."""
-
-    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
-    d_model: int = 36
-    n_heads: int = 6
-    n_layers: int = 2
-    d_ff: int = 64
-    dropout: float = 0.3
-    attn_dropout: float = 0.0
-    d_dec: int = 1
-    dec_rank: int = 0
-    spiking: bool = True
-    beta: float = 0.9
-    threshold: float = 1.0
-    pos_encoding: bool = False
-    norm_first: bool = False
+def _type_name(value: Any) -> str:
+    """A default's setting type as config fields name it: int, float, bool, str or list[item]."""
+    if isinstance(value, list):
+        return f"list[{_type_name(value[0])}]"  # a list default names its item type by example
+    return type(value).__name__
 
 
-@dataclass
-class LSTMConfig:
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.2
+def _section(name: str, table: dict[str, Any]) -> type:
+    """The dataclass of one default.toml section: its keys, in file order, with their defaults."""
+    def default(value: Any) -> Any:
+        return field(default_factory=lambda: copy.deepcopy(value)) if isinstance(value, list) else value
+
+    cls = make_dataclass(f"{name.capitalize()}Config",
+                         [(key, _type_name(value), default(value)) for key, value in table.items()])
+    cls.__doc__ = f"The [{name}] settings; each is declared, with its default and meaning, in {DEFAULT_TOML.name}."
+    return cls
 
 
-@dataclass
-class RidgeConfig:
-    lags: int = 10
-    alpha: float = 1.0
+def _to_dict(self) -> dict[str, dict[str, Any]]:
+    """{section: {key: value}}, the shape of the TOML files and of a checkpoint's config."""
+    return asdict(self)
 
 
-@dataclass
-class LinearConfig:
-    """Ridge on the tabular features (hfformer/tabular.py); the penalty of each horizon is the grid's
-    best on the validation split."""
-
-    lags: int = 10  # last log returns (and the longer trade-flow span), < data.window
-    trade_flow: bool = True  # signed trade flow columns when the book comes with its trades
-    alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6])
-
-
-@dataclass
-class LightGBMConfig:
-    """LightGBM on the same features, one booster per horizon: each (num_leaves, min_data_in_leaf)
-    pair of the grid trains with early stopping on validation; the best on validation is kept."""
-
-    lags: int = 10
-    trade_flow: bool = True
-    num_leaves: list[int] = field(default_factory=lambda: [3, 7, 31])
-    min_data_in_leaf: list[int] = field(default_factory=lambda: [100, 1000])
-    learning_rate: float = 0.05
-    max_rounds: int = 1000
-    early_stopping: int = 50  # rounds without a better validation loss
-    feature_fraction: float = 0.9
-    num_threads: int = 1  # 0: OpenMP's default (every core); its threads spin, so other busy processes slow it
-    # several-fold (2 threads ran 7x slower than 1 on a loaded 2-core machine); the seed is train.seed
-
-
-@dataclass
-class TrainConfig:
-    loss: str = "pinball"  # "pinball" (quantiles) or "mse" (median only, as the reference code)
-    per_horizon: bool = False  # one model per horizon, as the paper did
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    lr_decay: float = 0.9995  # per optimiser step after warm-up
-    grad_clip: float = 1.0
-    max_epochs: int = 20
-    max_steps: int = 0  # 0: no limit
-    max_train_windows: int = 0  # 0: all; else an evenly spaced subset per epoch (quick runs)
-    max_val_windows: int = 20_000  # evenly spaced subset of the validation windows; 0: all
-    val_every_steps: int = 0  # validate (and checkpoint) every N optimiser steps; 0: once per epoch
-    patience: int = 3  # validations without improvement before stopping
-    ema_decay: float = 0.0  # > 0: validate, keep and save an exponential moving average of the
-    # weights (per optimiser step, torch.optim.swa_utils); 0: the weights themselves
-    seed: int = 0
-    deterministic: bool = False  # PyTorch deterministic algorithms (CPU runs repeat exactly either way)
-    threads: int = 0  # torch intra-op threads; 0: torch default
-    device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
-    compile: bool = False  # torch.compile the training forward (fuses dropout/LayerNorm; slow start)
-    progress: bool = True
-
-
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "lstm": LSTMConfig, "ridge": RidgeConfig,
-            "linear": LinearConfig, "lightgbm": LightGBMConfig, "train": TrainConfig}
-
-
-@dataclass
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lstm: LSTMConfig = field(default_factory=LSTMConfig)
-    ridge: RidgeConfig = field(default_factory=RidgeConfig)
-    linear: LinearConfig = field(default_factory=LinearConfig)
-    lightgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return asdict(self)
+SECTIONS: dict[str, type] = {name: _section(name, table) for name, table in read_toml(DEFAULT_TOML).items()}
+Config = make_dataclass("Config", [(name, cls, field(default_factory=cls)) for name, cls in SECTIONS.items()],
+                        namespace={"to_dict": _to_dict})
+DataConfig, ModelConfig, LSTMConfig = SECTIONS["data"], SECTIONS["model"], SECTIONS["lstm"]
 
 
 SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
@@ -166,6 +87,32 @@ def _coerce(section: str, key: str, value: Any, kind: type, origin: str) -> Any:
     return values if is_list else values[0]
 
 
+# Keys that runs written earlier hold (RUN/config.toml, checkpoints, users' files), read as today's:
+# "section.old_key" -> ("new_key", {old value: new value}).
+RENAMED: dict[str, tuple[str, dict[Any, Any]]] = {
+    "model.spiking": ("activation", {True: "spiking", False: "relu"}),
+}
+
+
+def _renamed(section: str, values: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A section's table with renamed keys as today's; an old value outside the mapping, or an old
+    and a new key that disagree, is a ValueError naming the setting."""
+    out = dict(values)
+    for old, value in values.items():
+        if f"{section}.{old}" not in RENAMED:
+            continue
+        new, mapping = RENAMED[f"{section}.{old}"]
+        allowed = [v for v in mapping if type(v) is type(value) and v == value]  # true is not 1
+        if not allowed:
+            raise ValueError(f"{origin}: {section}.{old} must be one of {list(mapping)}, got {value!r}")
+        if new in values and values[new] != mapping[allowed[0]]:
+            raise ValueError(f"{origin}: {section}.{old} = {value!r} contradicts {section}.{new} = "
+                             f"{values[new]!r}; give only {section}.{new}")
+        del out[old]
+        out[new] = mapping[allowed[0]]
+    return out
+
+
 def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
     """Apply a TOML-like {section: {key: value}} table; unknown sections or keys are errors."""
     for section, values in table.items():
@@ -173,7 +120,7 @@ def merge(cfg: Config, table: dict[str, Any], origin: str) -> Config:
             raise ValueError(f"{origin}: unknown config section {section!r}; expected {sorted(SECTIONS)}")
         target = getattr(cfg, section)
         known = {f.name for f in fields(SECTIONS[section])}
-        for key, value in values.items():
+        for key, value in _renamed(section, values, origin).items():
             if key not in known:
                 raise ValueError(f"{origin}: unknown key {section}.{key}; known: {sorted(known)}")
             setattr(target, key, _coerce(section, key, value, SECTIONS[section], origin))
@@ -188,7 +135,8 @@ def parse_override(text: str) -> dict[str, Any]:
     if "." in key:
         section, key = key.split(".", 1)
     else:
-        owners = [s for s, kind in SECTIONS.items() if key in {f.name for f in fields(kind)}]
+        owners = [s for s, kind in SECTIONS.items()
+                  if key in {f.name for f in fields(kind)} or f"{s}.{key}" in RENAMED]
         if len(owners) != 1:
             raise ValueError(f"--set {key}: give section.key (matches sections {owners or 'none'})")
         section = owners[0]
@@ -202,7 +150,7 @@ def parse_override(text: str) -> dict[str, Any]:
 def load_config(path: Path | None = None, overrides: list[str] = (),
                 base: dict[str, dict[str, Any]] | None = None) -> Config:
     """Defaults < `base` (e.g. a checkpoint's config, to resume) < the TOML file < overrides."""
-    cfg = merge(Config(), read_toml(DEFAULT_TOML), str(DEFAULT_TOML))
+    cfg = Config()
     if base is not None:
         cfg = merge(cfg, base, "checkpoint config")
     if path is not None:
@@ -211,14 +159,6 @@ def load_config(path: Path | None = None, overrides: list[str] = (),
         cfg = merge(cfg, parse_override(text), f"--set {text}")
     validate(cfg, " and ".join([str(path)] * (path is not None) + [f"--set {t}" for t in overrides]))
     return cfg
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file's table; text that is not UTF-8 or not TOML is a ValueError naming the file."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: not a TOML file: {exc}") from None
 
 
 def utc_ns(text: str) -> int:
@@ -290,6 +230,17 @@ RANGES: tuple[tuple[str, Any, str], ...] = (
 )
 
 
+# The settings that take one of a few strings.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.price": PRICES,
+    "data.size_norm": SIZE_NORMS,
+    "model.activation": ("spiking", "relu", "gelu"),
+    "model.reset": ("none", "subtract", "zero"),
+    "train.loss": ("pinball", "mse"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
 def validate(cfg: Config, origin: str = "") -> None:
     """Every setting's range and choices; all problems named in one error, after `origin` (where the
     settings came from: a file, --set options) when given."""
@@ -299,9 +250,7 @@ def validate(cfg: Config, origin: str = "") -> None:
 
     problems = [f"{name} must be {rule}, got {value!r}" for name, holds, rule in RANGES
                 if not holds(value := setting(name))]
-    choices = {"train.loss": ("pinball", "mse"), "train.device": ("auto", "cpu", "cuda"),
-               "data.size_norm": SIZE_NORMS, "data.price": PRICES}
-    for name, allowed in choices.items():
+    for name, allowed in CHOICES.items():
         if (value := setting(name)) not in allowed:
             problems.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     if not cfg.data.horizons or min(cfg.data.horizons) < 1:

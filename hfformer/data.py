@@ -22,8 +22,9 @@ from data_loaders.features import (
     make_targets,
     target_scale,
 )
-from data_loaders.windows import Split, WindowDataset, time_split, valid_window_ends
+from data_loaders.windows import Split, time_split, valid_window_ends
 from hfformer.config import DataConfig, utc_ns
+from hfformer.loader import WindowDataset
 
 BOOK_COLUMNS = ["bid_px_1", "ask_px_1", "bid_qty_1", "ask_qty_1"]
 GRID_SHARE = 0.99  # share of steps that must equal the grid step; the rest are gaps, counted

@@ -1,4 +1,4 @@
-"""`hfformer export RUN --format onnx --out model.onnx`, and the fast CPU inference paths.
+"""`hfformer export RUN --format onnx --out model.onnx`.
 
 The graph takes normalised windows x (B, T, F) float32 (z-scored per window; `preprocessing` says
 how for a run) and returns forecasts (B, H, Q) float32; the batch axis is dynamic. The check runs
@@ -8,19 +8,14 @@ of the PyTorch forward.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
 
-import numba as nb
 import numpy as np
 import torch
 
-from data_loaders.windows import ZSCORE_EPS
-from hfformer.kernels import exp_nonpositive
-from hfformer.model import HFformer
-from hfformer.predict import Forecaster
+from hfformer.checkpoint import TORCH_MODELS, Trained, load_trained
 
 OPSET = 17
 
@@ -56,7 +51,7 @@ def check_onnx(model: torch.nn.Module, path: Path, n_features: int, window: int,
     return float(np.abs(got - expected).max())
 
 
-def preprocessing(f: Forecaster) -> str:
+def preprocessing(f: Trained) -> str:
     """How the graph's input windows are made from the run's features (Prepared.dataset)."""
     if f.scaling is None:
         return "every feature z-scored per window: (x - mean) / (std + 0.01)"
@@ -70,10 +65,10 @@ def export(run_dir: Path, out: Path, model: str = "hfformer", fmt: str = "onnx",
     if fmt != "onnx":
         raise ValueError(f"unsupported format {fmt!r}: only onnx")
     started = time.perf_counter()
-    f = Forecaster(Path(run_dir), model)
-    if f.kind not in ("hfformer", "lstm"):
-        raise ValueError(f"{model} is a {f.kind} model: only torch models (hfformer, lstm) export")
-    n_features, window = len(f.ckpt["feature_names"]), f.cfg.data.window
+    f = load_trained(Path(run_dir), model)
+    if f.kind not in TORCH_MODELS:
+        raise ValueError(f"{model} is a {f.kind} model: only torch models ({', '.join(TORCH_MODELS)}) export")
+    n_features, window = len(f.feature_names), f.cfg.data.window
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -87,292 +82,3 @@ def export(run_dir: Path, out: Path, model: str = "hfformer", fmt: str = "onnx",
             "inputs": f"x (batch, {window}, {n_features})", "preprocessing": preprocessing(f),
             "outputs": f"forecast (batch, {len(f.cfg.data.horizons)}, {len(f.quantiles)})",
             "max_abs_diff": err, "seconds": round(time.perf_counter() - started, 3)}
-
-
-# ---------------------------------------------------------------------------------------------
-# The lean CPU path: the whole HFformer eval forward of one window in one numba kernel, float32,
-# every buffer allocated once per call, weights pre-transposed (and 1/sqrt(head size) folded into
-# the query weights). Where it beats PyTorch for this shape: only the causal triangle s <= t of
-# the attention is computed, its exp is a vectorisable polynomial run over the whole triangle in
-# one loop, the LIF neuron is a scan along time instead of a (T, T) matmul, and there is no
-# per-op dispatch.
-# Windows are z-scored in the kernel when given as rows of the feature matrix (forecast_ends).
-
-_F = np.float32
-
-
-@nb.njit(fastmath=True, cache=True, inline="always")
-def _linear(x, w, b, out):
-    # out (T, N) = x (T, K) @ w (K, N) + b (N,): BLAS sgemm into the preallocated out
-    np.dot(x, w, out)
-    out += b
-
-
-@nb.njit(fastmath=True, cache=True, inline="always")
-def _add_layernorm(h, a, g, b):
-    # h <- LayerNorm(h + a) row by row (eps 1e-5, as torch.nn.LayerNorm)
-    C = h.shape[1]
-    for t in range(h.shape[0]):
-        mean = _F(0.0)
-        for c in range(C):
-            h[t, c] += a[t, c]
-            mean += h[t, c]
-        mean /= C
-        var = _F(0.0)
-        for c in range(C):
-            var += (h[t, c] - mean) ** 2
-        inv = _F(1.0) / np.sqrt(var / C + _F(1e-5))
-        for c in range(C):
-            h[t, c] = (h[t, c] - mean) * inv * g[c] + b[c]
-
-
-@nb.njit(fastmath=True, error_model="numpy", cache=True)
-def _causal_attention(qkv, n_heads, kt, vt, scores, y):
-    # y (T, C) = causal softmax(q k^T) v per head (q already scaled). kt, vt (hsp, Tp): one head's
-    # keys and values along time, zero-padded to hsp (head size rounded up to 6: six dims per
-    # score pass, three per weights @ values pass) and Tp (T rounded up to 16). Row t scores keys
-    # s < n(t) = t+1 rounded up to 16 (the causal triangle, in whole vectors); the rows lie packed in
-    # `scores`, so the exp, the costly part, runs as one long vectorised loop over the whole triangle
-    # instead of 100 short ones (short loops here are latency bound). Scores of s > t are zeroed after
-    # the exp.
-    T, C = y.shape
-    hs, hsp, Tp = C // n_heads, kt.shape[0], kt.shape[1]
-    for hh in range(n_heads):
-        o = hh * hs
-        for d in range(hs):
-            for s in range(T):
-                kt[d, s] = qkv[s, C + o + d]
-                vt[d, s] = qkv[s, 2 * C + o + d]
-        start = 0
-        for t in range(T):  # scores minus the row's causal maximum
-            n = min((t + 16) // 16 * 16, Tp)
-            row = scores[start : start + n]
-            for d in range(0, hsp, 6):
-                q0 = qkv[t, o + d]
-                q1 = qkv[t, o + d + 1] if d + 1 < hs else _F(0.0)
-                q2 = qkv[t, o + d + 2] if d + 2 < hs else _F(0.0)
-                q3 = qkv[t, o + d + 3] if d + 3 < hs else _F(0.0)
-                q4 = qkv[t, o + d + 4] if d + 4 < hs else _F(0.0)
-                q5 = qkv[t, o + d + 5] if d + 5 < hs else _F(0.0)
-                k0, k1, k2, k3, k4, k5 = kt[d], kt[d + 1], kt[d + 2], kt[d + 3], kt[d + 4], kt[d + 5]
-                if d == 0:
-                    for s in range(n):
-                        row[s] = (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
-                                  + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
-                else:
-                    for s in range(n):
-                        row[s] += (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
-                                   + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
-            m = row[0]
-            for s in range(t + 1):
-                m = max(m, row[s])
-            for s in range(n):
-                row[s] -= m
-            start += n
-        for i in range(start):
-            scores[i] = exp_nonpositive(scores[i])
-        start = 0
-        for t in range(T):  # weights @ values
-            n = min((t + 16) // 16 * 16, Tp)
-            row = scores[start : start + n]
-            for s in range(t + 1, n):
-                row[s] = _F(0.0)
-            total = _F(0.0)
-            for s in range(n):
-                total += row[s]
-            inv = _F(1.0) / total
-            for d in range(0, hsp, 3):
-                v0, v1, v2 = vt[d], vt[d + 1], vt[d + 2]
-                a0 = a1 = a2 = _F(0.0)
-                for s in range(n):
-                    a0 += row[s] * v0[s]
-                    a1 += row[s] * v1[s]
-                    a2 += row[s] * v2[s]
-                y[t, o + d] = a0 * inv
-                if d + 1 < hs:
-                    y[t, o + d + 1] = a1 * inv
-                if d + 2 < hs:
-                    y[t, o + d + 2] = a2 * inv
-            start += n
-
-
-@nb.njit(fastmath=True, cache=True, inline="always")
-def _softplus(x):
-    return x if x > 20.0 else np.log1p(np.exp(x))  # torch's threshold: no overflow
-
-
-@nb.njit(fastmath=True, cache=True, inline="always")
-def _activation(f, spiking, beta, threshold, mem):
-    # the feed-forward activation in place on f (T, FF): LIF spikes along time (no reset), or ReLU
-    if spiking:
-        mem[:] = 0.0
-        for t in range(f.shape[0]):
-            for c in range(f.shape[1]):
-                mem[c] = beta * mem[c] + f[t, c]
-                f[t, c] = _F(1.0) if mem[c] > threshold else _F(0.0)
-    else:
-        for t in range(f.shape[0]):
-            for c in range(f.shape[1]):
-                f[t, c] = max(f[t, c], _F(0.0))
-
-
-@nb.njit(fastmath=True, cache=True)
-def _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores, y, a, f, mem):
-    # one post-norm block (the paper's): h = LN1(h + attention(h)); h = LN2(h + feed_forward(h))
-    (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
-    _linear(h, wqkv[layer], bqkv[layer], qkv)
-    _causal_attention(qkv, n_heads, kt, vt, scores, y)
-    _linear(y, wp[layer], bp[layer], a)
-    _add_layernorm(h, a, g1[layer], b1[layer])
-    _linear(h, wfc[layer], bfc[layer], f)
-    _activation(f, spiking, beta, threshold, mem)
-    _linear(f, wfp[layer], bfp[layer], a)
-    _add_layernorm(h, a, g2[layer], b2[layer])
-
-
-@nb.njit(fastmath=True, cache=True)
-def _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores, y, a, f, mem):
-    # one pre-norm block (model.norm_first): h += attention(LN1(h)); h += feed_forward(LN2(h)).
-    (_we, _be, _pe, wqkv, bqkv, wp, bp, g1, b1, wfc, bfc, wfp, bfp, g2, b2, _wd, _bd, _ww, _bw) = w
-    n[:] = 0.0
-    _add_layernorm(n, h, g1[layer], b1[layer])  # n = LN(0 + h)
-    _linear(n, wqkv[layer], bqkv[layer], qkv)
-    _causal_attention(qkv, n_heads, kt, vt, scores, y)
-    _linear(y, wp[layer], bp[layer], a)
-    h += a
-    n[:] = 0.0
-    _add_layernorm(n, h, g2[layer], b2[layer])
-    _linear(n, wfc[layer], bfc[layer], f)
-    _activation(f, spiking, beta, threshold, mem)
-    _linear(f, wfp[layer], bfp[layer], a)
-    h += a
-
-
-@nb.njit(fastmath=True, cache=True)
-def _forward(xs, ends, zscore, eps, w, n_heads, spiking, norm_first, beta, threshold, mid, out):
-    """out (B, H, Q) <- HFformer(window b) for each b: window b is rows ends[b]-T+1 .. ends[b] of
-    xs (N, F), its features c with zscore[c] z-scored here (float64 mean and population std,
-    / (std + eps), as data_loaders.windows.zscore_windows), the others taken as they are."""
-    (we, be, pe, wqkv, _bqkv, _wp, _bp, _g1, _b1, wfc, _bfc, _wfp, _bfp, _g2, _b2, wd, bd, ww, bw) = w
-    T, C, L, FF, F = pe.shape[0], pe.shape[1], wqkv.shape[0], wfc.shape[2], we.shape[0]
-    H, Q = out.shape[1], out.shape[2]
-    x = np.empty((T, F), np.float32)
-    h = np.empty((T, C), np.float32)
-    a = np.empty((T, C), np.float32)
-    y = np.empty((T, C), np.float32)
-    qkv = np.empty((T, 3 * C), np.float32)
-    f = np.empty((T, FF), np.float32)
-    hsp, Tp = (C // n_heads + 5) // 6 * 6, (T + 15) // 16 * 16  # see _causal_attention
-    kt = np.zeros((hsp, Tp), np.float32)
-    vt = np.zeros((hsp, Tp), np.float32)
-    scores = np.empty(T * Tp, np.float32)
-    dec = np.empty((T, wd.shape[1]), np.float32)
-    raw = np.empty(H * Q, np.float32)
-    mean = np.empty(F, np.float64)
-    var = np.empty(F, np.float64)
-    mem = np.empty(FF, np.float32)
-    n = np.empty((T, C), np.float32)  # pre-norm: LayerNorm(h), the sublayer's input
-    any_zscore = zscore.any()
-    for b in range(out.shape[0]):
-        first = ends[b] - T + 1
-        if not any_zscore:
-            x[:] = xs[first : first + T]
-        else:
-            mean[:] = 0.0
-            var[:] = 0.0
-            for t in range(T):
-                for c in range(F):
-                    mean[c] += xs[first + t, c]
-            for c in range(F):
-                mean[c] /= T
-            for t in range(T):
-                for c in range(F):
-                    var[c] += (xs[first + t, c] - mean[c]) ** 2
-            for c in range(F):
-                var[c] = 1.0 / (np.sqrt(var[c] / T) + eps)
-            for t in range(T):
-                for c in range(F):
-                    x[t, c] = (xs[first + t, c] - mean[c]) * var[c] if zscore[c] else xs[first + t, c]
-        _linear(x, we, be, h)
-        h += pe
-        for layer in range(L):
-            if norm_first:
-                _prenorm_layer(h, w, layer, n_heads, spiking, beta, threshold, n, qkv, kt, vt, scores,
-                               y, a, f, mem)
-            else:
-                _postnorm_layer(h, w, layer, n_heads, spiking, beta, threshold, qkv, kt, vt, scores,
-                                y, a, f, mem)
-        _linear(h, wd, bd, dec)
-        raw[:] = bw
-        for t in range(T):
-            for k in range(dec.shape[1]):
-                v = dec[t, k]
-                for j in range(H * Q):
-                    raw[j] += v * ww[t * dec.shape[1] + k, j]
-        for hz in range(H):  # model.QuantileHead: median +/- cumulative softplus offsets
-            o = hz * Q
-            out[b, hz, mid] = raw[o + mid]
-            for k in range(mid + 1, Q):
-                out[b, hz, k] = out[b, hz, k - 1] + _softplus(raw[o + k])
-            for k in range(mid - 1, -1, -1):
-                out[b, hz, k] = out[b, hz, k + 1] - _softplus(raw[o + k])
-
-
-class FastHFformer:
-    """A trained HFformer (eval mode) without PyTorch, one numba kernel: windows -> (B, H, Q)."""
-
-    def __init__(self, model: HFformer):
-        if not isinstance(model, HFformer):
-            raise TypeError(f"the lean path runs one HFformer, not {type(model).__name__}")
-        self.config = c = model.config
-        self.mid = model.head.mid
-        C, hs = c.d_model, c.d_model // c.n_heads
-
-        def arr(t: torch.Tensor) -> np.ndarray:
-            return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-
-        def stack(get) -> np.ndarray:  # one array per parameter kind, layers along axis 0
-            return np.ascontiguousarray(np.stack([arr(get(k)) for k in model.blocks]))
-
-        scale = torch.ones(3 * C)
-        scale[:C] = 1.0 / math.sqrt(hs)  # fold the attention scale into the query projection
-        pe = model.pe if c.pos_encoding else torch.zeros(c.window, C)
-        dec_weight, dec_bias = model.decode_window_map()
-        self.weights = (
-            arr(model.embed.weight.T), arr(model.embed.bias), arr(pe),
-            stack(lambda k: k.attn.qkv.weight.T * scale), stack(lambda k: k.attn.qkv.bias * scale),
-            stack(lambda k: k.attn.proj.weight.T), stack(lambda k: k.attn.proj.bias),
-            stack(lambda k: k.ln_1.weight), stack(lambda k: k.ln_1.bias),
-            stack(lambda k: k.ff.fc.weight.T), stack(lambda k: k.ff.fc.bias),
-            stack(lambda k: k.ff.proj.weight.T), stack(lambda k: k.ff.proj.bias),
-            stack(lambda k: k.ln_2.weight), stack(lambda k: k.ln_2.bias),
-            arr(model.decode_step.weight.T), arr(model.decode_step.bias),
-            arr(dec_weight.T), arr(dec_bias))
-
-    def _run(self, xs: np.ndarray, ends: np.ndarray, zscore: np.ndarray, eps: float) -> np.ndarray:
-        c = self.config
-        out = np.empty((ends.size, len(c.horizons), len(c.quantiles)), np.float32)
-        _forward(xs, ends, zscore, eps, self.weights, c.n_heads, c.spiking, c.norm_first, _F(c.beta),
-                 _F(c.threshold), self.mid, out)
-        return out
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Forecasts (B, H, Q) float32 of z-scored windows x (B, T, F)."""
-        c = self.config
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 3 or x.shape[1:] != (c.window, c.n_features):
-            raise ValueError(f"expected windows (B, {c.window}, {c.n_features}), got {x.shape}")
-        B, T, F = x.shape
-        return self._run(x.reshape(B * T, F), np.arange(T - 1, B * T, T), np.zeros(F, bool), 0.0)
-
-    def forecast_ends(self, features: np.ndarray, ends: np.ndarray, eps: float = ZSCORE_EPS,
-                      zscore: np.ndarray | None = None) -> np.ndarray:
-        """Forecasts (n, H, Q) float32 of the windows of `features` (N, F) ending at rows `ends`,
-        z-scored inside the kernel exactly as WindowDataset.get_batch does (zscore: bool (F,), the
-        features to z-score; None: all)."""
-        c = self.config
-        ends = np.ascontiguousarray(ends, dtype=np.int64)
-        if ends.size and (ends.min() < c.window - 1 or ends.max() >= features.shape[0]):
-            raise ValueError(f"window ends must lie in [{c.window - 1}, {features.shape[0] - 1}]")
-        mask = np.ones(features.shape[1], bool) if zscore is None else np.asarray(zscore, bool)
-        return self._run(np.ascontiguousarray(features, dtype=np.float32), ends, mask, eps)

@@ -5,10 +5,12 @@ Why: with 6-wide heads, PyTorch's CPU flash-attention kernel (the fastest of its
 here) took about 70% of a training step; the attention kernels, one (window, head) pair per task,
 run its forward and backward about 2.5x faster. They follow FlashAttention's algebra: the
 forward keeps only each row's log-sum-exp, the backward recomputes the probabilities from it.
+causal_attention_head is the one attention kernel of the package: the training forward runs it
+per (window, head) task, the lean inference path (hfformer/lean.py) per head of its window.
 Layout: qkv (B, T, 3C) is the qkv projection's output as it is (q | k | v, each C = n_heads *
 head_size wide), y (B, T, C) is what the output projection reads: no transposes or copies.
-The LIF neuron, a (T, T) matmul plus snnTorch's surrogate (about eight elementwise passes) in
-PyTorch, becomes one scan along time each way.
+The LIF neuron, in PyTorch a (T, T) matmul (or, with a reset, a loop over time steps) plus
+snnTorch's surrogate (about eight elementwise passes), becomes one scan along time each way.
 Results agree with the PyTorch paths to float32 rounding (tests/test_kernels.py); tracing (ONNX
 export), torch.compile and other devices or dtypes take the PyTorch paths.
 """
@@ -63,35 +65,97 @@ def _keys_values(qkv, b, k0, v0, hs):
     return kT, vT
 
 
-@nb.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
+@nb.njit(cache=True)
+def attention_buffers(T, hs):
+    # kt, vt (hsp, Tp): one head's keys and values along time, zero-padded to hsp (the head size
+    # rounded up to 6: six dims per score pass, three per weights @ values pass) and Tp (T rounded
+    # up to 16); scores (T * Tp,): the rows of the causal triangle, packed
+    hsp, Tp = (hs + 5) // 6 * 6, (T + 15) // 16 * 16
+    return np.zeros((hsp, Tp), np.float32), np.zeros((hsp, Tp), np.float32), np.empty(T * Tp, np.float32)
+
+
+@nb.njit(fastmath=True, error_model="numpy", cache=True)
+def causal_attention_head(qkv, h, n_heads, scale, kt, vt, scores, y, lse):
+    # The one attention kernel (training forward and the lean inference path): for head h of one
+    # window, y[:, head h] = causal softmax(scale * q k^T) v, with qkv (T, 3C) as the projection
+    # writes it (q | k | v) and y (T, C); lse (T,), when not empty, gets each row's log-sum-exp of
+    # the scaled scores (what the backward recomputes the probabilities from). Buffers: see
+    # attention_buffers. Row t scores keys s < n(t) = t+1 rounded up to 16 (the causal triangle, in
+    # whole vectors); the rows lie packed in `scores`, so the exp, the costly part, runs as one long
+    # vectorised loop over the whole triangle instead of T short ones (short loops here are latency
+    # bound). Scores of s > t are zeroed after the exp.
+    T, C = y.shape
+    hs, hsp, Tp = C // n_heads, kt.shape[0], kt.shape[1]
+    o = h * hs
+    for d in range(hs):
+        for s in range(T):
+            kt[d, s] = qkv[s, C + o + d]
+            vt[d, s] = qkv[s, 2 * C + o + d]
+    start = 0
+    for t in range(T):  # scores minus the row's causal maximum
+        n = min((t + 16) // 16 * 16, Tp)
+        row = scores[start : start + n]
+        for d in range(0, hsp, 6):
+            q0 = qkv[t, o + d] * scale
+            q1 = qkv[t, o + d + 1] * scale if d + 1 < hs else _F(0.0)
+            q2 = qkv[t, o + d + 2] * scale if d + 2 < hs else _F(0.0)
+            q3 = qkv[t, o + d + 3] * scale if d + 3 < hs else _F(0.0)
+            q4 = qkv[t, o + d + 4] * scale if d + 4 < hs else _F(0.0)
+            q5 = qkv[t, o + d + 5] * scale if d + 5 < hs else _F(0.0)
+            k0, k1, k2, k3, k4, k5 = kt[d], kt[d + 1], kt[d + 2], kt[d + 3], kt[d + 4], kt[d + 5]
+            if d == 0:
+                for s in range(n):
+                    row[s] = (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                              + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
+            else:
+                for s in range(n):
+                    row[s] += (q0 * k0[s] + q1 * k1[s] + q2 * k2[s]
+                               + q3 * k3[s] + q4 * k4[s] + q5 * k5[s])
+        m = row[0]
+        for s in range(t + 1):
+            m = max(m, row[s])
+        for s in range(n):
+            row[s] -= m
+        if lse.size:
+            lse[t] = m  # the log of the row's total is added below
+        start += n
+    for i in range(start):
+        scores[i] = exp_nonpositive(scores[i])
+    start = 0
+    for t in range(T):  # weights @ values
+        n = min((t + 16) // 16 * 16, Tp)
+        row = scores[start : start + n]
+        for s in range(t + 1, n):
+            row[s] = _F(0.0)
+        total = _F(0.0)
+        for s in range(n):
+            total += row[s]
+        if lse.size:
+            lse[t] += np.log(total)
+        inv = _F(1.0) / total
+        for d in range(0, hsp, 3):
+            v0, v1, v2 = vt[d], vt[d + 1], vt[d + 2]
+            a0 = a1 = a2 = _F(0.0)
+            for s in range(n):
+                a0 += row[s] * v0[s]
+                a1 += row[s] * v1[s]
+                a2 += row[s] * v2[s]
+            y[t, o + d] = a0 * inv
+            if d + 1 < hs:
+                y[t, o + d + 1] = a1 * inv
+            if d + 2 < hs:
+                y[t, o + d + 2] = a2 * inv
+        start += n
+
+
+@nb.njit(parallel=True, cache=True)
 def _forward(qkv, n_heads, y, lse):
-    # qkv (B, T, 3C) float32 -> y (B, T, C), lse (B, nh, T): log-sum-exp of each row's scores
-    B, T, C, hs, scale = _dims(qkv, n_heads)
+    # qkv (B, T, 3C) float32 -> y (B, T, C), lse (B, nh, T): one (window, head) pair per task
+    B, T, _, hs, scale = _dims(qkv, n_heads)
     for task in nb.prange(B * n_heads):
         b, h = task // n_heads, task % n_heads
-        q0, k0, v0 = h * hs, C + h * hs, 2 * C + h * hs
-        kT, vT = _keys_values(qkv, b, k0, v0, hs)
-        p = np.empty(T, np.float32)
-        for i in range(T):
-            n = i + 1  # causal: row i sees steps 0..i
-            p[:n] = 0.0
-            for d in range(hs):
-                qd = qkv[b, i, q0 + d] * scale
-                for j in range(n):
-                    p[j] += qd * kT[d, j]
-            m = p[0]
-            for j in range(1, n):
-                m = max(m, p[j])
-            total = np.float32(0.0)
-            for j in range(n):
-                p[j] = exp_nonpositive(p[j] - m)
-                total += p[j]
-            for d in range(hs):
-                acc = np.float32(0.0)
-                for j in range(n):
-                    acc += p[j] * vT[d, j]
-                y[b, i, q0 + d] = acc / total
-            lse[b, h, i] = m + np.log(total)
+        kt, vt, scores = attention_buffers(T, hs)
+        causal_attention_head(qkv[b], h, n_heads, scale, kt, vt, scores, y[b], lse[b, h])
 
 
 @nb.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
@@ -137,32 +201,60 @@ def _backward(qkv, y, lse, dy, n_heads, dqkv):
                 dqkv[b, t, v0 + d] = dvT[d, t]
 
 
+# LIF reset modes, as the kernels take them (model.LIF maps the names)
+RESET_NONE, RESET_SUBTRACT, RESET_ZERO = 0, 1, 2
+
+
+@nb.njit(fastmath=True, cache=True, inline="always")
+def lif_step(m, x, beta, threshold, reset):
+    # One LIF membrane update, the recurrence of every LIF path here and in lean.py: mem[t] from
+    # m = mem[t-1] and the input x = x[t]; a spike at t-1 (m > threshold) resets at t (snnTorch's
+    # Leaky with reset_delay): subtract takes the threshold off, zero clears the membrane.
+    if m > threshold:
+        if reset == RESET_SUBTRACT:
+            return beta * m + x - threshold
+        if reset == RESET_ZERO:
+            return x
+    return beta * m + x
+
+
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _lif_forward(x, beta, threshold, slope, spikes, slopes):
-    # mem[t] = beta * mem[t-1] + x[t]; spikes = mem > threshold; slopes: the surrogate's derivative
-    # 1 / (slope * |mem - threshold| + 1)^2 (snnTorch's fast sigmoid), kept for the backward
+def _lif_forward(x, beta, threshold, reset, spikes, mem):
+    # mem (B, T, C): the membrane along time from 0 (kept for the backward); spikes = mem > threshold
     B, T, C = x.shape
     for b in nb.prange(B):
-        mem = np.zeros(C, np.float32)
+        m = np.zeros(C, np.float32)
         for t in range(T):
             for c in range(C):
-                mem[c] = beta * mem[c] + x[b, t, c]
-                u = mem[c] - threshold
-                spikes[b, t, c] = np.float32(1.0) if u > 0 else np.float32(0.0)
-                a = slope * abs(u) + np.float32(1.0)
-                slopes[b, t, c] = np.float32(1.0) / (a * a)
+                m[c] = lif_step(m[c], x[b, t, c], beta, threshold, reset)
+                mem[b, t, c] = m[c]
+                spikes[b, t, c] = np.float32(1.0) if m[c] - threshold > 0 else np.float32(0.0)
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def _lif_backward(dy, slopes, beta, dx):
-    # dx[s] = sum_{t >= s} beta^(t-s) dy[t] slopes[t]: the same filter run backwards in time
+def _lif_backward(dy, mem, spikes, beta, threshold, slope, reset, dx, dbeta):
+    # g[t] = dL/dmem[t] = dy[t] s[t] + a[t+1] g[t+1], with s[t] = 1 / (slope |mem[t] - threshold| + 1)^2
+    # (snnTorch's fast-sigmoid surrogate) and a[t] = d mem[t] / d mem[t-1] = beta, or beta (1 - spike[t-1])
+    # with reset "zero" (the reset itself carries no gradient, as in snnTorch). dx = g; when dbeta
+    # (B,) is not empty, dbeta[b] = sum over t, c of g[t] (a[t] / beta) mem[t-1].
     B, T, C = dy.shape
     for b in nb.prange(B):
-        acc = np.zeros(C, np.float32)
+        g = np.zeros(C, np.float32)
+        carry = np.zeros(C, np.float32)  # a[t+1]
+        total = 0.0
         for t in range(T - 1, -1, -1):
             for c in range(C):
-                acc[c] = beta * acc[c] + dy[b, t, c] * slopes[b, t, c]
-                dx[b, t, c] = acc[c]
+                a = slope * abs(mem[b, t, c] - threshold) + np.float32(1.0)
+                g[c] = carry[c] * g[c] + dy[b, t, c] * (np.float32(1.0) / (a * a))
+                dx[b, t, c] = g[c]
+                keep = np.float32(1.0)
+                if reset == RESET_ZERO and t > 0:
+                    keep -= spikes[b, t - 1, c]
+                if dbeta.size and t > 0:
+                    total += g[c] * keep * mem[b, t - 1, c]
+                carry[c] = beta * keep
+        if dbeta.size:
+            dbeta[b] = total
 
 
 def _threads() -> None:
@@ -203,29 +295,34 @@ class _CausalAttention(torch.autograd.Function):
 
 class _LIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, beta: float, threshold: float, slope: float) -> torch.Tensor:
-        x = x.detach().contiguous()
-        spikes, slopes = torch.empty_like(x), torch.empty_like(x)
+    def forward(ctx, x: torch.Tensor, beta: float | torch.Tensor, threshold: float, slope: float,
+                reset: int) -> torch.Tensor:
+        x, beta = x.detach().contiguous(), float(beta)
+        spikes, mem = torch.empty_like(x), torch.empty_like(x)
         _threads()
-        _lif_forward(x.numpy(), np.float32(beta), np.float32(threshold), np.float32(slope),
-                     spikes.numpy(), slopes.numpy())
-        ctx.save_for_backward(slopes)
-        ctx.beta = beta
+        _lif_forward(x.numpy(), np.float32(beta), np.float32(threshold), reset, spikes.numpy(), mem.numpy())
+        ctx.save_for_backward(mem, spikes)
+        ctx.args = (beta, threshold, slope, reset)
         return spikes
 
     @staticmethod
-    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        (slopes,) = ctx.saved_tensors
-        dx = torch.empty_like(slopes)
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None, None, None]:
+        mem, spikes = ctx.saved_tensors
+        beta, threshold, slope, reset = ctx.args
+        dx = torch.empty_like(mem)
+        dbeta = mem.new_empty(mem.shape[0] if ctx.needs_input_grad[1] else 0, dtype=torch.float64)
         _threads()
-        _lif_backward(dy.detach().contiguous().numpy(), slopes.numpy(), np.float32(ctx.beta), dx.numpy())
-        return dx, None, None, None
+        _lif_backward(dy.detach().contiguous().numpy(), mem.numpy(), spikes.numpy(), np.float32(beta),
+                      np.float32(threshold), np.float32(slope), reset, dx.numpy(), dbeta.numpy())
+        return dx, dbeta.sum().to(mem.dtype) if ctx.needs_input_grad[1] else None, None, None, None
 
 
-def lif(x: torch.Tensor, beta: float, threshold: float, slope: float) -> torch.Tensor:
-    """Spikes (B, T, C) in {0, 1} of LIF neurons (no reset) driven by x (B, T, C) along time,
-    with the fast-sigmoid surrogate gradient of the given slope."""
-    return _LIF.apply(x, beta, threshold, slope)
+def lif(x: torch.Tensor, beta: float | torch.Tensor, threshold: float, slope: float,
+        reset: int = RESET_NONE) -> torch.Tensor:
+    """Spikes (B, T, C) in {0, 1} of LIF neurons driven by x (B, T, C) along time (lif_step; reset:
+    RESET_NONE, RESET_SUBTRACT or RESET_ZERO), with the fast-sigmoid surrogate gradient of the given
+    slope; beta may be a 0-d tensor that gets a gradient (a learned decay)."""
+    return _LIF.apply(x, beta, threshold, slope, reset)
 
 
 def causal_attention(qkv: torch.Tensor, n_heads: int) -> torch.Tensor:

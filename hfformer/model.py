@@ -13,9 +13,12 @@ Deliberate differences from the published reference code (see ARCHITECTURE.md):
 - the LIF neuron runs along each window's own time axis with membrane state starting at zero,
   so a window's forecast never depends on the other windows of the batch and eval is
   deterministic (the reference ran the neuron across the batch from a random state);
-- the membrane has no reset ("none" in snnTorch), which makes it a causal linear filter of the
-  input: mem[t] = sum_{s<=t} beta^(t-s) x[s], computed as one (T, T) matmul instead of a Python
-  loop over time steps (tests check it equals snnTorch's Leaky stepped over time);
+- by default the membrane has no reset (reset = "none"; snnTorch's Leaky defaults to "subtract"),
+  which makes it a causal linear filter of the input: mem[t] = sum_{s<=t} beta^(t-s) x[s],
+  computed as one (T, T) matmul instead of a Python loop over time steps. The reset ("none",
+  "subtract", "zero"), beta, a learned beta (learn_beta) and the threshold are settings, and
+  activation = "relu" or "gelu" replaces the neurons (see LIF; tests check every reset equals
+  snnTorch's Leaky stepped over time);
 - the causal mask is passed as is_causal=True, so torch.compile and ONNX export work;
 - on CPU in eager mode, attention and the LIF neuron run as numba kernels (hfformer/kernels.py):
   PyTorch's CPU attention is slow for 6-wide heads and took most of a training step;
@@ -37,30 +40,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from hfformer import kernels
+from hfformer.config import DataConfig, ModelConfig
 
 
-@dataclass
-class HFformerConfig:
-    n_features: int = 42  # F: features per time step (set from the data)
-    window: int = 100  # T: time steps per window
-    horizons: list[int] = field(default_factory=lambda: list(range(1, 31)))  # H outputs
-    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])  # Q outputs
-    d_model: int = 36
-    n_heads: int = 6
-    n_layers: int = 2
-    d_ff: int = 64
-    dropout: float = 0.3  # on the residual branches and inside the feed-forward block
-    attn_dropout: float = 0.0  # on attention weights: the reference used 0.3, which costs a random
-    # draw per attention score (B*6*100*100 per layer) and halves CPU training speed
-    d_dec: int = 1  # per-step decoder width (the paper decodes each step to one number)
-    dec_rank: int = 0  # 0: the across-window decoder is one full linear map (the paper); r > 0: the
-    # same linear map factorised through r numbers (rank <= r), far fewer weights for many outputs;
-    # an r that constrains nothing (>= its inputs or outputs, as with one horizon) keeps the full map
-    spiking: bool = True  # LIF spiking activation in the feed-forward block; False = ReLU
-    beta: float = 0.9  # LIF membrane decay per step
-    threshold: float = 1.0  # LIF firing threshold
-    pos_encoding: bool = False  # the paper uses none; sinusoidal when True (ablation)
-    norm_first: bool = False  # pre-norm blocks (LayerNorm before each sublayer); the paper: post-norm
+@dataclass(kw_only=True)
+class HFformerConfig(ModelConfig):
+    """The [model] settings (hyper-parameters: each declared with its default and meaning in
+    hfformer/default.toml) and the shapes the data fixes; window and horizons default to [data]'s."""
+
+    n_features: int  # F: features per time step (set from the data)
+    window: int = DataConfig.window  # T: time steps per window
+    horizons: list[int] = field(default_factory=lambda: DataConfig().horizons)  # H outputs
 
 
 class QuantileHead(nn.Module):
@@ -98,30 +88,75 @@ class Dropout(nn.Module):
         return x * torch.rand_like(x).ge_(self.p).div_(1.0 - self.p)  # mask in {0, 1/(1-p)}
 
 
-class LIF(nn.Module):
-    """Leaky integrate-and-fire neurons run along each window's time axis (no reset).
+RESETS = {"none": kernels.RESET_NONE, "subtract": kernels.RESET_SUBTRACT, "zero": kernels.RESET_ZERO}
 
-    mem[t] = beta * mem[t-1] + x[t], mem[-1] = 0;  spike[t] = 1 if mem[t] > threshold.
-    Training uses snnTorch's fast-sigmoid surrogate gradient for the step function.
+
+class LIF(nn.Module):
+    """Leaky integrate-and-fire neurons run along each window's time axis from mem[-1] = 0: snnTorch's
+    Leaky (with its default reset_delay) stepped over the window's steps.
+
+    r[t] = 1 if mem[t-1] > threshold (a spike at t-1; no gradient flows through the reset), then
+        reset "none":     mem[t] = beta * mem[t-1] + x[t]
+        reset "subtract": mem[t] = beta * mem[t-1] + x[t] - threshold * r[t]   (snnTorch's default)
+        reset "zero":     mem[t] = beta * (1 - r[t]) * mem[t-1] + x[t]
+    spike[t] = 1 if mem[t] > threshold; training uses snnTorch's fast-sigmoid surrogate gradient
+    (slope 25) for the step. learn_beta: beta is a trained parameter, used clamped to [0, 1] (as
+    snnTorch's learn_beta). Without a reset the membrane is a causal linear filter of the input,
+    mem[t] = sum_{s<=t} beta^(t-s) x[s], one (T, T) matmul; with one, a loop over the steps. On
+    CPU in eager mode both run as numba scans instead (kernels.lif).
     """
 
-    def __init__(self, window: int, beta: float, threshold: float):
+    def __init__(self, window: int, beta: float, threshold: float, reset: str = "none",
+                 learn_beta: bool = False):
         super().__init__()
+        if reset not in RESETS:
+            raise ValueError(f"LIF reset must be one of {', '.join(RESETS)}, got {reset!r}")
         t = torch.arange(window)
-        lag = (t[:, None] - t[None, :]).float()  # (T, T): t - s
-        decay = torch.where(lag >= 0, beta ** lag.clamp(min=0), torch.zeros(()))
-        self.register_buffer("decay", decay, persistent=False)  # (T, T) lower triangular
-        self.beta, self.threshold, self.slope = beta, threshold, 25.0
+        lag = (t[:, None] - t[None, :]).float().clamp(min=0)  # (T, T): t - s, where s <= t
+        self.register_buffer("lag", lag, persistent=False)
+        self.register_buffer("filter", (beta ** lag).tril(), persistent=False)  # (T, T) beta^(t-s), s <= t
+        self.beta = nn.Parameter(torch.tensor(float(beta))) if learn_beta else beta
+        self.threshold, self.reset, self.slope = threshold, reset, 25.0
         self.spike_grad = surrogate.fast_sigmoid(slope=self.slope)
+
+    def decay(self) -> torch.Tensor | float:
+        """beta as the neurons use it: a learned one clamped to [0, 1]."""
+        return self.beta.clamp(0.0, 1.0) if isinstance(self.beta, nn.Parameter) else self.beta
+
+    def membrane(self, x: torch.Tensor, beta: torch.Tensor | float) -> torch.Tensor:
+        # x: (B, T, C) -> mem (B, T, C)
+        if self.reset == "none":  # (T, T) lower triangular beta^(t-s) @ (B, T, C); a learned beta's, made here
+            return ((beta ** self.lag).tril() if isinstance(self.beta, nn.Parameter) else self.filter) @ x
+        mem, steps = torch.zeros_like(x[:, 0]), []  # (B, C)
+        for t in range(x.shape[1]):
+            fired = (mem > self.threshold).to(x.dtype)  # r[t]
+            if self.reset == "subtract":
+                mem = beta * mem + x[:, t] - self.threshold * fired
+            else:
+                mem = beta * (1 - fired) * mem + x[:, t]
+            steps.append(mem)
+        return torch.stack(steps, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, C) -> spikes (B, T, C) in {0, 1}
+        beta = self.decay()
         if kernels.usable(x):
-            return kernels.lif(x, self.beta, self.threshold, self.slope)  # numba scans: CPU
-        mem = self.decay @ x  # (T, T) @ (B, T, C) -> (B, T, C)
+            return kernels.lif(x, beta, self.threshold, self.slope, RESETS[self.reset])  # numba scans: CPU
+        mem = self.membrane(x, beta)
         if torch.is_grad_enabled():
             return self.spike_grad(mem - self.threshold)
         return (mem > self.threshold).to(x.dtype)
+
+
+def activation(config: HFformerConfig) -> nn.Module:
+    """The feed-forward block's activation, config.activation: LIF spikes, ReLU or GELU."""
+    if config.activation == "spiking":
+        return LIF(config.window, config.beta, config.threshold, config.reset, config.learn_beta)
+    if config.activation == "relu":
+        return nn.ReLU()
+    if config.activation == "gelu":
+        return nn.GELU()
+    raise ValueError(f"activation must be spiking, relu or gelu, got {config.activation!r}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -153,9 +188,7 @@ class FeedForward(nn.Module):
     def __init__(self, config: HFformerConfig):
         super().__init__()
         self.fc = nn.Linear(config.d_model, config.d_ff)
-        self.act = (
-            LIF(config.window, config.beta, config.threshold) if config.spiking else nn.ReLU()
-        )
+        self.act = activation(config)
         self.drop = Dropout(config.dropout)
         self.proj = nn.Linear(config.d_ff, config.d_model)
 

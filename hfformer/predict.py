@@ -16,13 +16,14 @@ import pyarrow.parquet as pq
 import torch
 
 from data_loaders.atomic import atomic_output
-from data_loaders.features import TrainScaling
-from data_loaders.windows import WindowDataset, valid_window_ends
-from hfformer.baselines import Ridge, ridge_design
-from hfformer.config import Config, merge, quantiles, read_run_config
+from data_loaders.windows import valid_window_ends
+from hfformer.baselines import ridge_design
+from hfformer.checkpoint import TABULAR, Trained, load_trained
+from hfformer.config import Config, read_run_config
 from hfformer.data import BOOK_COLUMNS, Prepared, prepare
+from hfformer.lean import FastHFformer
+from hfformer.loader import WindowDataset
 from hfformer.model import HFformer
-from hfformer.train import TABULAR, build_model, load_checkpoint
 
 POINT_MODELS = ("zero", "oracle", "ceiling")  # need no checkpoint
 BATCH = 1024
@@ -32,42 +33,18 @@ class Forecaster:
     """A trained model of a run (or zero/oracle/ceiling) that maps window ends to (n, H, Q) forecasts."""
 
     def __init__(self, run_dir: Path, name: str, lean: bool = False):
-        """lean: forecast an HFformer with the numba kernel (export.FastHFformer; agrees with the
+        """lean: forecast an HFformer with the numba kernel (lean.FastHFformer; agrees with the
         PyTorch forward to ~1e-6, several times faster on CPU) instead of PyTorch."""
-        self.name = name
-        self.cfg = read_run_config(run_dir)
-        self.ckpt: dict[str, Any] | None = None
-        self.kind = name
-        self.quantiles = [0.5]
-        self.fast = None  # the lean kernel (export.FastHFformer) when the model is an HFformer
-        self.scaling: TrainScaling | None = None  # data.size_norm = "train": the training statistics
+        t = Trained(name, name, read_run_config(run_dir)) if name in POINT_MODELS else load_trained(run_dir, name)
+        self.name, self.kind, self.cfg, self.quantiles = name, t.kind, t.cfg, t.quantiles
+        self.feature_names, self.model, self.ridge, self.scaling = t.feature_names, t.model, t.ridge, t.scaling
+        self.tabular = t.tabular
+        self.fast = FastHFformer(t.model) if lean and isinstance(t.model, HFformer) else None
         self._inputs: tuple[Prepared, np.ndarray] | None = None
-        if name in POINT_MODELS:
-            return
-        self.ckpt = load_checkpoint(Path(run_dir) / name / "checkpoint.pt")
-        self.cfg = merge(self.cfg, self.ckpt["config"], f"{run_dir}/{name}/checkpoint.pt")
-        self.kind = self.ckpt["kind"]
-        if self.kind == "naive":
-            self.ridge = Ridge(**{k: v.numpy() for k, v in self.ckpt["ridge"].items()})
-            return
-        if self.kind in TABULAR:
-            self.tabular = TABULAR[self.kind].from_state(self.ckpt["tabular"])
-            return
-        self.quantiles = quantiles(self.cfg)
-        if self.ckpt.get("scaling") is not None:
-            self.scaling = TrainScaling.from_state_dict(self.ckpt["scaling"])
-        self.model = build_model(self.kind, self.cfg, len(self.ckpt["feature_names"]))
-        best = self.ckpt["best_state"] if self.ckpt["best_state"] is not None else self.ckpt["model"]
-        self.model.load_state_dict(best)
-        self.model.eval()
-        if lean and isinstance(self.model, HFformer):
-            from hfformer.export import FastHFformer  # export imports this module
-
-            self.fast = FastHFformer(self.model)
 
     def check_features(self, prep: Prepared) -> None:
-        if self.ckpt is not None and self.ckpt["feature_names"] != prep.features.names:
-            raise ValueError(f"{self.name}: trained on features {self.ckpt['feature_names']}, data gives "
+        if self.feature_names is not None and self.feature_names != prep.features.names:
+            raise ValueError(f"{self.name}: trained on features {self.feature_names}, data gives "
                              f"{prep.features.names}")
 
     def forecast(self, prep: Prepared, ends: np.ndarray) -> np.ndarray:

@@ -17,9 +17,7 @@ import contextlib
 import csv
 import math
 import os
-import pickle
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,49 +28,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from data_loaders.atomic import atomic_output, verify
 from hfformer import kernels
-from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig, Ridge, ridge_design
+from hfformer.baselines import Ridge, ridge_design
+from hfformer.checkpoint import TABULAR, build_model, load_checkpoint, ridge_state, save_checkpoint
 from hfformer.config import Config, quantiles, read_run_config, save_config
 from hfformer.data import Prepared, prepare
-from hfformer.gbm import GBMModel
-from hfformer.linear import LinearModel
 from hfformer.losses import loss_fn
-from hfformer.model import HFformer, HFformerConfig
 from hfformer.protocol import check_splits
 
 MODELS = ("hfformer", "lstm", "linear", "lightgbm", "naive")
-TABULAR = {"linear": LinearModel, "lightgbm": GBMModel}  # the quant's baselines, on hfformer/tabular.py's features
 METRICS_COLUMNS = ["epoch", "step", "train_loss", "val_loss", "lr", "windows_per_s"]
-
-
-class PerHorizon(nn.Module):
-    """One independent model per horizon (as the paper trained them), outputs concatenated."""
-
-    def __init__(self, models: list[nn.Module]):
-        super().__init__()
-        self.models = nn.ModuleList(models)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([m(x) for m in self.models], dim=1)  # (B, H, Q)
-
-
-def build_model(kind: str, cfg: Config, n_features: int) -> nn.Module:
-    """A fresh torch model of `kind` for `n_features` inputs, all horizons and quantiles of cfg."""
-    qs, horizons = quantiles(cfg), list(cfg.data.horizons)
-
-    def one(hs: list[int]) -> nn.Module:
-        if kind == "hfformer":
-            m = {k: v for k, v in asdict(cfg.model).items() if k != "quantiles"}
-            return HFformer(HFformerConfig(n_features=n_features, window=cfg.data.window,
-                                           horizons=hs, quantiles=qs, **m))
-        if kind == "lstm":
-            return LSTMForecaster(LSTMForecasterConfig(n_features, hs, qs, **asdict(cfg.lstm)))
-        raise ValueError(f"unknown torch model {kind!r}: expected hfformer or lstm")
-
-    if cfg.train.per_horizon:
-        return PerHorizon([one([h]) for h in horizons])
-    return one(horizons)
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -88,31 +53,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but CUDA is not available")
     return torch.device(name)
-
-
-def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
-    """Atomic and checksummed: a killed run leaves the previous checkpoint, a damaged one is refused."""
-    with atomic_output(path, checksum=True) as partial:
-        torch.save(payload, partial)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint at `path`; a truncated, corrupted or non-finite one is a clear ValueError."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: train the model first (hfformer train)")
-    verify(path, remedy="train the model again")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); "
-                         "train the model again") from exc
-    if not isinstance(ckpt, dict) or "kind" not in ckpt:
-        raise ValueError(f"{path}: not an hfformer checkpoint (no model kind); train the model again")
-    for part in ("model", "best_state", "ridge", "tabular"):
-        for name, tensor in (ckpt.get(part) or {}).items():
-            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise ValueError(f"{path}: {part}.{name} holds NaN or infinite weights; train the model again")
-    return ckpt
 
 
 def subset(ends: np.ndarray, limit: int) -> np.ndarray:
@@ -214,8 +154,7 @@ def train_ridge(prep: Prepared, cfg: Config, out: Path) -> dict[str, Any]:
     ridge = Ridge.fit(ridge_design(prep.features, train_ends, lags), prep.y[train_ends], cfg.ridge.alpha)
     val = ridge.predict(ridge_design(prep.features, val_ends, lags))
     val_loss = float(np.mean((val - prep.y[val_ends]) ** 2))
-    state = {k: torch.from_numpy(np.asarray(v)) for k, v in ridge.state_dict().items()}
-    save_checkpoint({"kind": "naive", "config": cfg.to_dict(), "ridge": state,
+    save_checkpoint({"kind": "naive", "config": cfg.to_dict(), "ridge": ridge_state(ridge),
                      "feature_names": prep.features.names, "val_loss": val_loss}, out / "checkpoint.pt")
     append_metrics(out / "metrics.csv", {"epoch": 1, "step": 1, "train_loss": float("nan"),
                                          "val_loss": val_loss, "lr": 0.0, "windows_per_s": float("nan")})

@@ -12,13 +12,14 @@ from data_loaders.atomic import sha256
 from data_loaders.features import target_scale
 from data_loaders.schema import book_schema
 from data_loaders.synth import generate
+from hfformer.checkpoint import load_checkpoint
 from hfformer.cli import app
 from hfformer.config import load_config
 from hfformer.data import prepare
 from hfformer.evaluate import evaluate
 from hfformer.predict import Forecaster
 from hfformer.tabular import column_names, trade_flow
-from hfformer.train import load_checkpoint, train
+from hfformer.train import train
 
 SMALL = ["data.window=20", "data.horizons=[1,2,5]", "data.gap=25", "progress=false",
          "lightgbm.num_leaves=[4,8]", "lightgbm.min_data_in_leaf=[50]", "lightgbm.max_rounds=60",

@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from hfformer.config import load_config
+from hfformer.config import DEFAULT_TOML, SECTIONS, Config, load_config, read_toml
 
 BAD = {
     "data.window=0": "data.window must be >= 1",
@@ -46,3 +47,44 @@ def test_cli_reports_a_bad_setting_in_one_line_without_traceback(tmp_path):
     assert "train.batch_size must be >= 1" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_default_toml_is_the_one_declaration_of_the_settings():
+    """The config dataclasses hold exactly default.toml's sections, keys (in file order), defaults
+    and types (each default's TOML type)."""
+    table = read_toml(DEFAULT_TOML)
+    assert Config().to_dict() == table and list(SECTIONS) == list(table)
+    for section, values in table.items():
+        assert [f.name for f in fields(SECTIONS[section])] == list(values)
+    types = {f.name: f.type for f in fields(SECTIONS["train"])}
+    assert (types["lr"], types["batch_size"], types["compile"], types["loss"]) == ("float", "int", "bool", "str")
+    assert {f.name: f.type for f in fields(SECTIONS["data"])}["horizons"] == "list[int]"
+    first, second = Config(), Config()
+    first.data.horizons.append(99)  # list defaults are copies, never shared between configs
+    assert second.data.horizons == table["data"]["horizons"]
+
+
+@pytest.mark.parametrize("old,activation", [("true", "spiking"), ("false", "relu")])
+def test_the_old_spiking_key_reads_as_the_activation(tmp_path, old, activation):
+    """Run configs and checkpoints written with model.spiking load as today's model.activation."""
+    assert load_config(None, [f"model.spiking={old}"]).model.activation == activation
+    assert load_config(None, [f"spiking={old}"]).model.activation == activation
+    path = tmp_path / "old.toml"
+    path.write_text(f"[model]\nspiking = {old}\nbeta = 0.8\n")
+    cfg = load_config(path)
+    assert (cfg.model.activation, cfg.model.beta, cfg.model.reset) == (activation, 0.8, "none")
+    assert "spiking" not in cfg.to_dict()["model"]
+
+
+@pytest.mark.parametrize("toml,message", [
+    ("[model]\nspiking = 1\n", "model.spiking must be one of [True, False], got 1"),
+    ("[model]\nspiking = false\nactivation = 'spiking'\n", "contradicts model.activation = 'spiking'"),
+    ("[model]\nactivation = 'tanh'\n", "model.activation must be one of spiking, relu, gelu, got 'tanh'"),
+    ("[model]\nreset = 'soft'\n", "model.reset must be one of none, subtract, zero, got 'soft'"),
+    ("[model]\nlearn_beta = 1\n", "model.learn_beta must be bool"),
+])
+def test_bad_activation_settings_are_named(tmp_path, toml, message):
+    path = tmp_path / "run.toml"
+    path.write_text(toml)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(path)

@@ -8,11 +8,12 @@ import torch
 from typer.testing import CliRunner
 
 from data_loaders.synth import generate
-from data_loaders.windows import WindowDataset
 from hfformer.cli import app
 from hfformer.config import load_config
 from hfformer.data import prepare
-from hfformer.export import FastHFformer, check_onnx, export_onnx, onnx_session
+from hfformer.export import check_onnx, export_onnx, onnx_session
+from hfformer.lean import FastHFformer
+from hfformer.loader import WindowDataset
 from hfformer.model import HFformer, HFformerConfig
 from hfformer.predict import Forecaster
 from hfformer.train import train
@@ -21,10 +22,11 @@ pytest.importorskip("onnxruntime")
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("spiking,dec_rank", [(True, 0), (False, 0), (True, 4)])
-def test_default_size_hfformer_onnx_agrees(tmp_path, spiking, dec_rank):
+@pytest.mark.parametrize("settings", [{}, {"activation": "relu"}, {"dec_rank": 4}, {"activation": "gelu"},
+                                      {"reset": "zero", "learn_beta": True}])
+def test_default_size_hfformer_onnx_agrees(tmp_path, settings):
     torch.manual_seed(0)
-    model = HFformer(HFformerConfig(n_features=42, spiking=spiking, dec_rank=dec_rank)).eval()
+    model = HFformer(HFformerConfig(n_features=42, **settings)).eval()
     export_onnx(model, 42, 100, tmp_path / "m.onnx")
     assert check_onnx(model, tmp_path / "m.onnx", 42, 100) < 1e-4
     out = onnx_session(tmp_path / "m.onnx").run(None, {"x": np.zeros((3, 100, 42), np.float32)})[0]
@@ -55,12 +57,17 @@ def test_cli_export_from_a_run(tmp_path):
     np.testing.assert_allclose(f.forecast(prep, ends), expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("spiking,pos,norm_first,dec_rank", [(True, False, False, 0), (False, True, False, 0),
-                                                             (True, False, True, 0), (True, False, True, 4)])
-def test_lean_numba_path_agrees_with_pytorch(spiking, pos, norm_first, dec_rank):
+@pytest.mark.parametrize("settings", [{}, {"activation": "relu", "pos_encoding": True}, {"norm_first": True},
+                                      {"norm_first": True, "dec_rank": 4}, {"activation": "gelu"},
+                                      {"reset": "subtract"}, {"reset": "zero", "threshold": 0.5},
+                                      {"learn_beta": True, "reset": "subtract"}])
+def test_lean_numba_path_agrees_with_pytorch(settings):
     torch.manual_seed(1)
-    model = HFformer(HFformerConfig(n_features=42, spiking=spiking, pos_encoding=pos,
-                                    norm_first=norm_first, dec_rank=dec_rank)).eval()
+    model = HFformer(HFformerConfig(n_features=42, **settings)).eval()
+    if settings.get("learn_beta"):  # learned decays differ by layer; one beyond 1 is used as 1
+        with torch.no_grad():
+            model.blocks[0].ff.act.beta.fill_(0.6)
+            model.blocks[1].ff.act.beta.fill_(1.3)
     x = np.random.default_rng(1).standard_normal((40, 100, 42), dtype=np.float32) * 3
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()

@@ -1,7 +1,6 @@
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
 from data_loaders.features import (
     INVALID_REASONS,
@@ -14,7 +13,7 @@ from data_loaders.features import (
 )
 from data_loaders.quarantine import Quarantine
 from data_loaders.schema import book_schema, level_columns
-from data_loaders.windows import WindowDataset, time_split, valid_window_ends, zscore_windows
+from data_loaders.windows import Windows, time_split, valid_window_ends, zscore_windows
 
 
 def make_book(bid, bid_qty, ask, ask_qty, levels=2, tick=0.01, in_sync=None) -> pl.DataFrame:
@@ -222,8 +221,8 @@ def test_features_and_windows_on_the_real_binance_book(binance):
     y = make_targets(f.price, cfg.horizons)
     ends = valid_window_ends(f.valid, 100, max(cfg.horizons))
     split = time_split(ends, len(f.price), gap=max(cfg.horizons) + 99)
-    xb, yb = WindowDataset(f.x, y, split.train).get_batch(np.arange(min(64, len(split.train))))
-    assert len(split.test) > 0 and torch.isfinite(xb).all() and torch.isfinite(yb).all()
+    xb, yb = Windows(f.x, y, split.train).batch(np.arange(min(64, len(split.train))))
+    assert len(split.test) > 0 and np.isfinite(xb).all() and np.isfinite(yb).all()
 
 
 def test_train_scaling_is_fitted_on_the_training_rows_only():

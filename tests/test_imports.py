@@ -3,6 +3,8 @@
 
 import importlib
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -25,3 +27,16 @@ def test_every_package_has_modules():
 @pytest.mark.parametrize("name", MODULES)
 def test_module_imports(name: str):
     importlib.import_module(name)
+
+
+@pytest.mark.parametrize("module,never", [
+    ("hfformer.predict", ("hfformer.train", "hfformer.export")),  # forecasting needs no trainer
+    ("hfformer.export", ("hfformer.train", "hfformer.predict")),
+    ("data_loaders.windows", ("torch",)),  # numpy windows; tensors are made in hfformer.loader
+])
+def test_modules_do_not_import_what_they_must_not(module: str, never: tuple[str, ...]):
+    """predict and export share hfformer.checkpoint instead of importing each other or train;
+    the data layer's windows work without PyTorch."""
+    code = f"import sys, {module}; print(sorted(m for m in {never!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -78,7 +78,7 @@ def test_hfformer_train_killed_mid_run_leaves_a_whole_checkpoint(tmp_path):
 
     metrics.unlink()
     kill_when(start("hfformer.cli", *args, "--set", "max_epochs=50", cwd=tmp_path), training)
-    from hfformer.train import load_checkpoint
+    from hfformer.checkpoint import load_checkpoint
 
     assert load_checkpoint(checkpoint)["kind"] == "lstm" and checksum_path(checkpoint).exists()
     summary = finish("hfformer.cli", *args, "--set", "max_epochs=1", "--json", cwd=tmp_path)

@@ -1,21 +1,24 @@
 """HFformer and LSTM: shapes, causality, non-crossing quantiles, the LIF neuron, determinism."""
 
+import contextlib
+
 import pytest
 import snntorch as snn
 import torch
 from snntorch import surrogate
 
+from hfformer import kernels
 from hfformer.baselines import LSTMForecaster, LSTMForecasterConfig
+from hfformer.checkpoint import PerHorizon
 from hfformer.model import LIF, HFformer, HFformerConfig, QuantileHead
-from hfformer.train import PerHorizon
 
 torch.set_num_threads(1)
 B, T, F = 4, 100, 42
 
 
-@pytest.mark.parametrize("spiking,pos", [(True, False), (False, False), (True, True)])
-def test_hfformer_shapes(spiking, pos):
-    m = HFformer(HFformerConfig(n_features=F, spiking=spiking, pos_encoding=pos))
+@pytest.mark.parametrize("activation,pos", [("spiking", False), ("relu", False), ("gelu", False), ("spiking", True)])
+def test_hfformer_shapes(activation, pos):
+    m = HFformer(HFformerConfig(n_features=F, activation=activation, pos_encoding=pos))
     out = m(torch.randn(B, T, F))
     assert out.shape == (B, 30, 3)
     assert m.encode(torch.randn(B, T, F)).shape == (B, T, 36)
@@ -40,16 +43,17 @@ def test_factorised_decoder_is_one_linear_map_of_lower_rank():
 
 
 def test_lstm_and_per_horizon_shapes():
-    lstm = LSTMForecaster(LSTMForecasterConfig(F, [1, 5, 10], [0.1, 0.5, 0.9]))
+    lstm = LSTMForecaster(LSTMForecasterConfig(n_features=F, horizons=[1, 5, 10], quantiles=[0.1, 0.5, 0.9]))
     assert lstm(torch.randn(B, T, F)).shape == (B, 3, 3)
     per = PerHorizon([HFformer(HFformerConfig(n_features=F, horizons=[h], quantiles=[0.5])) for h in (1, 2)])
     assert per(torch.randn(B, T, F)).shape == (B, 2, 1)
 
 
-@pytest.mark.parametrize("spiking", [True, False])
-def test_causality_later_steps_never_change_earlier_outputs(spiking):
+@pytest.mark.parametrize("act", [{}, {"activation": "relu"}, {"activation": "gelu"}, {"reset": "subtract"},
+                                 {"reset": "zero", "learn_beta": True}])
+def test_causality_later_steps_never_change_earlier_outputs(act):
     torch.manual_seed(0)
-    m = HFformer(HFformerConfig(n_features=F, spiking=spiking)).eval()
+    m = HFformer(HFformerConfig(n_features=F, **act)).eval()
     x = torch.randn(2, T, F) * 3
     x2 = x.clone()
     x2[:, 60:] = torch.randn(2, T - 60, F) * 3
@@ -76,23 +80,52 @@ def test_quantile_head_rejects_unsorted():
         QuantileHead([0.5, 0.1])
 
 
-def test_lif_equals_snntorch_leaky_stepped_along_time():
-    torch.manual_seed(1)
-    x = torch.randn(3, 50, 8)
-    lif = LIF(window=50, beta=0.9, threshold=1.0)
-    leaky = snn.Leaky(beta=0.9, threshold=1.0, spike_grad=surrogate.fast_sigmoid(), reset_mechanism="none")
-    mem = torch.zeros(3, 8)
-    spikes = []
-    for t in range(50):
+def snntorch_leaky(x: torch.Tensor, reset: str, learn_beta: bool) -> tuple[torch.Tensor, snn.Leaky]:
+    """snnTorch's Leaky stepped along the time axis of x (B, T, C) from a zero membrane."""
+    leaky = snn.Leaky(beta=0.9, threshold=1.0, spike_grad=surrogate.fast_sigmoid(), reset_mechanism=reset,
+                      learn_beta=learn_beta)
+    mem, spikes = torch.zeros_like(x[:, 0]), []
+    for t in range(x.shape[1]):
         spk, mem = leaky(x[:, t], mem)
         spikes.append(spk)
-    expected = torch.stack(spikes, dim=1)
+    return torch.stack(spikes, dim=1), leaky
+
+
+@pytest.mark.parametrize("learn_beta", [False, True])
+@pytest.mark.parametrize("reset", ["none", "subtract", "zero"])
+@pytest.mark.parametrize("numba", [True, False])
+def test_lif_equals_snntorch_leaky_stepped_along_time(reset, learn_beta, numba):
+    """Spikes, input gradients and (learn_beta) the decay's gradient, on the numba kernels and on
+    the PyTorch path (matmul without a reset, a loop over time steps with one)."""
+    torch.manual_seed(1)
+    x = torch.randn(3, 50, 8)
+    lif = LIF(window=50, beta=0.9, threshold=1.0, reset=reset, learn_beta=learn_beta)
+    dy = torch.randn(3, 50, 8)
+    x_ref = x.clone().requires_grad_()
+    expected, leaky = snntorch_leaky(x_ref, reset, learn_beta)
+    expected_grads = torch.autograd.grad(expected, [x_ref, *([leaky.beta] if learn_beta else [])], dy)
+    if reset != "none":  # the reset changes which neurons fire
+        assert not torch.equal(expected, snntorch_leaky(x, "none", False)[0])
+    with contextlib.nullcontext() if numba else kernels.plain_torch():
+        assert kernels.usable(x) == numba
+        with torch.no_grad():
+            assert torch.equal(lif(x), expected.detach())
+        x.requires_grad_()
+        got = lif(x)  # surrogate path: same forward values, the same gradients
+        grads = torch.autograd.grad(got, [x, *([lif.beta] if learn_beta else [])], dy)
+    assert torch.equal(got.detach(), expected.detach())
+    for g, g_ref in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=1e-4, rtol=1e-4)
+    assert grads[0].abs().sum() > 0 and (not learn_beta or grads[1] != 0)
+
+
+def test_learned_decay_is_a_parameter_used_within_0_and_1():
+    lif = LIF(window=10, beta=0.9, threshold=1.0, learn_beta=True)
+    assert [name for name, _ in lif.named_parameters()] == ["beta"]
     with torch.no_grad():
-        assert torch.equal(lif(x), expected)
-    got = lif(x.requires_grad_())  # surrogate path: same forward values, a usable gradient
-    assert torch.equal(got.detach(), expected)
-    got.sum().backward()
-    assert x.grad.abs().sum() > 0
+        lif.beta.fill_(1.7)
+    assert float(lif.decay().detach()) == 1.0
+    assert not list(LIF(window=10, beta=0.9, threshold=1.0).parameters())  # fixed beta: no parameter
 
 
 def test_forecast_of_a_window_does_not_depend_on_the_batch():
@@ -107,20 +140,21 @@ def test_forecast_of_a_window_does_not_depend_on_the_batch():
     assert torch.equal(batch, again)
 
 
-def test_defaults_keep_the_published_architecture_and_match_the_run_config():
-    """The defaults are the paper's; default.toml, the run config's dataclass and the model's
-    dataclass agree."""
-    from dataclasses import asdict
+def test_defaults_keep_the_published_architecture_and_come_from_default_toml():
+    """The defaults are the paper's; the model's config takes every hyper-parameter's default from
+    default.toml's [model] (and window, horizons from [data]), declared nowhere else."""
+    from hfformer.config import DEFAULT_TOML, read_toml
 
-    from hfformer.config import Config, load_config
-
-    c = HFformerConfig()
+    c = HFformerConfig(n_features=F)
     assert (c.d_model, c.n_heads, c.n_layers, c.d_ff, c.window) == (36, 6, 2, 64, 100)
     assert (c.dropout, c.d_dec, c.dec_rank) == (0.3, 1, 0)
-    assert c.spiking and not c.pos_encoding and not c.norm_first and c.quantiles == [0.1, 0.5, 0.9]
-    model_cfg = asdict(load_config().model)
-    assert load_config() == Config()
-    assert all(getattr(c, k) == v for k, v in model_cfg.items()), model_cfg
+    assert (c.activation, c.reset, c.beta, c.threshold, c.learn_beta) == ("spiking", "none", 0.9, 1.0, False)
+    assert not c.pos_encoding and not c.norm_first and c.quantiles == [0.1, 0.5, 0.9]
+    table = read_toml(DEFAULT_TOML)
+    assert {k: getattr(c, k) for k in table["model"]} == table["model"]
+    assert (c.window, c.horizons) == (table["data"]["window"], table["data"]["horizons"])
+    lstm = LSTMForecasterConfig(n_features=F, horizons=[1], quantiles=[0.5])
+    assert {k: getattr(lstm, k) for k in table["lstm"]} == table["lstm"]
 
 
 def test_tuned_config_keeps_the_model_size():
@@ -130,6 +164,6 @@ def test_tuned_config_keeps_the_model_size():
 
     tuned = load_config(Path(__file__).resolve().parents[1] / "hfformer" / "tuned.toml")
     m = tuned.model
-    assert (m.d_model, m.n_heads, m.n_layers, m.d_ff, m.spiking, m.pos_encoding) == (36, 6, 2, 64, True, False)
+    assert (m.d_model, m.n_heads, m.n_layers, m.d_ff, m.activation, m.pos_encoding) == (36, 6, 2, 64, "spiking", False)
     assert (m.dropout, m.d_dec, m.dec_rank, m.norm_first) == (0.2, 8, 16, True)
     assert (tuned.train.lr, tuned.data.return_bp) == (2e-3, True)

@@ -2,13 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_loaders.windows import (
-    WindowDataset,
-    make_loader,
-    time_split,
-    valid_window_ends,
-    zscore_windows,
-)
+from data_loaders.windows import Windows, time_split, valid_window_ends, zscore_windows
+from hfformer.loader import WindowDataset, make_loader
 
 torch.set_num_threads(1)
 
@@ -39,32 +34,45 @@ def test_zscore_is_the_papers_formula_with_population_std():
 def test_item_is_the_zscored_view_of_its_window_and_its_target_row():
     x, y = random_set()
     ends = valid_window_ends(np.ones(len(x), dtype=bool), window=50, max_h=5)
-    ds = WindowDataset(x, y, ends, window=50)
+    ds = Windows(x, y, ends, window=50)
     assert len(ds) == len(x) - 50 - 5 + 1
     for i in (0, 17, len(ds) - 1):
         e = ends[i]
         view = ds.window_view(i)
         assert np.shares_memory(view, x) and view.shape == (50, 6)
         raw = x[e - 49 : e + 1].astype(np.float64)
-        xi, yi = ds[i]
-        assert xi.shape == (50, 6) and xi.dtype == torch.float32 and yi.shape == (5,)
-        np.testing.assert_allclose(
-            xi.numpy(), (raw - raw.mean(0)) / (raw.std(0) + 0.01), rtol=1e-5, atol=1e-6
-        )
-        np.testing.assert_array_equal(yi.numpy(), y[e])
+        xi, yi = ds.item(i)
+        assert xi.shape == (50, 6) and xi.dtype == np.float32 and yi.shape == (5,)
+        np.testing.assert_allclose(xi, (raw - raw.mean(0)) / (raw.std(0) + 0.01), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(yi, y[e])
+        assert not np.shares_memory(yi, y)
     assert ds.x is x and ds.y is y  # the dataset holds the arrays, no copies
 
 
-def test_get_batch_equals_per_item_results():
+def test_batch_equals_per_item_results():
     x, y = random_set()
-    ds = WindowDataset(x, y, valid_window_ends(np.ones(len(x), dtype=bool), 100, 5), window=100)
+    ds = Windows(x, y, valid_window_ends(np.ones(len(x), dtype=bool), 100, 5), window=100)
     idx = np.array([5, 0, 999, 5, 1500])
-    xb, yb = ds.get_batch(idx)
-    assert xb.shape == (5, 100, 6) and yb.shape == (5, 5)
+    xb, yb = ds.batch(idx)
+    assert xb.shape == (5, 100, 6) and yb.shape == (5, 5) and xb.dtype == yb.dtype == np.float32
     for b, i in enumerate(idx):
-        xi, yi = ds[int(i)]
-        np.testing.assert_allclose(xb[b].numpy(), xi.numpy(), rtol=1e-6, atol=1e-6)
-        np.testing.assert_array_equal(yb[b].numpy(), yi.numpy())
+        xi, yi = ds.item(int(i))
+        np.testing.assert_allclose(xb[b], xi, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(yb[b], yi)
+
+
+def test_the_torch_dataset_serves_the_same_windows_as_tensors():
+    x, y = random_set()
+    ends = valid_window_ends(np.ones(len(x), dtype=bool), 30, 5)
+    windows, ds = Windows(x, y, ends, window=30), WindowDataset(x, y, ends, window=30)
+    idx = np.array([3, 0, 700])
+    xb, yb = ds.get_batch(idx)
+    assert xb.dtype == yb.dtype == torch.float32 and torch.equal(ds[idx][0], xb)
+    np.testing.assert_array_equal(xb.numpy(), windows.batch(idx)[0])
+    np.testing.assert_array_equal(yb.numpy(), windows.batch(idx)[1])
+    xi, yi = ds[7]
+    np.testing.assert_array_equal(xi.numpy(), windows.item(7)[0])
+    np.testing.assert_array_equal(yi.numpy(), windows.item(7)[1])
 
 
 def test_loader_serves_every_window_once_in_batches():
@@ -100,9 +108,9 @@ def test_valid_window_ends_match_brute_force():
 def test_dataset_rejects_ends_without_targets_or_window():
     x, y = random_set(n=300, h=5)
     with pytest.raises(ValueError, match="NaN targets"):
-        WindowDataset(x, y, np.array([299]), window=10)
+        Windows(x, y, np.array([299]), window=10)
     with pytest.raises(ValueError, match="window ends"):
-        WindowDataset(x, y, np.array([5]), window=10)
+        Windows(x, y, np.array([5]), window=10)
 
 
 @pytest.mark.parametrize("window,max_h", [(100, 30), (10, 3)])
@@ -148,12 +156,12 @@ def test_zscore_mask_passes_the_other_features_through():
     np.testing.assert_array_equal(z[:, ~mask], w[:, ~mask])
     np.testing.assert_array_equal(z[:, mask], zscore_windows(w)[:, mask])
     ends = np.arange(49, 290, 7)
-    ds = WindowDataset(x, y, ends, 50, zscore=mask)
-    xb, _ = ds.get_batch(np.arange(3))
-    np.testing.assert_array_equal(xb[2].numpy(), ds[2][0].numpy())
-    np.testing.assert_array_equal(xb[1].numpy(), zscore_windows(x[ends[1] - 49 : ends[1] + 1], mask=mask))
-    all_on = WindowDataset(x, y, ends, 50, zscore=np.ones(4, bool)).get_batch(np.arange(3))[0]
-    plain = WindowDataset(x, y, ends, 50).get_batch(np.arange(3))[0]
-    np.testing.assert_array_equal(all_on.numpy(), plain.numpy())
+    ds = Windows(x, y, ends, 50, zscore=mask)
+    xb, _ = ds.batch(np.arange(3))
+    np.testing.assert_array_equal(xb[2], ds.item(2)[0])
+    np.testing.assert_array_equal(xb[1], zscore_windows(x[ends[1] - 49 : ends[1] + 1], mask=mask))
+    all_on = Windows(x, y, ends, 50, zscore=np.ones(4, bool)).batch(np.arange(3))[0]
+    plain = Windows(x, y, ends, 50).batch(np.arange(3))[0]
+    np.testing.assert_array_equal(all_on, plain)
     with pytest.raises(ValueError, match="bool mask of the 4 features"):
-        WindowDataset(x, y, ends, 50, zscore=np.ones(3, bool))
+        Windows(x, y, ends, 50, zscore=np.ones(3, bool))
