@@ -2,7 +2,9 @@
 
 Per model and horizon (1, 5, 30): R2, the fraction of the oracle's bar (oracle_frac) and of the
 ceiling's (ceiling_frac), each as the mean over market seeds and the range of the seeds' own 95%
-block-bootstrap intervals. Usage: python benchmarks/forecast_table.py OUT_DIR
+block-bootstrap intervals. Then HFformer against every other model, seed by seed, with
+`hfformer compare`'s paired interval of MSE(HFformer) - MSE(other).
+Usage: python benchmarks/forecast_table.py OUT_DIR
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 import polars as pl
 from rich.console import Console
 from rich.table import Table
+
+from hfformer.compare import compare
 
 HORIZONS = (1, 5, 30)
 METRICS = ("r2", "oracle_frac", "ceiling_frac")
@@ -54,7 +58,30 @@ def main(out: Path) -> None:
                 cells.append(f"{part[metric].mean():.3f} [{part[f'{metric}_lo'].min():.3f}, "
                              f"{part[f'{metric}_hi'].max():.3f}]")
             table.add_row(model, str(h), *cells)
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    console.print(paired_table(out, [m for m in models if m != "hfformer"]))
+
+
+def paired_table(out: Path, others: list[str]) -> Table:
+    """HFformer vs each model, per market seed: the paired 95% interval of MSE(HFformer) - MSE(other)."""
+    table = Table(title="HFformer - other model, paired: MSE difference [95% block-bootstrap interval] and verdict "
+                        "(A = HFformer)")
+    table.add_column("other")
+    table.add_column("seed")
+    for h in HORIZONS:
+        table.add_column(f"h={h}", justify="right")
+    for other in others:
+        for seed_dir in sorted(out.glob("seed*")):
+            if not (seed_dir / "hfformer" / "forecasts" / "hfformer.parquet").exists():
+                continue
+            # zero, ceiling and oracle are in every run's forecasts
+            run = seed_dir / (other if (seed_dir / other).is_dir() else "hfformer")
+            rows = {r["horizon"]: r for r in compare(f"{seed_dir / 'hfformer'}:hfformer", f"{run}:{other}")["rows"]}
+            table.add_row(other, seed_dir.name, *(
+                f"{rows[str(h)]['diff']:+.3f} [{rows[str(h)]['diff_lo']:+.3f}, {rows[str(h)]['diff_hi']:+.3f}] "
+                f"{rows[str(h)]['verdict']}" for h in HORIZONS))
+    return table
 
 
 if __name__ == "__main__":
