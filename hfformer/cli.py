@@ -123,6 +123,29 @@ def export(
 
 
 @app.command()
+def tune(
+    data: Annotated[Path, typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle).")],
+    out: Annotated[Path, typer.Option(help="Directory for the trials (trial<k>/), tune.json and best.toml.")],
+    model: Annotated[str, typer.Option(help="hfformer or lstm.")] = "hfformer",
+    budget: Annotated[int, typer.Option(min=1, help="Trials: the same number for every model compared.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the draw of trials.")] = 0,
+    config: Annotated[Path | None, typer.Option(help="TOML config every trial starts from.")] = None,
+    overrides: Annotated[list[str] | None,
+                         typer.Option("--set", help="section.key=value (TOML value), repeatable.")] = None,
+    as_json: JSON = False,
+) -> None:
+    """Seeded random search (learning rate, width, dropout) chosen on validation loss; never reads test."""
+    from hfformer.tune import tune as run_tune
+
+    try:
+        result = run_tune(data, out, model, budget, config, list(overrides or []), seed,
+                          progress=lambda line: typer.echo(line, err=True))
+    except ERRORS as error:
+        fail(f"hfformer tune: {error}")
+    print_summary("hfformer tune", {**result, "wrote": f"{out}/best.toml,tune.json"}, as_json)
+
+
+@app.command()
 def compare(
     side_a: Annotated[str, typer.Argument(metavar="A", help="RUN[:model], or several (seeds) joined by commas.")],
     side_b: Annotated[str, typer.Argument(metavar="B", help="The same for the other side.")],
