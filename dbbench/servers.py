@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -33,7 +33,7 @@ import orjson
 import typer
 
 from data_loaders.atomic import write_bytes
-from data_loaders.errors import ENGINE, fail
+from data_loaders.errors import ENGINE, USAGE, fail
 from data_loaders.summary import print_summary
 from dbbench.engines import adapter
 
@@ -43,6 +43,12 @@ EMBEDDED = {"clickhouse": "through chDB, DSN chdb:///path", "duckdb": "in this p
 # What each engine exports for the tests and benchmarks (`up --export`).
 DSN_ENV = {"timescaledb": "DBBENCH_TIMESCALEDB_DSN", "influxdb": "DBBENCH_INFLUXDB_DSN", "kdb": "DBBENCH_KDB_DSN"}
 DOCKER_HINT = "with Docker: docker compose -f docker/compose.yml up -d"  # + the compose service
+PROFILES = ("default", "tuned")  # each server's own defaults, or the settings its server.py documents as tuned
+
+
+def machine_memory() -> int:
+    """Physical memory in bytes: what the tuned profiles size their caches from."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -60,6 +66,8 @@ class Server:
     data_dir: str  # scratch directory, removed by `down`
     log: str
     binary: str
+    profile: str = "default"
+    settings: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> {value, source}: set beyond defaults
 
 
 def run_dir() -> Path:
@@ -205,21 +213,27 @@ def _check_engines(engines: Sequence[str]) -> None:
         raise ServerError(f"no native server for {', '.join(unknown)}; choose from {', '.join(SERVER_ENGINES)}{hint}")
 
 
-def up(engines: Sequence[str], directory: Path | None = None) -> dict[str, Server]:
-    """Start each engine's server unless the state file shows it already running (then reuse it)."""
+def up(engines: Sequence[str], directory: Path | None = None, profile: str = "default") -> dict[str, Server]:
+    """Start each engine's server with `profile`'s settings unless the state file shows it already running
+    (then reuse it; one running with another profile is an error: stop it first)."""
     _check_engines(engines)
+    if profile not in PROFILES:
+        raise ServerError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     directory = directory or run_dir()
     state = read_state(directory)
     started: dict[str, Server] = {}
     for engine in engines:
         current = state.get(engine)
         if current and alive(current) and _port_open(current.port):
+            if current.profile != profile:
+                raise ServerError(f"{engine} runs with profile {current.profile!r}, not {profile!r}: "
+                                  f"`dbbench servers down --engines {engine}` first")
             started[engine] = current
             continue
         if current:  # stale entry: the server died; its scratch dir is garbage
             _remove_scratch(current)
         try:
-            state[engine] = started[engine] = lifecycle(engine).start(directory)
+            state[engine] = started[engine] = lifecycle(engine).start(directory, profile)
         except OSError as exc:  # e.g. a binary its server user may not run, a full disk
             raise ServerError(f"{engine}: cannot start: {exc}") from exc
         _write_state(directory, state)
@@ -308,9 +322,13 @@ def up_cmd(
                                 help="Comma-separated: timescaledb,influxdb,kdb (default: every one installed here)."),
     export: bool = typer.Option(False, "--export",
                                 help="Print `export DBBENCH_..._DSN=...` lines for eval in a shell."),
+    profile: str = typer.Option("default", help="default (each server's own settings) or tuned (the settings "
+                                "documented in each engine's server.py, each with its source)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Start the servers (reusing running ones) and print their DSNs."""
+    if profile not in PROFILES:
+        fail(f"dbbench servers up: unknown --profile {profile!r}; choose from {', '.join(PROFILES)}", USAGE)
     chosen = _parse_engines(engines)
     skipped: dict[str, str] = {}
     servers: dict[str, Server] = {}
@@ -319,12 +337,12 @@ def up_cmd(
             try:
                 if reason:
                     raise ServerError(reason)
-                servers.update(up([engine]))
+                servers.update(up([engine], profile=profile))
             except ServerError as exc:
                 skipped[engine] = str(exc)
     else:
         try:
-            servers = up(chosen)
+            servers = up(chosen, profile=profile)
         except ServerError as exc:
             fail(f"dbbench servers up: {exc}", ENGINE)
     for engine, reason in skipped.items():
@@ -334,8 +352,9 @@ def up_cmd(
         return
     print_summary(
         "servers up",
-        {"servers": {e: s.dsn for e, s in servers.items()}, "skipped": {e: r for e, r in skipped.items()},
-         "run_dir": str(run_dir())},
+        {"servers": {e: s.dsn for e, s in servers.items()}, "profile": profile,
+         "settings": {e: {k: v["value"] for k, v in s.settings.items()} for e, s in servers.items() if s.settings},
+         "skipped": {e: r for e, r in skipped.items()}, "run_dir": str(run_dir())},
         as_json,
     )
 

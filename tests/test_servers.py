@@ -191,3 +191,45 @@ def test_ready_needs_a_query_answered_not_an_open_port(engine: str, dsn: str, er
         threading.Thread(target=hang_up, daemon=True).start()
         with pytest.raises(error):
             adapter(engine).ready(dsn.format(port=port))
+
+
+@pytest.mark.server
+def test_tuned_profile_sets_documented_settings_the_server_then_reports(tmp_path: Path):
+    _need("timescaledb")
+    _need("influxdb")
+    up = _cli(["up", "--engines", "timescaledb,influxdb", "--profile", "tuned", "--json"], tmp_path)
+    assert up.returncode == 0, up.stderr
+    summary = orjson.loads(up.stdout.strip().splitlines()[-1])
+    state = servers.read_state(tmp_path)
+    try:
+        pg, influx = state["timescaledb"], state["influxdb"]
+        assert summary["profile"] == "tuned" and pg.profile == influx.profile == "tuned"
+        assert all(s["source"] for s in {**pg.settings, **influx.settings}.values())  # each setting says why
+        expected_mb = servers.machine_memory() // 2**20 // 4
+        with psycopg.connect(pg.dsn) as conn:
+            shared = conn.execute("SELECT setting::bigint * 8192 / 1048576 FROM pg_settings "
+                                  "WHERE name = 'shared_buffers'").fetchone()[0]
+        assert shared == expected_mb  # the server runs with what the profile set, not 128MB
+        from dbbench.engines import connect
+
+        engine = connect("timescaledb", pg.dsn)  # and the results record it
+        try:
+            assert engine.settings()["server"]["shared_buffers"].endswith("(configuration file)")
+        finally:
+            engine.close()
+        config = (Path(influx.data_dir) / "influxdb.conf").read_text()
+        assert f'cache-max-memory-size = "{influx.settings["cache_max_memory_size"]["value"]}"' in config
+        host = influx.dsn.replace("influxdb://", "http://").rsplit("/", 1)[0]
+        assert requests.get(f"{host}/ping", timeout=5).status_code == 204
+        # a running server is not silently reused under another profile
+        other = _cli(["up", "--engines", "influxdb", "--profile", "default"], tmp_path)
+        assert other.returncode == 4 and "runs with profile 'tuned'" in other.stderr
+    finally:
+        _cli(["down"], tmp_path)
+    bad = _cli(["up", "--engines", "influxdb", "--profile", "fast"], tmp_path)
+    assert bad.returncode == 2 and "unknown --profile 'fast'" in bad.stderr
+
+
+def test_default_profile_sets_nothing_beyond_the_servers_own_defaults():
+    assert servers.lifecycle("timescaledb").profile_settings("default") == {}
+    assert servers.lifecycle("influxdb").profile_settings("default") == {}

@@ -30,12 +30,13 @@ def binary() -> Path:
     return Path(found)
 
 
-def start(directory: Path) -> Server:
-    """kdb+: `q -p PORT` in the scratch dir (where the engine saves its splayed tables)."""
+def start(directory: Path, profile: str = "default") -> Server:
+    """kdb+: `q -p PORT` in the scratch dir (where the engine saves its splayed tables); q has no
+    tuned profile (its memory is the process's), so both profiles start it the same."""
     q = binary()
     scratch = scratch_dir(directory, "kdb", None)
     port, log = free_port(), scratch / "q.log"
     proc = spawn([str(q), "-p", f"127.0.0.1:{port}"], log, scratch)
-    server = Server("kdb", proc.pid, port, f"kdb://127.0.0.1:{port}", str(scratch), str(log), str(q))
+    server = Server("kdb", proc.pid, port, f"kdb://127.0.0.1:{port}", str(scratch), str(log), str(q), profile)
     wait_ready("kdb", proc, log, server.dsn)
     return server

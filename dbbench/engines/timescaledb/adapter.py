@@ -63,6 +63,9 @@ T = TypeVar("T")
 DDL = read_blocks(__package__, "create.sql")  # trades, quotes, hypertable, bucket_function, indexes, dbbench_loaded
 QUERIES = read_queries(__package__, "queries.sql")
 LOADED = "dbbench_loaded"  # one row per table whose load was verified; a partial table has none
+# Recorded with every result: the memory and parallelism settings a tuned profile changes (servers.py).
+SERVER_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
+                   "max_parallel_workers_per_gather", "max_parallel_workers")
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
@@ -191,8 +194,10 @@ class TimescaleDB(Engine):
                   if self.timescale else "heap + btree (symbol, venue, ts) + BRIN (ts)")
         server_time = ("pg_stat_statements" if self.statements_reason is None
                        else f"EXPLAIN ANALYZE ({self.statements_reason})")
+        rows = self._rows("SELECT name, setting || COALESCE(unit, ''), source FROM pg_settings WHERE name = ANY(%s) "
+                          "ORDER BY name", (list(SERVER_SETTINGS),))
         return {"engine": self.name, "reason": self.reason, "layout": layout, "ts": "bigint UTC ns",
-                "server_time": server_time}
+                "server_time": server_time, "server": {name: f"{value} ({source})" for name, value, source in rows}}
 
     def create_schema(self) -> None:
         self.conn.execute(DDL[LOADED])

@@ -9,7 +9,17 @@ import signal
 import subprocess
 from pathlib import Path
 
-from dbbench.servers import DOCKER_HINT, Server, ServerError, free_port, scratch_dir, spawn, stop_pid, wait_ready
+from dbbench.servers import (
+    DOCKER_HINT,
+    Server,
+    ServerError,
+    free_port,
+    machine_memory,
+    scratch_dir,
+    spawn,
+    stop_pid,
+    wait_ready,
+)
 
 PG_BIN = Path(os.environ.get("DBBENCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_EXTENSIONS = Path("/usr/share/postgresql/15/extension")  # control files of the extensions to preload
@@ -27,8 +37,34 @@ def binary() -> Path:
     return PG_BIN
 
 
-def start(directory: Path) -> Server:
-    """PostgreSQL 15: initdb (trust auth, loopback only) in a scratch dir, then database `dbbench`."""
+PG_DOCS = "PostgreSQL 15 docs, 20.4 Resource Consumption"
+TUNE = "timescaledb-tune's rule (github.com/timescale/timescaledb-tune)"
+
+
+def profile_settings(profile: str) -> dict[str, dict[str, str]]:
+    """What `profile` sets beyond PostgreSQL's defaults (shared_buffers 128MB, work_mem 4MB,
+    effective_cache_size 4GB, maintenance_work_mem 64MB, 2 parallel workers per gather), each with
+    its source; sized from this machine's memory and cores."""
+    if profile == "default":
+        return {}
+    mb, cores = machine_memory() // 2**20, os.cpu_count() or 1
+    shared = mb // 4
+    return {
+        "shared_buffers": {"value": f"{shared}MB", "source": f"{PG_DOCS}: 25% of the memory is a reasonable start"},
+        "effective_cache_size": {"value": f"{mb * 3 // 4}MB", "source": f"{TUNE}: 75% of the memory"},
+        "work_mem": {"value": f"{max(4, (mb - shared) // 300)}MB",
+                     "source": f"{TUNE}: (memory - shared_buffers) / (100 connections x 3)"},
+        "maintenance_work_mem": {"value": f"{min(2048, mb // 16)}MB", "source": f"{TUNE}: memory / 16, at most 2GB"},
+        "max_parallel_workers_per_gather": {"value": str(cores),
+                                            "source": f"{PG_DOCS}: one query of a single-client benchmark may use "
+                                                      "every core (default 2)"},
+        "max_parallel_workers": {"value": str(cores), "source": f"{PG_DOCS}: every core (default 8, capped by them)"},
+    }
+
+
+def start(directory: Path, profile: str = "default") -> Server:
+    """PostgreSQL 15: initdb (trust auth, loopback only) in a scratch dir, then database `dbbench`,
+    with `profile`'s settings (profile_settings) in postgresql.conf."""
     bin_dir = binary()
     owner = None
     if os.geteuid() == 0:  # postgres refuses to run as root: run as the postgres system user
@@ -58,11 +94,13 @@ def start(directory: Path) -> Server:
         conf.append("timescaledb.telemetry_level = off")
     if "pg_stat_statements" in preload:  # server time of each timed COPY ... TO STDOUT (the adapter's server_seconds)
         conf.append("pg_stat_statements.track_utility = on")
+    settings = profile_settings(profile)
+    conf += [f"{name} = '{setting['value']}'" for name, setting in settings.items()]
     with open(data / "postgresql.conf", "a") as f:
         f.write("\n# dbbench servers up\n" + "\n".join(conf) + "\n")
     proc = spawn([str(bin_dir / "postgres"), "-D", str(data)], log, scratch, user=owner)
     server = Server("timescaledb", proc.pid, port, f"postgresql://postgres@127.0.0.1:{port}/dbbench", str(scratch),
-                    str(log), str(bin_dir / "postgres"))
+                    str(log), str(bin_dir / "postgres"), profile, settings)
     wait_ready("timescaledb", proc, log, f"postgresql://postgres@127.0.0.1:{port}/postgres")  # before createdb
     create = subprocess.run(
         [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "dbbench"],
