@@ -95,15 +95,13 @@ def _clear_side(price, meta, threshold):
 
 
 @njit(cache=True, inline="always")
-def _lower_bound(values, lo, hi, key):
-    """First index in [lo, hi) whose value >= key (hi when none); values sorted ascending."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if values[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+def _lower_bound(values, n, key):
+    """How many of values[:n] (sorted ascending) are below key: where key is or goes. A count,
+    not a binary search: no branch to mispredict over the top's few dozen levels."""
+    below = 0
+    for j in range(n):
+        below += values[j] < key
+    return below
 
 
 @njit(cache=True, _nrt=False)
@@ -128,7 +126,7 @@ def _remove_slot(price, qty, i, shift):
 def _top_insert(top_key, top_qty, meta, threshold, key, q, cap):
     """Put a new level with key >= threshold into the top; a top of `cap` levels drops its lowest."""
     n = meta[2]
-    i = _lower_bound(top_key, 0, n, key)
+    i = _lower_bound(top_key, n, key)
     if n == cap:
         if i == 0:  # below every level of a full top: it stays out, above the others' threshold
             threshold[0] = top_key[0]
@@ -168,13 +166,13 @@ def _set_level(price, qty, meta, top_key, top_qty, threshold, px, sign, q):
         if q != 0.0:
             qty[h] = q
             if in_top:
-                top_qty[_lower_bound(top_key, 0, meta[2], key)] = q
+                top_qty[_lower_bound(top_key, meta[2], key)] = q
             return
         _remove_slot(price, qty, h, shift)
         meta[0] -= 1
         if in_top:
             n = meta[2]
-            for j in range(_lower_bound(top_key, 0, n, key), n - 1):
+            for j in range(_lower_bound(top_key, n, key), n - 1):
                 top_key[j] = top_key[j + 1]
                 top_qty[j] = top_qty[j + 1]
             meta[2] = n - 1
