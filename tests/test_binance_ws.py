@@ -373,3 +373,13 @@ def test_rebuild_equals_a_plain_reference_rebuild_on_real_files(tmp_path, binanc
         for i, (px, qty) in enumerate(top_asks):
             want[20 + i], want[30 + i] = px, qty
         assert got == (update_id, *want)
+
+
+def test_a_price_with_more_than_22_decimals_is_read_not_garbage(tmp_path):
+    """The quick decimal path stops at 15 digits; past 22 decimals it once read beyond its table of
+    powers of ten (1e-26 came out as 4.8e242)."""
+    path = tmp_path / "rec.txt"
+    snapshot = b'{"lastUpdateId":1,"bids":[["0.00000000000000000000000001","1"]],"asks":[]}'
+    path.write_bytes(b"1723161253000000000 " + snapshot + b"\n")
+    parsed = bw.parse_recording([path], Quarantine(None))
+    assert parsed.lv_px.tolist() == pytest.approx([1e-26], rel=1e-15)
