@@ -46,7 +46,8 @@ P_BL, P_AL, P_DATA = 1 << 14, 1 << 15, 1 << 16  # b/a (or bids/asks) as level li
 
 @njit(cache=True, inline="always")
 def _ws(buf, p, end):
-    while p < end and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13 or buf[p] == 10):
+    # one compare for the usual case, a token (every whitespace byte is <= 32)
+    while p < end and buf[p] <= 32 and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13 or buf[p] == 10):
         p += 1
     return p
 
@@ -68,7 +69,7 @@ def _string_end(buf, p, end):
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always")
 def _number_end(buf, p, end):
     """Validate a JSON number starting at p -> index after it, or -1."""
     if p < end and buf[p] == 45:
@@ -97,7 +98,7 @@ def _number_end(buf, p, end):
     return p
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always")
 def _literal_end(buf, p, end, word):
     n = len(word)
     if p + n > end:
@@ -113,7 +114,7 @@ FALSE = np.frombuffer(b"false", np.uint8)
 NULL = np.frombuffer(b"null", np.uint8)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always")
 def _scalar_end(buf, p, end):
     """Validate a JSON string, number or literal at p -> index after it, or -1."""
     c = buf[p]
@@ -130,7 +131,7 @@ def _scalar_end(buf, p, end):
     return -1
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always")
 def _key_colon(buf, p, end):
     """A member name and its colon at p -> index of the value, or -1."""
     if p >= end or buf[p] != 34:
@@ -304,24 +305,25 @@ def _quoted_decimal(buf, p, end):
     if buf[p] != 34:
         q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0.0, q
-    # fast path, one pass: plain digits with at most one dot and 15 significant digits
+    # fast path, one pass: 1 to 15 digits with at most one dot, and digits after it (the value is
+    # one correctly rounded division of exact numbers); anything else takes the general path
     q = p + 1
     mant = 0
-    digits = 0
-    frac = -1
-    while q < end:
-        c = buf[q]
-        if 48 <= c <= 57:
-            mant = mant * 10 + (c - 48)
-            digits += mant > 0
-            frac += frac >= 0
-        elif c == 46 and frac < 0:
-            frac = 0
-        else:
-            break
+    while q < end and 48 <= buf[q] <= 57:
+        mant = mant * 10 + (buf[q] - 48)
         q += 1
-    if q < end and buf[q] == 34 and digits <= 15 and q > p + 1 + (frac >= 0) and frac != 0:
-        return OK, mant / POW10[max(frac, 0)], q + 1
+    digits = q - p - 1
+    frac = 0
+    dot = q < end and buf[q] == 46
+    if dot:
+        q += 1
+        while q < end and 48 <= buf[q] <= 57:
+            mant = mant * 10 + (buf[q] - 48)
+            q += 1
+        frac = q - p - 2 - digits
+        digits += frac
+    if q < end and buf[q] == 34 and 0 < digits <= 15 and (frac > 0 or not dot):
+        return OK, mant / POW10[frac], q + 1
     q = _string_end(buf, p, end)
     if q < 0:
         return BAD_JSON, 0.0, q
@@ -467,7 +469,10 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
         if st == OK:
             present[i] |= P_BL if bid else P_AL
         return st, q, n
-    q = _skip_value(buf, p, end)
+    if buf[p] == 34:  # a string, the usual other member: no call to the general skip
+        q = _string_end(buf, p, end)
+    else:
+        q = _skip_value(buf, p, end)
     return (OK if q >= 0 else BAD_JSON), q, n
 
 

@@ -9,13 +9,15 @@ rules (update ids, gaps, buffering) stay in the reader; this module only keeps t
 The per-update helpers are compiled without numba's reference counting (`_nrt=False`), which
 would otherwise take an atomic increment and decrement per array argument per update.
 
-Each side is a sorted sequence of small sorted blocks (bids keyed by price, asks by negated
-price, best level last), so an insert or delete moves at most one block's worth of levels
-wherever in the book it lands; Binance diffs touch levels at every depth.
+Each side is a hash table of all its levels plus a short sorted array of its best levels (the
+top): Binance diffs touch levels at every depth (half land beyond the 100th level), so an update
+costs one hash probe, and only updates at the top move levels in a sorted array. A top that has
+shrunk below the levels asked for is refilled from the table, which is rare.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,153 +41,175 @@ class BookArrays:
     position: np.ndarray  # index into `order` of the event that produced each row
 
 
-BLOCK = 64  # levels per block: an insert or delete moves at most this many
-RESERVE = 1024  # level updates applied per reservation of free blocks
+TOP_MAX = 64  # levels a side keeps sorted at its top
+TOP_FILL = 32  # levels a refill of the top takes from the whole side
+MULT = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of a price's bits
 
 
 @njit(cache=True)
-def _new_side(blocks):
-    """An empty side: (keys, qtys, count, order, top, free, meta) for up to `blocks` blocks.
+def _new_side(log2_slots):
+    """An empty side: (price, qty, meta, top_key, top_qty, threshold).
 
-    keys/qtys (blocks, BLOCK) hold each block's levels sorted ascending; `order` lists the used
-    blocks in key order and `top` their largest keys (to find a key's block by binary search);
-    `free` is a stack of unused block ids; meta = [used blocks, free ids]."""
-    keys = np.empty((blocks, BLOCK), np.float64)
-    qtys = np.empty((blocks, BLOCK), np.float64)
-    count = np.zeros(blocks, np.int64)
-    order = np.empty(blocks, np.int64)
-    top = np.empty(blocks, np.float64)
-    free = np.arange(blocks - 1, -1, -1)
-    meta = np.array([0, blocks])
-    return keys, qtys, count, order, top, free, meta
+    price/qty are an open-addressing hash table (linear probing, NaN = free slot) of every level;
+    top_key/top_qty hold the best levels sorted ascending by key (price for bids, -price for asks:
+    the best level last), and every level whose key >= threshold[0] is among them (-inf: the top
+    holds the whole side). meta = [levels held, log2 of the slots, levels in the top]."""
+    price = np.full(1 << log2_slots, np.nan)
+    qty = np.empty(1 << log2_slots, np.float64)
+    meta = np.array([0, log2_slots, 0])
+    return price, qty, meta, np.empty(TOP_MAX), np.empty(TOP_MAX), np.full(1, -np.inf)
+
+
+@njit(cache=True, inline="always")
+def _home(price, shift):
+    return np.int64((np.float64(price).view(np.uint64) * MULT) >> shift)
 
 
 @njit(cache=True)
 def _grow_side(side):
-    keys, qtys, count, order, top, _, meta = side
-    old = count.size
-    bigger = _new_side(2 * old)
-    bigger[0][:old] = keys
-    bigger[1][:old] = qtys
-    bigger[2][:old] = count
-    bigger[3][: meta[0]] = order[: meta[0]]
-    bigger[4][: meta[0]] = top[: meta[0]]
-    bigger[5][:old] = np.arange(2 * old - 1, old - 1, -1)  # the new ids are free
-    bigger[6][0] = meta[0]
-    bigger[6][1] = old
-    return bigger
+    """The side with twice the slots (the top is kept as it is)."""
+    price, qty, meta, top_key, top_qty, threshold = side
+    bigger = _new_side(meta[1] + 1)
+    new_price, new_qty, new_meta = bigger[0], bigger[1], bigger[2]
+    mask = new_price.size - 1
+    shift = np.uint64(64 - new_meta[1])
+    for s in range(price.size):
+        p = price[s]
+        if not math.isnan(p):
+            h = _home(p, shift)
+            while not math.isnan(new_price[h]):
+                h = (h + 1) & mask
+            new_price[h] = p
+            new_qty[h] = qty[s]
+    new_meta[0] = meta[0]
+    new_meta[2] = meta[2]
+    return new_price, new_qty, new_meta, top_key, top_qty, threshold
 
 
-@njit(cache=True)
-def _clear_side(side):
-    free, meta = side[5], side[6]
-    blocks = free.size
-    free[:] = np.arange(blocks - 1, -1, -1)
+@njit(cache=True, _nrt=False)
+def _clear_side(price, meta, threshold):
+    price[:] = np.nan
     meta[0] = 0
-    meta[1] = blocks
+    meta[2] = 0
+    threshold[0] = -np.inf
 
 
 @njit(cache=True, inline="always")
-def _lower_bound(values, lo, hi, key):
-    """First index in [lo, hi) whose value >= key (hi when none); values sorted ascending."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if values[mid] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+def _lower_bound(values, n, key):
+    """How many of values[:n] (sorted ascending) are below key: where key is or goes. A count,
+    not a binary search: no branch to mispredict over the top's few dozen levels."""
+    below = 0
+    for j in range(n):
+        below += values[j] < key
+    return below
 
 
-@njit(cache=True, _nrt=False)  # no reference counting: it allocates nothing
-def _set_level(keys, qtys, count, order, top, free, meta, key, qty):
-    """Set (qty > 0) or delete (qty == 0) the level `key` of a side.
+@njit(cache=True, _nrt=False)
+def _remove_slot(price, qty, i, shift):
+    """Free slot i, moving later entries of its probe run back (no tombstones)."""
+    mask = price.size - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        p = price[j]
+        if math.isnan(p):
+            break
+        k = _home(p, shift)
+        if (k <= i or k > j) if i < j else (k <= i and k > j):  # home not in (i, j]: may move to i
+            price[i] = p
+            qty[i] = qty[j]
+            i = j
+    price[i] = np.nan
 
-    The caller guarantees a free block (meta[1] > 0) for a possible split."""
-    used = meta[0]
-    if used == 0:
-        if qty != 0.0:
-            meta[1] -= 1
-            b = free[meta[1]]
-            keys[b, 0] = key
-            qtys[b, 0] = qty
-            count[b] = 1
-            order[0] = b
-            top[0] = key
-            meta[0] = 1
-        return
-    s = min(_lower_bound(top, 0, used, key), used - 1)  # first block whose largest key >= key
-    b = order[s]
-    n = count[b]
-    row = keys[b]
-    i = _lower_bound(row, 0, n, key)
-    if i < n and keys[b, i] == key:
-        if qty != 0.0:
-            qtys[b, i] = qty
+
+@njit(cache=True, _nrt=False)
+def _top_insert(top_key, top_qty, meta, threshold, key, q, cap):
+    """Put a new level with key >= threshold into the top; a top of `cap` levels drops its lowest."""
+    n = meta[2]
+    i = _lower_bound(top_key, n, key)
+    if n == cap:
+        if i == 0:  # below every level of a full top: it stays out, above the others' threshold
+            threshold[0] = top_key[0]
             return
-        for j in range(i, n - 1):
-            keys[b, j] = keys[b, j + 1]
-            qtys[b, j] = qtys[b, j + 1]
-        count[b] = n - 1
-        if n > 1:
-            top[s] = keys[b, n - 2]
-            return
-        for t in range(s, used - 1):  # the block is empty: unlink it
-            order[t] = order[t + 1]
-            top[t] = top[t + 1]
-        meta[0] = used - 1
-        free[meta[1]] = b
-        meta[1] += 1
+        for j in range(i - 1):
+            top_key[j] = top_key[j + 1]
+            top_qty[j] = top_qty[j + 1]
+        top_key[i - 1] = key
+        top_qty[i - 1] = q
+        threshold[0] = top_key[0]
         return
-    if qty == 0.0:
-        return  # deleting a level we do not hold is normal (it was outside our book)
-    if n == BLOCK:  # split the full block, the upper half into a new block right after it
-        meta[1] -= 1
-        nb = free[meta[1]]
-        half = BLOCK // 2
-        for j in range(BLOCK - half):  # a loop, not a slice copy: no temporary array
-            keys[nb, j] = keys[b, half + j]
-            qtys[nb, j] = qtys[b, half + j]
-        count[nb] = BLOCK - half
-        count[b] = half
-        for t in range(used, s + 1, -1):
-            order[t] = order[t - 1]
-            top[t] = top[t - 1]
-        order[s + 1] = nb
-        top[s + 1] = keys[nb, BLOCK - half - 1]
-        top[s] = keys[b, half - 1]
-        meta[0] = used + 1
-        if i > half:
-            b, s, i = nb, s + 1, i - half
-        n = count[b]
     for j in range(n, i, -1):
-        keys[b, j] = keys[b, j - 1]
-        qtys[b, j] = qtys[b, j - 1]
-    keys[b, i] = key
-    qtys[b, i] = qty
-    count[b] = n + 1
-    top[s] = keys[b, n]
+        top_key[j] = top_key[j - 1]
+        top_qty[j] = top_qty[j - 1]
+    top_key[i] = key
+    top_qty[i] = q
+    meta[2] = n + 1
 
 
 @njit(cache=True, _nrt=False)
-def _top(side, levels, sign, px_out, qty_out):
+def _set_level(price, qty, meta, top_key, top_qty, threshold, px, sign, q):
+    """Set (q > 0) or delete (q == 0) the level at price px of a side whose keys are px * sign.
+
+    The caller guarantees a free slot (the table stays under half full)."""
+    px = px + 0.0  # -0.0 and 0.0 are one level
+    mask = price.size - 1
+    shift = np.uint64(64 - meta[1])
+    h = _home(px, shift)
+    while True:
+        p = price[h]
+        if p == px or math.isnan(p):
+            break
+        h = (h + 1) & mask
+    key = px * sign
+    in_top = key >= threshold[0]
+    if price[h] == px:
+        if q != 0.0:
+            qty[h] = q
+            if in_top:
+                top_qty[_lower_bound(top_key, meta[2], key)] = q
+            return
+        _remove_slot(price, qty, h, shift)
+        meta[0] -= 1
+        if in_top:
+            n = meta[2]
+            for j in range(_lower_bound(top_key, n, key), n - 1):
+                top_key[j] = top_key[j + 1]
+                top_qty[j] = top_qty[j + 1]
+            meta[2] = n - 1
+        return
+    if q == 0.0:
+        return  # deleting a level we do not hold is normal (it was outside our book)
+    price[h] = px
+    qty[h] = q
+    meta[0] += 1
+    if in_top:
+        _top_insert(top_key, top_qty, meta, threshold, key, q, TOP_MAX)
+
+
+@njit(cache=True, _nrt=False)
+def _refill_top(price, qty, meta, top_key, top_qty, threshold, sign):
+    """Rebuild the top from the whole side: its best TOP_FILL levels."""
+    meta[2] = 0
+    threshold[0] = -np.inf
+    for s in range(price.size):
+        p = price[s]
+        if not math.isnan(p):
+            if meta[2] == TOP_FILL and p * sign < top_key[0]:
+                continue
+            _top_insert(top_key, top_qty, meta, threshold, p * sign, qty[s], TOP_FILL)
+    if meta[0] > meta[2]:
+        threshold[0] = top_key[0]
+    else:
+        threshold[0] = -np.inf
+
+
+@njit(cache=True, _nrt=False)
+def _top(top_key, top_qty, meta, levels, sign, px_out, qty_out):
     """Write the best `levels` of a side (largest keys first) as prices key*sign."""
-    keys, qtys, count, order, _, _, meta = side
-    r = 0
-    for s in range(meta[0] - 1, -1, -1):
-        b = order[s]
-        for j in range(count[b] - 1, -1, -1):
-            if r == levels:
-                return
-            px_out[r] = keys[b, j] * sign
-            qty_out[r] = qtys[b, j]
-            r += 1
-
-
-@njit(cache=True, _nrt=False)
-def _best(side):
-    top, meta = side[4], side[6]
-    return top[meta[0] - 1] if meta[0] > 0 else np.nan
+    n = meta[2]
+    for r in range(min(levels, n)):
+        px_out[r] = top_key[n - 1 - r] * sign
+        qty_out[r] = top_qty[n - 1 - r]
 
 
 @njit(cache=True)
@@ -200,33 +224,37 @@ def _rebuild(ev_start, ev_end, side, price, qty, order, reset, emit, levels):
     ask_qty = np.full((rows, levels), np.nan)
     crossed = np.zeros(rows, np.bool_)
     position = np.empty(rows, np.int64)
-    bids = _new_side(64)  # keyed by price: best bid = largest key
-    asks = _new_side(64)  # keyed by -price: best ask = largest key
+    bids = _new_side(10)
+    asks = _new_side(10)
+    # the sides' arrays as locals: taking them out of the tuples per update costs reference counting
+    bp, bq, bm, bk, bt, bth = bids
+    ap, aq, am, ak, at, ath = asks
     r = 0
     for k in range(order.size):
         e = order[k]
         if reset[k]:
-            _clear_side(bids)
-            _clear_side(asks)
-        start = ev_start[e]
-        while start < ev_end[e]:  # slices of the event, so a snapshot of 100k levels reserves no 100k blocks
-            stop = min(start + RESERVE, ev_end[e])
-            while bids[6][1] < stop - start:  # each update needs at most one new block
-                bids = _grow_side(bids)
-            while asks[6][1] < stop - start:
-                asks = _grow_side(asks)
-            bk, bq, bc, bo, bt, bf, bm = bids
-            ak, aq, ac, ao, at, af, am = asks
-            for j in range(start, stop):
-                if side[j] == 0:
-                    _set_level(bk, bq, bc, bo, bt, bf, bm, price[j], qty[j])
-                else:
-                    _set_level(ak, aq, ac, ao, at, af, am, -price[j], qty[j])
-            start = stop
+            _clear_side(bp, bm, bth)
+            _clear_side(ap, am, ath)
+        updates = ev_end[e] - ev_start[e]
+        while 2 * (bm[0] + updates) > bp.size:  # room for the event's new levels, kept under half full
+            bp, bq, bm, bk, bt, bth = _grow_side((bp, bq, bm, bk, bt, bth))
+        while 2 * (am[0] + updates) > ap.size:
+            ap, aq, am, ak, at, ath = _grow_side((ap, aq, am, ak, at, ath))
+        for j in range(ev_start[e], ev_end[e]):
+            if side[j] == 0:
+                _set_level(bp, bq, bm, bk, bt, bth, price[j], 1.0, qty[j])
+            else:
+                _set_level(ap, aq, am, ak, at, ath, price[j], -1.0, qty[j])
         if emit[k]:
-            _top(bids, levels, 1.0, bid_px[r], bid_qty[r])
-            _top(asks, levels, -1.0, ask_px[r], ask_qty[r])
-            crossed[r] = _best(bids) >= -_best(asks)  # False when a side is empty (NaN)
+            if bm[2] < max(levels, 1) and bth[0] > -np.inf:
+                _refill_top(bp, bq, bm, bk, bt, bth, 1.0)
+            if am[2] < max(levels, 1) and ath[0] > -np.inf:
+                _refill_top(ap, aq, am, ak, at, ath, -1.0)
+            _top(bk, bt, bm, levels, 1.0, bid_px[r], bid_qty[r])
+            _top(ak, at, am, levels, -1.0, ask_px[r], ask_qty[r])
+            best_bid = bk[bm[2] - 1] if bm[2] > 0 else np.nan
+            best_ask = -ak[am[2] - 1] if am[2] > 0 else np.nan
+            crossed[r] = best_bid >= best_ask  # False when a side is empty (NaN)
             position[r] = k
             r += 1
     return bid_px, bid_qty, ask_px, ask_qty, crossed, position
