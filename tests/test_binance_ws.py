@@ -361,7 +361,7 @@ def test_rebuild_equals_a_plain_reference_rebuild_on_real_files(tmp_path, binanc
     lines = gzip.decompress(binance[name][0].read_bytes()).split(b"\n")[:20_000]
     path = tmp_path / f"{name}.txt"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    book, stats = bw.read_book([path], Quarantine(None), 10)
+    book, stats = bw.read("book", [path], quarantine=Quarantine(None), levels=10)
     expected = _reference_rows(lines, 10)
     assert stats["gaps"] == 0 and book["in_sync"].all()
     assert book.height == len(expected) > 1000
