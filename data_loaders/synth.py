@@ -43,6 +43,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -243,17 +244,7 @@ class Market:
         tn = self.rng["trade_n"].standard_normal((m, 2))
         trade_ts = np.sort(ts[row] + 1 + (tu[:, 0] * (self.step_ns - 1)).astype(np.int64))
         buy = tu[:, 1] < 1.0 / (1.0 + np.exp(-p.trade_gamma * s[row]))
-        qty = np.maximum(np.round(p.trade_median * np.exp(p.trade_sigma * tn[:, 0]), 5), LOT)
-        trade_local, self.trade_clock = _receive_times(trade_ts, tn[:, 1], self.trade_clock, p)
-        trade_ids = self.trade_id + np.arange(m, dtype=np.int64)
-        self.trade_id += m
-
-        extra = self.rng["updates"].poisson(p.updates_per_step, n)
-        update_id = self.update_id + np.cumsum(1 + counts + extra) - 1
-        self.update_id = int(update_id[-1]) + 1
-        book_local, self.book_clock = _receive_times(
-            ts, self.rng["book_lat"].standard_normal(n), self.book_clock, p
-        )
+        qty, trade_local, trade_ids, update_id, book_local = stamp(self, ts, trade_ts, tn, counts, p)
 
         book = {
             "ts": ts,
@@ -290,6 +281,23 @@ class Market:
             zip((f"oracle_h{h}" for h in HORIZONS), np.outer(p.beta * oracle_multipliers(p), s))
         )
         return {"trades": trades, "quotes": quotes, "book": book, "oracle": oracle}
+
+
+def stamp(market: Any, ts: np.ndarray, trade_ts: np.ndarray, tn: np.ndarray, counts: np.ndarray,
+          p: Any) -> tuple[np.ndarray, ...]:
+    """A chunk's trade sizes, receive times and ids, and its book rows' update ids and receive times
+    (each step's trades plus other updates), advancing the market's clocks and ids: the same in
+    every market. tn: (m, 2) standard normals per trade (size, latency); counts: trades per row."""
+    n, m = ts.shape[0], trade_ts.shape[0]
+    qty = np.maximum(np.round(p.trade_median * np.exp(p.trade_sigma * tn[:, 0]), 5), LOT)
+    trade_local, market.trade_clock = _receive_times(trade_ts, tn[:, 1], market.trade_clock, p)
+    trade_ids = market.trade_id + np.arange(m, dtype=np.int64)
+    market.trade_id += m
+    extra = market.rng["updates"].poisson(p.updates_per_step, n)
+    update_id = market.update_id + np.cumsum(1 + counts + extra) - 1
+    market.update_id = int(update_id[-1]) + 1
+    book_local, market.book_clock = _receive_times(ts, market.rng["book_lat"].standard_normal(n), market.book_clock, p)
+    return qty, trade_local, trade_ids, update_id, book_local
 
 
 def _receive_times(ts: np.ndarray, z: np.ndarray, clock: int, p: Params) -> tuple[np.ndarray, int]:

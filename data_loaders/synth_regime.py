@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from data_loaders.synth import HORIZONS, LOT, TICKS_PER_USDT, _ar1, _receive_times, _stable_hash
+from data_loaders.synth import HORIZONS, TICKS_PER_USDT, _ar1, _stable_hash, stamp
 
 REGIMES = ("calm", "busy", "thin")
 
@@ -369,17 +369,7 @@ class RegimeMarket:
         trade_ts = ts[row] + 1 + (tu * (self.step_ns - 1)).astype(np.int64)
         order = np.argsort(trade_ts, kind="stable")
         trade_ts, buy, row = trade_ts[order], buy[order], row[order]
-        qty = np.maximum(np.round(p.trade_median * np.exp(p.trade_sigma * tn[:, 0]), 5), LOT)
-        trade_local, self.trade_clock = _receive_times(trade_ts, tn[:, 1], self.trade_clock, p)
-        trade_ids = self.trade_id + np.arange(m, dtype=np.int64)
-        self.trade_id += m
-
-        extra = self.rng["updates"].poisson(p.updates_per_step, n)
-        update_id = self.update_id + np.cumsum(1 + counts + extra) - 1
-        self.update_id = int(update_id[-1]) + 1
-        book_local, self.book_clock = _receive_times(
-            ts, self.rng["book_lat"].standard_normal(n), self.book_clock, p
-        )
+        qty, trade_local, trade_ids, update_id, book_local = stamp(self, ts, trade_ts, tn, counts, p)
         book = {"ts": ts, "local_ts": book_local, "update_id": update_id,
                 "in_sync": np.ones(n, dtype=bool)}
         for name, columns in (("bid_px", [b / TICKS_PER_USDT for b in bid_ticks_at]),
