@@ -219,6 +219,13 @@ def test_tuned_profile_sets_documented_settings_the_server_then_reports(tmp_path
             engine.close()
         config = (Path(influx.data_dir) / "influxdb.conf").read_text()
         assert f'cache-max-memory-size = "{influx.settings["cache_max_memory_size"]["value"]}"' in config
+        engine = connect("influxdb", influx.dsn)  # the server reports the cache it runs with, recorded in results
+        try:
+            reported = engine.settings()["server"]
+        finally:
+            engine.close()
+        assert reported["cache-snapshot-memory-size"] == 256 * 2**20
+        assert reported["cache-max-memory-size"] == int(influx.settings["cache_max_memory_size"]["value"][:-1]) * 2**20
         host = influx.dsn.replace("influxdb://", "http://").rsplit("/", 1)[0]
         assert requests.get(f"{host}/ping", timeout=5).status_code == 204
         # a running server is not silently reused under another profile

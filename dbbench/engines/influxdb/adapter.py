@@ -308,7 +308,20 @@ class InfluxDB(Engine):
         return {"api": "v2 + Flux" if self.dialect == "flux" else "v1 + InfluxQL", "batch_rows": self.batch_rows,
                 "gzip_level": self.gzip_level, "retries": self.retries, "precision": "ns",
                 "layout": "measurement per table in its own retention policy/bucket; "
-                          "tags symbol, venue (+ seq for trades)"}
+                          "tags symbol, venue (+ seq for trades)", "server": self._server_settings()}
+
+    def _server_settings(self) -> dict[str, Any]:
+        """The server's storage settings (cache, compaction) as it reports them (v1: SHOW DIAGNOSTICS's
+        config-data); a v2 server does not report its configuration over the API, and an unreachable
+        one says why."""
+        if self.dialect == "flux":
+            return {}
+        try:
+            series = self._influxql("SHOW DIAGNOSTICS", "settings", db=False)[0].get("series", [])
+        except EngineError as exc:  # settings describe the run; an unreachable server is reported elsewhere
+            return {"unreported": str(exc)}
+        data = next((dict(zip(s["columns"], s["values"][0])) for s in series if s["name"] == "config-data"), {})
+        return {k: v for k, v in data.items() if k.startswith(("cache-", "compact-", "max-concurrent"))}
 
     def create_schema(self) -> None:
         """Recreate, empty, the per-table retention policies (v2: buckets) and forget verified loads."""
