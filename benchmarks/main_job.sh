@@ -64,8 +64,8 @@ step "database servers: every engine this machine can run (skipped ones say why 
 dbbench servers up --json > "$out/servers.json"
 eval "$(dbbench servers up --export 2>/dev/null)"  # the servers just started: their DSNs
 
-step "database benchmark: chDB embedded, the servers above, each answer checked"
-dbbench run --data "$out/db_data" --out "$out/db/results.json"
+step "database benchmark: chDB embedded, the servers above, each answer checked, hot and cold"
+dbbench run --data "$out/db_data" --cold --out "$out/db/results.json"
 dbbench report "$out/db/results.json" --out "$out/db/report"
 stop_servers
 

@@ -102,11 +102,13 @@ def forecast_table(out: Path, runs: list[str], title: str) -> Table | None:
     return table
 
 
-def clickbench_scores(res: dict[str, Any]) -> dict[str, Any]:
-    """ClickBench's hot score per engine of the run (dbbench.score: penalties for queries without a correct answer)."""
+def clickbench_scores(res: dict[str, Any], run: str = "hot") -> dict[str, Any]:
+    """ClickBench's score per engine of the run's hot or cold timings (dbbench.score: penalties for queries
+    without a correct answer)."""
     from dbbench.score import scores
 
-    times = {name: {q: v["hot"]["client"]["median"] if v["valid"] else None for q, v in e["queries"].items()}
+    times = {name: {q: v[run]["client"]["median"] if v["valid"] and v.get(run) else None
+                    for q, v in e["queries"].items()}
              for name, e in res["engines"].items() if e["status"] != "skipped"}
     why = {name: {q: v["status"] for q, v in e["queries"].items()} for name, e in res["engines"].items()}
     return {s.column: s for s in scores(times, why)}
@@ -128,16 +130,21 @@ def database_table(out: Path) -> Table | None:
                f"{_span(ds['max_ts'] - ds['min_ts'])} from {_utc(ds['min_ts'])} UTC, venues {', '.join(ds['venues'])}"
                + (f", sha256 {digest[:12]}" if digest else "") + "; "
                f"hot latency: median of {res['config']['repeat']} runs per query, each with its own parameters "
-               f"(seed {(res['config'].get('workload') or {}).get('seed', '-')}); score: ClickBench's (per query "
+               f"(seed {(res['config'].get('workload') or {}).get('seed', '-')})"
+               + ("; cold: one run right after a restart of the engine" if res["config"].get("cold") else "")
+               + "; score: ClickBench's (per query "
                "(t + 10 ms) / (fastest + 10 ms), a query without a correct answer counted as 2 x max(300 s, the "
                "engine's slowest), geometric mean over the suite; 1 is best)")
     server_skips = _read(out / "servers.json").get("skipped", {}) if (out / "servers.json").exists() else {}
     skipped: list[str] = []
     table = Table(title="Tick databases: the same ticks, the same ten queries, answers checked against Polars",
                   caption=caption, caption_justify="left")
-    for column in ("engine", "version", "load rows/s", "storage MB", "score, hot", "answers correct", "note"):
+    cold = res["config"].get("cold", False)
+    for column in ("engine", "version", "load rows/s", "storage MB", "score, hot", *["score, cold"] * cold,
+                   "answers correct", "note"):
         table.add_column(column, justify="left" if column in ("engine", "version", "note") else "right")
     score = clickbench_scores(res)
+    cold_score = clickbench_scores(res, "cold") if cold else {}
     for name, e in res["engines"].items():
         if e["status"] == "skipped":
             skipped.append(f"skipped {name}: {server_skips.get(e['engine']) or e['reason']}")
@@ -151,8 +158,11 @@ def database_table(out: Path) -> Table | None:
         unsupported = [q for q, v in e["queries"].items() if v["status"] == "unsupported"]
         if unsupported:
             note = (note + "; " if note else "") + f"unsupported in its dialect: {', '.join(unsupported)}"
-        table.add_row(name, str(e.get("version") or "-"), f"{load_rate:,.0f}", f"{storage:,.2f}",
-                      "-" if hot is None else f"{hot:,.2f}", f"{len(valid)}/{len(e['queries'])}", note)
+        cells = ["-" if hot is None else f"{hot:,.2f}"]
+        if cold:
+            cells.append("-" if cold_score[name].score is None else f"{cold_score[name].score:,.2f}")
+        table.add_row(name, str(e.get("version") or "-"), f"{load_rate:,.0f}", f"{storage:,.2f}", *cells,
+                      f"{len(valid)}/{len(e['queries'])}", note)
     if skipped:
         table.caption += "\n" + "\n".join(skipped)
     return table

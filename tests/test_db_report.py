@@ -186,6 +186,6 @@ def test_main_summary_shows_the_clickbench_score(runs: list[Path], tmp_path: Pat
     script = Path(__file__).parents[1] / "benchmarks" / "main_summary.py"
     shown = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=120,
                            check=True, env={**os.environ, "COLUMNS": "250"}).stdout
-    assert "score, hot" in shown and "ClickBench" in shown and "sha256" in shown
+    assert "score, hot" in shown and "score, cold" in shown and "ClickBench" in shown and "sha256" in shown
     row = next(line for line in shown.splitlines() if "clickhouse" in line and "ClickHouse" in line)
-    assert "1.00" in row and "10/10" in row
+    assert row.count("1.00") == 2 and "10/10" in row  # hot and cold: the only engine scores 1 in both
