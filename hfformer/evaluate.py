@@ -149,7 +149,9 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
     table = pl.DataFrame(records)
     write_bytes(run_dir / "evaluation.csv", table.write_csv().encode())
     summary = {"run": str(run_dir), "data": str(data), "market": describe_market(prep), "split": "test",
-               "windows": int(ends.size), "too_little_data": data_warnings(prep), "models": models,
+               "windows": int(ends.size),
+               "span_hours": {part: prep.span_hours(part) for part in ("train", "val", "test")},
+               "too_little_data": data_warnings(prep), "models": models,
                "bootstrap": {"resamples": n_boot, "block_windows": block, "seed": seed}}
     write_bytes(run_dir / "evaluation.json",
                 orjson.dumps({**summary, "metrics": records}, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -24,7 +24,7 @@ from rich.table import Table
 from data_loaders.atomic import write_bytes
 from hfformer.backtest import BacktestConfig, backtest_models, fee_preset, load_forecasts, write_backtest
 from hfformer.config import Config
-from hfformer.data import data_warnings, describe_market, prepare
+from hfformer.data import describe_market, prepare
 from hfformer.evaluate import evaluate
 from hfformer.train import train
 
@@ -102,16 +102,13 @@ def walkforward(data: Path, out: Path, models: list[str], cfg: Config, every: st
             if progress:
                 progress(f"fold {k}/{len(periods)} ({period[0]:%Y-%m-%d %H:%M} UTC): training {model}")
             train(data, fold_dir, model, fold_cfg)
-        result = evaluate(fold_dir, data, n_boot=n_boot)
-        prep = prepare(data, fold_cfg.data)
-        warnings[f"fold{k}"] = data_warnings(prep)
+        result = evaluate(fold_dir, data, n_boot=n_boot)  # the fold's split, with its data warnings
+        warnings[f"fold{k}"] = result["too_little_data"]
         bt = backtest_models(load_forecasts(fold_dir), backtest_config)
         write_backtest(fold_dir, bt)
-        hours = {part: prep.span_hours(part) for part in ("train", "test")}
         rows += fold_rows(k, period, result["table"], bt.summary,
-                          {"train_hours": hours["train"], "test_hours": hours["test"],
-                           "test_windows": int(prep.ends["test"].size),
-                           "warning": "; ".join(warnings[f"fold{k}"]) or None})
+                          {"train_hours": result["span_hours"]["train"], "test_hours": result["span_hours"]["test"],
+                           "test_windows": result["windows"], "warning": "; ".join(warnings[f"fold{k}"]) or None})
     table = pl.DataFrame(rows)
     write_bytes(Path(out) / "walkforward.csv", table.write_csv().encode())
     summary = {"data": str(data), "out": str(out), "market": market, "every": every, "folds": len(periods),
