@@ -22,6 +22,7 @@ the writer refuses any other repeat.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -322,51 +323,97 @@ def read_manifest(data: Path) -> dict[str, Any]:
     return orjson.loads(path.read_bytes())
 
 
+def _stamp(path: Path) -> tuple[str, int, int, int]:
+    """A file's identity for the memos below: path, inode, size and modification time."""
+    st = path.stat()
+    return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+_VERIFIED: set[tuple[tuple[str, int, int, int], str]] = set()  # (file stamp, sha256) already checked
+
+
 def verify_table(data: Path, table: str) -> None:
     """The table file is the one its dataset.json recorded (a folder without one, or a dataset from
-    before checksums were recorded, has nothing to compare)."""
+    before checksums were recorded, has nothing to compare). A file checked once is not hashed again
+    while its inode, size and modification time stay the same (`dbbench load` verifies before it
+    streams, `dbbench run` once per engine)."""
     path, manifest = Path(data) / f"{table}.parquet", Path(data) / "dataset.json"
     recorded = read_manifest(data).get("sha256", {}).get(table) if manifest.exists() else None
-    if recorded is not None and recorded != sha256(path):
+    if recorded is None or (_stamp(path), recorded) in _VERIFIED:
+        return
+    if recorded != sha256(path):
         raise IntegrityError(f"{path} is not the file {Path(data) / 'dataset.json'} records (sha256 differs): "
                              "it changed after the dataset was built; build the dataset again")
+    _VERIFIED.add((_stamp(path), recorded))
 
 
-def _ticks_folder(data: Path) -> dict[str, pl.DataFrame]:
-    """A folder of ticks Parquet (no dataset.json), as it is: the benchmark tables its trades and quotes
-    files make. A bad row is an error here, not dropped: `dbbench dataset --from` quarantines them."""
-    from data_loaders.quarantine import Quarantine
+def is_ticks_folder(data: Path) -> bool:
+    """A folder of ticks Parquet as it is, rather than a dataset `dbbench dataset` built."""
+    return Path(data).is_dir() and not (Path(data) / "dataset.json").exists()
 
-    files = [f for f in input_files([data]) if f.suffix == ".parquet"]
+
+def _ticks_files(data: Path) -> list[Path]:
+    files = [f for f in input_files([data]) if f.suffix == ".parquet"] if Path(data).is_dir() else []
     if not files:
         raise FileNotFoundError(f"{data} is not a dbbench dataset (no dataset.json) nor a folder of ticks Parquet; "
                                 "build one with `dbbench dataset`")
+    return files
+
+
+@functools.lru_cache(maxsize=2)
+def _read_ticks_folder(stamps: tuple[tuple[str, int, int, int], ...]) -> dict[str, pl.DataFrame]:
+    """The benchmark tables a folder's ticks Parquet files make, read once while the files stay the same
+    (`dbbench run` asks for them per engine and per reference answer)."""
+    from data_loaders.quarantine import Quarantine
+
     quarantine = Quarantine(None)
-    instruments, _ = _instruments(files, quarantine, fmt="parquet")
+    instruments, _ = _instruments([Path(s[0]) for s in stamps], quarantine, fmt="parquet")
     if quarantine.total:
-        raise ValueError(f"{data}: {quarantine.total} bad rows ({dict(quarantine.counts)}); build a dataset with "
-                         f"`dbbench dataset --from {data}`, which quarantines them")
+        folder = Path(stamps[0][0]).parent
+        raise ValueError(f"{folder}: {quarantine.total} bad rows ({dict(quarantine.counts)}); build a dataset with "
+                         f"`dbbench dataset --from {folder}`, which quarantines them")
     return {t: pl.concat([tables[t] for _, tables in instruments if t in tables])
                if any(t in tables for _, tables in instruments) else pl.DataFrame(schema=pl.Schema(TABLES[t]))
             for t in TABLES}
 
 
-def verify_dataset(data: Path) -> dict[str, Any]:
-    """What `dbbench load` loads: a dataset whose every table still has the sha256 dataset.json records
-    (a changed file is an IntegrityError naming it), or a folder of ticks Parquet, described from its files."""
-    if (Path(data) / "dataset.json").exists():
-        for table in TABLES:
-            verify_table(data, table)
+def _ticks_folder(data: Path) -> dict[str, pl.DataFrame]:
+    """A folder of ticks Parquet (no dataset.json), as it is: the benchmark tables its trades and quotes
+    files make. A bad row is an error here, not dropped: `dbbench dataset --from` quarantines them."""
+    return _read_ticks_folder(tuple(_stamp(f) for f in _ticks_files(data)))
+
+
+def describe(data: Path) -> dict[str, Any]:
+    """What a dataset holds: its dataset.json, or for a folder of ticks Parquet the same fields read from
+    the files (rows, time range, symbols, venues, and each file's sha256: the run's dataset identity)."""
+    if not is_ticks_folder(data):
+        if not Path(data).exists():
+            raise FileNotFoundError(f"{data}: no such folder (a dataset.json and its tables, or ticks Parquet); "
+                                    "build a dataset with `dbbench dataset`")
         return read_manifest(data)
-    if not Path(data).is_dir():
-        raise FileNotFoundError(f"{data}: no such folder (a dataset.json and its tables, or ticks Parquet); "
-                                "build a dataset with `dbbench dataset`")
-    tables = _ticks_folder(data)
+    files, tables = _ticks_files(data), _ticks_folder(data)
     ts = pl.concat([t["ts"] for t in tables.values()]).dt.epoch("ns")
     return {"source": {"kind": "ticks folder", "path": str(data)}, "rows": {t: f.height for t, f in tables.items()},
             "min_ts": ts.min(), "max_ts": ts.max(),
             "symbols": sorted(set().union(*(f["symbol"].unique() for f in tables.values()))),
-            "venues": sorted(set().union(*(f["venue"].unique() for f in tables.values())))}
+            "venues": sorted(set().union(*(f["venue"].unique() for f in tables.values()))),
+            "sha256": {f.name: sha256(f) for f in files}}
+
+
+def verify_dataset(data: Path) -> dict[str, Any]:
+    """What `dbbench load` loads: a dataset whose every table still has the sha256 dataset.json records
+    (a changed file is an IntegrityError naming it), or a folder of ticks Parquet, described from its files."""
+    if not is_ticks_folder(data) and Path(data).exists():
+        for table in TABLES:
+            verify_table(data, table)
+    return describe(data)
+
+
+def scan_table(data: Path, table: str) -> pl.LazyFrame:
+    """One benchmark table of a dataset or a folder of ticks Parquet, for the reference answers."""
+    if is_ticks_folder(data):
+        return _ticks_folder(data)[table].lazy()
+    return pl.scan_parquet(Path(data) / f"{table}.parquet")
 
 
 def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
@@ -377,7 +424,7 @@ def iter_batches(data: Path, table: str, batch_rows: int = 1_000_000) -> Iterato
     A folder of ticks Parquet (no dataset.json) gives its tables as `verify_dataset` describes them."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    if Path(data).is_dir() and not (Path(data) / "dataset.json").exists():
+    if is_ticks_folder(data):
         arrow = _ticks_folder(data)[table].to_arrow().cast(TABLES[table])
         yield from arrow.to_batches(max_chunksize=batch_rows)
         return

@@ -56,9 +56,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import polars as pl
 
+from dbbench.dataset import describe, scan_table
 from dbbench.engines.base import QUERY_NAMES
 
 MINUTE_NS = 60_000_000_000
@@ -94,7 +94,7 @@ WINDOW_ROWS = 250_000  # trades+quotes in the window of the ROW_QUERIES
 def default_params(data: Path) -> dict[str, Any]:
     """The whole dataset's range (whole minutes), its first symbol, the first 5 minutes for range_scan,
     and the window of the per-row queries (whole minutes in the middle, about WINDOW_ROWS rows)."""
-    manifest = orjson.loads((Path(data) / "dataset.json").read_bytes())
+    manifest = describe(data)
     start = manifest["min_ts"] // MINUTE_NS * MINUTE_NS
     end = (manifest["max_ts"] // MINUTE_NS + 1) * MINUTE_NS
     minutes = (end - start) // MINUTE_NS
@@ -155,8 +155,8 @@ def _mid_returns(quotes: pl.LazyFrame) -> pl.LazyFrame:
 def reference(name: str, data: Path, params: dict[str, Any]) -> pl.DataFrame:
     """The true answer of one query on the dataset directory `data` (Parquet, read lazily)."""
     p = check_params(params)
-    trades = _in_range(pl.scan_parquet(Path(data) / "trades.parquet"), p)
-    quotes = _in_range(pl.scan_parquet(Path(data) / "quotes.parquet"), p)
+    trades = _in_range(scan_table(data, "trades"), p)
+    quotes = _in_range(scan_table(data, "quotes"), p)
     keys = ["symbol", "venue", "minute"]
     match name:
         case "avg_trade_volume":
@@ -216,7 +216,7 @@ def reference(name: str, data: Path, params: dict[str, Any]) -> pl.DataFrame:
         case "range_scan":
             ts = pl.col("ts").dt.epoch("ns")
             out = (
-                pl.scan_parquet(Path(data) / "trades.parquet")
+                scan_table(data, "trades")
                 .filter((pl.col("symbol") == p["symbol"]) & (ts >= p["scan_start"]) & (ts < p["scan_end"]))
                 .select("ts", "symbol", "venue", "trade_id", "price", "qty", "side")
             )

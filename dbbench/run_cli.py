@@ -42,24 +42,26 @@ def _dsns(pairs: list[str]) -> dict[str, str]:
 
 
 def dataset_dir(data: Path | None, rows: int | None) -> Path:
-    """--data DIR as given, else a synthetic dataset of --rows rows under .dbbench/data (built once)."""
+    """--data DIR as given (a dataset, or a folder of ticks Parquet whose files are read in each run),
+    else a synthetic dataset of --rows rows under .dbbench/data (built once)."""
     from dbbench.dataset import build_synth
 
     if data is None and rows is None:
-        raise typer.BadParameter("give --data DIR (a `dbbench dataset` directory) or --rows N (a synthetic dataset)")
+        raise typer.BadParameter("give --data DIR (a `dbbench dataset` directory or a folder of ticks Parquet) "
+                                 "or --rows N (a synthetic dataset)")
     directory = data or Path(".dbbench/data") / f"synth-{rows}"
-    if not (directory / "dataset.json").exists():
-        if rows is None:
-            raise typer.BadParameter(f"{directory} holds no dataset.json; "
-                                     "build it with `dbbench dataset` or give --rows")
+    if data is None and not (directory / "dataset.json").exists():
         build_synth(directory, rows)
+    elif not directory.is_dir():
+        raise typer.BadParameter(f"{directory}: no such folder; build a dataset with `dbbench dataset` or give --rows")
     return directory
 
 
 def run_cmd(
     engines: str = typer.Option(",".join(ENGINES), help="Comma-separated engines, run one at a time."),
     rows: int = typer.Option(None, help="Build (once) and use a synthetic dataset of about this many rows."),
-    data: Path = typer.Option(None, help="A dataset directory (trades.parquet, quotes.parquet, dataset.json)."),
+    data: Path = typer.Option(None, help="A dataset directory (trades.parquet, quotes.parquet, dataset.json), "
+                                         "or a folder of ticks Parquet as it is."),
     dsn: list[str] = typer.Option([], help="ENGINE=DSN (repeatable); default $DBBENCH_<ENGINE>_DSN "
                                            "or `dbbench servers`."),
     queries: str = typer.Option(",".join(QUERY_NAMES), help="Comma-separated queries of the suite."),

@@ -42,11 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from data_loaders.redact import redact
 from dbbench import results, servers
-from dbbench.dataset import csv_size, iter_batches, read_manifest
+from dbbench.dataset import csv_size, describe, iter_batches
 from dbbench.engines import connect, default_dsn
 from dbbench.engines.base import QUERY_NAMES, TABLES, Engine, Storage
 from dbbench.machine import machine_info
@@ -87,7 +86,7 @@ def units(config: RunConfig) -> int:
 def csv_bytes(data: Path, table: str) -> int:
     """Size of the table written as CSV with a header: the raw size that storage is compared with
     (datasets record it in dataset.json when built; this counts it for those that do not)."""
-    batches = pq.ParquetFile(Path(data) / f"{table}.parquet").iter_batches(batch_size=1_000_000)
+    batches = iter_batches(data, table)
     return sum(csv_size(batch, header=i == 0) for i, batch in enumerate(batches))
 
 
@@ -406,7 +405,7 @@ class EngineRun:
 def dataset_info(data: Path) -> dict[str, Any]:
     """The dataset's manifest, raw CSV sizes and identity (name, rows, checksums: runs of different datasets
     never merge in a report)."""
-    manifest = read_manifest(data)
+    manifest = describe(data)
     sizes = manifest.get("csv_bytes") or {t: csv_bytes(data, t) for t in TABLES}
     info = {"path": str(Path(data).resolve()), **manifest, "csv_bytes": sizes}
     return {**info, "identity": results.dataset_identity(info)}

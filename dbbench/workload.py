@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dbbench.dataset import read_manifest
+from dbbench.dataset import describe
 from dbbench.engines.base import QUERY_NAMES
 from dbbench.queries import MINUTE_NS, ROW_QUERIES, SCAN_NS, default_params
 
@@ -48,7 +48,7 @@ class Workload:
     @classmethod
     def of(cls, data: Path, seed: int = DEFAULT_SEED) -> Workload:
         """The workload over a dataset, from its manifest (the per-row window as `default_params` sizes it)."""
-        manifest, p = read_manifest(data), default_params(data)
+        manifest, p = describe(data), default_params(data)
         minutes = (p["end"] - p["start"]) // MINUTE_NS
         return cls(seed=seed, start=p["start"], end=p["end"], symbols=tuple(sorted(manifest["symbols"])),
                    range_minutes=max(1, int(minutes * RANGE_FRACTION)),

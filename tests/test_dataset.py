@@ -14,6 +14,7 @@ from dbbench.dataset import (
     build_synth,
     iter_batches,
     read_manifest,
+    verify_dataset,
 )
 from dbbench.engines.base import TABLES
 
@@ -107,6 +108,7 @@ def test_a_table_changed_after_the_build_is_refused(synth, tmp_path):
     copy = tmp_path / "ds"
     shutil.copytree(synth, copy)
     assert read_manifest(copy)["sha256"] == {t: sha256(copy / f"{t}.parquet") for t in TABLES}
+    assert verify_dataset(copy)["rows"] == read_manifest(copy)["rows"]  # checked once: a later change is still caught
     trades = pl.read_parquet(copy / "trades.parquet")
     trades.with_columns(pl.col("price") * 1.01).write_parquet(copy / "trades.parquet")
     with pytest.raises(IntegrityError, match="trades.parquet is not the file .*dataset.json records"):

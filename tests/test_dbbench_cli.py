@@ -195,6 +195,18 @@ def test_a_folder_of_ticks_parquet_loads_as_it_is(inputs, tmp_path):
                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert _duckdb_rows(tmp_path / "db.duckdb") == rows
+    done = dbbench("query", "--engine", "duckdb", "--dsn", f"duckdb:///{tmp_path}/db.duckdb", "--query", "vwap",
+                   "--format", "csv", cwd=tmp_path)  # the folder `load` recorded; its answer checked against its files
+    assert done.returncode == 0, done.stderr
+    assert pl.read_csv(io.StringIO(done.stdout)).height > 0 and "verdict=correct" in done.stderr.splitlines()[-1]
+    done = dbbench("run", "--engines", "duckdb", "--data", args[0], "--queries", "ohlcv_1m,asof_trades_quotes",
+                   "--repeat", "2", "--batch-rows", "20000", "--out", "r.json", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = orjson.loads((tmp_path / "r.json").read_bytes())
+    identity = result["dataset"]["identity"]
+    assert identity["source"] == "ticks folder" and identity["rows"] == rows and identity["digest"]
+    assert set(identity["sha256"]) == {"trades.parquet", "quotes.parquet"}
+    assert all(q["verdict"].startswith("correct") for q in result["engines"]["duckdb"]["queries"].values())
 
 
 def test_load_refuses_a_dataset_file_changed_after_the_build(inputs, tmp_path):
