@@ -11,7 +11,8 @@ out-of-order checks run on `local_timestamp`, across files given in order. Plain
 The symbol and market go in the stats as the recordings reader names them (`btcusdt`; Binance's
 exchanges as `spot` / `usdm` / `coinm`, any other exchange by its Tardis id), from the rows'
 `exchange,symbol`, the file name (`binance-futures_trades_2025-01-01_BTCUSDT.csv.gz`) and the
-caller (`--symbol`, `--venue`), which must all agree.
+caller (`--symbol`, `--venue`), which must all agree. binance-delivery (COIN-M) amounts count contracts
+and are turned into base units (data_loaders.coinm), as every Binance reader does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
+from data_loaders import coinm
 from data_loaders.csv_lines import (
     agreed,
     first_problem,
@@ -183,10 +185,18 @@ def _with_order_check(rows: pl.DataFrame) -> pl.DataFrame:
 def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | None = None,
          market: str | None = None, levels: int | None = None, every: str | None = None,
          on_gap: str = "flag") -> tuple[pl.DataFrame, dict]:
-    """The reader protocol (data_loaders.formats): trades, or the book (resampled on `every`)."""
+    """The reader protocol (data_loaders.formats): trades, or the book (resampled on `every`).
+    binance-delivery (COIN-M) amounts are contracts, as Binance gives them: turned into base units."""
     if kind == "trades":
-        return _read_trades(files, quarantine, symbol, market)
-    book, stats = _read_book(files, levels or 10, quarantine, on_gap, symbol, market)
+        trades, stats = _read_trades(files, quarantine, symbol, market)
+        if stats["market"] == "coinm":
+            trades = coinm.to_base(trades, stats["symbol"], [("qty", "price")])
+        return trades, stats
+    levels = levels or 10
+    book, stats = _read_book(files, levels, quarantine, on_gap, symbol, market)
+    if stats["market"] == "coinm":
+        book = coinm.to_base(book, stats["symbol"], [(f"{side}_qty_{i}", f"{side}_px_{i}")
+                                                     for side in ("bid", "ask") for i in range(1, levels + 1)])
     if every is not None:
         book, stats["ts_backwards"] = resample_book(book, every)
     return book, stats

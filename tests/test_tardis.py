@@ -439,3 +439,23 @@ def test_symbol_and_market_from_rows_file_name_or_caller(spot, tmp_path):
     )
     stats = tardis.read("book", [snapshot], levels=5, quarantine=Quarantine(None))[1]
     assert (stats["symbol"], stats["market"]) == ("btcusdt", "spot")
+
+
+def test_coinm_amounts_are_contracts_read_in_base_units(tmp_path):
+    """binance-delivery amounts count contracts (100 USD each for BTCUSD, 10 USD for the other pairs), as
+    Binance gives them: trades and book levels come out in the base asset, like every other venue's sizes."""
+    trades = write(tmp_path / "binance-delivery_trades_2024-08-08_BTCUSD_PERP.csv", TRADES_HEADER, [
+        "binance-delivery,BTCUSD_PERP,1723161600000000,1723161600001000,1,buy,60000.0,3",
+        "binance-delivery,BTCUSD_PERP,1723161600002000,1723161600003000,2,sell,50000.0,1",
+    ])
+    got, stats = tardis.read("trades", [trades], quarantine=Quarantine(None))
+    assert stats == {"symbol": "btcusd_perp", "market": "coinm"}
+    assert got["qty"].to_list() == pytest.approx([0.005, 0.002], rel=1e-12)
+    book = write(tmp_path / "binance-delivery_incremental_book_L2_2024-08-08_ETHUSD_PERP.csv", INCREMENTAL_HEADER, [
+        "binance-delivery,ETHUSD_PERP,1723161600000000,1723161600001000,true,bid,2500.0,50",
+        "binance-delivery,ETHUSD_PERP,1723161600000000,1723161600001000,true,ask,2501.0,20",
+    ])
+    got, stats = tardis.read("book", [book], levels=1, quarantine=Quarantine(None))
+    assert stats["market"] == "coinm"
+    assert got["bid_qty_1"][-1] == pytest.approx(50 * 10 / 2500)
+    assert got["ask_qty_1"][-1] == pytest.approx(20 * 10 / 2501)
