@@ -1,11 +1,12 @@
-"""Peak memory and batch throughput of features + windows over a 10-million-snapshot book.
+"""Peak memory and batch throughput of hfformer's data path over a 10-million-snapshot book.
 
     PYTHONPATH=. python benchmarks/bench_windows_memory.py [--rows N] [--book PATH] [--batches B]
 
 A child process writes a synthetic 10-level book (BTC-like prices on a 0.01 tick) to Parquet in
-row groups, so its memory is not this process's. This process then runs the real pipeline on a
-lazy scan: build_features -> make_targets -> valid_window_ends -> time_split -> WindowDataset ->
-DataLoader batches, printing peak resident memory (getrusage ru_maxrss) after each step.
+row groups, so its memory is not this process's. This process then runs what train, evaluate and
+backtest run: hfformer.data.prepare (the book read a chunk at a time, features, the paper's 30
+targets, the split, train scaling) and shuffled training batches, printing peak resident memory
+(getrusage ru_maxrss) after each step.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from data_loaders.features import FeatureConfig, build_features, make_targets
 from data_loaders.schema import book_schema
-from data_loaders.windows import time_split, valid_window_ends
-from hfformer.loader import WindowDataset, make_loader
+from hfformer.config import load_config
+from hfformer.data import prepare
+from hfformer.loader import make_loader
 
 LEVELS = 10
 GROUP = 262_144
@@ -69,6 +70,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--size-norm", default="train", choices=["window", "train"],
+                    help="train: sizes scaled by training statistics, per batch (tuned.toml's choice)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -89,35 +92,18 @@ def main() -> None:
             )
         print(f"start: peak RSS {peak_gib():.2f} GiB")
 
-        cfg = FeatureConfig(levels=LEVELS)
+        cfg = load_config(None, [f"data.window={args.window}", f"data.size_norm={args.size_norm}"]).data
         t = time.perf_counter()
-        feats = build_features(pl.scan_parquet(path), cfg)
-        n, f = feats.x.shape
+        prep = prepare(path, cfg)  # what train, evaluate and backtest run: the book read a chunk at a time
+        n, f = prep.features.x.shape
         print(
-            f"build_features: x {feats.x.shape} float32 {feats.x.nbytes / 2**30:.2f} GiB, "
-            f"{n / (time.perf_counter() - t):,.0f} rows/s; peak RSS {peak_gib():.2f} GiB\n"
-            f"  report {feats.report}"
+            f"prepare: x {prep.features.x.shape} float32 {prep.features.x.nbytes / 2**30:.2f} GiB, "
+            f"y {prep.y.shape} {prep.y.nbytes / 2**30:.2f} GiB, {n / (time.perf_counter() - t):,.0f} rows/s; "
+            f"peak RSS {peak_gib():.2f} GiB\n  report {prep.features.report}\n"
+            f"  train/val/test {prep.ends['train'].size:,}/{prep.ends['val'].size:,}/{prep.ends['test'].size:,} windows"
         )
 
-        t = time.perf_counter()
-        y = make_targets(feats.price, cfg.horizons)
-        print(
-            f"make_targets: y {y.shape} {y.nbytes / 2**30:.2f} GiB "
-            f"in {time.perf_counter() - t:.1f} s; "
-            f"peak RSS {peak_gib():.2f} GiB"
-        )
-
-        max_h = max(cfg.horizons)
-        ends = valid_window_ends(feats.valid, args.window, max_h)
-        split = time_split(ends, n, gap=max_h + args.window - 1)
-        ds = WindowDataset(feats.x, y, split.train, window=args.window)
-        print(
-            f"ends {len(ends):,}; train/val/test "
-            f"{len(split.train):,}/{len(split.val):,}/{len(split.test):,}; "
-            f"peak RSS {peak_gib():.2f} GiB"
-        )
-
-        loader = make_loader(ds, batch_size=args.batch_size, shuffle=True, seed=0)
+        loader = make_loader(prep.dataset("train"), batch_size=args.batch_size, shuffle=True, seed=0)
         t = time.perf_counter()
         windows = 0
         for b, (xb, yb) in enumerate(loader):

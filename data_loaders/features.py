@@ -291,14 +291,15 @@ class TrainScaling:
         return mask
 
     def inputs(self, x: np.ndarray) -> np.ndarray:
-        """float32 (N, F) copy of x with the scaled columns replaced by (log) standardised values."""
-        if x.shape[1] != len(self.names):
-            raise ValueError(f"train scaling fitted on {len(self.names)} features, x has {x.shape[1]}")
-        out = x.copy()
+        """float32 (..., F) copy of rows of x (a batch of windows, or all of x) with the scaled columns
+        replaced by (log) standardised values."""
+        if x.shape[-1] != len(self.names):
+            raise ValueError(f"train scaling fitted on {len(self.names)} features, x has {x.shape[-1]}")
+        out = x.astype(np.float32, copy=True)
         with np.errstate(divide="ignore", invalid="ignore"):  # invalid rows may hold 0 or NaN
             for c, lg, m, s in zip(self.columns, self.log, self.mean, self.std):
-                v = x[:, c].astype(np.float64)
-                out[:, c] = ((np.log(v) if lg else v) - m) / s
+                v = x[..., c].astype(np.float64)
+                out[..., c] = ((np.log(v) if lg else v) - m) / s
         return out
 
     def state_dict(self) -> dict:

@@ -117,3 +117,15 @@ def read(
     frame, stats = reader.read(kind, files, quarantine=quarantine, symbol=symbol, market=market,
                                levels=levels, every=every, on_gap=on_gap)
     return frame, {"format": reader.name, **stats, "rows": frame.height, "bad_lines": dict(quarantine.counts)}
+
+
+def scan_book(files: list[Path]) -> tuple[pl.LazyFrame, dict]:
+    """Book Parquet files (what `ticks book` writes) as one lazy frame, read a chunk at a time by its
+    consumer (hfformer): the checks and stats of `read("book", files, fmt="parquet")`, with the
+    book never held in memory whole."""
+    files = [Path(f) for f in files]
+    if resolve(files, "auto") != "parquet":
+        raise FormatError(f"{', '.join(map(str, files))}: a book to learn from is book Parquet; build one with "
+                          "`ticks book`")
+    frame, stats = parquet_ticks.scan_books(files)
+    return frame, {"format": "parquet", **stats, "rows": sum(stats["file_rows"]), "bad_lines": {}}

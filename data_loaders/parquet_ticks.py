@@ -155,12 +155,47 @@ def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | 
     if kind == "trades":
         frames = _without_repeated_ids(frames, files, quarantine)
     frame = pl.concat(frames, how="vertical_relaxed")
-    stats: dict = {"file_rows": [f.height for f in frames]}
-    named = [{**metadata(f), **columns} for f, (_, columns) in zip(files, read_files)]
+    stats = {"file_rows": [f.height for f in frames],
+             **_instrument(files, [columns for _, columns in read_files], symbol, market)}
+    if kind == "book" and every is not None:
+        frame, stats["ts_backwards"] = resample_book(frame, every)
+    return frame, stats
+
+
+def _instrument(files: list[Path], columns: list[dict[str, str]], symbol: str | None,
+                market: str | None) -> dict[str, str]:
+    """{"symbol", "market"} as the files' metadata or instrument columns and the caller name them,
+    where any does; they must all agree."""
+    named = [{**metadata(f), **c} for f, c in zip(files, columns)]
+    stats = {}
     for key, option, value in (("symbol", "--symbol", symbol), ("market", "--venue", market)):
         said = {f.name: m.get(key) for f, m in zip(files, named)}
         if value or any(said.values()):
             stats[key] = agreed(key, option, {**said, option: value})
-    if kind == "book" and every is not None:
-        frame, stats["ts_backwards"] = resample_book(frame, every)
-    return frame, stats
+    return stats
+
+
+def scan_books(files: list[Path]) -> tuple[pl.LazyFrame, dict]:
+    """Book Parquet files as one lazy frame, for work that reads a book a chunk at a time (hfformer's
+    features): `read("book", files)`'s checks (sha256, kind, one instrument per file, one number of
+    levels) and its stats (`file_rows`, `symbol`, `market`), with no file held in memory."""
+    scans, columns = [], []
+    for path in files:
+        verify(path, remedy="write it again, or remove its .sha256 if you changed it on purpose")
+        if kind_of(path) != "book":
+            raise ValueError(f"{path}: holds {kind_of(path)}, not book")
+        scan = pl.scan_parquet(path)
+        named: dict[str, str] = {}
+        for key, column in _instrument_columns(scan.collect_schema().names()).items():
+            values = scan.select(pl.col(column).unique()).collect()[column].to_list()
+            if len(values) > 1:
+                raise ValueError(f"{path}: holds several instruments ({key}: {', '.join(map(str, values[:5]))}); "
+                                 "give one instrument's book")
+            if values:
+                named[key] = str(values[0])
+        scans.append(scan)
+        columns.append(named)
+    if len({book_levels(s.collect_schema().names()) for s in scans}) > 1:
+        raise ValueError(f"book files with different numbers of levels given together: {[str(f) for f in files]}")
+    stats = {"file_rows": [pq.read_metadata(f).num_rows for f in files], **_instrument(files, columns, None, None)}
+    return pl.concat(scans, how="vertical_relaxed"), stats

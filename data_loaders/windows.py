@@ -8,7 +8,7 @@ numpy only: the models' side makes tensors of the batches (hfformer/loader.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,11 +37,12 @@ class Windows:
 
     x: (N, F) float32 features (zscore: bool (F,), the features the window z-score applies to;
     None: all); y: (N, H) float32 targets; ends: the last row of each window
-    (e.g. from valid_window_ends / time_split).
+    (e.g. from valid_window_ends / time_split); scale: what the rows of a window become before the
+    z-score (features.TrainScaling.inputs), applied to each batch so x is never copied whole.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int = 100,
-                 zscore: np.ndarray | None = None):
+                 zscore: np.ndarray | None = None, scale: Callable[[np.ndarray], np.ndarray] | None = None):
         if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
             raise ValueError(f"x (N, F) and y (N, H) must share N, got {x.shape} and {y.shape}")
         ends = np.asarray(ends, dtype=np.int64)
@@ -54,7 +55,7 @@ class Windows:
                 )
         if zscore is not None and np.shape(zscore) != (x.shape[1],):
             raise ValueError(f"zscore must be a bool mask of the {x.shape[1]} features, got {np.shape(zscore)}")
-        self.x, self.y, self.ends, self.window = x, y, ends, window
+        self.x, self.y, self.ends, self.window, self.scale = x, y, ends, window, scale
         self.zscore = None if zscore is None or np.all(zscore) else np.asarray(zscore, dtype=bool)
         self._offsets = np.arange(1 - window, 1, dtype=np.int64)  # (T,)
 
@@ -62,9 +63,10 @@ class Windows:
         return self.ends.size
 
     def window_view(self, i: int) -> np.ndarray:
-        """The raw window of item i, (T, F): a view into x, not a copy."""
+        """The window of item i, (T, F), before the z-score: a view into x where nothing scales it."""
         end = int(self.ends[i])
-        return self.x[end - self.window + 1 : end + 1]
+        rows = self.x[end - self.window + 1 : end + 1]
+        return rows if self.scale is None else self.scale(rows)
 
     def item(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Item i: its z-scored window (T, F) and a copy of its target row (H,), never aliasing y."""
@@ -73,8 +75,8 @@ class Windows:
     def batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised batch: xb (B, T, F) float32 z-scored, yb (B, H) float32."""
         ends = self.ends[np.asarray(indices, dtype=np.int64)]  # (B,)
-        rows = ends[:, None] + self._offsets  # (B, T)
-        return zscore_windows(self.x[rows], mask=self.zscore), self.y[ends]
+        rows = self.x[ends[:, None] + self._offsets]  # (B, T, F)
+        return zscore_windows(rows if self.scale is None else self.scale(rows), mask=self.zscore), self.y[ends]
 
 
 def valid_window_ends(valid: np.ndarray, window: int, max_h: int) -> np.ndarray:

@@ -44,8 +44,7 @@ class Prepared:
     ceiling: np.ndarray | None  # (N, H) float32 the best forecast from what the market showed (regime market)
     sources: list[Path]
     cfg: DataConfig
-    scaling: TrainScaling | None  # data.size_norm = "train": fitted on this data's training rows
-    inputs: np.ndarray  # (N, F) float32 what the models' windows are cut from: x, or scaling.inputs(x)
+    scaling: TrainScaling | None  # data.size_norm = "train": fitted on this data's training rows, applied per batch
     grid: Grid  # the rows' clock and step
 
     def span_hours(self, part: str) -> float:
@@ -57,8 +56,10 @@ class Prepared:
         return float(last - self.features.ts[ends[0]] + self.grid.step_ns) / 3.6e12
 
     def dataset(self, part: str) -> WindowDataset:
-        zscore = None if self.scaling is None else self.scaling.zscore_mask()
-        return WindowDataset(self.inputs, self.y, self.ends[part], self.cfg.window, zscore)
+        if self.scaling is None:
+            return WindowDataset(self.features.x, self.y, self.ends[part], self.cfg.window)
+        return WindowDataset(self.features.x, self.y, self.ends[part], self.cfg.window,
+                             self.scaling.zscore_mask(), self.scaling.inputs)
 
 
 def resolve_inputs(path: Path) -> tuple[list[Path], Path | None]:
@@ -143,16 +144,16 @@ def has_ceiling(path: Path) -> bool:
 
 def prepare(path: Path, cfg: DataConfig) -> Prepared:
     files, oracle_path = resolve_inputs(path)
-    frame, stats = formats.read("book", files, fmt="parquet")
-    grid = find_grid(frame.lazy(), path)
+    frame, stats = formats.scan_book(files)  # read a chunk at a time: only the features stay in memory
+    grid = find_grid(frame, path)
     try:
-        feats = build_features(frame.lazy(), feature_config(cfg, grid.clock))
+        feats = build_features(frame, feature_config(cfg, grid.clock))
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     breaks = grid_breaks(feats.ts, grid.step_ns)  # no window or horizon reaches across a gap
     feats.valid[breaks] = False
     feats.report["grid_gap"] = int(breaks.size)
-    book = frame.select(BOOK_COLUMNS)
+    book = frame.select(BOOK_COLUMNS).collect()
     book = book.insert_column(0, pl.Series("ts", feats.ts))
     if len(files) > 1:  # windows never span two separately recorded files
         starts = np.cumsum(stats["file_rows"])[:-1]
@@ -171,11 +172,10 @@ def prepare(path: Path, cfg: DataConfig) -> Prepared:
     oracle = load_oracle(oracle_path, feats.ts, cfg.horizons) if oracle_path is not None else None
     ceiling = (load_oracle(oracle_path, feats.ts, cfg.horizons, "ceiling")
                if oracle_path is not None and has_ceiling(oracle_path) else None)
-    scaling, inputs = None, feats.x
+    scaling = None
     if cfg.size_norm == "train":
         scaling = TrainScaling.fit(feats.x, feats.names, training_rows(feats.valid, split.train))
-        inputs = scaling.inputs(feats.x)
-    return Prepared(feats, y, parts, book, oracle, ceiling, files, cfg, scaling, inputs, grid)
+    return Prepared(feats, y, parts, book, oracle, ceiling, files, cfg, scaling, grid)
 
 
 def forward_split(ends: np.ndarray, ts: np.ndarray, cfg: DataConfig) -> Split:

@@ -27,6 +27,7 @@ from hfformer.model import HFformer
 
 POINT_MODELS = ("zero", "oracle", "ceiling")  # need no checkpoint
 BATCH = 1024
+FAST_CHUNK = 65_536  # windows per call of the numba kernel
 
 
 class Forecaster:
@@ -40,7 +41,6 @@ class Forecaster:
         self.feature_names, self.model, self.ridge, self.scaling = t.feature_names, t.model, t.ridge, t.scaling
         self.tabular = t.tabular
         self.fast = FastHFformer(t.model) if lean and isinstance(t.model, HFformer) else None
-        self._inputs: tuple[Prepared, np.ndarray] | None = None
 
     def check_features(self, prep: Prepared) -> None:
         if self.feature_names is not None and self.feature_names != prep.features.names:
@@ -64,26 +64,23 @@ class Forecaster:
             return self.ridge.predict(X).astype(np.float32)[:, :, None]
         if self.kind in TABULAR:
             return self.tabular.forecast(prep, ends).astype(np.float32)[:, :, None]
-        x, zscore = self.inputs(prep)
-        if self.fast is not None:
-            return self.fast.forecast_ends(x, ends, zscore=zscore)
-        ds = WindowDataset(x, np.empty((x.shape[0], 0), np.float32), ends, prep.cfg.window, zscore)
+        # With train scaling, the training run's statistics, whatever data `prep` was fitted on.
+        x, window = prep.features.x, prep.cfg.window
+        zscore, scale = (None, None) if self.scaling is None else (self.scaling.zscore_mask(), self.scaling.inputs)
         out = np.empty((ends.size, H, len(self.quantiles)), dtype=np.float32)
+        if self.fast is not None:  # the kernel takes rows: a chunk of windows' rows at a time, scaled
+            for i in range(0, ends.size, FAST_CHUNK):
+                chunk = ends[i : i + FAST_CHUNK]
+                lo, hi = int(chunk.min()) - window + 1, int(chunk.max()) + 1
+                rows = x[lo:hi] if scale is None else scale(x[lo:hi])
+                out[i : i + FAST_CHUNK] = self.fast.forecast_ends(rows, chunk - lo, zscore=zscore)
+            return out
+        ds = WindowDataset(x, np.empty((x.shape[0], 0), np.float32), ends, window, zscore, scale)
         with torch.inference_mode():
             for i in range(0, ends.size, BATCH):
                 xb, _ = ds.get_batch(np.arange(i, min(i + BATCH, ends.size)))
                 out[i : i + BATCH] = self.model(xb).numpy()
         return out
-
-    def inputs(self, prep: Prepared) -> tuple[np.ndarray, np.ndarray | None]:
-        """(features the windows are cut from, bool mask of those the window z-score applies to):
-        with train scaling, the training run's statistics, whatever data `prep` was fitted on."""
-        if self.scaling is None:
-            return prep.features.x, None
-        if self._inputs is None or self._inputs[0] is not prep:
-            same = prep.scaling is not None and prep.scaling.state_dict() == self.scaling.state_dict()
-            self._inputs = (prep, prep.inputs if same else self.scaling.inputs(prep.features.x))
-        return self._inputs[1], self.scaling.zscore_mask()
 
 
 def quantile_tag(q: float) -> str:

@@ -62,6 +62,42 @@ def test_a_gap_in_the_grid_breaks_the_windows_and_is_counted(synth, tmp_path):
     assert np.all(spans == (window - 1 + max(cfg.data.horizons)) * gapped.grid.step_ns)
 
 
+def test_books_in_several_files_are_read_lazily_with_the_checks_of_a_full_read(synth, tmp_path):
+    """hfformer reads its book a chunk at a time (formats.scan_book): the same rows and stats as a full
+    read, a file boundary breaks the windows, and a changed, mixed or wrong file is refused as before."""
+    from data_loaders.atomic import IntegrityError, checksum_path, sha256
+
+    book = pl.read_parquet(synth / "book.parquet")
+    days = tmp_path / "days"
+    days.mkdir()
+    for i, part in enumerate((book.head(2000), book.slice(2000))):
+        part.write_parquet(days / f"book-{i}.parquet")
+        checksum_path(days / f"book-{i}.parquet").write_text(sha256(days / f"book-{i}.parquet") + "\n")
+    files = sorted(days.glob("*.parquet"))
+    lazy, stats = formats.scan_book(files)
+    full, full_stats = formats.read("book", files, fmt="parquet")
+    assert lazy.collect().equals(full) and stats == {**full_stats, "bad_lines": {}}
+    prep = prepare(days, load_config(None, SMALL).data)
+    assert prep.features.report["file_boundary"] == 1 and not prep.features.valid[2000]
+    np.testing.assert_array_equal(prep.features.ts, book["ts"].to_numpy())
+
+    (days / "book-1.parquet").write_bytes((days / "book-0.parquet").read_bytes())  # its .sha256 no longer matches
+    with pytest.raises(IntegrityError, match="book-1.parquet: sha256"):
+        formats.scan_book(files)
+    fewer = book.select(pl.exclude("^(bid|ask)_(px|qty)_10$"))
+    fewer.write_parquet(days / "book-1.parquet")
+    (days / "book-1.parquet.sha256").unlink()
+    with pytest.raises(ValueError, match="different numbers of levels"):
+        formats.scan_book(files)
+    book.with_columns(symbol=pl.Series(["a", "b"] * (book.height // 2) + ["a"] * (book.height % 2))).write_parquet(
+        days / "book-1.parquet")
+    with pytest.raises(ValueError, match="book-1.parquet: holds several instruments"):
+        formats.scan_book(files)
+    pl.DataFrame({"ts": [1], "trade_id": [1], "price": [1.0], "qty": [1.0]}).write_parquet(days / "book-1.parquet")
+    with pytest.raises(ValueError, match="book-1.parquet: holds trades, not book"):
+        formats.scan_book(files)
+
+
 def test_a_book_off_any_grid_is_refused(binance, tmp_path):
     book, _ = formats.read("book", binance["spot"][:1], levels=10)
     path = tmp_path / "per_update.parquet"
