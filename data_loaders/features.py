@@ -296,10 +296,10 @@ class TrainScaling:
         if x.shape[-1] != len(self.names):
             raise ValueError(f"train scaling fitted on {len(self.names)} features, x has {x.shape[-1]}")
         out = x.astype(np.float32, copy=True)
+        v = x[..., self.columns].astype(np.float64)  # every scaled column at once: a batch is served per step
         with np.errstate(divide="ignore", invalid="ignore"):  # invalid rows may hold 0 or NaN
-            for c, lg, m, s in zip(self.columns, self.log, self.mean, self.std):
-                v = x[..., c].astype(np.float64)
-                out[..., c] = ((np.log(v) if lg else v) - m) / s
+            v[..., self.log] = np.log(v[..., self.log])
+        out[..., self.columns] = (v - self.mean) / self.std
         return out
 
     def state_dict(self) -> dict:

@@ -28,8 +28,9 @@ def backtest(
         Path, typer.Argument(help="Run directory written by `hfformer train`/`evaluate`.")
     ],
     data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Book Parquet; needed only for models without RUN/forecasts."),
+        list[Path] | None,
+        typer.Option("--data", help="Book Parquet or directory (repeat for several, in time order); needed "
+                                    "only for models without RUN/forecasts."),
     ] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     again: Annotated[bool, typer.Option("--again", help=AGAIN_HELP)] = False,

@@ -18,6 +18,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
@@ -25,6 +26,9 @@ import polars as pl
 
 from data_loaders.atomic import atomic_output, atomic_outputs, checked
 from hfformer.bootstrap import percentile_interval, resampled_totals
+
+if TYPE_CHECKING:  # hfformer.data is imported only where forecasts must be computed
+    from hfformer.data import Data
 
 SECONDS_PER_YEAR = 365.25 * 86400
 PNL_BLOCK_BARS = 20  # bars per bootstrap block of the intervals (volatility clusters across bars)
@@ -352,7 +356,7 @@ def backtest_models(
     return BacktestResult(config, bars, {m: summarize(b) for m, b in bars.items()}, skipped)
 
 
-def load_forecasts(run_dir: Path, data: Path | None = None, again: bool = False) -> dict[str, pl.DataFrame]:
+def load_forecasts(run_dir: Path, data: Data | None = None, again: bool = False) -> dict[str, pl.DataFrame]:
     """RUN/forecasts/<model>.parquet for every model in RUN (and the oracle when present).
 
     A trained model (RUN/<model>/metrics.csv) without forecasts gets them from

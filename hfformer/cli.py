@@ -23,7 +23,8 @@ JSON = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle).")],
+    data: Annotated[list[Path], typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle)"
+                                                       "; repeat --data for several, in time order.")],
     out: Annotated[Path, typer.Option(help="Run directory (RUN).")],
     model: Annotated[str, typer.Option(
         help="hfformer, lstm, linear (ridge on per-level features), lightgbm, or naive (ridge on the summed "
@@ -61,7 +62,8 @@ def train(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`.")],
-    data: Annotated[Path, typer.Option(help="The same book Parquet or directory the run was trained on.")],
+    data: Annotated[list[Path], typer.Option(help="The same book Parquet or directory the run was trained on"
+                                                       "; repeat --data for several, in time order.")],
     bootstrap: Annotated[int, typer.Option(help="Block-bootstrap resamples for the 95% intervals.")] = 200,
     again: Annotated[bool, typer.Option("--again", help=AGAIN_HELP)] = False,
     as_json: JSON = False,
@@ -88,7 +90,8 @@ def evaluate(
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="Run directory written by `hfformer train`.")],
-    data: Annotated[Path, typer.Option(help="Book Parquet or directory to forecast over.")],
+    data: Annotated[list[Path], typer.Option(help="Book Parquet or directory to forecast over"
+                                                       "; repeat --data for several, in time order.")],
     out: Annotated[Path, typer.Option(help="Forecasts Parquet to write.")],
     model: Annotated[str, typer.Option(help="Model name under RUN.")] = "hfformer",
     as_json: JSON = False,
@@ -124,7 +127,8 @@ def export(
 
 @app.command()
 def tune(
-    data: Annotated[Path, typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle).")],
+    data: Annotated[list[Path], typer.Option(help="Book Parquet, or a directory (synthetic: book + oracle)"
+                                                       "; repeat --data for several, in time order.")],
     out: Annotated[Path, typer.Option(help="Directory for the trials (trial<k>/), tune.json and best.toml.")],
     model: Annotated[str, typer.Option(help="hfformer or lstm.")] = "hfformer",
     budget: Annotated[int, typer.Option(min=1, help="Trials: the same number for every model compared.")] = 8,
@@ -169,7 +173,8 @@ def compare(
 
 @app.command()
 def walkforward(
-    data: Annotated[Path, typer.Option(help="Book Parquet or directory, on a regular time grid.")],
+    data: Annotated[list[Path], typer.Option(help="Book Parquet or directory, on a regular time grid"
+                                                       "; repeat --data for several, in time order.")],
     out: Annotated[Path, typer.Option(help="Output directory: fold<k>/ runs and walkforward.csv,json.")],
     models: Annotated[str, typer.Option(help="Comma-separated models trained in every fold.")] = "naive,lstm,hfformer",
     every: Annotated[str, typer.Option(help="Test period: 'day' (UTC days) or hours, e.g. '6h'.")] = "day",

@@ -6,6 +6,7 @@ DataConfig, so all models see exactly the same windows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +63,26 @@ class Prepared:
                              self.scaling.zscore_mask(), self.scaling.inputs)
 
 
-def resolve_inputs(path: Path) -> tuple[list[Path], Path | None]:
+Data = Path | Sequence[Path]  # one book Parquet or directory, or several in time order (--data A --data B)
+
+
+def data_label(data: Data) -> str:
+    """The data as a user named it, for messages and summaries."""
+    return str(data) if isinstance(data, (str, Path)) else " ".join(map(str, data))
+
+
+def resolve_inputs(data: Data) -> tuple[list[Path], Path | None]:
     """(book files in order, oracle file or None). A directory holds book.parquet (+ oracle.parquet,
-    as `ticks synth` writes) or else book Parquet files, taken in name order."""
-    path = Path(path)
+    as `ticks synth` writes) or else book Parquet files, taken in name order. Several paths are one
+    recording's files in the order given; an oracle belongs to a single synthetic market only."""
+    if not isinstance(data, (str, Path)):
+        if len(data) == 1:
+            return resolve_inputs(data[0])
+        files = [f for path in data for f in resolve_inputs(path)[0]]
+        if len(set(files)) < len(files):
+            raise ValueError(f"{data_label(data)}: a book file is given twice")
+        return files, None
+    path = Path(data)
     if path.is_file():
         oracle = path.with_name("oracle.parquet") if path.name == "book.parquet" else None
         return [path], oracle if oracle is not None and oracle.exists() else None
@@ -95,7 +112,7 @@ class Grid:
     step_ns: int
 
 
-def find_grid(book: pl.LazyFrame, source: Path) -> Grid:
+def find_grid(book: pl.LazyFrame, source: str | Path) -> Grid:
     """The clock column whose steps are (almost all) one constant: ts first, then local_ts.
 
     A book with one row per update is on no grid; its horizons would mean different times.
@@ -142,8 +159,9 @@ def has_ceiling(path: Path) -> bool:
     return "ceiling_h1" in pl.read_parquet_schema(path)
 
 
-def prepare(path: Path, cfg: DataConfig) -> Prepared:
-    files, oracle_path = resolve_inputs(path)
+def prepare(data: Data, cfg: DataConfig) -> Prepared:
+    files, oracle_path = resolve_inputs(data)
+    path = data_label(data)
     frame, stats = formats.scan_book(files)  # read a chunk at a time: only the features stay in memory
     grid = find_grid(frame, path)
     try:

@@ -39,7 +39,7 @@ from rich.table import Table
 from data_loaders.atomic import atomic_output, write_bytes
 from hfformer.bootstrap import block_sums, bootstrap_counts
 from hfformer.config import PAPER_HORIZONS, read_run_config
-from hfformer.data import data_warnings, describe_market, prepare
+from hfformer.data import Data, data_label, data_warnings, describe_market, prepare
 from hfformer.predict import Forecaster, frame
 from hfformer.protocol import record_test_read
 
@@ -95,7 +95,7 @@ def metrics_from_sums(s: np.ndarray) -> dict[str, np.ndarray]:
                 "pinball": pin / n, "coverage80": cov / n}
 
 
-def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
+def evaluate(run_dir: Path, data: Data, n_boot: int = 200, seed: int = 0,
              write_forecasts: bool = True, again: bool = False) -> dict[str, Any]:
     """Evaluate every model of RUN (plus zero, and the oracle and ceiling on synthetic data) on the test
     split, a read recorded in RUN/test_reads.json (hfformer/protocol.py; `again`: a second read, knowingly)."""
@@ -105,7 +105,7 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
     prep = prepare(data, cfg.data)
     ends = prep.ends["test"]
     if ends.size == 0:
-        raise ValueError(f"{data}: the test split has no windows")
+        raise ValueError(f"{data_label(data)}: the test split has no windows")
     references = {name: known[ends] for name in ("oracle", "ceiling") if (known := getattr(prep, name)) is not None}
     trained = run_models(run_dir)
     warnings = record_test_read(run_dir, prep, data, "hfformer evaluate", trained, again)
@@ -148,7 +148,7 @@ def evaluate(run_dir: Path, data: Path, n_boot: int = 200, seed: int = 0,
             records.append(rec)
     table = pl.DataFrame(records)
     write_bytes(run_dir / "evaluation.csv", table.write_csv().encode())
-    summary = {"run": str(run_dir), "data": str(data), "market": describe_market(prep), "split": "test",
+    summary = {"run": str(run_dir), "data": data_label(data), "market": describe_market(prep), "split": "test",
                "windows": int(ends.size),
                "span_hours": {part: prep.span_hours(part) for part in ("train", "val", "test")},
                "too_little_data": data_warnings(prep), "models": models,

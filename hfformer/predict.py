@@ -20,7 +20,7 @@ from data_loaders.windows import valid_window_ends
 from hfformer.baselines import ridge_design
 from hfformer.checkpoint import TABULAR, Trained, load_trained
 from hfformer.config import Config, read_run_config
-from hfformer.data import BOOK_COLUMNS, Prepared, prepare
+from hfformer.data import BOOK_COLUMNS, Data, Prepared, data_label, prepare
 from hfformer.lean import FastHFformer
 from hfformer.loader import WindowDataset
 from hfformer.model import HFformer
@@ -103,7 +103,7 @@ def frame(prep: Prepared, ends: np.ndarray, forecasts: np.ndarray, qs: list[floa
         "ts", "price", "bid_px_1", "ask_px_1", "ask_qty_1", "bid_qty_1", *rest)
 
 
-def forecast_frame(run_dir: Path, model: str, data: Path, split: str = "test",
+def forecast_frame(run_dir: Path, model: str, data: Data, split: str = "test",
                    prep: Prepared | None = None) -> pl.DataFrame:
     """Forecasts of `model` (a trained model of RUN, or zero/oracle) on a split of `data` (`prep`:
     the data already prepared with the run's config)."""
@@ -115,7 +115,7 @@ def forecast_frame(run_dir: Path, model: str, data: Path, split: str = "test",
     return frame(prep, ends, f.forecast(prep, ends), f.quantiles)
 
 
-def predict(run_dir: Path, data: Path, out: Path, model: str = "hfformer",
+def predict(run_dir: Path, data: Data, out: Path, model: str = "hfformer",
             chunk: int = 65_536) -> dict[str, Any]:
     """Forecast every window of `data` whose inputs are valid (targets may lie beyond the end),
     writing the frame without targets chunk by chunk, in time order."""
@@ -137,5 +137,5 @@ def predict(run_dir: Path, data: Path, out: Path, model: str = "hfformer",
             if writer is not None:
                 writer.close()
     seconds = time.perf_counter() - started
-    return {"data": str(data), "model": model, "rows": prep.features.report["rows"],
+    return {"data": data_label(data), "model": model, "rows": prep.features.report["rows"],
             "forecasts": int(ends.size), "out": str(out), "seconds": round(seconds, 3)}

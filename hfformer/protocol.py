@@ -27,7 +27,7 @@ import orjson
 from rich.console import Console
 
 from data_loaders.atomic import checked, sha256, write_bytes
-from hfformer.data import Prepared
+from hfformer.data import Data, Prepared, data_label
 
 SPLITS = "splits.json"
 READS = "test_reads.json"
@@ -82,7 +82,7 @@ def who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def record_test_read(run_dir: Path, prep: Prepared, data: Path, command: str, models: list[str],
+def record_test_read(run_dir: Path, prep: Prepared, data: Data, command: str, models: list[str],
                      again: bool = False) -> list[str]:
     """Check the test windows against the run's, record this read in RUN/test_reads.json and return
     the warnings of a second read (also printed, loudly, on stderr unless `again`)."""
@@ -93,7 +93,8 @@ def record_test_read(run_dir: Path, prep: Prepared, data: Path, command: str, mo
     record = _read(path) if path.exists() else {"test": now, "reads": []}
     expected = _read(splits)["test"] if splits.exists() else record["test"]
     if expected != now:
-        raise ValueError(f"{data}: its test split ({_describe(now)}) is not the run's ({_describe(expected)}, "
+        raise ValueError(f"{data_label(data)}: its test split ({_describe(now)}) is not the run's "
+                         f"({_describe(expected)}, "
                          f"in {splits if splits.exists() else path}): read the test split of the data {run_dir} "
                          "was trained on")
     digests = {m: sha256(run_dir / m / "checkpoint.pt") if (run_dir / m / "checkpoint.pt").exists() else None
@@ -111,7 +112,7 @@ def record_test_read(run_dir: Path, prep: Prepared, data: Path, command: str, mo
         else:
             warnings.append(f"{name}: test split already read {seen}")
     record["reads"].append({"time": datetime.now(UTC).isoformat(timespec="seconds"), "who": who(),
-                            "command": command, "argv": sys.argv, "data": str(data), "again": again,
+                            "command": command, "argv": sys.argv, "data": data_label(data), "again": again,
                             "models": digests})
     write_bytes(path, orjson.dumps(record, option=orjson.OPT_INDENT_2), checksum=True)
     if warnings and not again:

@@ -32,7 +32,7 @@ from hfformer import kernels
 from hfformer.baselines import Ridge, ridge_design
 from hfformer.checkpoint import TABULAR, build_model, load_checkpoint, ridge_state, save_checkpoint
 from hfformer.config import Config, quantiles, read_run_config, save_config
-from hfformer.data import Prepared, prepare
+from hfformer.data import Data, Prepared, data_label, prepare
 from hfformer.losses import loss_fn
 from hfformer.protocol import check_splits
 
@@ -171,7 +171,7 @@ def train_tabular(prep: Prepared, cfg: Config, kind: str, out: Path) -> dict[str
     return {k: report[k] for k in ("train_windows", "val_windows", "val_loss", "trade_flow", "chosen")}
 
 
-def train(data: Path, out: Path, kind: str, cfg: Config, name: str | None = None,
+def train(data: Data, out: Path, kind: str, cfg: Config, name: str | None = None,
           resume: bool = False) -> dict[str, Any]:
     """Train `kind` on `data` into RUN=out; returns the summary fields."""
     if kind not in MODELS:
@@ -199,7 +199,7 @@ def train(data: Path, out: Path, kind: str, cfg: Config, name: str | None = None
             model_dir.mkdir(parents=True, exist_ok=True)
             if not resume:
                 (model_dir / "metrics.csv").unlink(missing_ok=True)
-        fields = {"data": str(data), "out": str(model_dir), "model": kind, "rows": prep.features.report["rows"],
+        fields = {"data": data_label(data), "out": str(model_dir), "model": kind, "rows": prep.features.report["rows"],
                   "valid_rows": prep.features.report["valid"]}
         if kind == "naive":
             if ddp.main:

@@ -17,6 +17,7 @@ import orjson
 
 from data_loaders.atomic import write_bytes
 from hfformer.config import load_config, save_config
+from hfformer.data import Data, data_label
 from hfformer.train import train
 
 # The grid each model's trials draw from: "section.key" -> values. Widths keep d_model a multiple of
@@ -41,7 +42,7 @@ def draw_trials(model: str, budget: int, seed: int) -> list[dict[str, Any]]:
     return [{key: space[key][i] for key, i in zip(space, grid[k])} for k in order]
 
 
-def tune(data: Path, out: Path, model: str, budget: int, config: Path | None = None,
+def tune(data: Data, out: Path, model: str, budget: int, config: Path | None = None,
          overrides: list[str] = (), seed: int = 0, progress=None) -> dict[str, Any]:
     """Train `budget` trials of `model` (each: the config file and overrides, then the trial's
     draw) and keep the one with the lowest validation loss."""
@@ -58,7 +59,7 @@ def tune(data: Path, out: Path, model: str, budget: int, config: Path | None = N
     best = min(trials, key=lambda t: t["val_loss"])
     save_config(load_config(config, [*overrides, *(f"{k}={v!r}" for k, v in best["settings"].items())]),
                 out / "best.toml")
-    summary = {"data": str(data), "out": str(out), "model": model, "budget": budget, "seed": seed,
+    summary = {"data": data_label(data), "out": str(out), "model": model, "budget": budget, "seed": seed,
                "chosen_on": "validation loss", "best": best}
     write_bytes(out / "tune.json", orjson.dumps({**summary, "trials": trials}, option=orjson.OPT_INDENT_2))
     return {**summary, "seconds": round(time.perf_counter() - started, 1)}

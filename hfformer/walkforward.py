@@ -24,7 +24,7 @@ from rich.table import Table
 from data_loaders.atomic import write_bytes
 from hfformer.backtest import BacktestConfig, backtest_models, fee_preset, load_forecasts, write_backtest
 from hfformer.config import Config
-from hfformer.data import describe_market, prepare
+from hfformer.data import Data, data_label, describe_market, prepare
 from hfformer.evaluate import evaluate
 from hfformer.train import train
 
@@ -81,7 +81,7 @@ def fold_rows(fold: int, period: tuple[datetime, datetime], evaluation: pl.DataF
     return rows
 
 
-def walkforward(data: Path, out: Path, models: list[str], cfg: Config, every: str = "day",
+def walkforward(data: Data, out: Path, models: list[str], cfg: Config, every: str = "day",
                 min_train_hours: float = 1.0, backtest_config: BacktestConfig | None = None,
                 n_boot: int = 200, progress=None) -> dict[str, Any]:
     """Train `models` and evaluate and backtest them on every test period; returns the summary
@@ -111,7 +111,7 @@ def walkforward(data: Path, out: Path, models: list[str], cfg: Config, every: st
                            "test_windows": result["windows"], "warning": "; ".join(warnings[f"fold{k}"]) or None})
     table = pl.DataFrame(rows)
     write_bytes(Path(out) / "walkforward.csv", table.write_csv().encode())
-    summary = {"data": str(data), "out": str(out), "market": market, "every": every, "folds": len(periods),
+    summary = {"data": data_label(data), "out": str(out), "market": market, "every": every, "folds": len(periods),
                "models": models, "fees": fee_preset(backtest_config),
                "warnings": {k: v for k, v in warnings.items() if v}}
     write_bytes(Path(out) / "walkforward.json",

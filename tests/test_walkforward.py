@@ -80,6 +80,17 @@ def test_books_in_several_files_are_read_lazily_with_the_checks_of_a_full_read(s
     prep = prepare(days, load_config(None, SMALL).data)
     assert prep.features.report["file_boundary"] == 1 and not prep.features.valid[2000]
     np.testing.assert_array_equal(prep.features.ts, book["ts"].to_numpy())
+    named = prepare(files, load_config(None, SMALL).data)  # --data A --data B: the same as their folder
+    np.testing.assert_array_equal(named.features.x, prep.features.x)
+    np.testing.assert_array_equal(named.ends["test"], prep.ends["test"])
+    with pytest.raises(ValueError, match="given twice"):
+        prepare([files[0], days], load_config(None, SMALL).data)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--data", str(files[0]), "--data", str(files[1]), "--out", str(run),
+                                      "--model", "naive", *[a for s in TINY for a in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(days), "--json"])
+    assert result.exit_code == 0, result.output  # the folder gives the windows the run was trained on
 
     (days / "book-1.parquet").write_bytes((days / "book-0.parquet").read_bytes())  # its .sha256 no longer matches
     with pytest.raises(IntegrityError, match="book-1.parquet: sha256"):
