@@ -26,6 +26,8 @@ from dbbench.queries import default_params, params_for, reference
 from tests.conftest import influxdb_dsn, timescaledb_dsn  # noqa: F401 - the shared server fixtures
 
 SERVER_FIXTURES = {"timescaledb": "timescaledb_dsn", "influxdb": "influxdb_dsn"}
+EMBEDDED = {"clickhouse": "chdb:///{folder}", "duckdb": "duckdb:///{folder}/dbbench.duckdb",
+            "arcticdb": "lmdb:///{folder}"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -107,11 +109,19 @@ def _dsn(engine: str, dsns: dict[str, str], request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> str:
     if engine in dsns:
         return dsns[engine]
-    if engine == "clickhouse":
-        return "chdb://" + str(tmp_path_factory.mktemp("chdb"))
+    if engine in EMBEDDED:  # a scratch folder, never the working folder's .dbbench
+        return EMBEDDED[engine].format(folder=str(tmp_path_factory.mktemp(engine)).lstrip("/"))
     if engine in SERVER_FIXTURES:
         return request.getfixturevalue(SERVER_FIXTURES[engine])  # skips with the reason when no server can start
     return default_dsn(engine)
+
+
+def name_measured(benchmark: Any, engine_name: str, engine: Engine) -> None:
+    """Name the benchmark for the engine actually measured: the id pytest gave it names the one asked
+    for, and timescaledb runs as plain postgresql on a server without the extension."""
+    if engine.name != engine_name:
+        benchmark.name = benchmark.name.replace(f"[{engine_name}", f"[{engine.name}")
+        benchmark.fullname = benchmark.fullname.replace(f"[{engine_name}", f"[{engine.name}")
 
 
 def load_all(engine: Engine, data: Path, batch_rows: int) -> dict[str, int]:

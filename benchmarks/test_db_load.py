@@ -7,16 +7,17 @@ from typing import Any
 
 import pytest
 
-from benchmarks.conftest import load_all
+from benchmarks.conftest import load_all, name_measured
 from dbbench.dataset import read_manifest
 from dbbench.engines.base import TABLES, Engine
 
 
-def test_load(benchmark: Any, db_engine: Engine, db_data: Path, db_dataset_info: dict[str, Any],
+def test_load(benchmark: Any, engine_name: str, db_engine: Engine, db_data: Path, db_dataset_info: dict[str, Any],
               pytestconfig: pytest.Config) -> None:
     """Leaves the tables loaded again, so query benchmarks after it still see the whole dataset."""
     manifest = read_manifest(db_data)
     benchmark.group = "load"
+    name_measured(benchmark, engine_name, db_engine)
     batch_rows = pytestconfig.getoption("--db-batch-rows")
     rows = benchmark.pedantic(load_all, args=(db_engine, db_data, batch_rows), rounds=1, iterations=1)
     assert rows == manifest["rows"]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,13 @@ app = typer.Typer(help="Tick-database benchmark: datasets, engines, the checked 
                   cls=ErrorBoundary, epilog=EXIT_CODES_HELP)
 app.add_typer(servers_app, name="servers")
 
-LAST_LOAD = Path(".dbbench") / "loaded.json"  # engine -> dataset dir of its last verified load
+LAST_LOAD = Path(".dbbench") / "loaded.json"  # engine and DSN digest -> dataset dir of its last verified load
+
+
+def _load_key(engine: str, dsn: str) -> str:
+    """Which database a load went to: the engine and a digest of its DSN (never the DSN: it may hold a
+    password)."""
+    return f"{engine} {hashlib.sha256(dsn.encode()).hexdigest()[:16]}"
 
 
 
@@ -144,15 +151,17 @@ def load(
     except (EngineError, OSError, ValueError) as exc:
         fail(f"{engine} ({redact(dsn)}): {exc}", ENGINE)
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
-    write_bytes(LAST_LOAD, orjson.dumps({**loads, engine: str(Path(data).resolve())}))
+    write_bytes(LAST_LOAD, orjson.dumps({**loads, _load_key(engine, dsn): str(Path(data).resolve())}))
     print_summary("dbbench load", fields, as_json)
 
 
-def _last_loaded(engine: str) -> Path:
+def _last_loaded(engine: str, dsn: str) -> Path:
     loads = orjson.loads(LAST_LOAD.read_bytes()) if LAST_LOAD.exists() else {}
-    if engine not in loads:
-        fail(f"no --data given and no `dbbench load --engine {engine}` recorded in {LAST_LOAD}", USAGE)
-    return Path(loads[engine])
+    key = _load_key(engine, dsn)
+    if key not in loads:
+        fail(f"no --data given and no `dbbench load --engine {engine}` into this database ({redact(dsn)}) "
+             f"recorded in {LAST_LOAD}", USAGE)
+    return Path(loads[key])
 
 
 @app.command()
@@ -168,13 +177,15 @@ def query(
     fmt: str = typer.Option("table", "--format", help="csv, json or table."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Run one query: its answer on stdout; on stderr whether it matches the Polars reference (exit 1 if not)."""
+    """Run one query: its answer on stdout (times as UTC datetimes, whatever the engine); on stderr whether it
+    matches the Polars reference (exit 4 if not)."""
     _check_engine(engine)
     if query not in QUERY_NAMES:
         fail(f"unknown query {query!r}; queries: {', '.join(QUERY_NAMES)}", USAGE)
     if fmt not in ("csv", "json", "table"):
         fail(f"unknown format {fmt!r}: csv, json or table", USAGE)
-    data = data or _last_loaded(engine)
+    dsn = dsn or default_dsn(engine)
+    data = data or _last_loaded(engine, dsn)
     try:
         params = queries.params_for(query, queries.default_params(data))  # per-row queries: their window
     except FileNotFoundError as exc:
@@ -183,7 +194,6 @@ def query(
     params.update({k: v for k, v in given.items() if v is not None})
     if scan_start is not None:
         params["scan_end"] = scan_start + queries.SCAN_NS
-    dsn = dsn or default_dsn(engine)
     try:
         db = connect(engine, dsn)
         try:
@@ -195,7 +205,9 @@ def query(
             db.close()
     except (EngineError, NotImplementedError, OSError) as exc:
         fail(f"{engine} ({redact(dsn)}): {exc}", ENGINE)
-    verdict = queries.compare(answer, queries.reference(query, data, params), query)
+    reference = queries.reference(query, data, params)
+    verdict = queries.compare(answer, reference, query)
+    answer = queries.as_contract(answer, reference)  # times as UTC datetimes from every engine
     if fmt == "csv":
         print(answer.write_csv(), end="")
     elif fmt == "json":

@@ -49,6 +49,26 @@ def test_load_then_query_prints_answer_and_verdict(workdir):
     assert len(orjson.loads(done.stdout)) == 6
 
 
+def test_query_checks_against_the_dataset_loaded_into_that_database(workdir, tmp_path):
+    """Two databases of one engine hold two datasets: each query is checked against its own, and
+    the time column prints as UTC datetimes (the engine stores nanosecond integers or naive times)."""
+    other = dbbench("dataset", "--source", "synth", "--rows", "1000", "--seed", "3", "--out", str(tmp_path / "ds2"),
+                    cwd=workdir)
+    assert other.returncode == 0, other.stderr
+    dsns = {"ds": f"duckdb:///{tmp_path}/a.duckdb", str(tmp_path / "ds2"): f"duckdb:///{tmp_path}/b.duckdb"}
+    for data, dsn in dsns.items():
+        assert dbbench("load", "--engine", "duckdb", "--data", data, "--dsn", dsn, cwd=workdir).returncode == 0
+    for dsn in dsns.values():
+        done = dbbench("query", "--engine", "duckdb", "--dsn", dsn, "--query", "ohlcv_1m", "--format", "csv",
+                       cwd=workdir)
+        assert done.returncode == 0 and "verdict=correct" in done.stderr.splitlines()[-1], done.stderr
+        minute = pl.read_csv(io.StringIO(done.stdout), try_parse_dates=True)["minute"]
+        assert minute.dtype == pl.Datetime("us", "UTC") or minute.dtype.time_zone == "UTC"
+    done = dbbench("query", "--engine", "duckdb", "--dsn", f"duckdb:///{tmp_path}/never.duckdb", "--query", "vwap",
+                   cwd=workdir)
+    assert done.returncode == 2 and "no --data given" in done.stderr
+
+
 def test_errors_are_clear_and_never_show_passwords(workdir):
     done = dbbench("load", "--engine", "timescaledb", "--data", "ds", "--dsn",
                    "postgresql://bench:hunter2@127.0.0.1:1/db", cwd=workdir)

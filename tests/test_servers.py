@@ -209,12 +209,13 @@ def test_tuned_profile_sets_documented_settings_the_server_then_reports(tmp_path
         with psycopg.connect(pg.dsn) as conn:
             shared = conn.execute("SELECT setting::bigint * 8192 / 1048576 FROM pg_settings "
                                   "WHERE name = 'shared_buffers'").fetchone()[0]
+            shown = conn.execute("SHOW shared_buffers").fetchone()[0]  # e.g. 6GB
         assert shared == expected_mb  # the server runs with what the profile set, not 128MB
         from dbbench.engines import connect
 
         engine = connect("timescaledb", pg.dsn)  # and the results record it
         try:
-            assert engine.settings()["server"]["shared_buffers"].endswith("(configuration file)")
+            assert engine.settings()["server"]["shared_buffers"] == f"{shown} (configuration file)"  # its unit too
         finally:
             engine.close()
         config = (Path(influx.data_dir) / "influxdb.conf").read_text()

@@ -194,7 +194,9 @@ class TimescaleDB(Engine):
                   if self.timescale else "heap + btree (symbol, venue, ts) + BRIN (ts)")
         server_time = ("pg_stat_statements" if self.statements_reason is None
                        else f"EXPLAIN ANALYZE ({self.statements_reason})")
-        rows = self._rows("SELECT name, setting || COALESCE(unit, ''), source FROM pg_settings WHERE name = ANY(%s) "
+        # current_setting gives SHOW's value with its unit (128MB); pg_settings' setting counts the unit's
+        # blocks (16384 of 8kB), so `setting || unit` would read 16384kB
+        rows = self._rows("SELECT name, current_setting(name), source FROM pg_settings WHERE name = ANY(%s) "
                           "ORDER BY name", (list(SERVER_SETTINGS),))
         return {"engine": self.name, "reason": self.reason, "layout": layout, "ts": "bigint UTC ns",
                 "server_time": server_time, "server": {name: f"{value} ({source})" for name, value, source in rows}}
