@@ -45,7 +45,7 @@ READERS: dict[str, Reader] = {
         Reader("parquet", "ticks Parquet", KINDS, parquet_ticks.sniff, parquet_ticks.read,
                lambda path: (parquet_ticks.kind_of(path),)),
         Reader("binance", "Binance recordings", KINDS, binance_ws.sniff, binance_ws.read, lambda _: KINDS),
-        Reader("tardis", "Tardis.dev CSV files", ("trades", "book"), tardis.sniff, tardis.read, tardis.contents),
+        Reader("tardis", "Tardis.dev CSV files", KINDS, tardis.sniff, tardis.read, tardis.contents),
         Reader("binance-csv", "Binance public-data CSV files", ("trades", "quotes"), binance_csv.sniff,
                binance_csv.read, binance_csv.contents),
     )

@@ -1,7 +1,10 @@
-"""Tardis.dev CSV datasets (docs.tardis.dev, "Downloadable CSV files"): trades, book_snapshot_N, incremental_book_L2.
+"""Tardis.dev CSV datasets (docs.tardis.dev, "Downloadable CSV files"): trades, quotes, book_snapshot_N,
+incremental_book_L2.
 
 Every file has a header naming its data type; times are microseconds since the epoch (UTC):
   trades               exchange,symbol,timestamp,local_timestamp,id,side,price,amount
+  quotes / book_ticker exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount
+                       (the best bid and ask; a side with no order is an empty field)
   book_snapshot_25 / 5 exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,bids[0].price,
                        bids[0].amount,asks[1].price,... (top N per side, best first, empty where the book is thinner)
   incremental_book_L2  exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount
@@ -37,11 +40,12 @@ from data_loaders.csv_lines import (
 )
 from data_loaders.order_book import ASK, BID, book_frame, rebuild_book, resample_book
 from data_loaders.quarantine import Quarantine
-from data_loaders.schema import TRADES_SCHEMA, book_schema
+from data_loaders.schema import QUOTES_SCHEMA, TRADES_SCHEMA, book_schema
 
 COMMON = ["exchange", "symbol", "timestamp", "local_timestamp"]
 TRADES_HEADER = [*COMMON, "id", "side", "price", "amount"]
 INCREMENTAL_HEADER = [*COMMON, "is_snapshot", "side", "price", "amount"]
+QUOTES_HEADER = [*COMMON, "ask_amount", "ask_price", "bid_price", "bid_amount"]
 SIDES = {"buy": 1, "sell": -1, "unknown": None}  # the aggressor (liquidity taker) side
 
 
@@ -49,6 +53,7 @@ FILE_NAME = re.compile(
     r"(?P<exchange>[a-z0-9-]+)_[A-Za-z0-9_]+_\d{4}-\d{2}-\d{2}_(?P<symbol>.+?)\.csv(?:\.gz)?"
 )
 MARKETS = {"binance": "spot", "binance-futures": "usdm", "binance-delivery": "coinm"}
+NAMES = "trades, quotes, book_snapshot_N or incremental_book_L2"  # the data types read here
 
 
 def _market(exchange: str | None) -> str | None:
@@ -86,6 +91,8 @@ def dataset(header: str) -> tuple[str, int] | None:
     names = header.strip().split(",")
     if names == TRADES_HEADER:
         return "trades", 0
+    if names == QUOTES_HEADER:
+        return "quotes", 0
     if names == INCREMENTAL_HEADER:
         return "incremental_book_L2", 0
     depth = (len(names) - len(COMMON)) // 4
@@ -95,24 +102,26 @@ def dataset(header: str) -> tuple[str, int] | None:
 
 
 def sniff(path: Path) -> bool:
-    """Is this a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV (plain or gzipped)?"""
+    """Is this a Tardis.dev trades, quotes, book_snapshot_N or incremental_book_L2 CSV (plain or gzipped)?"""
     head = head_lines(path, n=1)
     return bool(head) and dataset(head[0]) is not None
 
 
 def contents(path: Path) -> tuple[str, ...]:
-    """The kind a Tardis file holds: trades, or a book (snapshots or incremental updates)."""
+    """The kind a Tardis file holds: trades, quotes, or a book (snapshots or incremental updates)."""
     head = head_lines(path, n=1)
     found = dataset(head[0]) if head else None
     if found is None:
-        raise ValueError(f"{path}: not a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV")
-    return ("trades",) if found[0] == "trades" else ("book",)
+        raise ValueError(f"{path}: not a Tardis.dev {NAMES} CSV")
+    return (found[0],) if found[0] in ("trades", "quotes") else ("book",)
 
 
 def _columns(kind: str, depth: int) -> list[str]:
     """A data type's fields, named as in its header."""
     if kind == "trades":
         return TRADES_HEADER
+    if kind == "quotes":
+        return QUOTES_HEADER
     if kind == "incremental_book_L2":
         return INCREMENTAL_HEADER
     return _snapshot_header(depth)
@@ -126,9 +135,7 @@ def _read_file(path: Path) -> tuple[str, int, pl.DataFrame]:
     )
     found = dataset(header)
     if found is None:
-        raise ValueError(
-            f"{path}: not a Tardis.dev trades, book_snapshot_N or incremental_book_L2 CSV"
-        )
+        raise ValueError(f"{path}: not a Tardis.dev {NAMES} CSV")
     kind, depth = found
     rows = split_fields(read_lines(data).slice(1), _columns(kind, depth))
     return kind, depth, rows.with_columns(file=pl.lit(str(path)))
@@ -192,6 +199,11 @@ def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | 
         if stats["market"] == "coinm":
             trades = coinm.to_base(trades, stats["symbol"], [("qty", "price")])
         return trades, stats
+    if kind == "quotes":
+        quotes, stats = _read_quotes(files, quarantine, symbol, market)
+        if stats["market"] == "coinm":
+            quotes = coinm.to_base(quotes, stats["symbol"], [("bid_qty", "bid_px"), ("ask_qty", "ask_px")])
+        return quotes, stats
     levels = levels or 10
     book, stats = _read_book(files, levels, quarantine, on_gap, symbol, market)
     if stats["market"] == "coinm":
@@ -246,6 +258,45 @@ def _read_trades(
             pl.col("sign").alias("side"),
         )
         .cast(TRADES_SCHEMA)
+    )
+    return frame, stats
+
+
+def _read_quotes(
+    files: list[Path], quarantine: Quarantine, symbol: str | None = None, market: str | None = None
+) -> tuple[pl.DataFrame, dict]:
+    """Tardis quotes (or book_ticker) CSV files -> QUOTES_SCHEMA and stats {"symbol", "market"}.
+    A row with an empty side (no bid or no ask), or crossed or locked, is quarantined, not guessed."""
+    if not files:
+        raise ValueError("no input files")
+    _, _, rows, stats = _read_all(files, ("quotes",), symbol, market)
+    fields = ["ask_amount", "ask_price", "bid_price", "bid_amount"]
+    rows = rows.with_columns(pl.any_horizontal(pl.col(f) == "" for f in fields).alias("empty_side")).with_columns(
+        parse_int("timestamp"), parse_int("local_timestamp"), *[parse_float(f) for f in fields]
+    ).with_columns(_times())
+    problem = first_problem(
+        [
+            ("malformed", pl.col("n_fields") != len(QUOTES_HEADER)),
+            ("empty_side", pl.col("empty_side")),
+            *_field_checks(["timestamp", "local_timestamp", *fields]),
+            ("non_positive", pl.any_horizontal(pl.col(f) <= 0 for f in fields)),
+            ("crossed", pl.col("bid_price") >= pl.col("ask_price")),
+        ]
+    )
+    rows = _with_order_check(rows.with_columns(problem))
+    quarantine_rows(rows, quarantine)
+    frame = (
+        rows.filter(pl.col("problem").is_null())
+        .select(
+            "ts",
+            "local_ts",
+            pl.lit(None, dtype=pl.Int64).alias("update_id"),
+            pl.col("bid_price").alias("bid_px"),
+            pl.col("bid_amount").alias("bid_qty"),
+            pl.col("ask_price").alias("ask_px"),
+            pl.col("ask_amount").alias("ask_qty"),
+        )
+        .cast(QUOTES_SCHEMA)
     )
     return frame, stats
 

@@ -459,3 +459,29 @@ def test_coinm_amounts_are_contracts_read_in_base_units(tmp_path):
     assert stats["market"] == "coinm"
     assert got["bid_qty_1"][-1] == pytest.approx(50 * 10 / 2500)
     assert got["ask_qty_1"][-1] == pytest.approx(20 * 10 / 2501)
+
+
+def test_quotes_and_book_ticker_files_read_as_quotes_bad_rows_quarantined(tmp_path):
+    """quotes (and book_ticker, the same columns, asks first): the best bid and ask per row; an empty side,
+    a crossed quote or garbage is quarantined with its file and line, never guessed."""
+    header = "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount"
+    path = write(tmp_path / "binance-futures_quotes_2024-08-08_BTCUSDT.csv.gz", header, [
+        "binance-futures,BTCUSDT,1723161600000000,1723161600001000,2.5,60001.0,60000.0,1.5",
+        "binance-futures,BTCUSDT,1723161600100000,1723161600101000,,,60000.0,1.5",  # no ask
+        "binance-futures,BTCUSDT,1723161600200000,1723161600201000,1.0,59999.0,60000.0,1.0",  # crossed
+        "binance-futures,BTCUSDT,1723161600300000,1723161600301000,1.0,abc,60000.0,1.0",
+        "binance-futures,BTCUSDT,1723161600400000,1723161600401000,3.0,60002.0,60001.0,0.5",
+    ])
+    quarantine = Quarantine(tmp_path / "q.jsonl")
+    got, stats = tardis.read("quotes", [path], quarantine=quarantine)
+    quarantine.close()
+    assert stats == {"symbol": "btcusdt", "market": "usdm"}
+    assert got.rows() == [(1723161600000000000, 1723161600001000000, None, 60000.0, 1.5, 60001.0, 2.5),
+                          (1723161600400000000, 1723161600401000000, None, 60001.0, 0.5, 60002.0, 3.0)]
+    assert [(r["kind"], r["line"]) for r in read_quarantine(tmp_path / "q.jsonl")] == [
+        ("empty_side", 3), ("crossed", 4), ("non_numeric", 5)]
+    from data_loaders import formats
+
+    frame, stats = formats.read("quotes", [path])
+    assert frame.height == 2 and stats["format"] == "tardis" and stats["bad_lines"] == {
+        "empty_side": 1, "crossed": 1, "non_numeric": 1}
