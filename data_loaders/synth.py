@@ -194,6 +194,12 @@ class Market:
         x, s, sigma, self.state = simulate_latent(self.state, self.latent, n, self.p)
         return x[:, 0], s[:, 0], sigma[:, 0]
 
+    def trade_counts(self, sigma: np.ndarray) -> np.ndarray:
+        """Trades per step: Poisson, more when volatile, from their own random stream (so a fresh Market
+        that draws only the latent path and these counts knows how many rows the full one will give)."""
+        vol = sigma / self.p.sigma0
+        return self.rng["counts"].poisson(self.p.trades_per_step * vol)
+
     def observe(
         self, ts: np.ndarray, x: np.ndarray, s: np.ndarray, sigma: np.ndarray
     ) -> dict[str, dict[str, np.ndarray]]:
@@ -237,7 +243,7 @@ class Market:
         ask_px = [level / TICKS_PER_USDT for level in ask_ticks_at]
 
         # Trades: Poisson count per step, more when volatile; sign led by s; at the touch of row t.
-        counts = self.rng["counts"].poisson(p.trades_per_step * vol)
+        counts = self.trade_counts(sigma)
         row = np.repeat(np.arange(n), counts)
         m = row.shape[0]
         tu = self.rng["trade_u"].random((m, 2))

@@ -140,6 +140,19 @@ def _first_rows(parts: dict[str, list[pl.DataFrame]], k: int) -> dict[str, list[
             for ti, (table, frames) in enumerate(parts.items())}
 
 
+def _steps_taken(markets: list[Any], rows: int, chunk_steps: int = 100_000) -> int:
+    """The grid steps after which fresh `markets` have given `rows` rows (a quote per market per step, and
+    its trades): only the latent paths and trade counts are drawn, the same draws the full build makes, so
+    `--days` spans its days whatever the seed's volatility."""
+    steps, total = 0, 0
+    while True:
+        per_step = sum(1 + m.trade_counts(m.advance(chunk_steps)[2]) for m in markets)
+        reached = total + np.cumsum(per_step)
+        if reached[-1] >= rows:
+            return steps + int(np.searchsorted(reached, rows)) + 1
+        steps, total = steps + chunk_steps, int(reached[-1])
+
+
 def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...] = SYNTH_SYMBOLS,
                 venues: tuple[str, ...] = SYNTH_VENUES, days: float | None = None, chunk_steps: int = 100_000,
                 progress: Any = None) -> dict[str, Any]:
@@ -157,12 +170,15 @@ def build_synth(out: Path, rows: int, seed: int = 0, *, symbols: tuple[str, ...]
         raise ValueError(f"symbols and venues must be distinct, got {symbols} x {venues}")
     markets = [(s, v) for s in symbols for v in venues]
     per_step = SYNTH_ROWS_PER_STEP * len(markets)
-    steps = max(1, round(rows / per_step))  # about what `rows` takes
-    step_ns = SYNTH_STEP_NS if days is None else max(1, round(days * 86_400e9 / steps))
-    # Venues of one symbol share its latent price path (same seed); each symbol has its own price level.
-    gens = [Market(seed + symbols.index(s), s, v, 1, step_ns,
-                   replace(PARAMS, price0=PARAMS.price0 / 10 ** (symbols.index(s) % 4)))
-            for s, v in markets]
+
+    def generators(step_ns: int) -> list[Market]:
+        # Venues of one symbol share its latent price path (same seed); each symbol has its own price level.
+        return [Market(seed + symbols.index(s), s, v, 1, step_ns,
+                       replace(PARAMS, price0=PARAMS.price0 / 10 ** (symbols.index(s) % 4)))
+                for s, v in markets]
+
+    step_ns = SYNTH_STEP_NS if days is None else max(1, round(days * 86_400e9 / _steps_taken(generators(1), rows)))
+    gens = generators(step_ns)
     writer = _Writer(Path(out))
     written, first = 0, 0
     try:

@@ -138,7 +138,8 @@ def test_streamed_synth_gives_exactly_the_rows_asked_in_seamless_chunks(tmp_path
 
     m = build_synth(tmp_path / "a", 12_345, seed=1, symbols=synth_symbols(4), days=2, chunk_steps=150)
     assert sum(m["rows"].values()) == 12_345 and len(m["symbols"]) == 4 and m["venues"] == list(SYNTH_VENUES)
-    assert 1.5 * 86_400e9 < m["max_ts"] - m["min_ts"] < 2.5 * 86_400e9
+    step = m["source"]["step_ns"]
+    assert 2 * 86_400e9 - 2 * step <= m["max_ts"] - m["min_ts"] <= 2 * 86_400e9  # D days, to a grid step
     assert pq.ParquetFile(tmp_path / "a" / "trades.parquet").num_row_groups > 8  # many chunks were streamed
     for table, key in (("trades", "trade_id"), ("quotes", "ts")):
         frame = pl.read_parquet(tmp_path / "a" / f"{table}.parquet")
