@@ -42,7 +42,7 @@ SYNTH_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SYNTH_VENUES = ("venue_a", "venue_b")
 SYNTH_STEP_NS = 100_000_000  # one quote per market per step
 CHUNK_ROWS = 2_000_000  # synth rows held at once, whatever the scale and the number of markets
-SYNTH_ROWS_PER_STEP = 2.81  # one quote + 1.81 trades (measured: Poisson(trades_per_step * volatility) averages that)
+SYNTH_ROWS_PER_STEP = 2.81  # rows per market and step, about (a quote + Poisson trades; by seed): sizes chunks
 DICTIONARY_COLUMNS = ("symbol", "venue")  # read as Arrow dictionaries (see iter_batches)
 
 
