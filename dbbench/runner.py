@@ -25,8 +25,10 @@ Concurrency runs by 1 and by N clients in parallel threads, each with its own co
 engine inside this process, such as chDB, DuckDB or ArcticDB: its own session or connection on
 the same path, so one embedded engine in this process serves them all), for a bounded time or one
 pass each. Client k runs the suite starting at its k-th query with its own parameters (the
-workload's `concurrent` phase): every engine gets the same lists. Only the queries the engine
-answered correctly alone can run; the record names the suite's queries left out (`mix`, `left_out`).
+workload's `concurrent` phase): every engine gets the same lists. It runs after every engine's
+single-client runs, on the queries every answering engine answered correctly alone, so each engine
+gets the same mix and their queries per second compare; the record names the suite's queries left
+out and which engine could not answer each (`mix`, `left_out`).
 """
 
 from __future__ import annotations
@@ -269,6 +271,7 @@ class EngineRun:
         self.name, self.dsn, self.config, self.data, self.refs, self.progress = name, dsn, config, data, refs, progress
         self.workload = workload
         self.engine: Engine | None = None
+        self.loaded, self.in_process = False, False
         self.entry: dict[str, Any] = {"engine": name, "name": name, "status": "ok", "reason": None, "failures": [],
                                       "dsn": redact(dsn), "version": None, "settings": {}, "server_time": None,
                                       "compaction": None,
@@ -283,8 +286,10 @@ class EngineRun:
             self.entry.update(status="failed", reason=f"{where}: {failure['error']}")
 
     def run(self) -> dict[str, Any]:
+        """Load, then the single-client runs (hot, and cold when asked); concurrency comes after every engine's."""
         try:
             self.engine = connect(self.name, self.dsn)
+            self.in_process = self.engine.in_process is not None
             self.entry.update(name=self.engine.name, version=self.engine.version(), settings=self.engine.settings(),
                               server_time=self.engine.server_time_method(), compaction=self.engine.compaction)
         except Exception as exc:  # noqa: BLE001 - no server, no driver, no license: skipped with the reason
@@ -292,9 +297,9 @@ class EngineRun:
                               reason=f"cannot connect to {redact(self.dsn)}: {type(exc).__name__}: {exc}")
             return self.entry
         try:
-            if self.load():
+            self.loaded = self.load()
+            if self.loaded:
                 self.queries()
-                self.concurrency()
         finally:
             self.close()
         return self.entry
@@ -386,20 +391,30 @@ class EngineRun:
         if not verdict.ok:
             entry.update(status="wrong", valid=False, verdict=f"cold run: {verdict}")
 
-    def concurrency(self) -> None:
-        queries = self.entry["queries"]
-        valid = [q for q in self.config.queries if queries[q]["valid"]]
-        left_out = {q: queries[q]["status"] for q in self.config.queries if not queries[q]["valid"]}
+    def concurrency(self, mix: list[str], left_out: dict[str, str]) -> None:
+        """The clients' runs of the run's common mix (`common_mix`), each client on its own connection."""
         for clients in self.config.clients:
-            if valid:
-                record = concurrency(self.name, self.dsn, valid, self.workload, self.refs, clients,
-                                     self.config.duration_s, self.engine.in_process is not None)
+            if self.loaded and mix:
+                record = concurrency(self.name, self.dsn, mix, self.workload, self.refs, clients,
+                                     self.config.duration_s, self.in_process)
                 record["left_out"] = left_out
                 if not record["valid"]:
                     self.fail(f"concurrency ({clients} clients)", None,
                               "; ".join(record["problems"][:3]) or "no query ran")
                 self.entry["concurrency"].append(record)
             self.progress(f"{self.name}: {clients} client(s)")
+
+
+def common_mix(queries: list[str], entries: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """(the queries every engine that answered any answered correctly alone, {query left out: which engine
+    could not answer it, and why}): concurrency runs the same mix on every engine."""
+    answering = [e for e in entries if any(q.get("valid") for q in e["queries"].values())]
+    left_out = {}
+    for query in queries:
+        why = [f"{e['name']}: {e['queries'][query]['status']}" for e in answering if not e["queries"][query]["valid"]]
+        if why:
+            left_out[query] = "; ".join(why)
+    return [q for q in queries if q not in left_out], left_out
 
 
 def dataset_info(data: Path) -> dict[str, Any]:
@@ -439,10 +454,18 @@ def run(config: RunConfig, progress: Progress | None = None,
                    "os_page_cache": page_cache_policy(config)},
         "engines": {},
     }
+    runs = []
     for name in config.engines:
-        dsn = config.dsns.get(name) or default_dsn(name)
-        entry = EngineRun(name, dsn, config, data, workload, refs, progress).run()
+        engine_run = EngineRun(name, config.dsns.get(name) or default_dsn(name), config, data, workload, refs,
+                               progress)
+        entry = engine_run.run()
+        runs.append(engine_run)
         out["engines"][entry["name"]] = entry  # the adapter's own name: timescaledb or postgresql
+        if config.out:
+            results.write(config.out, out)
+    mix, left_out = common_mix(list(config.queries), [r.entry for r in runs])
+    for engine_run in runs:
+        engine_run.concurrency(mix, left_out)
         if config.out:
             results.write(config.out, out)
     out["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
