@@ -55,6 +55,7 @@ def frames(runs: list[dict[str, Any]]) -> dict[str, pl.DataFrame]:
             rows["engines"].append({"run": lab, "engine": name, "column": col, "cold_run": run["config"]["cold"],
                                     "status": e["status"],
                                     "reason": e.get("reason") or "", "version": e.get("version") or "",
+                                    "profile": e.get("profile") or "",
                                     "server_time": e.get("server_time") or "none reported",
                                     "cold_method": e.get("cold_method") or ""})
             for query, q in e.get("queries", {}).items():
@@ -206,7 +207,8 @@ def markdown(runs: list[dict[str, Any]], tables: dict[str, pl.DataFrame]) -> str
     parts = ["# dbbench report", "", f"## {_dataset_title(runs)}", "", _md_table(_dataset_table(runs)), "",
              "## Runs", "", _md_table(_runs_table(runs)), ""]
     parts += ["## Engines", "",
-              _md_table(tables["engines"].select("column", "status", "version", "server_time", "reason")), ""]
+              _md_table(tables["engines"].select("column", "status", "version", "profile", "server_time", "reason")),
+              ""]
     if lat.height:
         for kind, table in score_tables(tables).items():
             parts += [f"## Score, {kind} (ClickBench's method)", "", SCORE_NOTE, "", _md_table(table), ""]
@@ -330,7 +332,7 @@ def html_page(runs: list[dict[str, Any]], tables: dict[str, pl.DataFrame]) -> st
              f"<h2>{html.escape(_dataset_title(runs))}</h2>", _html_table(_dataset_table(runs)),
              "<h2>Runs</h2>", _html_table(_runs_table(runs)),
              "<h2>Engines</h2>",
-             _html_table(tables["engines"].select("column", "status", "version", "server_time", "reason"))]
+             _html_table(tables["engines"].select("column", "status", "version", "profile", "server_time", "reason"))]
     if lat.height:
         for kind, table in score_tables(tables).items():
             parts += [f"<h2 id='score-{kind}'>Score, {kind} (ClickBench's method)</h2>",

@@ -11,6 +11,7 @@ Layout (SCHEMA = "dbbench.results/1"):
     engines{name: {
         engine (as asked), name (as the adapter reports itself), status ("ok" | "failed" | "skipped"), reason,
         failures[{step, query, error}], dsn (redacted), version, settings, server_time, cold_method,
+        profile (the server settings' profile: `dbbench servers up --profile`, embedded, or the server's own),
         compaction (what the engine's compaction does),
         load[{batch_rows, valid, tables{table: {rows, bytes_in, seconds, rows_per_s, mb_per_s, csv_mb_per_s}}, error}]
             (seconds: from the first row sent to the rows visible to a count, verified equal to those sent),
@@ -73,7 +74,7 @@ TIMING = Maybe([{"client?": Maybe([STATS]), "server?": Maybe([{"median": NUMBER}
 OPTIONAL_TEXT = Maybe([TEXT])
 ENGINE = {
     "status": TEXT, "reason?": OPTIONAL_TEXT, "version?": OPTIONAL_TEXT, "server_time?": OPTIONAL_TEXT,
-    "cold_method?": OPTIONAL_TEXT,
+    "cold_method?": OPTIONAL_TEXT, "profile?": OPTIONAL_TEXT,
     "queries?": Each([{"status": TEXT, "valid?": Maybe([FLAG]), "hot?": TIMING, "cold?": TIMING,
                        "error?": OPTIONAL_TEXT, "verdict?": OPTIONAL_TEXT}]),
     "load?": [{"batch_rows": NUMBER, "valid": FLAG, "tables": Each([{

@@ -290,6 +290,9 @@ class EngineRun:
         try:
             self.engine = connect(self.name, self.dsn)
             self.in_process = self.engine.in_process is not None
+            server = managed_server(self.name, self.dsn)
+            self.entry["profile"] = (f"{server.profile} (dbbench servers up --profile {server.profile})" if server
+                                     else "embedded" if self.in_process else "the server's own (not dbbench's)")
             self.entry.update(name=self.engine.name, version=self.engine.version(), settings=self.engine.settings(),
                               server_time=self.engine.server_time_method(), compaction=self.engine.compaction)
         except Exception as exc:  # noqa: BLE001 - no server, no driver, no license: skipped with the reason

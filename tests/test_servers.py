@@ -194,7 +194,7 @@ def test_ready_needs_a_query_answered_not_an_open_port(engine: str, dsn: str, er
 
 
 @pytest.mark.server
-def test_tuned_profile_sets_documented_settings_the_server_then_reports(tmp_path: Path):
+def test_tuned_profile_sets_documented_settings_the_server_then_reports(tmp_path: Path, monkeypatch):
     _need("timescaledb")
     _need("influxdb")
     up = _cli(["up", "--engines", "timescaledb,influxdb", "--profile", "tuned", "--json"], tmp_path)
@@ -229,6 +229,15 @@ def test_tuned_profile_sets_documented_settings_the_server_then_reports(tmp_path
         assert reported["cache-max-memory-size"] == int(influx.settings["cache_max_memory_size"]["value"][:-1]) * 2**20
         host = influx.dsn.replace("influxdb://", "http://").rsplit("/", 1)[0]
         assert requests.get(f"{host}/ping", timeout=5).status_code == 204
+        # a run's results name the profile its server ran with
+        from dbbench.dataset import build_synth
+        from dbbench.runner import RunConfig, run
+
+        monkeypatch.setenv("DBBENCH_SERVERS_DIR", str(tmp_path))
+        build_synth(tmp_path / "ds", 3_000)
+        res = run(RunConfig(data=tmp_path / "ds", engines=["influxdb"], dsns={"influxdb": influx.dsn},
+                            queries=("vwap",), repeat=1, warmup=0, clients=()))
+        assert res["engines"]["influxdb"]["profile"] == "tuned (dbbench servers up --profile tuned)"
         # a running server is not silently reused under another profile
         other = _cli(["up", "--engines", "influxdb", "--profile", "default"], tmp_path)
         assert other.returncode == 4 and "runs with profile 'tuned'" in other.stderr

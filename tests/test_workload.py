@@ -75,6 +75,7 @@ def test_concurrency_runs_the_same_mix_on_every_engine(data: Path, tmp_path: Pat
     assert 0 < len(answered) < len(QUERY_NAMES) and all(duck["queries"][q]["valid"] for q in QUERY_NAMES)
     (c_duck,), (c_arctic,) = duck["concurrency"], arctic["concurrency"]
     assert c_duck["mix"] == c_arctic["mix"] == answered and c_duck["valid"] and c_arctic["valid"]
+    assert duck["profile"] == arctic["profile"] == "embedded"
     assert c_duck["queries"] == c_arctic["queries"] == 2 * len(answered)
     left = [q for q in QUERY_NAMES if q not in answered]
     assert list(c_duck["left_out"]) == left and all(v.startswith("arcticdb: unsupported")
