@@ -94,13 +94,15 @@ def predict(
                                                        "; repeat --data for several, in time order.")],
     out: Annotated[Path, typer.Option(help="Forecasts Parquet to write.")],
     model: Annotated[str, typer.Option(help="Model name under RUN.")] = "hfformer",
+    again: Annotated[bool, typer.Option("--again", help=AGAIN_HELP)] = False,
     as_json: JSON = False,
 ) -> None:
-    """Forecast every window with valid inputs; write ts, prices and f_h{h}_q{q} columns."""
+    """Forecast every window with valid inputs; write ts, prices and f_h{h}_q{q} columns. On the data RUN was
+    trained on, that covers its test split: the read is recorded in RUN/test_reads.json."""
     from hfformer.predict import predict as run_predict
 
     try:
-        fields = run_predict(run, data, out, model=model)
+        fields = run_predict(run, data, out, model=model, again=again)
     except ERRORS as error:
         fail(f"hfformer predict: {error}")
     print_summary("hfformer predict", fields, as_json)

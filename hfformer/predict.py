@@ -24,6 +24,7 @@ from hfformer.data import BOOK_COLUMNS, Data, Prepared, data_label, prepare
 from hfformer.lean import FastHFformer
 from hfformer.loader import WindowDataset
 from hfformer.model import HFformer
+from hfformer.protocol import holds_test_split, record_test_read
 
 POINT_MODELS = ("zero", "oracle", "ceiling")  # need no checkpoint
 BATCH = 1024
@@ -116,12 +117,15 @@ def forecast_frame(run_dir: Path, model: str, data: Data, split: str = "test",
 
 
 def predict(run_dir: Path, data: Data, out: Path, model: str = "hfformer",
-            chunk: int = 65_536) -> dict[str, Any]:
+            chunk: int = 65_536, again: bool = False) -> dict[str, Any]:
     """Forecast every window of `data` whose inputs are valid (targets may lie beyond the end),
-    writing the frame without targets chunk by chunk, in time order."""
+    writing the frame without targets chunk by chunk, in time order. On the data the run was trained on,
+    that includes its test windows: a read of the test split, recorded (hfformer/protocol.py)."""
     started = time.perf_counter()
     cfg: Config = read_run_config(run_dir)
     prep = prepare(data, cfg.data)
+    if holds_test_split(run_dir, prep):
+        record_test_read(run_dir, prep, data, "hfformer predict", [model], again)
     f = Forecaster(run_dir, model, lean=True)
     ends = valid_window_ends(prep.features.valid, cfg.data.window, 0)
     out = Path(out)

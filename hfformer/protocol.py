@@ -74,6 +74,13 @@ def check_splits(run_dir: Path, prep: Prepared) -> None:
     write_bytes(path, orjson.dumps(now, option=orjson.OPT_INDENT_2), checksum=True)
 
 
+def holds_test_split(run_dir: Path, prep: Prepared) -> bool:
+    """Does `prep` hold the run's test windows (the data it was trained on)? Forecasts over them are a read
+    of its test split; other data is not."""
+    path = Path(run_dir) / SPLITS
+    return path.exists() and _read(path)["test"] == fingerprint(prep, "test")
+
+
 def who() -> str:
     try:
         user = getpass.getuser()

@@ -186,6 +186,19 @@ def test_the_test_split_is_read_once_and_the_run_records_it(synth, tmp_path, cap
     assert result.exit_code == 0, result.output
     assert json.loads((out / "test_reads.json").read_text())["reads"][-1]["command"] == "hfformer backtest"
 
+    # forecasts over the data the run was trained on cover its test windows: a read; over other data, none
+    result = CliRunner().invoke(app, ["predict", str(out), "--data", str(synth), "--model", "linear", "--out",
+                                      str(tmp_path / "f.parquet")])
+    assert result.exit_code == 0 and "WARNING: second read of the test split" in result.output
+    reads = json.loads((out / "test_reads.json").read_text())["reads"]
+    other = tmp_path / "later"
+    generate(other, minutes=6, seed=9)
+    result = CliRunner().invoke(app, ["predict", str(out), "--data", str(other), "--model", "linear", "--out",
+                                      str(tmp_path / "g.parquet")])
+    assert result.exit_code == 0, result.output
+    assert reads[-1]["command"] == "hfformer predict" and json.loads((out / "test_reads.json").read_text())[
+        "reads"] == reads
+
 
 def test_a_changed_test_split_is_refused(synth, tmp_path):
     out = tmp_path / "run"
