@@ -1,10 +1,12 @@
-"""The HFformer quality target on the default synthetic market, judged over several training seeds.
+"""The HFformer quality target of issue 3 on the synthetic market it was set on (v1, `--market linear`),
+judged over several training seeds; `--market regime` runs it on v2 (benchmarks/forecast_table.sh is
+the full v2 comparison with every baseline).
 
-    python benchmarks/bench_oracle.py [--minutes 240] [--seed 0] [--train-seeds 0,1,2] [--epochs N]
+    python benchmarks/bench_oracle.py [--market linear] [--minutes 240] [--seed 0] [--train-seeds 0,1,2] [--epochs N]
                                       [--threads 2] [--config FILE] [--set key=value ...]
                                       [--keep DIR] [--json OUT.json]
 
-Generates the market (`ticks synth --minutes M --seed S`), trains hfformer and lstm once per
+Generates the market (`ticks synth --market linear --minutes M --seed S`), trains hfformer and lstm once per
 training seed (models hfformer_s0, lstm_s0, ...) and the ridge baseline once, with default.toml
 (or --config FILE over it, plus any --set), evaluates every model and the zero forecast on the
 test split and prints, per horizon, each model's R2 as a fraction of the oracle's R2 with its
@@ -55,13 +57,13 @@ def over_seeds(per_seed: list[dict]) -> dict:
 
 
 def run(minutes: float, seed: int, train_seeds: list[int], overrides: list[str], workdir: Path,
-        config: Path | None = None) -> dict:
+        config: Path | None = None, market: str = "linear") -> dict:
     base = ["train.progress=false", *overrides]
     if TARGET_H not in load_config(config, overrides=base).data.horizons:
         raise ValueError(f"data.horizons must include the target's horizon h={TARGET_H}")
     data, out = workdir / "synth", workdir / "run"
     tic = time.perf_counter()
-    generate(data, minutes=minutes, seed=seed)
+    generate(data, minutes=minutes, seed=seed, market=market)
     fitted = {}
     for train_seed in train_seeds:
         cfg = load_config(config, overrides=[*base, f"train.seed={train_seed}"])
@@ -139,6 +141,8 @@ def print_fractions(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--market", choices=["linear", "regime"], default="linear",
+                        help="linear: v1, the market the target was set on; regime: v2")
     parser.add_argument("--minutes", type=float, default=240)
     parser.add_argument("--seed", type=int, default=0, help="market seed")
     parser.add_argument("--train-seeds", default="0,1,2", help="comma-separated train.seed values")
@@ -155,10 +159,10 @@ def main() -> None:
         overrides.append(f"train.max_epochs={args.epochs}")
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
-        result = run(args.minutes, args.seed, train_seeds, overrides, args.keep, args.config)
+        result = run(args.minutes, args.seed, train_seeds, overrides, args.keep, args.config, args.market)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(args.minutes, args.seed, train_seeds, overrides, Path(tmp), args.config)
+            result = run(args.minutes, args.seed, train_seeds, overrides, Path(tmp), args.config, args.market)
     print_fractions(result)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
