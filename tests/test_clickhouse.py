@@ -141,3 +141,28 @@ def test_server_time_lookup_finds_the_tagged_execution_in_query_log(tmp_path):
     assert out["rows"] > 0 and out["by_text"] == 0  # the text lookup matches nothing: the tag is needed
     assert out["logged"] is not None and 0 <= out["logged"] <= out["client"]
     assert out["never_run"] is None
+
+
+@pytest.mark.server
+def test_a_clickhouse_server_loads_answers_and_reports_its_own_time(tmp_path):
+    """Through clickhouse-connect over HTTP (DBBENCH_CLICKHOUSE_DSN; skipped with the reason where none runs):
+    every row loaded, an answer checked, and the server's time found in its query_log by the query's tag."""
+    from dbbench.dataset import build_synth
+    from dbbench.engines import connect
+    from dbbench.queries import params_for
+    from tests.test_edge_answers import clickhouse_server_dsn
+
+    engine = connect("clickhouse", clickhouse_server_dsn())
+    try:
+        data = tmp_path / "data"
+        build_synth(data, 3000)
+        engine.create_schema()
+        rows = {table: engine.load(table, iter_batches(data, table)).rows for table in ("trades", "quotes")}
+        assert rows == read_manifest(data)["rows"] and engine.in_process is None
+        params = params_for("ohlcv_1m", default_params(data))
+        sample = engine.timed_query("ohlcv_1m", params)
+        assert compare(sample.frame, reference("ohlcv_1m", data, params), "ohlcv_1m").ok
+        assert sample.server_s is not None and 0 <= sample.server_s <= sample.client_s
+        engine.drop()
+    finally:
+        engine.close()
