@@ -245,21 +245,17 @@ def _read_trades(
             ("non_positive", (pl.col("price") <= 0) | (pl.col("amount") <= 0)),
         ]
     )
+    columns = ["ts", "local_ts", "trade_id", "price", pl.col("amount").alias("qty"), pl.col("sign").alias("side")]
+    return _kept(rows, problem, quarantine, columns, TRADES_SCHEMA), stats
+
+
+def _kept(rows: pl.DataFrame, problem: pl.Expr, quarantine: Quarantine, columns: list[str | pl.Expr],
+          schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The rows without a problem (the arrival order checked across files too) as `columns` in `schema`;
+    the others quarantined with their file and line."""
     rows = _with_order_check(rows.with_columns(problem))
     quarantine_rows(rows, quarantine)
-    frame = (
-        rows.filter(pl.col("problem").is_null())
-        .select(
-            "ts",
-            "local_ts",
-            "trade_id",
-            "price",
-            pl.col("amount").alias("qty"),
-            pl.col("sign").alias("side"),
-        )
-        .cast(TRADES_SCHEMA)
-    )
-    return frame, stats
+    return rows.filter(pl.col("problem").is_null()).select(columns).cast(schema)
 
 
 def _read_quotes(
@@ -283,22 +279,10 @@ def _read_quotes(
             ("crossed", pl.col("bid_price") >= pl.col("ask_price")),
         ]
     )
-    rows = _with_order_check(rows.with_columns(problem))
-    quarantine_rows(rows, quarantine)
-    frame = (
-        rows.filter(pl.col("problem").is_null())
-        .select(
-            "ts",
-            "local_ts",
-            pl.lit(None, dtype=pl.Int64).alias("update_id"),
-            pl.col("bid_price").alias("bid_px"),
-            pl.col("bid_amount").alias("bid_qty"),
-            pl.col("ask_price").alias("ask_px"),
-            pl.col("ask_amount").alias("ask_qty"),
-        )
-        .cast(QUOTES_SCHEMA)
-    )
-    return frame, stats
+    columns = ["ts", "local_ts", pl.lit(None, dtype=pl.Int64).alias("update_id"), pl.col("bid_price").alias("bid_px"),
+               pl.col("bid_amount").alias("bid_qty"), pl.col("ask_price").alias("ask_px"),
+               pl.col("ask_amount").alias("ask_qty")]
+    return _kept(rows, problem, quarantine, columns, QUOTES_SCHEMA), stats
 
 
 def _read_snapshots(
