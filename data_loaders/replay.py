@@ -76,7 +76,7 @@ class Replay:
         self.sent: list[int] = []  # timeline indices delivered
         self.lost: list[int] = []  # indices dropped or skipped during disconnects
         self.snapshot_requests = 0
-        self.served_snapshots: list[tuple[str, int, bool]] = []  # (symbol, lastUpdateId, stale)
+        self.served_snapshots: list[tuple[str, int, bool, str]] = []  # (symbol, lastUpdateId, stale, URL path)
         self.connections = 0
         self.done = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -135,7 +135,7 @@ class Replay:
         stale = self.snapshot_requests in self.faults.stale_snapshots
         self.snapshot_requests += 1
         book = self.first_snapshots[symbol] if stale else self.book(symbol, self.position)
-        self.served_snapshots.append((symbol, book["lastUpdateId"], stale))
+        self.served_snapshots.append((symbol, book["lastUpdateId"], stale, request.path))
         return web.Response(body=orjson.dumps(book), content_type="application/json")
 
     async def _stream(self, request: web.Request) -> web.WebSocketResponse:

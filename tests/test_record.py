@@ -51,19 +51,22 @@ async def _record(server: Replay, config: RecordConfig, settle_s: float = 0.3) -
     return summary
 
 
-@pytest.mark.parametrize("market", ["spot", "usdm"])
+@pytest.mark.parametrize("market", ["spot", "usdm", "coinm"])
 def test_record_replay_with_faults(market, binance, tmp_path):
-    server = Replay({"btcusdt": binance[market][:1]}, speed=25, heartbeat_s=0.2, limit=4000)
+    """COIN-M: the USD-M recording served as BTCUSD_PERP on the delivery endpoints (no COIN-M recording is shared)."""
+    symbol = "btcusd_perp" if market == "coinm" else "btcusdt"
+    server = Replay({symbol: binance["usdm" if market == "coinm" else market][:1]}, speed=25, heartbeat_s=0.2,
+                    limit=4000)
     depth = [i for i, m in enumerate(server.timeline) if m.stream == "depth"]
     # snapshot requests in order: 0 connect, 1 after the first drop, 2 after the reconnect (served stale),
     # 3 after the stale one is found, 4 after the second drop
     server.faults = Faults(drop={depth[len(depth) // 5], depth[3 * len(depth) // 4]},
                            disconnect_after={depth[len(depth) // 2]}, lost_on_disconnect=40,
                            stale_snapshots={2})  # fmt: skip
-    config = RecordConfig(market, ["btcusdt"], tmp_path, flush_s=0.1, rotate_s=3600)
+    config = RecordConfig(market, [symbol], tmp_path, flush_s=0.1, rotate_s=3600)
     summary = asyncio.run(_record(server, config))
 
-    files = sorted(tmp_path.glob(f"{market}_btcusdt_*.gz"))
+    files = sorted(tmp_path.glob(f"{market}_{symbol}_*.gz"))
     assert files and not list(tmp_path.glob(".*partial"))
     lines = _lines(files)
     # everything sent was recorded, with each snapshot served, nothing else
@@ -71,6 +74,8 @@ def test_record_replay_with_faults(market, binance, tmp_path):
     assert len(lines) == len(server.sent) + len(server.served_snapshots)
     assert summary["disconnects"] == 1 and summary["connections"] == 2  # the heartbeat pings were answered
     assert summary["gaps"] == 2 and summary["stale_snapshots"] == 1
+    paths = {"spot": "/api/v3/depth", "usdm": "/fapi/v1/depth", "coinm": "/dapi/v1/depth"}
+    assert {path for *_, path in server.served_snapshots} == {paths[market]}  # the market's own REST endpoint
 
     events = [orjson.loads(line) for line in (tmp_path / f"{market}_events.jsonl").read_bytes().splitlines()]
     flagged = [e for e in events if e["event"] in ("gap", "stale_snapshot")]
@@ -81,6 +86,7 @@ def test_record_replay_with_faults(market, binance, tmp_path):
 
     book, stats = binance_ws.read("book", files, quarantine=Quarantine(None), levels=5)
     assert stats["ticker_agreement"] >= 0.999, stats
+    assert stats["market"] == market and stats["symbol"] == symbol
     assert stats["bad_lines"] == {} and stats["snapshots"] == 5
     # no silent gap: the first book row past each lost diff is out of sync, or a snapshot reset it
     snapshot_times = {stamp for stamp, text in lines if text.startswith(b'{"lastUpdateId"')}
