@@ -337,23 +337,8 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
     buf_bytes = b"".join(texts)
     symbol = _one_instrument(files, texts)
     buf = np.frombuffer(buf_bytes, np.uint8)
-    starts_l, ends_l, file_l, line_l = [], [], [], []
-    offset = 0
-    for fi, text in enumerate(texts):
-        nl = np.flatnonzero(np.frombuffer(text, np.uint8) == 10) + offset
-        starts = np.concatenate(([offset], nl + 1))
-        ends = np.concatenate((nl, [offset + len(text)]))
-        if starts[-1] == ends[-1]:  # nothing after the final newline
-            starts, ends = starts[:-1], ends[:-1]
-        starts_l.append(starts)
-        ends_l.append(ends)
-        file_l.append(np.full(starts.size, fi, np.int32))
-        line_l.append(np.arange(1, starts.size + 1, dtype=np.int64))
-        offset += len(text)
-    starts, ends = np.concatenate(starts_l), np.concatenate(ends_l)
-    file_index, line_no = np.concatenate(file_l), np.concatenate(line_l)
-    sym = np.frombuffer(symbol, np.uint8)
-    scanned = scan(buf, starts, ends, sym)
+    scanned = scan(buf, np.cumsum([len(t) for t in texts], dtype=np.int64), np.frombuffer(symbol, np.uint8))
+    starts, ends, file_index, line_no = scanned.starts, scanned.ends, scanned.file_index, scanned.line_no
     local_ts, status, kind, ints, present = (
         scanned.local_ts, scanned.status, scanned.kind, scanned.ints, scanned.present
     )  # fmt: skip

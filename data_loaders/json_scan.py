@@ -1,7 +1,7 @@
 """A strict JSON scanner for Binance websocket recordings, compiled with numba: bytes -> flat arrays.
 
-One pass over a whole decompressed recording parses each line, `<local receive ts> <JSON>`, and
-extracts the few fields the readers use (update ids, prices and sizes, trade fields, the level
+One pass over a whole decompressed recording splits it into lines and parses each, `<local
+receive ts> <JSON>` (a line's end is found by parsing it, not by a pass of its own), and extracts the few fields the readers use (update ids, prices and sizes, trade fields, the level
 lists) into per-line arrays and flat level arrays, so nothing loops over lines in Python. Every
 line is validated as JSON; a bad one gets a status (its quarantine kind) instead of values.
 Decimal strings with at most 15 significant digits and no exponent (all Binance prices and sizes)
@@ -46,8 +46,9 @@ P_BL, P_AL, P_DATA = 1 << 14, 1 << 15, 1 << 16  # b/a (or bids/asks) as level li
 
 @njit(cache=True, inline="always")
 def _ws(buf, p, end):
-    # one compare for the usual case, a token (every whitespace byte is <= 32)
-    while p < end and buf[p] <= 32 and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13 or buf[p] == 10):
+    # one compare for the usual case, a token (every whitespace byte is <= 32); a newline is not
+    # whitespace here: it ends the line, and no path of the scanner reads past it
+    while p < end and buf[p] <= 32 and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13):
         p += 1
     return p
 
@@ -587,10 +588,94 @@ def _required(kind):
     return 0
 
 
+ONES, HIGH, LOW7 = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080), np.uint64(0x7F7F7F7F7F7F7F7F)
+NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+
+
 @njit(cache=True)
-def _parse(buf, starts, ends, sym):
-    """Parse every line [starts[i], ends[i]) of buf; returns per-line arrays and flat levels."""
-    n_lines = starts.size
+def _lines_in(buf, s, e):
+    """Lines of [s, e): newlines, plus one for text after the last. Eight bytes at a time, without a
+    branch: a newline byte is a zero byte of word ^ NEWLINES, and the exact zero-byte test
+    ((y & LOW7) + LOW7) | y leaves its high bit clear (three times faster than numpy's count)."""
+    words = (e - s) // 8
+    n = 0
+    for y in buf[s : s + 8 * words].view(np.uint64):
+        y ^= NEWLINES
+        n += (((~(((y & LOW7) + LOW7) | y) & HIGH) >> np.uint64(7)) * ONES) >> np.uint64(56)
+    for p in range(s + 8 * words, e):
+        n += buf[p] == 10
+    return n + (1 if e > s and buf[e - 1] != 10 else 0)
+
+
+@njit(cache=True, _nrt=False)
+def _line(buf, s, e, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n):
+    """Parse the line starting at s into slot i, reading no further than e -> (status, index after
+    its JSON value, new level count). No path reads past a newline (none is whitespace here)."""
+    p = s
+    ts = 0
+    while p < e and 48 <= buf[p] <= 57 and p - s < 19:
+        ts = ts * 10 + (buf[p] - 48)
+        p += 1
+    if p == s or p >= e or buf[p] != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
+        return MALFORMED, p, n
+    local_ts[i] = ts
+    p = _ws(buf, p + 1, e)
+    if p >= e or buf[p] != 123:
+        q = _skip_value(buf, p, e)
+        return (UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON), q, n
+    return _object(buf, p, e, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n)
+
+
+@njit(cache=True, _nrt=False)
+def _clear_slot(i, local_ts, ints, floats, present, maker, kind, stream_span):
+    local_ts[i] = 0
+    ints[i, :] = 0
+    floats[i, :] = np.nan
+    present[i] = 0
+    maker[i] = 0
+    kind[i] = K_NONE
+    stream_span[i, :] = 0
+
+
+@njit(cache=True, _nrt=False)
+def _message_status(i, kind, present, floats):
+    """A line whose JSON parsed: its kind (a snapshot is told by its lastUpdateId) and status."""
+    if kind[i] == K_NONE:
+        if present[i] & P_LID:
+            kind[i] = K_SNAPSHOT
+        else:
+            return UNKNOWN
+    if kind[i] == K_OTHER:
+        return OK
+    need = _required(kind[i])
+    if kind[i] != K_SNAPSHOT and not present[i] & P_DATA or present[i] & need != need:
+        return MISSING
+    if kind[i] == K_TICKER and (floats[i, F_BQ] < 0 or floats[i, F_AQ] < 0):
+        return NEGATIVE
+    if kind[i] == K_TICKER and (floats[i, F_B] <= 0 or floats[i, F_A] <= 0):
+        return BAD_PRICE
+    if kind[i] == K_TICKER and (floats[i, F_BQ] == 0 or floats[i, F_AQ] == 0):
+        return ZERO
+    if (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] < 0:
+        return NEGATIVE
+    if (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_P] <= 0:
+        return BAD_PRICE
+    if (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] == 0:
+        return ZERO
+    return OK
+
+
+@njit(cache=True)
+def _parse(buf, file_ends, sym):
+    """Split every file [file_ends[f-1], file_ends[f]) of buf into lines and parse them; returns
+    per-line arrays and flat levels.
+
+    A line is first parsed up to its file's end, which finds the newline that ends it without a
+    pass of its own: a good line's value stops at it. A line that fails so is parsed again within
+    its newline-bounded extent (trailing CR and spaces off), as its status must say."""
+    n_lines = 0
+    for f in range(file_ends.size):
+        n_lines += _lines_in(buf, file_ends[f - 1] if f else 0, file_ends[f])
     local_ts = np.zeros(n_lines, np.int64)
     status = np.zeros(n_lines, np.int8)
     kind = np.zeros(n_lines, np.int8)
@@ -601,76 +686,55 @@ def _parse(buf, starts, ends, sym):
     stream_span = np.zeros((n_lines, 2), np.int64)
     lv_start = np.zeros(n_lines, np.int64)
     lv_end = np.zeros(n_lines, np.int64)
+    starts = np.empty(n_lines, np.int64)
+    ends = np.empty(n_lines, np.int64)
+    file_index = np.empty(n_lines, np.int32)
+    line_no = np.empty(n_lines, np.int64)
     cap = buf.size // 9 + 1  # a level takes at least 9 bytes: ["1","1"]
     lv_side = np.empty(cap, np.int8)
     lv_px = np.empty(cap, np.float64)
     lv_qty = np.empty(cap, np.float64)
     n = 0
-    for i in range(n_lines):
-        s, e = starts[i], ends[i]
-        while e > s and (buf[e - 1] == 13 or buf[e - 1] == 32):
-            e -= 1
-        lv_start[i] = n
-        lv_end[i] = n
-        p = s
-        ts = 0
-        while p < e and 48 <= buf[p] <= 57 and p - s < 19:
-            ts = ts * 10 + (buf[p] - 48)
-            p += 1
-        if p == s or p >= e or buf[p] != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
-            status[i] = MALFORMED
-            continue
-        local_ts[i] = ts
-        p = _ws(buf, p + 1, e)
-        if p >= e or buf[p] != 123:
-            q = _skip_value(buf, p, e)
-            status[i] = UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON
-            continue
-        st, q, n2 = _object(
-            buf,
-            p,
-            e,
-            i,
-            sym,
-            ints,
-            floats,
-            present,
-            maker,
-            kind,
-            stream_span,
-            lv_side,
-            lv_px,
-            lv_qty,
-            n,
-        )
-        if st == OK and _ws(buf, q, e) != e:
-            st = BAD_JSON
-        if st == OK and kind[i] == K_NONE:
-            if present[i] & P_LID:
-                kind[i] = K_SNAPSHOT
+    i = 0
+    for f in range(file_ends.size):
+        s = file_ends[f - 1] if f else 0
+        fe = file_ends[f]
+        line = 0
+        while s < fe:
+            line += 1
+            st, q, n2 = _line(
+                buf, s, fe, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side, lv_px,
+                lv_qty, n,
+            )  # fmt: skip
+            e = _ws(buf, q, fe)
+            if st != OK or (e < fe and buf[e] != 10):  # not a good line
+                e = s
+                while e < fe and buf[e] != 10:
+                    e += 1
+                _clear_slot(i, local_ts, ints, floats, present, maker, kind, stream_span)
+                end = e
+                while end > s and (buf[end - 1] == 13 or buf[end - 1] == 32):
+                    end -= 1
+                st, q, n2 = _line(
+                    buf, s, end, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side,
+                    lv_px, lv_qty, n,
+                )  # fmt: skip
+                if st == OK and _ws(buf, q, end) != end:
+                    st = BAD_JSON
+            if st == OK:
+                st = _message_status(i, kind, present, floats)
+            starts[i] = s
+            ends[i] = e
+            file_index[i] = f
+            line_no[i] = line
+            lv_start[i] = n
+            if st == OK:
+                n = n2
             else:
-                st = UNKNOWN
-        if st == OK and kind[i] != K_OTHER:
-            need = _required(kind[i])
-            if kind[i] != K_SNAPSHOT and not present[i] & P_DATA or present[i] & need != need:
-                st = MISSING
-            elif kind[i] == K_TICKER and (floats[i, F_BQ] < 0 or floats[i, F_AQ] < 0):
-                st = NEGATIVE
-            elif kind[i] == K_TICKER and (floats[i, F_B] <= 0 or floats[i, F_A] <= 0):
-                st = BAD_PRICE
-            elif kind[i] == K_TICKER and (floats[i, F_BQ] == 0 or floats[i, F_AQ] == 0):
-                st = ZERO
-            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] < 0:
-                st = NEGATIVE
-            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_P] <= 0:
-                st = BAD_PRICE
-            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] == 0:
-                st = ZERO
-        if st != OK:
-            status[i] = st
-            continue
-        n = n2
-        lv_end[i] = n
+                status[i] = st
+            lv_end[i] = n
+            i += 1
+            s = e + 1
     return (
         local_ts,
         status,
@@ -685,6 +749,10 @@ def _parse(buf, starts, ends, sym):
         lv_side[:n],
         lv_px[:n],
         lv_qty[:n],
+        starts,
+        ends,
+        file_index,
+        line_no,
     )
 
 
@@ -704,8 +772,14 @@ class Scanned(NamedTuple):
     lv_side: np.ndarray  # (m,) int8: 0 bid, 1 ask
     lv_px: np.ndarray  # (m,) float64
     lv_qty: np.ndarray  # (m,) float64
+    starts: np.ndarray  # (n,) byte offset of the line in buf
+    ends: np.ndarray  # (n,) byte offset of its newline (or of its file's end)
+    file_index: np.ndarray  # (n,) int32: which file the line is in
+    line_no: np.ndarray  # (n,) 1-based line number within its file
 
 
-def scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, symbol: np.ndarray) -> Scanned:
-    """Parse lines [starts[i], ends[i]) of `buf` (uint8); streams of another `symbol` count as other."""
-    return Scanned(*_parse(buf, starts, ends, symbol))
+def scan(buf: np.ndarray, file_ends: np.ndarray, symbol: np.ndarray) -> Scanned:
+    """Split `buf` (uint8: files back to back, file f ending at byte `file_ends[f]`) into lines,
+    `\n`-terminated (no line after a final newline), and parse each; streams of another `symbol`
+    count as other streams."""
+    return Scanned(*_parse(buf, file_ends.astype(np.int64, copy=False), symbol))
