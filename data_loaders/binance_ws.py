@@ -440,16 +440,21 @@ def trades_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, 
     return frame, {**_stats(parsed, quarantine), "trades_from": source, "rows": frame.height}
 
 
-def quotes_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
-    """bookTicker to the QUOTES_SCHEMA contract; crossed quotes and non-increasing `u` are quarantined."""
+def _quote_lines(parsed: Parsed, quarantine: Quarantine) -> np.ndarray:
+    """The bookTicker lines that are quotes (their `u` increasing); crossed quotes and non-increasing
+    `u` are quarantined."""
     rows = _good(parsed, K_TICKER)
-    f = parsed.floats[rows]
-    crossed = f[:, F_B] >= f[:, F_A]
+    crossed = parsed.floats[rows, F_B] >= parsed.floats[rows, F_A]
     parsed.quarantine_lines(quarantine, "crossed_book", rows[crossed])
     rows = rows[~crossed]
     bad = _out_of_order(parsed.ints[rows, I_U])
     parsed.quarantine_lines(quarantine, "duplicate_or_out_of_order_id", rows[bad])
-    rows = rows[~bad]
+    return rows[~bad]
+
+
+def quotes_frame(parsed: Parsed, quarantine: Quarantine) -> tuple[pl.DataFrame, dict]:
+    """bookTicker to the QUOTES_SCHEMA contract; crossed quotes and non-increasing `u` are quarantined."""
+    rows = _quote_lines(parsed, quarantine)
     f = parsed.floats[rows]
     frame = pl.DataFrame(
         {
@@ -544,10 +549,11 @@ def book_frame_from(
         "out_of_sync_rows": int((~sync).sum()),
         "crossed_rows": int(crossed.sum()),
     }
-    quotes = quotes_frame(parsed, Quarantine(None))[
-        0
-    ]  # its bad lines are the quotes command's to report
-    agree, compared = bookticker_agreement(book, quotes)
+    quotes = _quote_lines(parsed, Quarantine(None))  # their bad lines are the quotes command's to report
+    agree, compared = _agreement(
+        update_id[rows][sync], arrays.bid_px[sync, 0], arrays.ask_px[sync, 0],
+        parsed.ints[quotes, I_U], parsed.floats[quotes, F_B], parsed.floats[quotes, F_A],
+    )  # fmt: skip
     stats["ticker_agreement"] = round(agree / compared, 6) if compared else None  # self-check
     if parsed.market == "coinm":
         book = coinm.to_base(book, parsed.symbol, [(f"{side}_qty_{i}", f"{side}_px_{i}")
@@ -579,15 +585,22 @@ def read(kind: str, files: list[Path], *, quarantine: Quarantine, symbol: str | 
 def bookticker_agreement(book: pl.DataFrame, quotes: pl.DataFrame) -> tuple[int, int]:
     """(agreeing, compared) in-sync book rows whose best bid and ask equal the latest bookTicker
     with update id <= the row's update id (Binance's check of a correct local book)."""
-    rows = (
-        book.filter(pl.col("in_sync")).select("update_id", "bid_px_1", "ask_px_1").sort("update_id")
-    )
-    ticker = quotes.select("update_id", "bid_px", "ask_px").sort("update_id")
-    joined = rows.join_asof(ticker, on="update_id", strategy="backward").drop_nulls("bid_px")
-    agree = joined.filter(
-        (pl.col("bid_px_1") == pl.col("bid_px")) & (pl.col("ask_px_1") == pl.col("ask_px"))
-    )
-    return agree.height, joined.height
+    rows = book.filter(pl.col("in_sync"))
+    return _agreement(*(rows[c].to_numpy() for c in ("update_id", "bid_px_1", "ask_px_1")),
+                      *(quotes[c].to_numpy() for c in ("update_id", "bid_px", "ask_px")))
+
+
+def _agreement(book_id: np.ndarray, book_bid: np.ndarray, book_ask: np.ndarray, quote_id: np.ndarray,
+               quote_bid: np.ndarray, quote_ask: np.ndarray) -> tuple[int, int]:
+    """bookticker_agreement on arrays (a book's missing best level is NaN): each book row meets the
+    last quote by update id at or before its own, as an as-of join would, by binary search."""
+    order = np.argsort(quote_id, kind="stable")
+    at = np.searchsorted(quote_id[order], book_id, side="right") - 1
+    met = order[at[at >= 0]]
+    bid, ask = book_bid[at >= 0], book_ask[at >= 0]
+    compared = ~np.isnan(quote_bid[met])
+    agree = compared & (bid == quote_bid[met]) & (ask == quote_ask[met])
+    return int(agree.sum()), int(compared.sum())
 
 
 def sniff(path: Path) -> bool:

@@ -1,9 +1,10 @@
 """A strict JSON scanner for Binance websocket recordings, compiled with numba: bytes -> flat arrays.
 
 One pass over a whole decompressed recording splits it into lines and parses each, `<local
-receive ts> <JSON>` (a line's end is found by parsing it, not by a pass of its own), and extracts the few fields the readers use (update ids, prices and sizes, trade fields, the level
-lists) into per-line arrays and flat level arrays, so nothing loops over lines in Python. Every
-line is validated as JSON; a bad one gets a status (its quarantine kind) instead of values.
+receive ts> <JSON>` (a line's end is found by parsing it, not by a pass of its own), and extracts
+the few fields the readers use (update ids, prices and sizes, trade fields, the level lists) into
+per-line arrays and flat level arrays, so nothing loops over lines in Python. Every line is
+validated as JSON; a bad one gets a status (its quarantine kind) instead of values.
 Decimal strings with at most 15 significant digits and no exponent (all Binance prices and sizes)
 parse to exactly `float(text)`.
 
