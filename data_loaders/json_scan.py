@@ -46,10 +46,17 @@ P_BL, P_AL, P_DATA = 1 << 14, 1 << 15, 1 << 16  # b/a (or bids/asks) as level li
 
 
 @njit(cache=True, inline="always")
+def _at(buf, p):
+    """buf[p] for 0 <= p < buf.size. An unsigned index spares numba's wraparound of negative ones
+    (three instructions on every byte read: a fifth of the scan's time); the scanner checks bounds."""
+    return buf[np.uint64(p)]
+
+
+@njit(cache=True, inline="always")
 def _ws(buf, p, end):
     # one compare for the usual case, a token (every whitespace byte is <= 32); a newline is not
     # whitespace here: it ends the line, and no path of the scanner reads past it
-    while p < end and buf[p] <= 32 and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13):
+    while p < end and _at(buf, p) <= 32 and (_at(buf, p) == 32 or _at(buf, p) == 9 or _at(buf, p) == 13):
         p += 1
     return p
 
@@ -59,7 +66,7 @@ def _string_end(buf, p, end):
     """p at an opening quote -> index after the closing quote, or -1."""
     p += 1
     while p < end:
-        c = buf[p]
+        c = _at(buf, p)
         if c == 34:
             return p + 1
         if c == 92:
@@ -74,26 +81,26 @@ def _string_end(buf, p, end):
 @njit(cache=True, inline="always")
 def _number_end(buf, p, end):
     """Validate a JSON number starting at p -> index after it, or -1."""
-    if p < end and buf[p] == 45:
+    if p < end and _at(buf, p) == 45:
         p += 1
     start = p
-    while p < end and 48 <= buf[p] <= 57:
+    while p < end and 48 <= _at(buf, p) <= 57:
         p += 1
     if p == start:
         return -1
-    if p < end and buf[p] == 46:
+    if p < end and _at(buf, p) == 46:
         p += 1
         s = p
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= _at(buf, p) <= 57:
             p += 1
         if p == s:
             return -1
-    if p < end and (buf[p] == 101 or buf[p] == 69):
+    if p < end and (_at(buf, p) == 101 or _at(buf, p) == 69):
         p += 1
-        if p < end and (buf[p] == 43 or buf[p] == 45):
+        if p < end and (_at(buf, p) == 43 or _at(buf, p) == 45):
             p += 1
         s = p
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= _at(buf, p) <= 57:
             p += 1
         if p == s:
             return -1
@@ -106,7 +113,7 @@ def _literal_end(buf, p, end, word):
     if p + n > end:
         return -1
     for i in range(n):
-        if buf[p + i] != word[i]:
+        if _at(buf, p + i) != word[i]:
             return -1
     return p + n
 
@@ -119,7 +126,7 @@ NULL = np.frombuffer(b"null", np.uint8)
 @njit(cache=True, inline="always")
 def _scalar_end(buf, p, end):
     """Validate a JSON string, number or literal at p -> index after it, or -1."""
-    c = buf[p]
+    c = _at(buf, p)
     if c == 34:
         return _string_end(buf, p, end)
     if c == 45 or 48 <= c <= 57:
@@ -136,13 +143,13 @@ def _scalar_end(buf, p, end):
 @njit(cache=True, inline="always")
 def _key_colon(buf, p, end):
     """A member name and its colon at p -> index of the value, or -1."""
-    if p >= end or buf[p] != 34:
+    if p >= end or _at(buf, p) != 34:
         return -1
     p = _string_end(buf, p, end)
     if p < 0:
         return -1
     p = _ws(buf, p, end)
-    if p >= end or buf[p] != 58:
+    if p >= end or _at(buf, p) != 58:
         return -1
     return _ws(buf, p + 1, end)
 
@@ -153,7 +160,7 @@ def _skip_value(buf, p, end):
     p = _ws(buf, p, end)
     if p >= end:
         return -1
-    if buf[p] != 123 and buf[p] != 91:
+    if _at(buf, p) != 123 and _at(buf, p) != 91:
         return _scalar_end(buf, p, end)
     objects = 0  # one bit per open container, innermost lowest: 1 an object, 0 an array
     depth = 0
@@ -162,14 +169,14 @@ def _skip_value(buf, p, end):
         if need_value:
             if p >= end:
                 return -1
-            c = buf[p]
+            c = _at(buf, p)
             if c == 123 or c == 91:
                 if depth == 64:
                     return -1
                 objects = (objects << 1) | (c == 123)
                 depth += 1
                 p = _ws(buf, p + 1, end)
-                if p < end and buf[p] == c + 2:  # {} or []
+                if p < end and _at(buf, p) == c + 2:  # {} or []
                     objects >>= 1
                     depth -= 1
                     p += 1
@@ -188,14 +195,14 @@ def _skip_value(buf, p, end):
         p = _ws(buf, p, end)
         if p >= end:
             return -1
-        if buf[p] == 44:
+        if _at(buf, p) == 44:
             p = _ws(buf, p + 1, end)
             if objects & 1:
                 p = _key_colon(buf, p, end)
                 if p < 0:
                     return -1
             need_value = True
-        elif buf[p] == (125 if objects & 1 else 93):
+        elif _at(buf, p) == (125 if objects & 1 else 93):
             objects >>= 1
             depth -= 1
             p += 1
@@ -212,43 +219,43 @@ def _decimal(buf, s, e):
     for a value beyond float64's range."""
     p = s
     neg = False
-    if p < e and buf[p] == 45:
+    if p < e and _at(buf, p) == 45:
         neg = True
         p += 1
     mant = 0
     digits = 0
     frac = 0
     seen = False
-    while p < e and 48 <= buf[p] <= 57:
+    while p < e and 48 <= _at(buf, p) <= 57:
         if digits < 18:
-            mant = mant * 10 + (buf[p] - 48)
+            mant = mant * 10 + (_at(buf, p) - 48)
             if mant > 0:
                 digits += 1
         else:
             frac -= 1
         seen = True
         p += 1
-    if p < e and buf[p] == 46:
+    if p < e and _at(buf, p) == 46:
         p += 1
-        while p < e and 48 <= buf[p] <= 57:
+        while p < e and 48 <= _at(buf, p) <= 57:
             if digits < 18:
-                mant = mant * 10 + (buf[p] - 48)
+                mant = mant * 10 + (_at(buf, p) - 48)
                 if mant > 0:
                     digits += 1
                 frac += 1
             seen = True
             p += 1
     exp = 0
-    if p < e and (buf[p] == 101 or buf[p] == 69):
+    if p < e and (_at(buf, p) == 101 or _at(buf, p) == 69):
         p += 1
         eneg = False
-        if p < e and (buf[p] == 43 or buf[p] == 45):
-            eneg = buf[p] == 45
+        if p < e and (_at(buf, p) == 43 or _at(buf, p) == 45):
+            eneg = _at(buf, p) == 45
             p += 1
         if p == e:
             return False, 0.0
-        while p < e and 48 <= buf[p] <= 57:
-            exp = exp * 10 + (buf[p] - 48)
+        while p < e and 48 <= _at(buf, p) <= 57:
+            exp = exp * 10 + (_at(buf, p) - 48)
             p += 1
         if eneg:
             exp = -exp
@@ -270,14 +277,14 @@ def _decimal(buf, s, e):
 def _int(buf, p, end):
     """JSON integer at p -> (status, value, end). status OK, NON_NUMERIC or BAD_JSON."""
     # fast path, one pass: up to 18 digits not followed by a fraction or exponent
-    neg = buf[p] == 45
+    neg = _at(buf, p) == 45
     s = p + 1 if neg else p
     q = s
     v = 0
-    while q < end and 48 <= buf[q] <= 57:
-        v = v * 10 + (buf[q] - 48)
+    while q < end and 48 <= _at(buf, q) <= 57:
+        v = v * 10 + (_at(buf, q) - 48)
         q += 1
-    if s < q <= s + 18 and (q == end or (buf[q] != 46 and buf[q] != 101 and buf[q] != 69)):
+    if s < q <= s + 18 and (q == end or (_at(buf, q) != 46 and _at(buf, q) != 101 and _at(buf, q) != 69)):
         return OK, -v if neg else v, q
     return _int_slow(buf, p, end)
 
@@ -288,13 +295,13 @@ def _int_slow(buf, p, end):
     if q < 0:
         q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0, q
-    neg = buf[p] == 45
+    neg = _at(buf, p) == 45
     s = p + 1 if neg else p
     if q - s > 18:
         return NON_NUMERIC, 0, q
     v = 0
     for i in range(s, q):
-        c = buf[i]
+        c = _at(buf, i)
         if c < 48 or c > 57:
             return NON_NUMERIC, 0, q  # a fraction or exponent where an integer belongs
         v = v * 10 + (c - 48)
@@ -304,27 +311,27 @@ def _int_slow(buf, p, end):
 @njit(cache=True, inline="always")
 def _quoted_decimal(buf, p, end):
     """A JSON string holding a decimal -> (status, value, end)."""
-    if buf[p] != 34:
+    if _at(buf, p) != 34:
         q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0.0, q
     # fast path, one pass: 1 to 15 digits with at most one dot, and digits after it (the value is
     # one correctly rounded division of exact numbers); anything else takes the general path
     q = p + 1
     mant = 0
-    while q < end and 48 <= buf[q] <= 57:
-        mant = mant * 10 + (buf[q] - 48)
+    while q < end and 48 <= _at(buf, q) <= 57:
+        mant = mant * 10 + (_at(buf, q) - 48)
         q += 1
     digits = q - p - 1
     frac = 0
-    dot = q < end and buf[q] == 46
+    dot = q < end and _at(buf, q) == 46
     if dot:
         q += 1
-        while q < end and 48 <= buf[q] <= 57:
-            mant = mant * 10 + (buf[q] - 48)
+        while q < end and 48 <= _at(buf, q) <= 57:
+            mant = mant * 10 + (_at(buf, q) - 48)
             q += 1
         frac = q - p - 2 - digits
         digits += frac
-    if q < end and buf[q] == 34 and 0 < digits <= 15 and (frac > 0 or not dot):
+    if q < end and _at(buf, q) == 34 and 0 < digits <= 15 and (frac > 0 or not dot):
         return OK, mant / POW10[frac], q + 1
     q = _string_end(buf, p, end)
     if q < 0:
@@ -337,10 +344,10 @@ def _quoted_decimal(buf, p, end):
 def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
     """A list of ["price", "qty"] pairs at p -> (status, end, new n)."""
     p = _ws(buf, p + 1, end)
-    if p < end and buf[p] == 93:
+    if p < end and _at(buf, p) == 93:
         return OK, p + 1, n
     while True:
-        if p >= end or buf[p] != 91:
+        if p >= end or _at(buf, p) != 91:
             q = _skip_value(buf, p, end)
             return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
         p = _ws(buf, p + 1, end)
@@ -350,8 +357,8 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         if st != OK:
             return st, p, n
         p = _ws(buf, p, end)
-        if p >= end or buf[p] != 44:
-            return BAD_JSON if p >= end or buf[p] != 93 else MISSING, -1, n
+        if p >= end or _at(buf, p) != 44:
+            return BAD_JSON if p >= end or _at(buf, p) != 93 else MISSING, -1, n
         p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
@@ -359,7 +366,7 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         if st != OK:
             return st, p, n
         p = _ws(buf, p, end)
-        if p >= end or buf[p] != 93:
+        if p >= end or _at(buf, p) != 93:
             return BAD_JSON, -1, n
         if qty < 0.0:
             return NEGATIVE, p, n
@@ -370,10 +377,10 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         lv_qty[n] = qty
         n += 1
         p = _ws(buf, p + 1, end)
-        if p < end and buf[p] == 44:
+        if p < end and _at(buf, p) == 44:
             p = _ws(buf, p + 1, end)
             continue
-        if p < end and buf[p] == 93:
+        if p < end and _at(buf, p) == 93:
             return OK, p + 1, n
         return BAD_JSON, -1, n
 
@@ -383,7 +390,7 @@ def _key_is(buf, s, e, word):
     if e - s != len(word):
         return False
     for i in range(e - s):
-        if buf[s + i] != word[i]:
+        if _at(buf, s + i) != word[i]:
             return False
     return True
 
@@ -407,7 +414,7 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
     """Parse the value of key [ks, ke) at p into line i's slots (a message of kind k) -> (status, end,
     new level count)."""
     klen = ke - ks
-    c = buf[ks] if klen > 0 else 0
+    c = _at(buf, ks) if klen > 0 else 0
     if klen == 1 and (k == K_TRADE or k == K_AGGTRADE) and (c == 97 or c == 98):
         if k == K_AGGTRADE and c == 97:  # "a": the aggregate trade id (aggTrade has no "t")
             st, v, q = _int(buf, p, end)
@@ -440,7 +447,7 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
             return OK, q, n
         for j in range(6):
             if c == FLOAT_KEYS[j]:
-                if (j == F_B or j == F_A) and buf[p] == 91:
+                if (j == F_B or j == F_A) and _at(buf, p) == 91:
                     st, q, n = _levels(buf, p, end, 0 if j == F_B else 1, lv_side, lv_px, lv_qty, n)
                     if st == OK:
                         present[i] |= P_BL if j == F_B else P_AL
@@ -463,15 +470,15 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
             present[i] |= P_LID
         return st, q, n
     elif _key_is(buf, ks, ke, BIDS) or _key_is(buf, ks, ke, ASKS):
-        if buf[p] != 91:
+        if _at(buf, p) != 91:
             q = _skip_value(buf, p, end)
             return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
-        bid = buf[ks] == 98
+        bid = _at(buf, ks) == 98
         st, q, n = _levels(buf, p, end, 0 if bid else 1, lv_side, lv_px, lv_qty, n)
         if st == OK:
             present[i] |= P_BL if bid else P_AL
         return st, q, n
-    if buf[p] == 34:  # a string, the usual other member: no call to the general skip
+    if _at(buf, p) == 34:  # a string, the usual other member: no call to the general skip
         q = _string_end(buf, p, end)
     else:
         q = _skip_value(buf, p, end)
@@ -482,12 +489,12 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
 def _stream_kind(buf, s, e, sym):
     """Stream name [s, e) -> kind; streams of another symbol count as other streams."""
     at = s
-    while at < e and buf[at] != 64:
+    while at < e and _at(buf, at) != 64:
         at += 1
     if at == e or at - s != sym.size:
         return K_OTHER
     for i in range(sym.size):
-        if buf[s + i] != sym[i]:
+        if _at(buf, s + i) != sym[i]:
             return K_OTHER
     t = at + 1
     if _key_is(buf, t, e, TRADE):
@@ -499,9 +506,9 @@ def _stream_kind(buf, s, e, sym):
     if e - t >= 5 and _key_is(buf, t, t + 5, DEPTH):
         if e - t == 5:
             return K_DEPTH
-        if buf[t + 5] == 64 and e - t >= 9 and buf[e - 2] == 109 and buf[e - 1] == 115:  # @<n>ms
+        if _at(buf, t + 5) == 64 and e - t >= 9 and _at(buf, e - 2) == 109 and _at(buf, e - 1) == 115:  # @<n>ms
             for j in range(t + 6, e - 2):
-                if buf[j] < 48 or buf[j] > 57:
+                if _at(buf, j) < 48 or _at(buf, j) > 57:
                     return K_OTHER
             return K_DEPTH
     return K_OTHER
@@ -514,23 +521,23 @@ def _object(
     """Parse the line's top-level object at p, descending once into "data" -> (status, end, new n)."""
     inner = False  # inside the "data" object
     p = _ws(buf, p + 1, end)
-    if p < end and buf[p] == 125:
+    if p < end and _at(buf, p) == 125:
         return OK, p + 1, n
     while True:
-        if p >= end or buf[p] != 34:
+        if p >= end or _at(buf, p) != 34:
             return BAD_JSON, -1, n
         q = _string_end(buf, p, end)
         if q < 0:
             return BAD_JSON, -1, n
         ks, ke = p + 1, q - 1
         p = _ws(buf, q, end)
-        if p >= end or buf[p] != 58:
+        if p >= end or _at(buf, p) != 58:
             return BAD_JSON, -1, n
         p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
         if not inner and _key_is(buf, ks, ke, STREAM):
-            if buf[p] != 34:
+            if _at(buf, p) != 34:
                 q = _skip_value(buf, p, end)
                 st = MISSING if q >= 0 else BAD_JSON
             else:
@@ -542,10 +549,10 @@ def _object(
                     stream_span[i, 1] = q - 1
         elif not inner and _key_is(buf, ks, ke, DATA):
             present[i] |= P_DATA
-            if buf[p] == 123 and kind[i] != K_OTHER:
+            if _at(buf, p) == 123 and kind[i] != K_OTHER:
                 inner = True
                 p = _ws(buf, p + 1, end)
-                if p < end and buf[p] == 125:
+                if p < end and _at(buf, p) == 125:
                     inner = False
                     q = p + 1
                     st = OK
@@ -554,7 +561,7 @@ def _object(
             else:
                 q = _skip_value(buf, p, end)
                 st = OK if q >= 0 else BAD_JSON
-                if q >= 0 and buf[p] != 123 and kind[i] != K_OTHER:
+                if q >= 0 and _at(buf, p) != 123 and kind[i] != K_OTHER:
                     st = MISSING
         else:
             st, q, n = _member(
@@ -563,15 +570,15 @@ def _object(
         if st != OK:
             return st, q, n
         p = _ws(buf, q, end)
-        while inner and p < end and buf[p] == 125:  # the "data" object ends
+        while inner and p < end and _at(buf, p) == 125:  # the "data" object ends
             inner = False
             p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
-        if buf[p] == 44:
+        if _at(buf, p) == 44:
             p = _ws(buf, p + 1, end)
             continue
-        if buf[p] == 125:
+        if _at(buf, p) == 125:
             return OK, p + 1, n
         return BAD_JSON, -1, n
 
@@ -604,8 +611,8 @@ def _lines_in(buf, s, e):
         y ^= NEWLINES
         n += (((~(((y & LOW7) + LOW7) | y) & HIGH) >> np.uint64(7)) * ONES) >> np.uint64(56)
     for p in range(s + 8 * words, e):
-        n += buf[p] == 10
-    return n + (1 if e > s and buf[e - 1] != 10 else 0)
+        n += _at(buf, p) == 10
+    return n + (1 if e > s and _at(buf, e - 1) != 10 else 0)
 
 
 @njit(cache=True, _nrt=False)
@@ -614,14 +621,14 @@ def _line(buf, s, e, i, sym, local_ts, ints, floats, present, maker, kind, strea
     its JSON value, new level count). No path reads past a newline (none is whitespace here)."""
     p = s
     ts = 0
-    while p < e and 48 <= buf[p] <= 57 and p - s < 19:
-        ts = ts * 10 + (buf[p] - 48)
+    while p < e and 48 <= _at(buf, p) <= 57 and p - s < 19:
+        ts = ts * 10 + (_at(buf, p) - 48)
         p += 1
-    if p == s or p >= e or buf[p] != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
+    if p == s or p >= e or _at(buf, p) != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
         return MALFORMED, p, n
     local_ts[i] = ts
     p = _ws(buf, p + 1, e)
-    if p >= e or buf[p] != 123:
+    if p >= e or _at(buf, p) != 123:
         q = _skip_value(buf, p, e)
         return (UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON), q, n
     return _object(buf, p, e, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n)
@@ -707,14 +714,14 @@ def _parse(buf, file_ends, sym):
                 buf, s, fe, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side, lv_px,
                 lv_qty, n,
             )  # fmt: skip
-            e = _ws(buf, q, fe)
-            if st != OK or (e < fe and buf[e] != 10):  # not a good line
+            e = _ws(buf, q, fe) if st == OK else fe  # q is -1 after some errors
+            if st != OK or (e < fe and _at(buf, e) != 10):  # not a good line
                 e = s
-                while e < fe and buf[e] != 10:
+                while e < fe and _at(buf, e) != 10:
                     e += 1
                 _clear_slot(i, local_ts, ints, floats, present, maker, kind, stream_span)
                 end = e
-                while end > s and (buf[end - 1] == 13 or buf[end - 1] == 32):
+                while end > s and (_at(buf, end - 1) == 13 or _at(buf, end - 1) == 32):
                     end -= 1
                 st, q, n2 = _line(
                     buf, s, end, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side,
