@@ -340,9 +340,8 @@ def _one_market(files: list[Path], file_index: np.ndarray, kind: np.ndarray, sta
 UNIT_FACTORS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
 
 
-def _ts_unit(values: np.ndarray, path: Path) -> str:
+def _ts_unit(median: float, path: Path) -> str:
     """Receive-timestamp unit from the magnitude of the median (1.7e18 ns, 1.7e15 us, 1.7e12 ms)."""
-    median = float(np.median(values)) if values.size else 0.0
     if median >= 1e17:
         return "ns"
     if median >= 1e14:
@@ -372,11 +371,11 @@ def parse_recording(files: list[Path], quarantine: Quarantine) -> Parsed:
         rows = (file_index == fi) & (status != MALFORMED)
         if not rows.any():
             continue  # an empty file (or one of malformed lines only) has no unit to tell
-        unit = _ts_unit(local_ts[rows], Path(f))
+        median = np.median(local_ts[rows])
+        unit = _ts_unit(float(median), Path(f))
         ts_units[Path(f).name] = unit
         factor = UNIT_FACTORS[unit]
         # checked in the file's unit, before scaling to ns, which would overflow an implausible stamp
-        median = np.median(local_ts[rows])
         implausible = (np.abs(local_ts - median) > 3e17 / factor) | ~_in_range(local_ts, factor)
         status[rows & implausible] = MALFORMED
         local_ts[(file_index == fi) & (status != MALFORMED)] *= factor
