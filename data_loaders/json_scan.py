@@ -675,20 +675,20 @@ def _message_status(i, kind, present, floats):
 
 @njit(cache=True, _nrt=False)
 def _parse(buf, file_ends, sym, local_ts, status, kind, ints, floats, present, maker, stream_span, lv_start, lv_end,
-           lv_side, lv_px, lv_qty, starts, ends, file_index, line_no):
-    """Split every file [file_ends[f-1], file_ends[f]) of buf into lines and parse them into the
-    per-line arrays (zeroed; floats NaN) and the flat level arrays -> the number of levels.
+           lv_side, lv_px, lv_qty, starts, ends, file_index, line_no, f, s, line, i, n):
+    """Split the files [file_ends[f-1], file_ends[f]) of buf into lines and parse them into the
+    per-line arrays (zeroed; floats NaN) and the flat level arrays, from file f at byte s (after
+    `line` lines of it), line slot i and level slot n, until the files end or the per-line arrays
+    are full -> (f, s, line, i, n) to go on from (f == file_ends.size: done).
 
     A line is first parsed up to its file's end, which finds the newline that ends it without a
     pass of its own: a good line's value stops at it. A line that fails so is parsed again within
     its newline-bounded extent (trailing CR and spaces off), as its status must say."""
-    n = 0
-    i = 0
-    for f in range(file_ends.size):
-        s = file_ends[f - 1] if f else 0
+    while f < file_ends.size:
         fe = file_ends[f]
-        line = 0
         while s < fe:
+            if i == starts.size:
+                return f, s, line, i, n
             line += 1
             st, q, n2 = _line(
                 buf, s, fe, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side, lv_px,
@@ -723,7 +723,10 @@ def _parse(buf, file_ends, sym, local_ts, status, kind, ints, floats, present, m
             lv_end[i] = n
             i += 1
             s = e + 1
-    return n
+        f += 1
+        s = fe
+        line = 0
+    return f, s, line, i, n
 
 
 class Scanned(NamedTuple):
@@ -748,22 +751,36 @@ class Scanned(NamedTuple):
     line_no: np.ndarray  # (n,) 1-based line number within its file
 
 
+def _blank_lines(n: int) -> dict[str, np.ndarray]:
+    """Scanned's per-line arrays for n lines, before the scan: zeros (floats NaN)."""
+    return {
+        "local_ts": np.zeros(n, np.int64), "status": np.zeros(n, np.int8), "kind": np.zeros(n, np.int8),
+        "ints": np.zeros((n, 7), np.int64), "floats": np.full((n, 6), np.nan), "present": np.zeros(n, np.int64),
+        "maker": np.zeros(n, np.int8), "stream_span": np.zeros((n, 2), np.int64), "lv_start": np.zeros(n, np.int64),
+        "lv_end": np.zeros(n, np.int64), "starts": np.zeros(n, np.int64), "ends": np.zeros(n, np.int64),
+        "file_index": np.zeros(n, np.int32), "line_no": np.zeros(n, np.int64),
+    }  # fmt: skip
+
+
 def scan(buf: np.ndarray, file_ends: np.ndarray, symbol: np.ndarray) -> Scanned:
     """Split `buf` (uint8: files back to back, file f ending at byte `file_ends[f]`) into lines,
     `\n`-terminated (no line after a final newline), and parse each; streams of another `symbol`
     count as other streams.
 
     The arrays come from numpy rather than from numba's allocator: numpy has the kernel back large
-    arrays with huge pages, which spares the scan a page fault per 4 KiB of its output."""
+    arrays with huge pages, which spares the scan a page fault per 4 KiB of its output. They are
+    sized for the line length of the first megabyte, and doubled when more lines come."""
     file_ends = file_ends.astype(np.int64, copy=False)
-    n = sum(_lines_in(buf, start, end) for start, end in zip([0, *file_ends[:-1].tolist()], file_ends.tolist()))
     cap = buf.size // 9 + 1  # a level takes at least 9 bytes: ["1","1"]
-    out = Scanned(
-        np.zeros(n, np.int64), np.zeros(n, np.int8), np.zeros(n, np.int8), np.zeros((n, 7), np.int64),
-        np.full((n, 6), np.nan), np.zeros(n, np.int64), np.zeros(n, np.int8), np.zeros((n, 2), np.int64),
-        np.zeros(n, np.int64), np.zeros(n, np.int64), np.empty(cap, np.int8), np.empty(cap, np.float64),
-        np.empty(cap, np.float64), np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int32),
-        np.empty(n, np.int64),
-    )  # fmt: skip
-    levels = _parse(buf, file_ends, symbol, *out)
-    return out._replace(lv_side=out.lv_side[:levels], lv_px=out.lv_px[:levels], lv_qty=out.lv_qty[:levels])
+    levels = {"lv_side": np.empty(cap, np.int8), "lv_px": np.empty(cap, np.float64), "lv_qty": np.empty(cap)}
+    sample = min(buf.size, 1 << 20)
+    lines = _blank_lines(int(1.05 * buf.size * _lines_in(buf, 0, sample) / max(sample, 1)) + 64)
+    state = (0, 0, 0, 0, 0)  # file, byte, lines of that file, line slots and level slots filled
+    while True:
+        state = _parse(buf, file_ends, symbol, *Scanned(**lines, **levels), *state)
+        if state[0] == file_ends.size:
+            break
+        more = _blank_lines(lines["status"].size)
+        lines = {name: np.concatenate((done, more[name])) for name, done in lines.items()}
+    n, m = state[3], state[4]
+    return Scanned(**{name: a[:n] for name, a in lines.items()}, **{name: a[:m] for name, a in levels.items()})

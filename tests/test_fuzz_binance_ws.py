@@ -273,6 +273,25 @@ def test_fuzz_line_parsed_as_if_alone(bodies: list[bytes]) -> None:
             assert np.array_equal(getattr(whole, name)[levels], getattr(alone, name)), (name, line)
 
 
+def test_scan_past_its_first_estimate_of_lines() -> None:
+    """The scanner sizes its arrays for the line length of the first megabyte; a file whose first
+    megabyte is one long snapshot line, followed by many short lines, needs them doubled several
+    times, and every line is still parsed in place."""
+    levels = b",".join(b'["%d.5","1.0"]' % (10_000 + k) for k in range(100_000))
+    snapshot = b'1723161255000000000 {"lastUpdateId":1,"bids":[%s],"asks":[["99999.5","1.0"]]}' % levels
+    trades = [b"%d " % (1_723_161_255_000_000_001 + k) + TRADE.replace(b'"t":1,', b'"t":%d,' % k) % b"1723161255000"
+              for k in range(5_000)]
+    body = b"\n".join([snapshot, *trades]) + b"\n"
+    assert len(snapshot) > 1 << 20
+    got = json_scan.scan(np.frombuffer(body, np.uint8), np.array([len(body)]), np.frombuffer(b"btcusdt", np.uint8))
+    assert got.status.tolist() == [0] * 5_001
+    assert got.kind.tolist() == [json_scan.K_SNAPSHOT] + [json_scan.K_TRADE] * 5_000
+    assert got.line_no.tolist() == list(range(1, 5_002))
+    assert got.ints[1:, json_scan.I_TID].tolist() == list(range(5_000))
+    assert (got.lv_start[0], got.lv_end[0], got.lv_px.size) == (0, 100_001, 100_001)
+    assert body[got.starts[-1] : got.ends[-1]] == trades[-1]
+
+
 def test_recording_example_reads_clean() -> None:
     """The generator's unmutated lines read without quarantine (the fuzz starts from valid input)."""
     check_recording([b"1723161254937085768 " + TRADE % b"1723161255342" + b"\n"])
