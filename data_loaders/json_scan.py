@@ -1,9 +1,10 @@
 """A strict JSON scanner for Binance websocket recordings, compiled with numba: bytes -> flat arrays.
 
-One pass over a whole decompressed recording parses each line, `<local receive ts> <JSON>`, and
-extracts the few fields the readers use (update ids, prices and sizes, trade fields, the level
-lists) into per-line arrays and flat level arrays, so nothing loops over lines in Python. Every
-line is validated as JSON; a bad one gets a status (its quarantine kind) instead of values.
+One pass over a whole decompressed recording splits it into lines and parses each, `<local
+receive ts> <JSON>` (a line's end is found by parsing it, not by a pass of its own), and extracts
+the few fields the readers use (update ids, prices and sizes, trade fields, the level lists) into
+per-line arrays and flat level arrays, so nothing loops over lines in Python. Every line is
+validated as JSON; a bad one gets a status (its quarantine kind) instead of values.
 Decimal strings with at most 15 significant digits and no exponent (all Binance prices and sizes)
 parse to exactly `float(text)`.
 
@@ -45,9 +46,17 @@ P_BL, P_AL, P_DATA = 1 << 14, 1 << 15, 1 << 16  # b/a (or bids/asks) as level li
 
 
 @njit(cache=True, inline="always")
+def _at(buf, p):
+    """buf[p] for 0 <= p < buf.size. An unsigned index spares numba's wraparound of negative ones
+    (three instructions on every byte read: a fifth of the scan's time); the scanner checks bounds."""
+    return buf[np.uint64(p)]
+
+
+@njit(cache=True, inline="always")
 def _ws(buf, p, end):
-    # one compare for the usual case, a token (every whitespace byte is <= 32)
-    while p < end and buf[p] <= 32 and (buf[p] == 32 or buf[p] == 9 or buf[p] == 13 or buf[p] == 10):
+    # one compare for the usual case, a token (every whitespace byte is <= 32); a newline is not
+    # whitespace here: it ends the line, and no path of the scanner reads past it
+    while p < end and _at(buf, p) <= 32 and (_at(buf, p) == 32 or _at(buf, p) == 9 or _at(buf, p) == 13):
         p += 1
     return p
 
@@ -57,7 +66,7 @@ def _string_end(buf, p, end):
     """p at an opening quote -> index after the closing quote, or -1."""
     p += 1
     while p < end:
-        c = buf[p]
+        c = _at(buf, p)
         if c == 34:
             return p + 1
         if c == 92:
@@ -72,26 +81,26 @@ def _string_end(buf, p, end):
 @njit(cache=True, inline="always")
 def _number_end(buf, p, end):
     """Validate a JSON number starting at p -> index after it, or -1."""
-    if p < end and buf[p] == 45:
+    if p < end and _at(buf, p) == 45:
         p += 1
     start = p
-    while p < end and 48 <= buf[p] <= 57:
+    while p < end and 48 <= _at(buf, p) <= 57:
         p += 1
     if p == start:
         return -1
-    if p < end and buf[p] == 46:
+    if p < end and _at(buf, p) == 46:
         p += 1
         s = p
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= _at(buf, p) <= 57:
             p += 1
         if p == s:
             return -1
-    if p < end and (buf[p] == 101 or buf[p] == 69):
+    if p < end and (_at(buf, p) == 101 or _at(buf, p) == 69):
         p += 1
-        if p < end and (buf[p] == 43 or buf[p] == 45):
+        if p < end and (_at(buf, p) == 43 or _at(buf, p) == 45):
             p += 1
         s = p
-        while p < end and 48 <= buf[p] <= 57:
+        while p < end and 48 <= _at(buf, p) <= 57:
             p += 1
         if p == s:
             return -1
@@ -104,7 +113,7 @@ def _literal_end(buf, p, end, word):
     if p + n > end:
         return -1
     for i in range(n):
-        if buf[p + i] != word[i]:
+        if _at(buf, p + i) != word[i]:
             return -1
     return p + n
 
@@ -117,7 +126,7 @@ NULL = np.frombuffer(b"null", np.uint8)
 @njit(cache=True, inline="always")
 def _scalar_end(buf, p, end):
     """Validate a JSON string, number or literal at p -> index after it, or -1."""
-    c = buf[p]
+    c = _at(buf, p)
     if c == 34:
         return _string_end(buf, p, end)
     if c == 45 or 48 <= c <= 57:
@@ -134,13 +143,13 @@ def _scalar_end(buf, p, end):
 @njit(cache=True, inline="always")
 def _key_colon(buf, p, end):
     """A member name and its colon at p -> index of the value, or -1."""
-    if p >= end or buf[p] != 34:
+    if p >= end or _at(buf, p) != 34:
         return -1
     p = _string_end(buf, p, end)
     if p < 0:
         return -1
     p = _ws(buf, p, end)
-    if p >= end or buf[p] != 58:
+    if p >= end or _at(buf, p) != 58:
         return -1
     return _ws(buf, p + 1, end)
 
@@ -151,7 +160,7 @@ def _skip_value(buf, p, end):
     p = _ws(buf, p, end)
     if p >= end:
         return -1
-    if buf[p] != 123 and buf[p] != 91:
+    if _at(buf, p) != 123 and _at(buf, p) != 91:
         return _scalar_end(buf, p, end)
     objects = 0  # one bit per open container, innermost lowest: 1 an object, 0 an array
     depth = 0
@@ -160,14 +169,14 @@ def _skip_value(buf, p, end):
         if need_value:
             if p >= end:
                 return -1
-            c = buf[p]
+            c = _at(buf, p)
             if c == 123 or c == 91:
                 if depth == 64:
                     return -1
                 objects = (objects << 1) | (c == 123)
                 depth += 1
                 p = _ws(buf, p + 1, end)
-                if p < end and buf[p] == c + 2:  # {} or []
+                if p < end and _at(buf, p) == c + 2:  # {} or []
                     objects >>= 1
                     depth -= 1
                     p += 1
@@ -186,14 +195,14 @@ def _skip_value(buf, p, end):
         p = _ws(buf, p, end)
         if p >= end:
             return -1
-        if buf[p] == 44:
+        if _at(buf, p) == 44:
             p = _ws(buf, p + 1, end)
             if objects & 1:
                 p = _key_colon(buf, p, end)
                 if p < 0:
                     return -1
             need_value = True
-        elif buf[p] == (125 if objects & 1 else 93):
+        elif _at(buf, p) == (125 if objects & 1 else 93):
             objects >>= 1
             depth -= 1
             p += 1
@@ -210,43 +219,43 @@ def _decimal(buf, s, e):
     for a value beyond float64's range."""
     p = s
     neg = False
-    if p < e and buf[p] == 45:
+    if p < e and _at(buf, p) == 45:
         neg = True
         p += 1
     mant = 0
     digits = 0
     frac = 0
     seen = False
-    while p < e and 48 <= buf[p] <= 57:
+    while p < e and 48 <= _at(buf, p) <= 57:
         if digits < 18:
-            mant = mant * 10 + (buf[p] - 48)
+            mant = mant * 10 + (_at(buf, p) - 48)
             if mant > 0:
                 digits += 1
         else:
             frac -= 1
         seen = True
         p += 1
-    if p < e and buf[p] == 46:
+    if p < e and _at(buf, p) == 46:
         p += 1
-        while p < e and 48 <= buf[p] <= 57:
+        while p < e and 48 <= _at(buf, p) <= 57:
             if digits < 18:
-                mant = mant * 10 + (buf[p] - 48)
+                mant = mant * 10 + (_at(buf, p) - 48)
                 if mant > 0:
                     digits += 1
                 frac += 1
             seen = True
             p += 1
     exp = 0
-    if p < e and (buf[p] == 101 or buf[p] == 69):
+    if p < e and (_at(buf, p) == 101 or _at(buf, p) == 69):
         p += 1
         eneg = False
-        if p < e and (buf[p] == 43 or buf[p] == 45):
-            eneg = buf[p] == 45
+        if p < e and (_at(buf, p) == 43 or _at(buf, p) == 45):
+            eneg = _at(buf, p) == 45
             p += 1
         if p == e:
             return False, 0.0
-        while p < e and 48 <= buf[p] <= 57:
-            exp = exp * 10 + (buf[p] - 48)
+        while p < e and 48 <= _at(buf, p) <= 57:
+            exp = exp * 10 + (_at(buf, p) - 48)
             p += 1
         if eneg:
             exp = -exp
@@ -268,14 +277,14 @@ def _decimal(buf, s, e):
 def _int(buf, p, end):
     """JSON integer at p -> (status, value, end). status OK, NON_NUMERIC or BAD_JSON."""
     # fast path, one pass: up to 18 digits not followed by a fraction or exponent
-    neg = buf[p] == 45
+    neg = _at(buf, p) == 45
     s = p + 1 if neg else p
     q = s
     v = 0
-    while q < end and 48 <= buf[q] <= 57:
-        v = v * 10 + (buf[q] - 48)
+    while q < end and 48 <= _at(buf, q) <= 57:
+        v = v * 10 + (_at(buf, q) - 48)
         q += 1
-    if s < q <= s + 18 and (q == end or (buf[q] != 46 and buf[q] != 101 and buf[q] != 69)):
+    if s < q <= s + 18 and (q == end or (_at(buf, q) != 46 and _at(buf, q) != 101 and _at(buf, q) != 69)):
         return OK, -v if neg else v, q
     return _int_slow(buf, p, end)
 
@@ -286,13 +295,13 @@ def _int_slow(buf, p, end):
     if q < 0:
         q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0, q
-    neg = buf[p] == 45
+    neg = _at(buf, p) == 45
     s = p + 1 if neg else p
     if q - s > 18:
         return NON_NUMERIC, 0, q
     v = 0
     for i in range(s, q):
-        c = buf[i]
+        c = _at(buf, i)
         if c < 48 or c > 57:
             return NON_NUMERIC, 0, q  # a fraction or exponent where an integer belongs
         v = v * 10 + (c - 48)
@@ -302,27 +311,27 @@ def _int_slow(buf, p, end):
 @njit(cache=True, inline="always")
 def _quoted_decimal(buf, p, end):
     """A JSON string holding a decimal -> (status, value, end)."""
-    if buf[p] != 34:
+    if _at(buf, p) != 34:
         q = _skip_value(buf, p, end)
         return (NON_NUMERIC if q >= 0 else BAD_JSON), 0.0, q
     # fast path, one pass: 1 to 15 digits with at most one dot, and digits after it (the value is
     # one correctly rounded division of exact numbers); anything else takes the general path
     q = p + 1
     mant = 0
-    while q < end and 48 <= buf[q] <= 57:
-        mant = mant * 10 + (buf[q] - 48)
+    while q < end and 48 <= _at(buf, q) <= 57:
+        mant = mant * 10 + (_at(buf, q) - 48)
         q += 1
     digits = q - p - 1
     frac = 0
-    dot = q < end and buf[q] == 46
+    dot = q < end and _at(buf, q) == 46
     if dot:
         q += 1
-        while q < end and 48 <= buf[q] <= 57:
-            mant = mant * 10 + (buf[q] - 48)
+        while q < end and 48 <= _at(buf, q) <= 57:
+            mant = mant * 10 + (_at(buf, q) - 48)
             q += 1
         frac = q - p - 2 - digits
         digits += frac
-    if q < end and buf[q] == 34 and 0 < digits <= 15 and (frac > 0 or not dot):
+    if q < end and _at(buf, q) == 34 and 0 < digits <= 15 and (frac > 0 or not dot):
         return OK, mant / POW10[frac], q + 1
     q = _string_end(buf, p, end)
     if q < 0:
@@ -335,10 +344,10 @@ def _quoted_decimal(buf, p, end):
 def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
     """A list of ["price", "qty"] pairs at p -> (status, end, new n)."""
     p = _ws(buf, p + 1, end)
-    if p < end and buf[p] == 93:
+    if p < end and _at(buf, p) == 93:
         return OK, p + 1, n
     while True:
-        if p >= end or buf[p] != 91:
+        if p >= end or _at(buf, p) != 91:
             q = _skip_value(buf, p, end)
             return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
         p = _ws(buf, p + 1, end)
@@ -348,8 +357,8 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         if st != OK:
             return st, p, n
         p = _ws(buf, p, end)
-        if p >= end or buf[p] != 44:
-            return BAD_JSON if p >= end or buf[p] != 93 else MISSING, -1, n
+        if p >= end or _at(buf, p) != 44:
+            return BAD_JSON if p >= end or _at(buf, p) != 93 else MISSING, -1, n
         p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
@@ -357,7 +366,7 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         if st != OK:
             return st, p, n
         p = _ws(buf, p, end)
-        if p >= end or buf[p] != 93:
+        if p >= end or _at(buf, p) != 93:
             return BAD_JSON, -1, n
         if qty < 0.0:
             return NEGATIVE, p, n
@@ -368,10 +377,10 @@ def _levels(buf, p, end, side, lv_side, lv_px, lv_qty, n):
         lv_qty[n] = qty
         n += 1
         p = _ws(buf, p + 1, end)
-        if p < end and buf[p] == 44:
+        if p < end and _at(buf, p) == 44:
             p = _ws(buf, p + 1, end)
             continue
-        if p < end and buf[p] == 93:
+        if p < end and _at(buf, p) == 93:
             return OK, p + 1, n
         return BAD_JSON, -1, n
 
@@ -381,7 +390,7 @@ def _key_is(buf, s, e, word):
     if e - s != len(word):
         return False
     for i in range(e - s):
-        if buf[s + i] != word[i]:
+        if _at(buf, s + i) != word[i]:
             return False
     return True
 
@@ -405,7 +414,7 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
     """Parse the value of key [ks, ke) at p into line i's slots (a message of kind k) -> (status, end,
     new level count)."""
     klen = ke - ks
-    c = buf[ks] if klen > 0 else 0
+    c = _at(buf, ks) if klen > 0 else 0
     if klen == 1 and (k == K_TRADE or k == K_AGGTRADE) and (c == 97 or c == 98):
         if k == K_AGGTRADE and c == 97:  # "a": the aggregate trade id (aggTrade has no "t")
             st, v, q = _int(buf, p, end)
@@ -438,7 +447,7 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
             return OK, q, n
         for j in range(6):
             if c == FLOAT_KEYS[j]:
-                if (j == F_B or j == F_A) and buf[p] == 91:
+                if (j == F_B or j == F_A) and _at(buf, p) == 91:
                     st, q, n = _levels(buf, p, end, 0 if j == F_B else 1, lv_side, lv_px, lv_qty, n)
                     if st == OK:
                         present[i] |= P_BL if j == F_B else P_AL
@@ -461,15 +470,15 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
             present[i] |= P_LID
         return st, q, n
     elif _key_is(buf, ks, ke, BIDS) or _key_is(buf, ks, ke, ASKS):
-        if buf[p] != 91:
+        if _at(buf, p) != 91:
             q = _skip_value(buf, p, end)
             return (NON_NUMERIC if q >= 0 else BAD_JSON), q, n
-        bid = buf[ks] == 98
+        bid = _at(buf, ks) == 98
         st, q, n = _levels(buf, p, end, 0 if bid else 1, lv_side, lv_px, lv_qty, n)
         if st == OK:
             present[i] |= P_BL if bid else P_AL
         return st, q, n
-    if buf[p] == 34:  # a string, the usual other member: no call to the general skip
+    if _at(buf, p) == 34:  # a string, the usual other member: no call to the general skip
         q = _string_end(buf, p, end)
     else:
         q = _skip_value(buf, p, end)
@@ -480,12 +489,12 @@ def _member(buf, ks, ke, p, end, i, k, ints, floats, present, maker, lv_side, lv
 def _stream_kind(buf, s, e, sym):
     """Stream name [s, e) -> kind; streams of another symbol count as other streams."""
     at = s
-    while at < e and buf[at] != 64:
+    while at < e and _at(buf, at) != 64:
         at += 1
     if at == e or at - s != sym.size:
         return K_OTHER
     for i in range(sym.size):
-        if buf[s + i] != sym[i]:
+        if _at(buf, s + i) != sym[i]:
             return K_OTHER
     t = at + 1
     if _key_is(buf, t, e, TRADE):
@@ -497,9 +506,9 @@ def _stream_kind(buf, s, e, sym):
     if e - t >= 5 and _key_is(buf, t, t + 5, DEPTH):
         if e - t == 5:
             return K_DEPTH
-        if buf[t + 5] == 64 and e - t >= 9 and buf[e - 2] == 109 and buf[e - 1] == 115:  # @<n>ms
+        if _at(buf, t + 5) == 64 and e - t >= 9 and _at(buf, e - 2) == 109 and _at(buf, e - 1) == 115:  # @<n>ms
             for j in range(t + 6, e - 2):
-                if buf[j] < 48 or buf[j] > 57:
+                if _at(buf, j) < 48 or _at(buf, j) > 57:
                     return K_OTHER
             return K_DEPTH
     return K_OTHER
@@ -512,23 +521,23 @@ def _object(
     """Parse the line's top-level object at p, descending once into "data" -> (status, end, new n)."""
     inner = False  # inside the "data" object
     p = _ws(buf, p + 1, end)
-    if p < end and buf[p] == 125:
+    if p < end and _at(buf, p) == 125:
         return OK, p + 1, n
     while True:
-        if p >= end or buf[p] != 34:
+        if p >= end or _at(buf, p) != 34:
             return BAD_JSON, -1, n
         q = _string_end(buf, p, end)
         if q < 0:
             return BAD_JSON, -1, n
         ks, ke = p + 1, q - 1
         p = _ws(buf, q, end)
-        if p >= end or buf[p] != 58:
+        if p >= end or _at(buf, p) != 58:
             return BAD_JSON, -1, n
         p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
         if not inner and _key_is(buf, ks, ke, STREAM):
-            if buf[p] != 34:
+            if _at(buf, p) != 34:
                 q = _skip_value(buf, p, end)
                 st = MISSING if q >= 0 else BAD_JSON
             else:
@@ -540,10 +549,10 @@ def _object(
                     stream_span[i, 1] = q - 1
         elif not inner and _key_is(buf, ks, ke, DATA):
             present[i] |= P_DATA
-            if buf[p] == 123 and kind[i] != K_OTHER:
+            if _at(buf, p) == 123 and kind[i] != K_OTHER:
                 inner = True
                 p = _ws(buf, p + 1, end)
-                if p < end and buf[p] == 125:
+                if p < end and _at(buf, p) == 125:
                     inner = False
                     q = p + 1
                     st = OK
@@ -552,7 +561,7 @@ def _object(
             else:
                 q = _skip_value(buf, p, end)
                 st = OK if q >= 0 else BAD_JSON
-                if q >= 0 and buf[p] != 123 and kind[i] != K_OTHER:
+                if q >= 0 and _at(buf, p) != 123 and kind[i] != K_OTHER:
                     st = MISSING
         else:
             st, q, n = _member(
@@ -561,15 +570,15 @@ def _object(
         if st != OK:
             return st, q, n
         p = _ws(buf, q, end)
-        while inner and p < end and buf[p] == 125:  # the "data" object ends
+        while inner and p < end and _at(buf, p) == 125:  # the "data" object ends
             inner = False
             p = _ws(buf, p + 1, end)
         if p >= end:
             return BAD_JSON, -1, n
-        if buf[p] == 44:
+        if _at(buf, p) == 44:
             p = _ws(buf, p + 1, end)
             continue
-        if buf[p] == 125:
+        if _at(buf, p) == 125:
             return OK, p + 1, n
         return BAD_JSON, -1, n
 
@@ -587,105 +596,137 @@ def _required(kind):
     return 0
 
 
+ONES, HIGH, LOW7 = np.uint64(0x0101010101010101), np.uint64(0x8080808080808080), np.uint64(0x7F7F7F7F7F7F7F7F)
+NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
+
+
 @njit(cache=True)
-def _parse(buf, starts, ends, sym):
-    """Parse every line [starts[i], ends[i]) of buf; returns per-line arrays and flat levels."""
-    n_lines = starts.size
-    local_ts = np.zeros(n_lines, np.int64)
-    status = np.zeros(n_lines, np.int8)
-    kind = np.zeros(n_lines, np.int8)
-    ints = np.zeros((n_lines, 7), np.int64)
-    floats = np.full((n_lines, 6), np.nan)
-    present = np.zeros(n_lines, np.int64)
-    maker = np.zeros(n_lines, np.int8)
-    stream_span = np.zeros((n_lines, 2), np.int64)
-    lv_start = np.zeros(n_lines, np.int64)
-    lv_end = np.zeros(n_lines, np.int64)
-    cap = buf.size // 9 + 1  # a level takes at least 9 bytes: ["1","1"]
-    lv_side = np.empty(cap, np.int8)
-    lv_px = np.empty(cap, np.float64)
-    lv_qty = np.empty(cap, np.float64)
+def _lines_in(buf, s, e):
+    """Lines of [s, e): newlines, plus one for text after the last. Eight bytes at a time, without a
+    branch: a newline byte is a zero byte of word ^ NEWLINES, and the exact zero-byte test
+    ((y & LOW7) + LOW7) | y leaves its high bit clear (three times faster than numpy's count)."""
+    words = (e - s) // 8
     n = 0
-    for i in range(n_lines):
-        s, e = starts[i], ends[i]
-        while e > s and (buf[e - 1] == 13 or buf[e - 1] == 32):
-            e -= 1
-        lv_start[i] = n
-        lv_end[i] = n
-        p = s
-        ts = 0
-        while p < e and 48 <= buf[p] <= 57 and p - s < 19:
-            ts = ts * 10 + (buf[p] - 48)
-            p += 1
-        if p == s or p >= e or buf[p] != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
-            status[i] = MALFORMED
-            continue
-        local_ts[i] = ts
-        p = _ws(buf, p + 1, e)
-        if p >= e or buf[p] != 123:
-            q = _skip_value(buf, p, e)
-            status[i] = UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON
-            continue
-        st, q, n2 = _object(
-            buf,
-            p,
-            e,
-            i,
-            sym,
-            ints,
-            floats,
-            present,
-            maker,
-            kind,
-            stream_span,
-            lv_side,
-            lv_px,
-            lv_qty,
-            n,
-        )
-        if st == OK and _ws(buf, q, e) != e:
-            st = BAD_JSON
-        if st == OK and kind[i] == K_NONE:
-            if present[i] & P_LID:
-                kind[i] = K_SNAPSHOT
+    for y in buf[s : s + 8 * words].view(np.uint64):
+        y ^= NEWLINES
+        n += (((~(((y & LOW7) + LOW7) | y) & HIGH) >> np.uint64(7)) * ONES) >> np.uint64(56)
+    for p in range(s + 8 * words, e):
+        n += _at(buf, p) == 10
+    return n + (1 if e > s and _at(buf, e - 1) != 10 else 0)
+
+
+@njit(cache=True, _nrt=False)
+def _line(buf, s, e, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n):
+    """Parse the line starting at s into slot i, reading no further than e -> (status, index after
+    its JSON value, new level count). No path reads past a newline (none is whitespace here)."""
+    p = s
+    ts = 0
+    while p < e and 48 <= _at(buf, p) <= 57 and p - s < 19:
+        ts = ts * 10 + (_at(buf, p) - 48)
+        p += 1
+    if p == s or p >= e or _at(buf, p) != 32 or ts < 0:  # ts < 0: 19 digits past int64's range
+        return MALFORMED, p, n
+    local_ts[i] = ts
+    p = _ws(buf, p + 1, e)
+    if p >= e or _at(buf, p) != 123:
+        q = _skip_value(buf, p, e)
+        return (UNKNOWN if q >= 0 and _ws(buf, q, e) == e else BAD_JSON), q, n
+    return _object(buf, p, e, i, sym, ints, floats, present, maker, kind, stream_span, lv_side, lv_px, lv_qty, n)
+
+
+@njit(cache=True, _nrt=False)
+def _clear_slot(i, local_ts, ints, floats, present, maker, kind, stream_span):
+    local_ts[i] = 0
+    ints[i, :] = 0
+    floats[i, :] = np.nan
+    present[i] = 0
+    maker[i] = 0
+    kind[i] = K_NONE
+    stream_span[i, :] = 0
+
+
+@njit(cache=True, _nrt=False)
+def _message_status(i, kind, present, floats):
+    """A line whose JSON parsed: its kind (a snapshot is told by its lastUpdateId) and status."""
+    if kind[i] == K_NONE:
+        if present[i] & P_LID:
+            kind[i] = K_SNAPSHOT
+        else:
+            return UNKNOWN
+    if kind[i] == K_OTHER:
+        return OK
+    need = _required(kind[i])
+    if kind[i] != K_SNAPSHOT and not present[i] & P_DATA or present[i] & need != need:
+        return MISSING
+    if kind[i] == K_TICKER and (floats[i, F_BQ] < 0 or floats[i, F_AQ] < 0):
+        return NEGATIVE
+    if kind[i] == K_TICKER and (floats[i, F_B] <= 0 or floats[i, F_A] <= 0):
+        return BAD_PRICE
+    if kind[i] == K_TICKER and (floats[i, F_BQ] == 0 or floats[i, F_AQ] == 0):
+        return ZERO
+    if (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] < 0:
+        return NEGATIVE
+    if (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_P] <= 0:
+        return BAD_PRICE
+    if (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] == 0:
+        return ZERO
+    return OK
+
+
+@njit(cache=True, _nrt=False)
+def _parse(buf, file_ends, sym, local_ts, status, kind, ints, floats, present, maker, stream_span, lv_start, lv_end,
+           lv_side, lv_px, lv_qty, starts, ends, file_index, line_no, f, s, line, i, n):
+    """Split the files [file_ends[f-1], file_ends[f]) of buf into lines and parse them into the
+    per-line arrays (zeroed; floats NaN) and the flat level arrays, from file f at byte s (after
+    `line` lines of it), line slot i and level slot n, until the files end or the per-line arrays
+    are full -> (f, s, line, i, n) to go on from (f == file_ends.size: done).
+
+    A line is first parsed up to its file's end, which finds the newline that ends it without a
+    pass of its own: a good line's value stops at it. A line that fails so is parsed again within
+    its newline-bounded extent (trailing CR and spaces off), as its status must say."""
+    while f < file_ends.size:
+        fe = file_ends[f]
+        while s < fe:
+            if i == starts.size:
+                return f, s, line, i, n
+            line += 1
+            st, q, n2 = _line(
+                buf, s, fe, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side, lv_px,
+                lv_qty, n,
+            )  # fmt: skip
+            e = _ws(buf, q, fe) if st == OK else fe  # q is -1 after some errors
+            if st != OK or (e < fe and _at(buf, e) != 10):  # not a good line
+                e = s
+                while e < fe and _at(buf, e) != 10:
+                    e += 1
+                _clear_slot(i, local_ts, ints, floats, present, maker, kind, stream_span)
+                end = e
+                while end > s and (_at(buf, end - 1) == 13 or _at(buf, end - 1) == 32):
+                    end -= 1
+                st, q, n2 = _line(
+                    buf, s, end, i, sym, local_ts, ints, floats, present, maker, kind, stream_span, lv_side,
+                    lv_px, lv_qty, n,
+                )  # fmt: skip
+                if st == OK and _ws(buf, q, end) != end:
+                    st = BAD_JSON
+            if st == OK:
+                st = _message_status(i, kind, present, floats)
+            starts[i] = s
+            ends[i] = e
+            file_index[i] = f
+            line_no[i] = line
+            lv_start[i] = n
+            if st == OK:
+                n = n2
             else:
-                st = UNKNOWN
-        if st == OK and kind[i] != K_OTHER:
-            need = _required(kind[i])
-            if kind[i] != K_SNAPSHOT and not present[i] & P_DATA or present[i] & need != need:
-                st = MISSING
-            elif kind[i] == K_TICKER and (floats[i, F_BQ] < 0 or floats[i, F_AQ] < 0):
-                st = NEGATIVE
-            elif kind[i] == K_TICKER and (floats[i, F_B] <= 0 or floats[i, F_A] <= 0):
-                st = BAD_PRICE
-            elif kind[i] == K_TICKER and (floats[i, F_BQ] == 0 or floats[i, F_AQ] == 0):
-                st = ZERO
-            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] < 0:
-                st = NEGATIVE
-            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_P] <= 0:
-                st = BAD_PRICE
-            elif (kind[i] == K_TRADE or kind[i] == K_AGGTRADE) and floats[i, F_Q] == 0:
-                st = ZERO
-        if st != OK:
-            status[i] = st
-            continue
-        n = n2
-        lv_end[i] = n
-    return (
-        local_ts,
-        status,
-        kind,
-        ints,
-        floats,
-        present,
-        maker,
-        stream_span,
-        lv_start,
-        lv_end,
-        lv_side[:n],
-        lv_px[:n],
-        lv_qty[:n],
-    )
+                status[i] = st
+            lv_end[i] = n
+            i += 1
+            s = e + 1
+        f += 1
+        s = fe
+        line = 0
+    return f, s, line, i, n
 
 
 class Scanned(NamedTuple):
@@ -704,8 +745,42 @@ class Scanned(NamedTuple):
     lv_side: np.ndarray  # (m,) int8: 0 bid, 1 ask
     lv_px: np.ndarray  # (m,) float64
     lv_qty: np.ndarray  # (m,) float64
+    starts: np.ndarray  # (n,) byte offset of the line in buf
+    ends: np.ndarray  # (n,) byte offset of its newline (or of its file's end)
+    file_index: np.ndarray  # (n,) int32: which file the line is in
+    line_no: np.ndarray  # (n,) 1-based line number within its file
 
 
-def scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, symbol: np.ndarray) -> Scanned:
-    """Parse lines [starts[i], ends[i]) of `buf` (uint8); streams of another `symbol` count as other."""
-    return Scanned(*_parse(buf, starts, ends, symbol))
+def _blank_lines(n: int) -> dict[str, np.ndarray]:
+    """Scanned's per-line arrays for n lines, before the scan: zeros (floats NaN)."""
+    return {
+        "local_ts": np.zeros(n, np.int64), "status": np.zeros(n, np.int8), "kind": np.zeros(n, np.int8),
+        "ints": np.zeros((n, 7), np.int64), "floats": np.full((n, 6), np.nan), "present": np.zeros(n, np.int64),
+        "maker": np.zeros(n, np.int8), "stream_span": np.zeros((n, 2), np.int64), "lv_start": np.zeros(n, np.int64),
+        "lv_end": np.zeros(n, np.int64), "starts": np.zeros(n, np.int64), "ends": np.zeros(n, np.int64),
+        "file_index": np.zeros(n, np.int32), "line_no": np.zeros(n, np.int64),
+    }  # fmt: skip
+
+
+def scan(buf: np.ndarray, file_ends: np.ndarray, symbol: np.ndarray) -> Scanned:
+    """Split `buf` (uint8: files back to back, file f ending at byte `file_ends[f]`) into lines,
+    `\n`-terminated (no line after a final newline), and parse each; streams of another `symbol`
+    count as other streams.
+
+    The arrays come from numpy rather than from numba's allocator: numpy has the kernel back large
+    arrays with huge pages, which spares the scan a page fault per 4 KiB of its output. They are
+    sized for the line length of the first megabyte, and doubled when more lines come."""
+    file_ends = file_ends.astype(np.int64, copy=False)
+    cap = buf.size // 9 + 1  # a level takes at least 9 bytes: ["1","1"]
+    levels = {"lv_side": np.empty(cap, np.int8), "lv_px": np.empty(cap, np.float64), "lv_qty": np.empty(cap)}
+    sample = min(buf.size, 1 << 20)
+    lines = _blank_lines(int(1.05 * buf.size * _lines_in(buf, 0, sample) / max(sample, 1)) + 64)
+    state = (0, 0, 0, 0, 0)  # file, byte, lines of that file, line slots and level slots filled
+    while True:
+        state = _parse(buf, file_ends, symbol, *Scanned(**lines, **levels), *state)
+        if state[0] == file_ends.size:
+            break
+        more = _blank_lines(lines["status"].size)
+        lines = {name: np.concatenate((done, more[name])) for name, done in lines.items()}
+    n, m = state[3], state[4]
+    return Scanned(**{name: a[:n] for name, a in lines.items()}, **{name: a[:m] for name, a in levels.items()})

@@ -273,6 +273,20 @@ def test_truncated_gzip_is_a_clear_error(tmp_path, binance):
     assert bw.parse_recording([twice], Quarantine(None)).messages == 2 * 41_249
 
 
+def test_files_are_read_back_to_back(tmp_path, binance):
+    """Gzip members (a trailer gives only its own member's size, so the buffer must grow), zero
+    padding after a member, and a plain file: the bytes read are the files' text back to back."""
+    data = binance["spot"][0].read_bytes()
+    text = gzip.decompress(data)
+    members = tmp_path / "members.gz"
+    members.write_bytes(data + b"\0" * 7 + gzip.compress(text[:1000]) + b"\0")
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(text[-999:])
+    buf, ends = bw._read_files([members, plain])
+    assert buf.tobytes() == text + text[:1000] + text[-999:]
+    assert ends.tolist() == [len(text) + 1000, len(text) + 1999]
+
+
 def test_empty_and_garbage_files(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")

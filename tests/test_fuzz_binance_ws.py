@@ -14,6 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import orjson
 import polars as pl
 import pytest
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from data_loaders import binance_ws as bw
+from data_loaders import json_scan
 from data_loaders.csv_lines import MAX_NS, MIN_NS
 from data_loaders.quarantine import Quarantine
 
@@ -240,6 +242,54 @@ def _check_rows(frame: pl.DataFrame, what: str) -> None:
 @given(recording())
 def test_fuzz_recording(bodies: list[bytes]) -> None:
     check_recording(bodies)
+
+
+@FUZZ
+@given(recording())
+def test_fuzz_line_parsed_as_if_alone(bodies: list[bytes]) -> None:
+    """The scanner finds each line's end while parsing it (a good line's JSON stops at its newline, a
+    bad line is parsed again within its own bytes): every line's status, kind, fields and levels
+    are those of its bytes scanned alone, and the lines are the file's split on newlines."""
+    buf = np.frombuffer(b"".join(bodies), np.uint8)
+    sym = np.frombuffer(b"btcusdt", np.uint8)
+    whole = json_scan.scan(buf, np.cumsum([len(b) for b in bodies], dtype=np.int64), sym)
+    split = [(f, n, line) for f, body in enumerate(bodies)
+             for n, line in enumerate(body.split(b"\n")[: _expected_lines(body)], 1)]
+    assert whole.status.size == len(split)
+    for i, (f, n, line) in enumerate(split):
+        assert (whole.file_index[i], whole.line_no[i]) == (f, n)
+        assert buf[whole.starts[i] : whole.ends[i]].tobytes() == line
+        bare = line.rstrip(b"\r ")  # what the line's parse may read: its bytes less trailing CR and spaces
+        alone = json_scan.scan(np.frombuffer(bare, np.uint8), np.array([len(bare)]), sym)
+        if not bare:  # a blank line alone is no line; in a file it is a malformed one
+            assert whole.status[i] == json_scan.MALFORMED
+            continue
+        for name in ("local_ts", "status", "kind", "ints", "floats", "present", "maker"):
+            assert np.array_equal(getattr(whole, name)[i], getattr(alone, name)[0], equal_nan=True), (name, line)
+        span = whole.stream_span[i] - (whole.starts[i] if whole.stream_span[i].any() else 0)
+        assert np.array_equal(span, alone.stream_span[0]), line
+        levels = slice(whole.lv_start[i], whole.lv_end[i])
+        for name in ("lv_side", "lv_px", "lv_qty"):
+            assert np.array_equal(getattr(whole, name)[levels], getattr(alone, name)), (name, line)
+
+
+def test_scan_past_its_first_estimate_of_lines() -> None:
+    """The scanner sizes its arrays for the line length of the first megabyte; a file whose first
+    megabyte is one long snapshot line, followed by many short lines, needs them doubled several
+    times, and every line is still parsed in place."""
+    levels = b",".join(b'["%d.5","1.0"]' % (10_000 + k) for k in range(100_000))
+    snapshot = b'1723161255000000000 {"lastUpdateId":1,"bids":[%s],"asks":[["99999.5","1.0"]]}' % levels
+    trades = [b"%d " % (1_723_161_255_000_000_001 + k) + TRADE.replace(b'"t":1,', b'"t":%d,' % k) % b"1723161255000"
+              for k in range(5_000)]
+    body = b"\n".join([snapshot, *trades]) + b"\n"
+    assert len(snapshot) > 1 << 20
+    got = json_scan.scan(np.frombuffer(body, np.uint8), np.array([len(body)]), np.frombuffer(b"btcusdt", np.uint8))
+    assert got.status.tolist() == [0] * 5_001
+    assert got.kind.tolist() == [json_scan.K_SNAPSHOT] + [json_scan.K_TRADE] * 5_000
+    assert got.line_no.tolist() == list(range(1, 5_002))
+    assert got.ints[1:, json_scan.I_TID].tolist() == list(range(5_000))
+    assert (got.lv_start[0], got.lv_end[0], got.lv_px.size) == (0, 100_001, 100_001)
+    assert body[got.starts[-1] : got.ends[-1]] == trades[-1]
 
 
 def test_recording_example_reads_clean() -> None:
