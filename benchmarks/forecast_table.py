@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hfformer.compare import compare
@@ -50,10 +51,10 @@ def collect(out: Path) -> pl.DataFrame:
 def main(out: Path) -> None:
     rows = collect(out)
     seeds = rows["seed"].n_unique()
-    table = Table(title=f"regime market (v2), test split, {seeds} market seeds: mean over market and training seeds "
-                        "[lowest, highest bound of the runs' 95% block-bootstrap intervals]; runs = market seeds x "
-                        "training seeds; sd = ceiling_frac's standard deviation between training seeds, mean over "
-                        "market seeds")
+    table = Table(title=escape(f"regime market (v2), test split, {seeds} market seeds: mean over market and training "
+                               "seeds [lowest, highest bound of the runs' 95% block-bootstrap intervals]; runs = "
+                               "market seeds x training seeds; sd = ceiling_frac's standard deviation between "
+                               "training seeds, mean over market seeds"))
     table.add_column("model")
     table.add_column("h", justify="right")
     table.add_column("runs", justify="right")
