@@ -1,6 +1,6 @@
 """The forecasting table over market seeds and training seeds, from the runs benchmarks/forecast_table.sh wrote.
 
-Per model and horizon (1, 5, 30): R2, the fraction of the oracle's bar (oracle_frac) and of the
+Per model and horizon (1, 5, 30, those the runs forecast): R2, the fraction of the oracle's bar (oracle_frac) and of the
 ceiling's (ceiling_frac), each as the mean over market seeds and training seeds and the range of
 the runs' own 95% block-bootstrap intervals, and the spread of ceiling_frac between training
 seeds. Then the paired comparisons, market seed by market seed, with `hfformer compare`'s interval
@@ -51,6 +51,7 @@ def collect(out: Path) -> pl.DataFrame:
 def main(out: Path) -> None:
     rows = collect(out)
     seeds = rows["seed"].n_unique()
+    horizons = [h for h in HORIZONS if h in set(rows["horizon"])]
     table = Table(title=escape(f"regime market (v2), test split, {seeds} market seeds: mean over market and training "
                                "seeds [lowest, highest bound of the runs' 95% block-bootstrap intervals]; runs = "
                                "market seeds x training seeds; sd = ceiling_frac's standard deviation between "
@@ -63,7 +64,7 @@ def main(out: Path) -> None:
     table.add_column("sd", justify="right")
     models = [m for m in ORDER if m in set(rows["model"])]
     for model in models:
-        for h in HORIZONS:
+        for h in horizons:
             part = rows.filter((pl.col("model") == model) & (pl.col("horizon") == h))
             cells = []
             for metric in METRICS:
@@ -79,7 +80,7 @@ def main(out: Path) -> None:
     console.print(table)
     others = [m for m in models if m != "hfformer"]
     pairs = [("hfformer", m) for m in others] + [("lstm", "linear")] * ("lstm" in models and "linear" in models)
-    console.print(paired_table(out, pairs))
+    console.print(paired_table(out, pairs, horizons))
 
 
 def side(seed_dir: Path, model: str) -> str:
@@ -90,13 +91,13 @@ def side(seed_dir: Path, model: str) -> str:
     return ",".join(f"{run}:{model}" for run in runs(seed_dir, model))
 
 
-def paired_table(out: Path, pairs: list[tuple[str, str]]) -> Table:
+def paired_table(out: Path, pairs: list[tuple[str, str]], horizons: list[int]) -> Table:
     """Per market seed: the paired 95% interval of MSE(A) - MSE(B), each side's training seeds averaged per window."""
     table = Table(title="A - B, paired: MSE difference [95% block-bootstrap interval] and verdict; "
                         "n = training seeds (runs) per side")
     for name in ("A", "B", "seed", "n"):
         table.add_column(name)
-    for h in HORIZONS:
+    for h in horizons:
         table.add_column(f"h={h}", justify="right")
     for a, b in pairs:
         for seed_dir in sorted(out.glob("seed*")):
@@ -106,7 +107,7 @@ def paired_table(out: Path, pairs: list[tuple[str, str]]) -> Table:
             rows = {r["horizon"]: r for r in compare(side_a, side_b)["rows"]}
             table.add_row(a, b, seed_dir.name, f"{side_a.count(',') + 1}/{side_b.count(',') + 1}", *(
                 f"{rows[str(h)]['diff']:+.3f} [{rows[str(h)]['diff_lo']:+.3f}, {rows[str(h)]['diff_hi']:+.3f}] "
-                f"{rows[str(h)]['verdict']}" for h in HORIZONS))
+                f"{rows[str(h)]['verdict']}" for h in horizons))
     return table
 
 

@@ -21,6 +21,8 @@ windows=${TABLE_WINDOWS:-30000}  # training windows per epoch (0: all), the same
 models=${TABLE_MODELS:-naive linear lightgbm lstm hfformer}
 train_seeds=${TABLE_TRAIN_SEEDS:-0}
 threads=${TABLE_THREADS:-0}  # torch threads per training run (0: torch's default)
+sets=()  # TABLE_SETS: more settings for every model, e.g. "data.horizons=[1,2,3,4,5]"
+for s in ${TABLE_SETS:-}; do sets+=(--set "$s"); done
 
 for seed in $seeds; do
   data="$out/seed$seed/data"
@@ -31,7 +33,7 @@ for seed in $seeds; do
       run="$out/seed$seed/$model/t$t"
       [ -f "$run/$model/checkpoint.pt" ] || hfformer train --data "$data" --out "$run" --model "$model" \
         --config "$config" --set train.max_epochs="$epochs" --set train.max_train_windows="$windows" \
-        --set train.seed="$t" --set train.threads="$threads" --set train.progress=false
+        --set train.seed="$t" --set train.threads="$threads" --set train.progress=false "${sets[@]}"
       [ -f "$run/evaluation.json" ] || hfformer evaluate "$run" --data "$data" --json > /dev/null
     done
   done
