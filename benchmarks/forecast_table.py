@@ -24,8 +24,6 @@ from hfformer.compare import compare
 HORIZONS = (1, 5, 30)
 METRICS = ("r2", "oracle_frac", "ceiling_frac")
 ORDER = ("hfformer", "lstm", "lightgbm", "linear", "naive", "zero", "ceiling", "oracle")
-
-
 REFERENCES = ("zero", "ceiling", "oracle")  # in every run's evaluation: kept once per market seed
 
 
