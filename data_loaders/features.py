@@ -245,17 +245,20 @@ def make_targets(
 SIZE_NORMS = ("window", "train")
 
 
-def train_scaled_columns(names: list[str]) -> tuple[list[int], list[bool]]:
-    """(column indices, log first?) of the columns `size_norm = "train"` takes out of the window
-    z-score: every size (log) and size imbalance. They are stationary, so their level carries
-    signal that a per-window z-score removes; prices and returns stay window z-scored."""
-    cols = [i for i, n in enumerate(names) if "_qty_" in n or n.startswith("imbalance_")]
+def train_scaled_columns(names: list[str], sizes: bool = True, returns: bool = False) -> tuple[list[int], list[bool]]:
+    """(column indices, log first?) of the columns taken out of the window z-score and standardised
+    on the training rows instead: with `sizes` (size_norm = "train") every size (log) and size
+    imbalance, with `returns` (return_norm = "train") log_return. They are stationary, so their level
+    carries signal that a per-window z-score removes (for returns: the window's drift and
+    volatility); prices stay window z-scored."""
+    cols = [i for i, n in enumerate(names)
+            if (sizes and ("_qty_" in n or n.startswith("imbalance_"))) or (returns and n == "log_return")]
     return cols, ["_qty_" in names[i] for i in cols]
 
 
 @dataclass
 class TrainScaling:
-    """Sizes (as logs) and imbalances standardised with statistics of the training rows only.
+    """Sizes (as logs) and imbalances, or log returns, standardised with statistics of the training rows only.
 
     inputs(x) is what a model sees before the window z-score, which then applies only where
     zscore_mask is true: a test window is scaled with numbers fitted before its time (no leak).
@@ -268,9 +271,11 @@ class TrainScaling:
     std: np.ndarray  # float64 (K,)
 
     @classmethod
-    def fit(cls, x: np.ndarray, names: list[str], rows: np.ndarray) -> TrainScaling:
-        """Mean and population std of each scaled column over x[rows] (rows: the training rows)."""
-        columns, log = train_scaled_columns(names)
+    def fit(cls, x: np.ndarray, names: list[str], rows: np.ndarray, sizes: bool = True,
+            returns: bool = False) -> TrainScaling:
+        """Mean and population std of each scaled column (train_scaled_columns) over x[rows] (rows:
+        the training rows)."""
+        columns, log = train_scaled_columns(names, sizes, returns)
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size < 2:
             raise ValueError(f"train scaling needs training rows, got {rows.size}")

@@ -5,7 +5,7 @@ through here, so a checkpoint has one reader and one writer.
 A checkpoint is a dict. Every model: kind (hfformer, lstm, linear, lightgbm or naive), config (the run's resolved
 settings, {section: {key: value}}), feature_names. Torch models (hfformer, lstm): model (the
 latest weights), best_state (the weights that validated best, or None), scaling (the training
-statistics of data.size_norm = "train", or None) and the resume state (optimizer, rng, epoch,
+statistics of data.size_norm or return_norm = "train", or None) and the resume state (optimizer, rng, epoch,
 step, epoch_step, best_val, bad_validations, and ema with train.ema_decay). The ridge (naive):
 ridge (its arrays, as tensors) and val_loss. The linear and LightGBM baselines: tabular (their
 fitted state and the validation grid they chose from).
@@ -111,7 +111,7 @@ class Trained:
     model: nn.Module | None = None  # torch models: eval mode, the best validated weights
     ridge: Ridge | None = None  # the naive baseline
     tabular: LinearModel | GBMModel | None = None  # the linear and LightGBM baselines
-    scaling: TrainScaling | None = None  # data.size_norm = "train": the training statistics
+    scaling: TrainScaling | None = None  # data.size_norm or return_norm = "train": the training statistics
 
 
 def load_trained(run_dir: Path, name: str) -> Trained:

@@ -234,6 +234,7 @@ RANGES: tuple[tuple[str, Any, str], ...] = (
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.price": PRICES,
     "data.size_norm": SIZE_NORMS,
+    "data.return_norm": SIZE_NORMS,
     "model.activation": ("spiking", "relu", "gelu"),
     "model.reset": ("none", "subtract", "zero"),
     "train.loss": ("pinball", "mse"),

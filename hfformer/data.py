@@ -45,7 +45,7 @@ class Prepared:
     ceiling: np.ndarray | None  # (N, H) float32 the best forecast from what the market showed (regime market)
     sources: list[Path]
     cfg: DataConfig
-    scaling: TrainScaling | None  # data.size_norm = "train": fitted on this data's training rows, applied per batch
+    scaling: TrainScaling | None  # data.size_norm or return_norm = "train": fitted on training rows, applied per batch
     grid: Grid  # the rows' clock and step
 
     def span_hours(self, part: str) -> float:
@@ -191,8 +191,9 @@ def prepare(data: Data, cfg: DataConfig) -> Prepared:
     ceiling = (load_oracle(oracle_path, feats.ts, cfg.horizons, "ceiling")
                if oracle_path is not None and has_ceiling(oracle_path) else None)
     scaling = None
-    if cfg.size_norm == "train":
-        scaling = TrainScaling.fit(feats.x, feats.names, training_rows(feats.valid, split.train))
+    if "train" in (cfg.size_norm, cfg.return_norm):
+        scaling = TrainScaling.fit(feats.x, feats.names, training_rows(feats.valid, split.train),
+                                   sizes=cfg.size_norm == "train", returns=cfg.return_norm == "train")
     return Prepared(feats, y, parts, book, oracle, ceiling, files, cfg, scaling, grid)
 
 
@@ -219,7 +220,7 @@ def training_rows(valid: np.ndarray, train_ends: np.ndarray) -> np.ndarray:
     """The valid rows up to the last training window's end: all the train split may learn from.
     Every later part's window ends more than `gap` rows after it (time_split)."""
     if train_ends.size == 0:
-        raise ValueError("data.size_norm = 'train' needs a non-empty training split")
+        raise ValueError("data.size_norm or return_norm = 'train' needs a non-empty training split")
     return np.flatnonzero(valid[: int(train_ends.max()) + 1])
 
 

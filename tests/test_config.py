@@ -34,9 +34,18 @@ def test_every_problem_is_named_at_once():
     assert "data.window" in str(info.value) and "train.batch_size" in str(info.value)
 
 
-@pytest.mark.parametrize("config", ["default.toml", "tuned.toml"])
+@pytest.mark.parametrize("config", ["default.toml", "tuned.toml", "tuned_v2.toml"])
 def test_shipped_configs_are_valid(config):
     load_config(Path(__file__).parents[1] / "hfformer" / config, [])
+
+
+def test_tuned_v2_is_tuned_with_only_its_documented_changes():
+    """tuned_v2.toml repeats every key of tuned.toml and changes only what its comments justify."""
+    tuned, v2 = (read_toml(Path(__file__).parents[1] / "hfformer" / name) for name in ("tuned.toml", "tuned_v2.toml"))
+    assert all(key in v2[section] for section in tuned for key in tuned[section])
+    changed = {(section, key) for section in v2 for key in v2[section] if tuned[section].get(key) != v2[section][key]}
+    assert changed == {("data", "return_norm"), ("train", "max_epochs"), ("train", "max_train_windows")}
+    assert load_config(Path(__file__).parents[1] / "hfformer" / "tuned_v2.toml").data.return_norm == "train"
 
 
 def test_cli_reports_a_bad_setting_in_one_line_without_traceback(tmp_path):

@@ -17,7 +17,7 @@ from data_loaders.synth import generate
 from hfformer.checkpoint import build_model, load_checkpoint, save_checkpoint
 from hfformer.cli import app
 from hfformer.config import Config, load_config, parse_override
-from hfformer.data import prepare
+from hfformer.data import prepare, training_rows
 from hfformer.loader import WindowDataset
 from hfformer.predict import Forecaster
 from hfformer.train import Distributed, lr_at, subset, train, validation_loss
@@ -194,6 +194,24 @@ def test_size_norm_train_statistics_come_from_the_training_split_only(synth, tmp
     assert abs(float(xb[:, :, col].mean())) > 1e-3  # its level survives
     with pytest.raises(ValueError, match="size_norm"):
         load_config(overrides=["data.size_norm=run"])
+
+
+def test_return_norm_train_keeps_the_returns_level_and_only_them(synth):
+    cfg = load_config(overrides=[*TINY, "data.return_norm=train"])
+    prep = prepare(synth, cfg.data)
+    names = prep.features.names
+    assert [names[c] for c in prep.scaling.columns] == ["log_return"]  # sizes stay window z-scored
+    rows = training_rows(prep.features.valid, prep.ends["train"])
+    ret = prep.features.x[rows, names.index("log_return")].astype(np.float64)
+    assert prep.scaling.mean[0] == pytest.approx(ret.mean()) and prep.scaling.std[0] == pytest.approx(ret.std())
+    xb, _ = prep.dataset("test").get_batch(np.arange(2))
+    col, end = names.index("log_return"), prep.ends["test"][1]
+    x = prep.scaling.inputs(prep.features.x)
+    np.testing.assert_array_equal(xb[1, :, col].numpy(), x[end - cfg.data.window + 1 : end + 1, col])
+    both = prepare(synth, load_config(overrides=[*TINY, "data.return_norm=train", "data.size_norm=train"]).data)
+    assert {names[c] for c in both.scaling.columns} == {"log_return"} | {n for n in names if "_qty_" in n}
+    with pytest.raises(ValueError, match="return_norm"):
+        load_config(overrides=["data.return_norm=run"])
 
 
 def test_size_norm_train_forecasts_agree_on_every_path(synth, tmp_path):
