@@ -23,7 +23,7 @@ from rich.table import Table
 HORIZON = 5
 # (run directory under OUT, model, label); a run or model that is absent is left out.
 MODELS = (
-    ("synth_run", "hfformer", "HFformer, best settings on validation (hfformer/tuned.toml)"),
+    ("synth_run", "hfformer", "HFformer, best settings on validation (hfformer/tuned_v2.toml)"),
     ("synth_paper", "hfformer", "HFformer, paper's settings (ablation, its own run)"),
     ("synth_run", "lstm", "LSTM (same settings and budget as the headline)"),
     ("synth_run", "lightgbm", "LightGBM on the per-level features (grid chosen on validation)"),
@@ -32,7 +32,7 @@ MODELS = (
     ("synth_run", "zero", "zero forecast"),
     ("synth_run", "ceiling", "ceiling (best forecast from what the market showed)"),
     ("synth_run", "oracle", "oracle (exact conditional mean given the hidden state)"),
-    ("binance_run", "hfformer", "HFformer, best settings on validation (hfformer/tuned.toml)"),
+    ("binance_run", "hfformer", "HFformer, settings chosen on the synthetic market (hfformer/tuned_v2.toml)"),
     ("binance_run", "lstm", "LSTM (same settings and budget as the headline)"),
     ("binance_run", "lightgbm", "LightGBM on the per-level features (grid chosen on validation)"),
     ("binance_run", "linear", "linear: ridge on per-level imbalances, spread, returns, trade flow"),
