@@ -345,22 +345,25 @@ def _stamp(path: Path) -> tuple[str, int, int, int]:
     return str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns
 
 
-_VERIFIED: set[tuple[tuple[str, int, int, int], str]] = set()  # (file stamp, sha256) already checked
+@functools.lru_cache(maxsize=64)
+def _stamped_sha256(stamp: tuple[str, int, int, int]) -> str:
+    """A file's sha256, computed once while its inode, size and modification time stay the same
+    (`dbbench load` verifies before it streams, `dbbench run` once per engine and per description)."""
+    return sha256(Path(stamp[0]))
+
+
+def _file_sha256(path: Path) -> str:
+    return _stamped_sha256(_stamp(path))
 
 
 def verify_table(data: Path, table: str) -> None:
     """The table file is the one its dataset.json recorded (a folder without one, or a dataset from
-    before checksums were recorded, has nothing to compare). A file checked once is not hashed again
-    while its inode, size and modification time stay the same (`dbbench load` verifies before it
-    streams, `dbbench run` once per engine)."""
+    before checksums were recorded, has nothing to compare)."""
     path, manifest = Path(data) / f"{table}.parquet", Path(data) / "dataset.json"
     recorded = read_manifest(data).get("sha256", {}).get(table) if manifest.exists() else None
-    if recorded is None or (_stamp(path), recorded) in _VERIFIED:
-        return
-    if recorded != sha256(path):
+    if recorded is not None and recorded != _file_sha256(path):
         raise IntegrityError(f"{path} is not the file {Path(data) / 'dataset.json'} records (sha256 differs): "
                              "it changed after the dataset was built; build the dataset again")
-    _VERIFIED.add((_stamp(path), recorded))
 
 
 def is_ticks_folder(data: Path) -> bool:
@@ -413,7 +416,7 @@ def describe(data: Path) -> dict[str, Any]:
             "min_ts": ts.min(), "max_ts": ts.max(),
             "symbols": sorted(set().union(*(f["symbol"].unique() for f in tables.values()))),
             "venues": sorted(set().union(*(f["venue"].unique() for f in tables.values()))),
-            "sha256": {f.name: sha256(f) for f in files}}
+            "sha256": {f.name: _file_sha256(f) for f in files}}
 
 
 def verify_dataset(data: Path) -> dict[str, Any]:
